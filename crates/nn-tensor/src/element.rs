@@ -1,0 +1,76 @@
+//! The element types a [`Tensor`](crate::Tensor) holds: `f32` for training, `f64` for gradient checks.
+
+use std::fmt::{Debug, Display};
+
+/// The data type of a tensor, as stored in files (safetensors) and printed in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// IEEE 754 binary32.
+    F32,
+    /// IEEE 754 binary64.
+    F64,
+}
+
+impl Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+        })
+    }
+}
+
+/// A floating-point element type usable in a [`Tensor`](crate::Tensor).
+///
+/// Implemented for `f32` and `f64` only; the trait is sealed in practice by the GEMM
+/// dispatch it requires.
+pub trait Element:
+    num_traits::Float
+    + ndarray::LinalgScalar
+    + ndarray::ScalarOperand
+    + rand_distr::uniform::SampleUniform
+    + std::iter::Sum
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + std::ops::DivAssign
+    + Default
+    + Debug
+    + Display
+    + Send
+    + Sync
+    + 'static
+{
+    /// The matching [`DType`].
+    const DTYPE: DType;
+
+    /// Converts from `f64`, rounding to nearest for `f32`.
+    fn of_f64(x: f64) -> Self;
+
+    /// Converts to `f64` exactly.
+    fn as_f64(self) -> f64;
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+    #[inline]
+    fn of_f64(x: f64) -> Self {
+        x as f32
+    }
+    #[inline]
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Element for f64 {
+    const DTYPE: DType = DType::F64;
+    #[inline]
+    fn of_f64(x: f64) -> Self {
+        x
+    }
+    #[inline]
+    fn as_f64(self) -> f64 {
+        self
+    }
+}

@@ -1,0 +1,160 @@
+//! Numerically stable `log_sum_exp`, `softmax` and `log_softmax` along an axis.
+//!
+//! All three subtract the lane maximum `m` first (the standard shift; e.g. Goodfellow,
+//! Bengio & Courville, *Deep Learning*, §4.1): `lse(x) = m + ln Σ exp(x − m)`, so no
+//! `exp` overflows and the largest term is exactly 1. Logits of ±1e4 give exact, finite
+//! results, and a lane of equal values (however negative) gives a uniform softmax.
+//! A lane containing +inf, or only −inf, gives NaN (as PyTorch does).
+
+use ndarray::Axis;
+
+use crate::element::Element;
+use crate::error::Result;
+use crate::tensor::{unwrap, Tensor};
+
+fn check_axis<T: Element>(t: &Tensor<T>, op: &'static str, axis: usize) -> Result<()> {
+    crate::shape::check_axes(op, &[axis], t.shape())
+}
+
+/// `(max, ln Σ exp(x − max))` of one lane; the max of an all-(−inf) lane is taken as 0
+/// so that lane's log-sum-exp is −inf rather than NaN.
+#[inline]
+fn lane_stats<'a, T: Element>(lane: impl Iterator<Item = &'a T> + Clone) -> (T, T) {
+    let m = lane.clone().fold(T::neg_infinity(), |m, &x| if x > m || x.is_nan() { x } else { m });
+    let m = if m == T::neg_infinity() { T::zero() } else { m };
+    let s = lane.fold(T::zero(), |s, &x| s + (x - m).exp());
+    (m, s.ln())
+}
+
+impl<T: Element> Tensor<T> {
+    /// `ln Σ_axis exp(x)`, stably; with `keepdims` the axis stays with length 1.
+    ///
+    /// # Errors
+    /// [`TensorError::Axis`](crate::TensorError::Axis) for an axis `>= ndim`.
+    pub fn try_log_sum_exp(&self, axis: usize, keepdims: bool) -> Result<Self> {
+        check_axis(self, "log_sum_exp", axis)?;
+        let mut data = self.data.map_axis(Axis(axis), |lane| {
+            let (m, l) = lane_stats(lane.iter());
+            m + l
+        });
+        if keepdims {
+            data.insert_axis_inplace(Axis(axis));
+        }
+        Ok(Tensor { data })
+    }
+
+    /// Panicking twin of [`Tensor::try_log_sum_exp`].
+    #[track_caller]
+    pub fn log_sum_exp(&self, axis: usize, keepdims: bool) -> Self {
+        unwrap(self.try_log_sum_exp(axis, keepdims))
+    }
+
+    /// `exp(x − lse(x))` along `axis`: each lane sums to 1.
+    ///
+    /// # Errors
+    /// [`TensorError::Axis`](crate::TensorError::Axis) for an axis `>= ndim`.
+    pub fn try_softmax(&self, axis: usize) -> Result<Self> {
+        check_axis(self, "softmax", axis)?;
+        let mut out = self.data.as_standard_layout().into_owned();
+        for mut lane in out.lanes_mut(Axis(axis)) {
+            let (m, _) = lane_stats(lane.iter());
+            let mut sum = T::zero();
+            lane.mapv_inplace(|x| {
+                let e = (x - m).exp();
+                sum += e;
+                e
+            });
+            lane.mapv_inplace(|e| e / sum);
+        }
+        Ok(Tensor { data: out })
+    }
+
+    /// Panicking twin of [`Tensor::try_softmax`].
+    #[track_caller]
+    pub fn softmax(&self, axis: usize) -> Self {
+        unwrap(self.try_softmax(axis))
+    }
+
+    /// `x − lse(x)` along `axis`: log-probabilities, exact for extreme logits.
+    ///
+    /// # Errors
+    /// [`TensorError::Axis`](crate::TensorError::Axis) for an axis `>= ndim`.
+    pub fn try_log_softmax(&self, axis: usize) -> Result<Self> {
+        check_axis(self, "log_softmax", axis)?;
+        let mut out = self.data.as_standard_layout().into_owned();
+        for mut lane in out.lanes_mut(Axis(axis)) {
+            let (m, l) = lane_stats(lane.iter());
+            lane.mapv_inplace(|x| x - m - l);
+        }
+        Ok(Tensor { data: out })
+    }
+
+    /// Panicking twin of [`Tensor::try_log_softmax`].
+    #[track_caller]
+    pub fn log_softmax(&self, axis: usize) -> Self {
+        unwrap(self.try_log_softmax(axis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn large_logits_are_shift_invariant_and_exact() {
+        let a = Tensor::<f64>::from_vec(&[3], vec![1000., 1001., 1002.]).softmax(0);
+        let b = Tensor::<f64>::from_vec(&[3], vec![0., 1., 2.]).softmax(0);
+        assert_eq!(a.to_vec(), b.to_vec());
+        // softmax([0,1,2]) = e^i / (1 + e + e²)
+        let z = 1.0 + 1f64.exp() + 2f64.exp();
+        for (i, v) in b.to_vec().into_iter().enumerate() {
+            assert!((v - (i as f64).exp() / z).abs() < 4.0 * f64::EPSILON);
+        }
+        // lse([1e4, -1e4]) = 1e4 + ln(1 + e^-2e4) = 1e4 exactly in floating point.
+        let x = Tensor::<f32>::from_vec(&[1, 2], vec![1e4, -1e4]);
+        assert_eq!(x.log_sum_exp(1, false).to_vec(), vec![1e4]);
+        assert_eq!(x.log_softmax(1).to_vec(), vec![0.0, -2e4]);
+        assert_eq!(x.softmax(1).to_vec(), vec![1.0, 0.0]);
+    }
+
+    #[test]
+    fn equal_very_negative_row_is_uniform() {
+        let x = Tensor::<f32>::from_vec(&[2, 4], vec![-1e30; 8]);
+        assert_eq!(x.softmax(1).to_vec(), vec![0.25; 8]);
+        let l = x.log_softmax(1).to_vec();
+        assert!(l.iter().all(|&v| (v - (0.25f32).ln()).abs() < 1e-6));
+        let neg_inf = Tensor::<f64>::from_vec(&[2], vec![f64::NEG_INFINITY; 2]);
+        assert_eq!(neg_inf.log_sum_exp(0, false).item(), f64::NEG_INFINITY);
+        assert!(Tensor::<f64>::zeros(&[2]).try_softmax(1).is_err());
+    }
+
+    #[test]
+    fn lse_by_hand() {
+        // ln(e^1 + e^2 + e^3) = 3 + ln(1 + e^-1 + e^-2)
+        let x = Tensor::<f64>::from_vec(&[3, 1], vec![1., 2., 3.]);
+        let want = 3.0 + (1.0 + (-1f64).exp() + (-2f64).exp()).ln();
+        let got = x.log_sum_exp(0, true);
+        assert_eq!(got.shape(), &[1, 1]);
+        assert!((got.item() - want).abs() < 1e-15);
+    }
+
+    proptest! {
+        #[test]
+        fn softmax_rows_sum_to_one_and_ignore_shifts(
+            rows in 1usize..5, cols in 1usize..7, shift in -1e3f64..1e3,
+            vals in prop::collection::vec(-50f64..50., 36),
+        ) {
+            let x = Tensor::<f64>::from_vec(&[rows, cols], vals[..rows * cols].to_vec());
+            let s = x.softmax(1);
+            for r in 0..rows {
+                let sum: f64 = (0..cols).map(|c| s.get(&[r, c]).unwrap()).sum();
+                prop_assert!((sum - 1.0).abs() < 1e-12);
+            }
+            let shifted = x.add_scalar(shift).softmax(1);
+            prop_assert!(s.all_close(&shifted, 1e-9, 1e-12));
+            let ls = x.log_softmax(1);
+            prop_assert!(ls.exp().all_close(&s, 1e-12, 1e-14));
+        }
+    }
+}
