@@ -1,1 +1,64 @@
-fn main(){}
+//! GEMM throughput in FLOP/s (criterion `Throughput::Elements` counts 2·m·n·k
+//! floating-point operations, so "elem/s" in the report reads as FLOP/s) for every
+//! compiled back end, at 1 and 2 threads, on square shapes and on the seed CNN's
+//! shapes at batch 128.
+//!
+//! Full run: `cargo bench -p nn-benches --bench gemm`
+//! Quick run (CI): `cargo bench -p nn-benches --bench gemm -- --quick`
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ndarray::Array2;
+use nn_benches::gemm_shapes::{Operand, SHAPES};
+use nn_tensor::gemm::{gemm_with, Backend};
+
+fn filled(rows: usize, cols: usize) -> Array2<f32> {
+    Array2::from_shape_fn((rows, cols), |(i, j)| ((i * 31 + j * 17) % 97) as f32 / 97.0 - 0.5)
+}
+
+fn bench_gemm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm_f32");
+    group.sample_size(10);
+    // The ceiling: one core's independent vector FMAs (no memory traffic).
+    let iters = 1_000_000;
+    group.throughput(Throughput::Elements(nn_benches::peak::flops(iters)));
+    group.bench_function(BenchmarkId::new("fma_peak/1t", "ceiling"), |b| {
+        b.iter(|| nn_benches::peak::fma_loop(std::hint::black_box(iters)))
+    });
+    for shape in SHAPES {
+        // Storage follows how the training step holds each operand: a "transposed"
+        // operand is a transposed view of a row-major buffer (no copy).
+        let a_store = match shape.a {
+            Operand::Plain => filled(shape.m, shape.k),
+            Operand::Transposed => filled(shape.k, shape.m),
+        };
+        let b_store = match shape.b {
+            Operand::Plain => filled(shape.k, shape.n),
+            Operand::Transposed => filled(shape.n, shape.k),
+        };
+        let a = match shape.a {
+            Operand::Plain => a_store.view(),
+            Operand::Transposed => a_store.t(),
+        };
+        let b = match shape.b {
+            Operand::Plain => b_store.view(),
+            Operand::Transposed => b_store.t(),
+        };
+        let mut out = Array2::<f32>::zeros((shape.m, shape.n));
+        group.throughput(Throughput::Elements(shape.flops()));
+        for backend in Backend::available() {
+            let threads: &[usize] = if backend == Backend::MatrixMultiply { &[1] } else { &[1, 2] };
+            for &t in threads {
+                nn_tensor::set_num_threads(t);
+                let id = BenchmarkId::new(format!("{}/{}t", backend.name(), t), shape.name);
+                group.bench_function(id, |bencher| {
+                    bencher.iter(|| gemm_with(backend, 1.0, a, b, 0.0, &mut out.view_mut()).unwrap())
+                });
+            }
+        }
+    }
+    group.finish();
+    nn_tensor::set_num_threads(0);
+}
+
+criterion_group!(benches, bench_gemm);
+criterion_main!(benches);

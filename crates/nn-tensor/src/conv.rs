@@ -47,10 +47,9 @@ pub fn conv_output_size(input: usize, kernel: usize, stride: usize, pad_total: u
             message: format!("kernel size {kernel} and stride {stride} must be positive"),
         });
     }
-    let padded = input.checked_add(pad_total).ok_or_else(|| TensorError::InvalidArgument {
-        op: "conv2d",
-        message: "padding overflows usize".into(),
-    })?;
+    let padded = input
+        .checked_add(pad_total)
+        .ok_or_else(|| TensorError::InvalidArgument { op: "conv2d", message: "padding overflows usize".into() })?;
     if kernel > padded {
         return Err(TensorError::InvalidArgument {
             op: "conv2d",

@@ -146,7 +146,15 @@ impl<T: Element> Tensor<T> {
                 message: format!("bounds [{min}, {max}] are not an interval"),
             });
         }
-        Ok(self.map(|x| if x < min { min } else if x > max { max } else { x }))
+        Ok(self.map(|x| {
+            if x < min {
+                min
+            } else if x > max {
+                max
+            } else {
+                x
+            }
+        }))
     }
     /// Panicking twin of [`Tensor::try_clamp`].
     #[track_caller]
@@ -255,15 +263,17 @@ mod tests {
 
     fn shape_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
         // Build a target shape, then knock dimensions down to 1 or drop leading axes.
-        prop::collection::vec(1usize..4, 0..4).prop_flat_map(|target| {
-            let n = target.len();
-            (Just(target), prop::collection::vec(any::<bool>(), n), prop::collection::vec(any::<bool>(), n), 0..=n)
-        })
-        .prop_map(|(target, ones_a, ones_b, drop)| {
-            let a: Vec<usize> = target.iter().zip(&ones_a).map(|(&d, &o)| if o { 1 } else { d }).collect();
-            let b: Vec<usize> = target.iter().zip(&ones_b).map(|(&d, &o)| if o { 1 } else { d }).skip(drop).collect();
-            (a, b)
-        })
+        prop::collection::vec(1usize..4, 0..4)
+            .prop_flat_map(|target| {
+                let n = target.len();
+                (Just(target), prop::collection::vec(any::<bool>(), n), prop::collection::vec(any::<bool>(), n), 0..=n)
+            })
+            .prop_map(|(target, ones_a, ones_b, drop)| {
+                let a: Vec<usize> = target.iter().zip(&ones_a).map(|(&d, &o)| if o { 1 } else { d }).collect();
+                let b: Vec<usize> =
+                    target.iter().zip(&ones_b).map(|(&d, &o)| if o { 1 } else { d }).skip(drop).collect();
+                (a, b)
+            })
     }
 
     proptest! {

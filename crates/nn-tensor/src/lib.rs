@@ -49,22 +49,22 @@ pub use tensor::Tensor;
 pub use ndarray;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 static THREADS: AtomicUsize = AtomicUsize::new(0);
+static POOL: Mutex<Option<Arc<rayon::ThreadPool>>> = Mutex::new(None);
 
-/// Sets how many threads nn's kernels may use (GEMM and the rayon pool; with the
-/// `openblas` feature, OpenBLAS's pool too). `0` restores the default: the number
-/// of CPUs the process may use.
+/// Sets how many threads nn's kernels may use: the size of nn's own rayon pool
+/// (used by GEMM and by [`install`]) and, with the `openblas` feature, of OpenBLAS's
+/// pool. `0` restores the default: the number of CPUs the process may use.
 ///
-/// The rayon global pool can be sized only once per process; if it already exists
-/// with another size, kernels still use at most `n` of its threads.
+/// Nothing else reads a thread count: no environment variable is consulted.
 /// Results do not depend on the thread count (see [`gemm`]).
 pub fn set_num_threads(n: usize) {
     THREADS.store(n, Ordering::Relaxed);
-    let effective = num_threads();
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(effective).build_global();
+    *POOL.lock().unwrap_or_else(|e| e.into_inner()) = None;
     #[cfg(feature = "openblas")]
-    gemm::set_blas_threads(effective);
+    gemm::set_blas_threads(num_threads());
 }
 
 /// The number of threads kernels use: the value given to [`set_num_threads`], or the
@@ -74,6 +74,36 @@ pub fn num_threads() -> usize {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,
     }
+}
+
+/// nn's rayon pool, with [`num_threads`] threads (created on first use and again
+/// after [`set_num_threads`] changes the count).
+pub fn thread_pool() -> Arc<rayon::ThreadPool> {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = num_threads();
+    match pool.as_ref() {
+        Some(p) if p.current_num_threads() == n => p.clone(),
+        _ => {
+            let p = Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("nn-worker-{i}"))
+                    .build()
+                    .expect("spawning the thread pool"),
+            );
+            *pool = Some(p.clone());
+            p
+        }
+    }
+}
+
+/// Runs `f` inside nn's thread pool, so rayon parallelism in it uses exactly
+/// [`num_threads`] threads.
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if num_threads() <= 1 {
+        return f();
+    }
+    thread_pool().install(f)
 }
 
 /// One line naming the GEMM back end in use and its kernels, for `--version` output

@@ -35,8 +35,8 @@ impl<T: Element> Tensor<T> {
     /// [`TensorError::Overflow`] for an overflowing shape.
     pub fn random_uniform(shape: &[usize], low: T, high: T, rng: &mut Rng) -> Result<Self> {
         checked_numel("random_uniform", shape)?;
-        let dist = Uniform::new(low, high)
-            .map_err(|e| invalid("random_uniform", format!("range [{low}, {high}): {e}")))?;
+        let dist =
+            Uniform::new(low, high).map_err(|e| invalid("random_uniform", format!("range [{low}, {high}): {e}")))?;
         Ok(Tensor { data: ArrayD::random_using(IxDyn(shape), dist, rng) })
     }
 
@@ -83,13 +83,17 @@ impl<T: Element> Tensor<T> {
         if !(0.0..=1.0).contains(&keep) {
             return Err(invalid("random_bernoulli", format!("probability {keep} is outside [0, 1]")));
         }
-        let data = ArrayD::from_shape_simple_fn(IxDyn(shape), || {
-            if rng.random::<f64>() < keep {
-                T::one()
-            } else {
-                T::zero()
-            }
-        });
+        let data =
+            ArrayD::from_shape_simple_fn(
+                IxDyn(shape),
+                || {
+                    if rng.random::<f64>() < keep {
+                        T::one()
+                    } else {
+                        T::zero()
+                    }
+                },
+            );
         Ok(Tensor { data })
     }
 }

@@ -24,16 +24,14 @@ pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
 pub fn broadcast_shape(op: &'static str, lhs: &[usize], rhs: &[usize]) -> Result<Vec<usize>> {
     let ndim = lhs.len().max(rhs.len());
     let mut out = vec![0; ndim];
-    for i in 0..ndim {
+    for (i, o) in out.iter_mut().enumerate() {
         let l = dim_from_end(lhs, ndim - 1 - i);
         let r = dim_from_end(rhs, ndim - 1 - i);
-        out[i] = match (l, r) {
+        *o = match (l, r) {
             (a, b) if a == b => a,
             (1, b) => b,
             (a, 1) => a,
-            _ => {
-                return Err(TensorError::ShapeMismatch { op, lhs: lhs.to_vec(), rhs: rhs.to_vec() })
-            }
+            _ => return Err(TensorError::ShapeMismatch { op, lhs: lhs.to_vec(), rhs: rhs.to_vec() }),
         };
     }
     Ok(out)
@@ -56,9 +54,7 @@ fn dim_from_end(shape: &[usize], k: usize) -> usize {
 /// result lists axes of `target` in increasing order.
 pub fn broadcast_axes(source: &[usize], target: &[usize]) -> Vec<usize> {
     let lead = target.len().saturating_sub(source.len());
-    (0..target.len())
-        .filter(|&i| i < lead || (source[i - lead] == 1 && target[i] != 1))
-        .collect()
+    (0..target.len()).filter(|&i| i < lead || (source[i - lead] == 1 && target[i] != 1)).collect()
 }
 
 /// Checks that every axis in `axes` is below `ndim` and none repeats.

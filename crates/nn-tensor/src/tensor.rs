@@ -101,8 +101,7 @@ impl<T: Element> Tensor<T> {
                 got: values.len(),
             });
         }
-        let data = ArrayD::from_shape_vec(IxDyn(shape), values)
-            .expect("element count was checked above");
+        let data = ArrayD::from_shape_vec(IxDyn(shape), values).expect("element count was checked above");
         Ok(Tensor { data })
     }
 
@@ -234,21 +233,10 @@ impl<T: Element> Tensor<T> {
     pub fn try_into_reshape(self, shape: &[usize]) -> Result<Self> {
         let expected = checked_numel("reshape", shape)?;
         if expected != self.len() {
-            return Err(TensorError::ElementCount {
-                op: "reshape",
-                shape: shape.to_vec(),
-                expected,
-                got: self.len(),
-            });
+            return Err(TensorError::ElementCount { op: "reshape", shape: shape.to_vec(), expected, got: self.len() });
         }
-        let data = if self.data.is_standard_layout() {
-            self.data
-        } else {
-            self.data.as_standard_layout().into_owned()
-        };
-        let data = data
-            .into_shape_with_order(IxDyn(shape))
-            .expect("standard layout and equal element count");
+        let data = if self.data.is_standard_layout() { self.data } else { self.data.as_standard_layout().into_owned() };
+        let data = data.into_shape_with_order(IxDyn(shape)).expect("standard layout and equal element count");
         Ok(Tensor { data })
     }
 
@@ -383,10 +371,8 @@ impl<T: Element> Tensor<T> {
             }
         }
         let views: Vec<_> = tensors.iter().map(|t| t.data.view()).collect();
-        let data = ndarray::concatenate(Axis(axis), &views).map_err(|_| TensorError::Overflow {
-            op: "concat",
-            shape: first.shape().to_vec(),
-        })?;
+        let data = ndarray::concatenate(Axis(axis), &views)
+            .map_err(|_| TensorError::Overflow { op: "concat", shape: first.shape().to_vec() })?;
         Ok(Tensor { data })
     }
 
@@ -414,10 +400,8 @@ impl<T: Element> Tensor<T> {
             });
         }
         let views: Vec<_> = tensors.iter().map(|t| t.data.view()).collect();
-        let data = ndarray::stack(Axis(axis), &views).map_err(|_| TensorError::Overflow {
-            op: "stack",
-            shape: first.shape().to_vec(),
-        })?;
+        let data = ndarray::stack(Axis(axis), &views)
+            .map_err(|_| TensorError::Overflow { op: "stack", shape: first.shape().to_vec() })?;
         Ok(Tensor { data })
     }
 
@@ -439,10 +423,7 @@ impl<T: Element> Tensor<T> {
 }
 
 fn check_joinable<'a, T: Element>(op: &'static str, tensors: &[&'a Tensor<T>]) -> Result<&'a Tensor<T>> {
-    tensors
-        .first()
-        .copied()
-        .ok_or_else(|| TensorError::InvalidArgument { op, message: "no tensors given".into() })
+    tensors.first().copied().ok_or_else(|| TensorError::InvalidArgument { op, message: "no tensors given".into() })
 }
 
 #[cfg(test)]

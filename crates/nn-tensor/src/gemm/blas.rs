@@ -52,7 +52,13 @@ fn blas_layout<T>(v: &ArrayView2<'_, T>) -> Option<(CBLAS_TRANSPOSE, i32)> {
     }
 }
 
-pub(super) fn run<T: Element>(alpha: T, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, beta: T, c: &mut ArrayViewMut2<'_, T>) {
+pub(super) fn run<T: Element>(
+    alpha: T,
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, T>,
+    beta: T,
+    c: &mut ArrayViewMut2<'_, T>,
+) {
     // Operands whose strides cblas cannot express are copied to row-major first.
     let a_owned;
     let a = match blas_layout(a) {

@@ -144,7 +144,13 @@ pub fn backend() -> Backend {
 /// # Errors
 /// [`TensorError::ShapeMismatch`] when the inner dimensions differ or C's shape is
 /// not `[m, n]`.
-pub fn gemm<T: Element>(alpha: T, a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, beta: T, c: &mut ArrayViewMut2<'_, T>) -> Result<()> {
+pub fn gemm<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    c: &mut ArrayViewMut2<'_, T>,
+) -> Result<()> {
     gemm_with(backend(), alpha, a, b, beta, c)
 }
 
@@ -177,7 +183,7 @@ pub fn gemm_with<T: Element>(
         return Ok(());
     }
     match backend {
-        Backend::Gemm => run_gemm_crate(alpha, &a, &b, beta, c),
+        Backend::Gemm => crate::install(|| run_gemm_crate(alpha, &a, &b, beta, c)),
         Backend::MatrixMultiply => run_matrixmultiply(alpha, &a, &b, beta, c),
         #[cfg(feature = "openblas")]
         Backend::Blas => blas::run(alpha, &a, &b, beta, c),
@@ -185,7 +191,13 @@ pub fn gemm_with<T: Element>(
     Ok(())
 }
 
-fn run_gemm_crate<T: Element>(alpha: T, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, beta: T, c: &mut ArrayViewMut2<'_, T>) {
+fn run_gemm_crate<T: Element>(
+    alpha: T,
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, T>,
+    beta: T,
+    c: &mut ArrayViewMut2<'_, T>,
+) {
     let (m, k) = a.dim();
     let n = b.ncols();
     let threads = crate::num_threads();
@@ -223,7 +235,13 @@ fn run_gemm_crate<T: Element>(alpha: T, a: &ArrayView2<'_, T>, b: &ArrayView2<'_
     }
 }
 
-fn run_matrixmultiply<T: Element>(alpha: T, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, beta: T, c: &mut ArrayViewMut2<'_, T>) {
+fn run_matrixmultiply<T: Element>(
+    alpha: T,
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, T>,
+    beta: T,
+    c: &mut ArrayViewMut2<'_, T>,
+) {
     let (m, k) = a.dim();
     let n = b.ncols();
     let [ars, acs] = [a.strides()[0], a.strides()[1]];

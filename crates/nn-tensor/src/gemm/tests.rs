@@ -22,6 +22,7 @@ fn filled(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
 
 /// Runs `C ← α·op(A)·op(B) + β·C` on `backend` at f32 and f64 and checks both against
 /// the naive product. Tolerances: f64 1e-12 relative to Σ|a||b|, f32 1e-5.
+#[allow(clippy::too_many_arguments)]
 fn check(backend: Backend, m: usize, n: usize, k: usize, ta: bool, tb: bool, stride: usize, seed: u64) {
     let a_store = filled(if ta { k } else { m } * stride, if ta { m } else { k } * stride, seed);
     let b_store = filled(if tb { n } else { k } * stride, if tb { k } else { n } * stride, seed + 1);
