@@ -34,6 +34,7 @@ mod element;
 mod elementwise;
 mod error;
 pub mod gemm;
+pub mod io;
 mod matmul;
 pub mod random;
 mod reduce;

@@ -1,0 +1,61 @@
+//! Atomic file writes, shared by every crate that saves something (models,
+//! checkpoints, optimizer state, logs): a crash or a full disk never leaves a
+//! half-written file, and an existing file is replaced only by a complete new one.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Writes `path` through `write` atomically: the bytes go to a temporary file in the
+/// same folder (`.NAME.tmp-PID`), which is flushed, synced to disk and only then
+/// renamed over `path` (rename is atomic within a file system on POSIX). On any error
+/// the temporary file is removed and `path` is left as it was.
+///
+/// # Errors
+/// The first I/O error of creating, writing, syncing or renaming, or the error
+/// `write` returns. Callers add the path to the message.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut w = BufWriter::new(File::create(&tmp)?);
+        write(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_only_on_success() {
+        let dir = std::env::temp_dir().join(format!("nn-tensor-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.json");
+        write_atomic(&path, |w| w.write_all(b"first")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        // A writer that fails half-way leaves the old file untouched and no temp file.
+        let err = write_atomic(&path, |w| {
+            w.write_all(b"half")?;
+            Err(std::io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "disk full");
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        // A missing folder is an error, not a panic.
+        assert!(write_atomic(&dir.join("missing/x"), |w| w.write_all(b"x")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
