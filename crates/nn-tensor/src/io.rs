@@ -2,36 +2,31 @@
 //! checkpoints, optimizer state, logs): a crash or a full disk never leaves a
 //! half-written file, and an existing file is replaced only by a complete new one.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Writes `path` through `write` atomically: the bytes go to a temporary file in the
-/// same folder (`.NAME.tmp-PID`), which is flushed, synced to disk and only then
-/// renamed over `path` (rename is atomic within a file system on POSIX). On any error
-/// the temporary file is removed and `path` is left as it was.
+/// same folder (created by the `tempfile` crate), which is flushed, synced to disk and
+/// only then renamed over `path` (rename is atomic within a file system on POSIX). On
+/// any error the temporary file is removed and `path` is left as it was.
 ///
 /// # Errors
 /// The first I/O error of creating, writing, syncing or renaming, or the error
 /// `write` returns. Callers add the path to the message.
 pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
     let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut w = BufWriter::new(File::create(&tmp)?);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    {
+        let mut w = BufWriter::new(tmp.as_file_mut());
         write(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        w.flush()?;
     }
-    result
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 #[cfg(test)]
