@@ -1,0 +1,55 @@
+//! The differentiable operations, one module per family. Each op's backward rule is a
+//! closure written right after its forward computation; the doc comment of every op
+//! states its shapes, its gradient formula, and its conventions at kinks.
+
+use ndarray::Zip;
+use nn_tensor::Element;
+
+use crate::error::Result;
+use crate::graph::{Graph, Var};
+
+pub mod activation;
+pub mod arith;
+pub mod conv;
+pub mod dropout;
+pub mod loss;
+pub mod matmul;
+pub mod pool;
+pub mod reduce;
+pub mod shape;
+pub mod softmax;
+pub mod unary;
+
+/// Defines the panicking twin `$name` of `try_$name`-style method `$try`.
+macro_rules! twin {
+    ($name:ident => $try:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {
+        #[doc = concat!("Panicking twin of [`Graph::", stringify!($try), "`]: same result, panics with the same message where it returns an error.")]
+        #[track_caller]
+        pub fn $name(&mut self, $($arg: $ty),*) -> $ret {
+            crate::error::unwrap(self.$try($($arg),*))
+        }
+    };
+}
+pub(crate) use twin;
+
+impl<T: Element> Graph<T> {
+    /// Records an element-wise op `y = f(x)` whose backward rule maps each upstream
+    /// gradient `g` to `dg(g, x, y)` in place (`x` the input, `y` the output element).
+    pub(crate) fn unary_op(
+        &mut self,
+        op: &'static str,
+        x: Var,
+        f: impl Fn(T) -> T,
+        dg: impl Fn(T, T, T) -> T + Send + Sync + 'static,
+    ) -> Result<Var> {
+        let i = self.idx(op, x)?;
+        let value = self.val(i).map(f);
+        Ok(self.push_op(op, &[i], value, 0, move |ctx, mut g, sink| {
+            Zip::from(g.array_mut())
+                .and(ctx.input(0).array())
+                .and(ctx.output().array())
+                .for_each(|g, &x, &y| *g = dg(*g, x, y));
+            sink.add(0, g)
+        }))
+    }
+}
