@@ -2,15 +2,21 @@
 
 use crate::error::{Result, TensorError};
 
-/// The number of elements of `shape`, or [`TensorError::Overflow`] if the product
-/// of its dimensions does not fit in `usize`.
+/// The number of elements of `shape`, or [`TensorError::Overflow`] if the shape is
+/// too large to allocate: the product of its dimensions overflows `usize`, or the
+/// product of its non-zero dimensions exceeds `isize::MAX` (ndarray's limit, which
+/// applies even when another dimension is 0).
 ///
 /// The empty shape `[]` (a scalar) holds one element.
 pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
-    shape
+    let overflow = || TensorError::Overflow { op, shape: shape.to_vec() };
+    let nonzero = shape
         .iter()
+        .filter(|&&d| d != 0)
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| TensorError::Overflow { op, shape: shape.to_vec() })
+        .filter(|&n| n <= isize::MAX as usize)
+        .ok_or_else(overflow)?;
+    Ok(if shape.contains(&0) { 0 } else { nonzero })
 }
 
 /// The shape that `lhs` and `rhs` broadcast to under NumPy's rules.
@@ -78,6 +84,10 @@ mod tests {
         assert_eq!(checked_numel("t", &[5, 0]).unwrap(), 0);
         let err = checked_numel("t", &[usize::MAX, 2]).unwrap_err();
         assert!(matches!(err, TensorError::Overflow { .. }));
+        // A zero dimension does not excuse the others from ndarray's isize::MAX limit.
+        assert!(checked_numel("t", &[0, usize::MAX / 2, 4]).is_err());
+        assert!(checked_numel("t", &[0, 1 << 40, 1 << 30]).is_err());
+        assert_eq!(checked_numel("t", &[0, 1 << 20]).unwrap(), 0);
     }
 
     #[test]
