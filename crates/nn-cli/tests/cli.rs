@@ -1,0 +1,181 @@
+//! End-to-end tests of the `nn-cli` binary on the embedded digits data and tiny
+//! generated files.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+
+fn nn() -> Command {
+    let mut c = Command::cargo_bin("nn-cli").unwrap();
+    c.arg("--threads").arg("1");
+    c
+}
+
+/// The figure after `label` in `text`, e.g. `test accuracy: 0.9722`.
+fn figure(text: &str, label: &str) -> f64 {
+    let at = text.find(label).unwrap_or_else(|| panic!("`{label}` not in output:\n{text}"));
+    text[at + label.len()..].split_whitespace().next().unwrap().trim_end_matches(',').parse().unwrap()
+}
+
+fn stdout(cmd: &mut Command) -> String {
+    let out = cmd.assert().success().get_output().stdout.clone();
+    String::from_utf8(out).unwrap()
+}
+
+/// A failing command prints exactly one line, `error: ...`, containing `needle`.
+fn fails_with(cmd: &mut Command, needle: &str) {
+    let out = cmd.assert().failure().get_output().clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got:\n{err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "`{needle}` not in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn default_fit_reaches_95_percent_on_digits() {
+    let text = stdout(nn().arg("fit"));
+    assert!(text.contains("data digits"), "{text}");
+    let acc = figure(&text, "test accuracy:");
+    assert!(acc >= 0.95, "test accuracy {acc}\n{text}");
+}
+
+#[test]
+fn version_names_the_gemm_back_end() {
+    let text = stdout(Command::cargo_bin("nn-cli").unwrap().arg("--version"));
+    assert!(text.contains("GEMM back end: gemm"), "{text}");
+}
+
+#[test]
+fn summary_of_the_seed_cnn() {
+    let text = stdout(nn().args(["summary", "--model", "cnn"]));
+    for n in ["320", "692,352", "1,290", "693,962"] {
+        assert!(text.contains(n), "{n} missing from\n{text}");
+    }
+}
+
+#[test]
+fn out_dir_then_evaluate_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let text = stdout(nn().args(["fit", "--epochs", "3", "--out"]).arg(&out));
+    for f in
+        ["model.json", "weights.safetensors", "history.csv", "learning_curves.svg", "run.json", "checkpoint/state.json"]
+    {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 4, "{history}");
+    assert!(history.starts_with("epoch,loss,accuracy,val_loss,val_accuracy"), "{history}");
+    let test_acc = figure(&text, "test accuracy:");
+
+    let eval = stdout(nn().args(["evaluate", "--model"]).arg(&out).args(["--data", "digits"]));
+    assert!(eval.contains("confusion matrix"), "{eval}");
+    assert!(figure(&eval, "accuracy:") > 0.5, "{eval}");
+    let _ = test_acc;
+
+    // Predict on CSV rows of raw pixel values (0..16), with and without the label column.
+    let csv = dir.path().join("rows.csv");
+    let header: Vec<String> = (0..64).map(|i| format!("p{i}")).collect();
+    let zero_row = vec!["0"; 64].join(",");
+    std::fs::write(&csv, format!("{}\n{zero_row}\n{zero_row}\n", header.join(","))).unwrap();
+    let pred = stdout(nn().args(["predict", "--model"]).arg(&out).arg("--input").arg(&csv));
+    let lines: Vec<&str> = pred.lines().collect();
+    assert_eq!(lines[0], "row,class,name,probability");
+    assert_eq!(lines.len(), 3, "{pred}");
+    assert_eq!(lines[1].split(',').nth(1), lines[2].split(',').nth(1));
+}
+
+#[test]
+fn same_seed_gives_identical_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a", "b"] {
+        nn().args(["fit", "--epochs", "2", "--dropout", "0.2", "--out"]).arg(dir.path().join(name)).assert().success();
+    }
+    let a = std::fs::read(dir.path().join("a/weights.safetensors")).unwrap();
+    let b = std::fs::read(dir.path().join("b/weights.safetensors")).unwrap();
+    assert!(a == b, "weights differ between two runs with the same seed");
+}
+
+#[test]
+fn killed_and_resumed_run_equals_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full");
+    let cut = dir.path().join("cut");
+    let common = ["fit", "--epochs", "4", "--dropout", "0.1", "--seed", "7", "--out"];
+    nn().args(common).arg(&full).assert().success();
+    // Killed after epoch 2 (abort, as SIGKILL would: no clean-up runs).
+    nn().args(common).arg(&cut).args(["--abort-after-epochs", "2"]).assert().failure();
+    assert!(!cut.join("model.json").exists(), "a killed run must not leave a model");
+    let state = std::fs::read_to_string(cut.join("checkpoint/state.json")).unwrap();
+    assert!(state.contains("\"epochs_done\": 2"), "{state}");
+    nn().args(["fit", "--resume"]).arg(&cut).assert().success();
+    let a = std::fs::read(full.join("weights.safetensors")).unwrap();
+    let b = std::fs::read(cut.join("weights.safetensors")).unwrap();
+    assert!(a == b, "resumed weights differ from the uninterrupted run's");
+    let ha = std::fs::read_to_string(full.join("history.csv")).unwrap();
+    let hb = std::fs::read_to_string(cut.join("history.csv")).unwrap();
+    let metrics = |h: &str| h.lines().map(|l| l.split(',').take(5).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
+    assert_eq!(metrics(&ha), metrics(&hb));
+}
+
+#[test]
+fn csv_training_with_text_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blobs.csv");
+    // Two well-separated classes named by text.
+    let mut text = String::from("x,y,label\n");
+    for i in 0..60 {
+        let t = i as f64 * 0.1;
+        text += &format!("{},{},left\n", -2.0 + (t.sin() * 0.3), t.cos() * 0.3);
+        text += &format!("{},{},right\n", 2.0 + (t.cos() * 0.3), t.sin() * 0.3);
+    }
+    std::fs::write(&path, text).unwrap();
+    let out = stdout(nn().arg("fit").arg("--data").arg(format!("csv:{}", path.display())).args([
+        "--epochs",
+        "20",
+        "--batch-size",
+        "16",
+    ]));
+    assert!(out.contains("2 classes"), "{out}");
+    assert!(figure(&out, "test accuracy:") >= 0.95, "{out}");
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn bad_input_gives_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fails_with(nn().args(["fit", "--data", "csv:/no/such/file.csv"]), "/no/such/file.csv");
+    fails_with(nn().args(["fit", "--data", "mnist:/no/such/dir"]), "/no/such/dir");
+    let garbage = d.join("garbage.csv");
+    write(&garbage, "a,b,label\n1,2,x\n3,oops,y\n");
+    fails_with(nn().arg("fit").arg("--data").arg(format!("csv:{}", garbage.display())), "garbage.csv:3, column 2");
+    let good = d.join("good.csv");
+    write(&good, "a,b,label\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n1,3,x\n2,4,y\n5,5,x\n6,6,y\n1,1,x\n9,9,y\n");
+    fails_with(nn().arg("fit").arg("--data").arg(format!("csv:{}", good.display())).args(["--target", "nope"]), "nope");
+    let spec = d.join("model.json");
+    write(&spec, r#"{"format_version":1,"input_shape":[10],"layers":[{"type":"Dense","units":10}]}"#);
+    fails_with(nn().args(["fit", "--model"]).arg(&spec), "input shape");
+    fails_with(nn().args(["fit", "--batch-size", "0"]), "batch-size");
+    fails_with(nn().args(["fit", "--validation-split", "1.5"]), "validation-split");
+    fails_with(nn().args(["fit", "--lr-schedule", "sideways"]), "lr-schedule");
+    fails_with(nn().args(["fit", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1"]), "non-finite loss");
+    fails_with(nn().args(["evaluate", "--model"]).arg(d.join("missing")).args(["--data", "digits"]), "missing");
+    // Unknown flag values are clap's usage errors (exit 2).
+    nn().args(["fit", "--optimizer", "lion"]).assert().code(2);
+    nn().args(["fit", "--data", "imagenet"]).assert().code(2);
+}
+
+#[test]
+fn nan_stop_saves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("nan");
+    nn().args(["fit", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "2", "--out"]).arg(&out).assert().failure();
+    assert!(!out.join("model.json").exists());
+    assert!(!out.join("weights.safetensors").exists());
+}

@@ -1,0 +1,82 @@
+//! Activation functions by their Keras names, applied on a graph.
+
+use nn_autograd::{Graph, Var};
+use nn_tensor::Element;
+use serde::{Deserialize, Serialize};
+
+/// An element-wise (or, for softmax, per-row) activation, serialised by its Keras
+/// name: `"linear"`, `"relu"`, `"leaky_relu"`, `"elu"`, `"sigmoid"`, `"tanh"`,
+/// `"softmax"`, `"softplus"`.
+///
+/// | name | formula | derivative convention |
+/// |---|---|---|
+/// | `linear` | `x` | |
+/// | `relu` | `max(x, 0)` | 0 at `x = 0` |
+/// | `leaky_relu` | `x` if `x > 0` else `0.2·x` (Keras's `activations.leaky_relu` slope; the `LeakyReLU` layer defaults to 0.3) | `0.2` at 0 |
+/// | `elu` | `x` if `x > 0` else `eˣ − 1` (α = 1) | `1` at 0 |
+/// | `sigmoid` | `1 / (1 + e⁻ˣ)` | |
+/// | `tanh` | `tanh x` | |
+/// | `softmax` | `e^{x_i} / Σ_j e^{x_j}` over the last axis, computed stably | |
+/// | `softplus` | `ln(1 + eˣ)`, computed stably | |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// The identity (Keras's default: no activation).
+    #[default]
+    Linear,
+    /// Rectified linear unit.
+    Relu,
+    /// Leaky ReLU with negative slope 0.2.
+    LeakyRelu,
+    /// Exponential linear unit with α = 1.
+    Elu,
+    /// Logistic sigmoid.
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Softmax over the last axis.
+    Softmax,
+    /// Softplus.
+    Softplus,
+}
+
+/// Keras's default negative slope of the `leaky_relu` activation function.
+pub const LEAKY_RELU_SLOPE: f64 = 0.2;
+
+impl Activation {
+    /// Keras's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Linear => "linear",
+            Activation::Relu => "relu",
+            Activation::LeakyRelu => "leaky_relu",
+            Activation::Elu => "elu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Softmax => "softmax",
+            Activation::Softplus => "softplus",
+        }
+    }
+
+    /// Applies the activation to `x` (softmax over `x`'s last axis). `Linear` returns
+    /// `x` itself, recording nothing.
+    ///
+    /// # Errors
+    /// [`AutogradError`](nn_autograd::AutogradError) for a `Var` of another graph or a
+    /// 0-d input to softmax.
+    pub fn apply<T: Element>(self, g: &mut Graph<T>, x: Var) -> nn_autograd::Result<Var> {
+        match self {
+            Activation::Linear => Ok(x),
+            Activation::Relu => g.try_relu(x),
+            Activation::LeakyRelu => g.try_leaky_relu(x, T::of_f64(LEAKY_RELU_SLOPE)),
+            Activation::Elu => g.try_elu(x, T::one()),
+            Activation::Sigmoid => g.try_sigmoid(x),
+            Activation::Tanh => g.try_tanh(x),
+            Activation::Softmax => {
+                let ndim = g.try_value(x)?.ndim();
+                g.try_softmax(x, ndim.saturating_sub(1))
+            }
+            Activation::Softplus => g.try_softplus(x),
+        }
+    }
+}

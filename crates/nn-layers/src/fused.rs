@@ -1,0 +1,324 @@
+//! Dense and Conv2D fused with their element-wise activation: one graph operation
+//! each, so a training step neither allocates nor traverses a separate activation
+//! tensor (for the seed CNN's Conv2D the activation pass moves as many bytes as the
+//! convolution's GEMM writes).
+//!
+//! The affine part is the same computation as nn-autograd's `linear` and `conv2d`
+//! (one GEMM with the bias as its initial value; im2col + GEMM), with the same
+//! backward GEMMs; the activation is applied in place on the GEMM output, and its
+//! derivative is computed from that output (so the pre-activation is never kept):
+//!
+//! | activation | `f'(x)` from `y = f(x)` |
+//! |---|---|
+//! | relu | `1` if `y > 0` else `0` (0 at `x = 0`, as nn-autograd) |
+//! | leaky_relu (slope α = 0.2 > 0) | `1` if `y > 0` else `α` |
+//! | elu (α = 1) | `1` if `y > 0` else `y + 1` (`= eˣ`) |
+//! | sigmoid | `y·(1 − y)` |
+//! | tanh | `1 − y²` |
+//! | softplus | `1 − e^{−y}` (`= σ(x)`) |
+//!
+//! Softmax (not element-wise) and linear (nothing to fuse) use nn-autograd's ops.
+
+use ndarray::{Array2, ArrayView2, Axis, Ix2, Ix4, Zip};
+use nn_autograd::{AutogradError, Graph, Padding, Var};
+use nn_tensor::conv::{col2im_add, im2col, Conv2dGeometry};
+use nn_tensor::{Element, Tensor, TensorError};
+
+use crate::activation::{Activation, LEAKY_RELU_SLOPE};
+use crate::error::Result;
+
+impl Activation {
+    /// Whether the activation is element-wise with a derivative computable from its
+    /// output, so it can be fused into the GEMM's output (all but linear and softmax).
+    pub(crate) fn fusable(self) -> bool {
+        !matches!(self, Activation::Linear | Activation::Softmax)
+    }
+
+    /// `f(x)`, the same formulas as nn-autograd's activation ops.
+    #[inline]
+    fn value<T: Element>(self, x: T) -> T {
+        match self {
+            Activation::Relu => {
+                if x > T::zero() {
+                    x
+                } else {
+                    T::zero()
+                }
+            }
+            Activation::LeakyRelu => {
+                if x > T::zero() {
+                    x
+                } else {
+                    T::of_f64(LEAKY_RELU_SLOPE) * x
+                }
+            }
+            Activation::Elu => {
+                if x > T::zero() {
+                    x
+                } else {
+                    x.exp_m1()
+                }
+            }
+            Activation::Sigmoid => nn_tensor::sigmoid(x),
+            Activation::Tanh => x.tanh(),
+            Activation::Softplus => x.max(T::zero()) + (-x.abs()).exp().ln_1p(),
+            Activation::Linear | Activation::Softmax => x,
+        }
+    }
+
+    /// `f'(x)` from `y = f(x)` (see the module table).
+    #[inline]
+    fn derivative_from_output<T: Element>(self, y: T) -> T {
+        match self {
+            Activation::Relu => {
+                if y > T::zero() {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }
+            Activation::LeakyRelu => {
+                if y > T::zero() {
+                    T::one()
+                } else {
+                    T::of_f64(LEAKY_RELU_SLOPE)
+                }
+            }
+            Activation::Elu => {
+                if y > T::zero() {
+                    T::one()
+                } else {
+                    y + T::one()
+                }
+            }
+            Activation::Sigmoid => y * (T::one() - y),
+            Activation::Tanh => T::one() - y * y,
+            Activation::Softplus => -(-y).exp_m1(),
+            Activation::Linear | Activation::Softmax => T::one(),
+        }
+    }
+}
+
+/// `g ⊙ f'(y)` in place, `y` the op's output.
+fn scale_by_derivative<T: Element>(act: Activation, g: &mut Tensor<T>, y: &Tensor<T>) {
+    Zip::from(g.array_mut()).and(y.array()).for_each(|g, &y| *g *= act.derivative_from_output(y));
+}
+
+fn rank_error(op: &'static str, expected: &'static str, shape: &[usize]) -> AutogradError {
+    AutogradError::Tensor { op, source: TensorError::Rank { op, expected, shape: shape.to_vec() } }
+}
+
+fn tensor_err(op: &'static str) -> impl Fn(TensorError) -> AutogradError {
+    move |source| AutogradError::Tensor { op, source }
+}
+
+/// Fills `out`'s rows with `bias` (when given) and returns the GEMM's `β`.
+fn init_with_bias<T: Element>(out: &mut Array2<T>, bias: Option<&Tensor<T>>) -> T {
+    match bias {
+        Some(b) => {
+            let b = b.array().view().into_shape_with_order(out.ncols()).expect("bias shape checked");
+            out.rows_mut().into_iter().for_each(|mut r| r.assign(&b));
+            T::one()
+        }
+        None => T::zero(),
+    }
+}
+
+/// `activation(x · kernel + bias)` on `x`'s last axis, as one graph op.
+///
+/// # Shapes
+/// `x: [batch, ..., in_features]`, `kernel: [in_features, out_features]`,
+/// `bias: [out_features]` → `[batch, ..., out_features]`.
+///
+/// # Gradient
+/// With `G = g ⊙ f'(y)` as a `[rows, out_features]` matrix: `∂/∂x = G·kernelᵀ`,
+/// `∂/∂kernel = xᵀ·G`, `∂/∂bias = Σ_rows G`.
+///
+/// # Errors
+/// [`AutogradError::Tensor`] for a kernel that is not 2-d or a 0-d `x`;
+/// [`AutogradError::ShapeMismatch`] when `x`'s last axis is not `in_features` or the
+/// bias is not `[out_features]`.
+pub(crate) fn dense<T: Element>(
+    g: &mut Graph<T>,
+    x: Var,
+    kernel: Var,
+    bias: Option<Var>,
+    act: Activation,
+) -> Result<Var> {
+    if !act.fusable() {
+        let y = g.try_linear(x, kernel, bias)?;
+        return Ok(act.apply(g, y)?);
+    }
+    let op = "dense";
+    let (xv, wv) = (g.try_value(x)?, g.try_value(kernel)?);
+    if wv.ndim() != 2 {
+        return Err(rank_error(op, "2", wv.shape()).into());
+    }
+    if xv.ndim() == 0 {
+        return Err(rank_error(op, "at least 1", &[]).into());
+    }
+    let (in_f, out_f) = (wv.shape()[0], wv.shape()[1]);
+    if xv.shape()[xv.ndim() - 1] != in_f {
+        return Err(AutogradError::ShapeMismatch {
+            op,
+            lhs: xv.shape().to_vec(),
+            rhs: wv.shape().to_vec(),
+            expected: "x's last axis equal to the kernel's in_features (axis 0)",
+        }
+        .into());
+    }
+    let bv = bias.map(|b| g.try_value(b)).transpose()?;
+    if let Some(b) = bv {
+        if b.shape() != [out_f] {
+            return Err(AutogradError::ShapeMismatch {
+                op,
+                lhs: b.shape().to_vec(),
+                rhs: wv.shape().to_vec(),
+                expected: "a bias of shape [out_features]",
+            }
+            .into());
+        }
+    }
+    let lead = &xv.shape()[..xv.ndim() - 1];
+    let rows: usize = lead.iter().product();
+    let mut out_shape = lead.to_vec();
+    out_shape.push(out_f);
+    nn_tensor::shape::checked_numel(op, &out_shape).map_err(tensor_err(op))?;
+
+    let x_std = xv.array().as_standard_layout();
+    let x2 = x_std.view().into_shape_with_order((rows, in_f)).expect("standard layout, equal count");
+    let w2 = wv.array().view().into_dimensionality::<Ix2>().expect("rank checked");
+    let mut out = Array2::<T>::zeros((rows, out_f));
+    let beta = init_with_bias(&mut out, bv);
+    nn_tensor::gemm::gemm(T::one(), x2, w2, beta, &mut out.view_mut()).map_err(tensor_err(op))?;
+    out.mapv_inplace(|v| act.value(v));
+    drop(x_std);
+    let value = Tensor::from(out).try_into_reshape(&out_shape)?;
+
+    let inputs: Vec<Var> = [Some(x), Some(kernel), bias].into_iter().flatten().collect();
+    Ok(g.try_custom(op, &inputs, value, move |ctx, mut grad, sink| {
+        let err = tensor_err(op);
+        scale_by_derivative(act, &mut grad, ctx.output());
+        let g_std = grad.array().as_standard_layout();
+        let g2 = g_std.view().into_shape_with_order((rows, out_f)).expect("output shape");
+        let w2 = ctx.input(1).array().view().into_dimensionality::<Ix2>().expect("rank checked");
+        if let Some((buf, beta)) = sink.buffer(0) {
+            let mut dx = buf.array_mut().view_mut().into_shape_with_order((rows, in_f)).expect("contiguous");
+            nn_tensor::gemm::gemm(T::one(), g2, w2.t(), beta, &mut dx).map_err(&err)?;
+        }
+        if sink.wants(1) {
+            let x = ctx.input(0).array().as_standard_layout();
+            let x2: ArrayView2<'_, T> = x.view().into_shape_with_order((rows, in_f)).expect("input shape");
+            let (buf, beta) = sink.buffer(1).expect("wanted");
+            let mut dw = buf.array_mut().view_mut().into_dimensionality::<Ix2>().expect("rank 2");
+            nn_tensor::gemm::gemm(T::one(), x2.t(), g2, beta, &mut dw).map_err(&err)?;
+        }
+        if ctx.num_inputs() == 3 && sink.wants(2) {
+            sink.add(2, Tensor::from(g2.sum_axis(Axis(0))))?;
+        }
+        Ok(())
+    })?)
+}
+
+/// `activation(conv2d(x, kernel) + bias)` over NHWC images, as one graph op (see
+/// nn-autograd's `conv2d` for the convolution's definition and padding rules).
+///
+/// # Shapes
+/// `x: [batch, h, w, in_channels]`, `kernel: [kh, kw, in_channels, filters]`,
+/// `bias: [filters]` → `[batch, out_h, out_w, filters]`.
+///
+/// # Gradient
+/// With `G = g ⊙ f'(y)` as a `[batch·out_h·out_w, filters]` matrix and `C = im2col(x)`
+/// (kept by the forward pass only when the kernel needs a gradient):
+/// `∂/∂kernel = Cᵀ·G`, `∂/∂bias = Σ_rows G`, `∂/∂x = col2im(G·kernelᵀ)`.
+///
+/// # Errors
+/// [`AutogradError::Tensor`] for inputs that are not 4-d, a zero stride, or a kernel
+/// larger than the padded input; [`AutogradError::ShapeMismatch`] when the kernel's
+/// `in_channels` differs from `x`'s or the bias is not `[filters]`.
+pub(crate) fn conv2d<T: Element>(
+    g: &mut Graph<T>,
+    x: Var,
+    kernel: Var,
+    bias: Option<Var>,
+    stride: (usize, usize),
+    padding: Padding,
+    act: Activation,
+) -> Result<Var> {
+    if !act.fusable() {
+        let y = g.try_conv2d(x, kernel, bias, stride, padding)?;
+        return Ok(act.apply(g, y)?);
+    }
+    let op = "conv2d";
+    let (xv, kv) = (g.try_value(x)?, g.try_value(kernel)?);
+    for t in [xv, kv] {
+        if t.ndim() != 4 {
+            return Err(rank_error(op, "4", t.shape()).into());
+        }
+    }
+    let (batch, h, w, c) = (xv.shape()[0], xv.shape()[1], xv.shape()[2], xv.shape()[3]);
+    let (kh, kw, kc, filters) = (kv.shape()[0], kv.shape()[1], kv.shape()[2], kv.shape()[3]);
+    if kc != c {
+        return Err(AutogradError::ShapeMismatch {
+            op,
+            lhs: xv.shape().to_vec(),
+            rhs: kv.shape().to_vec(),
+            expected: "the kernel's in_channels (axis 2) equal to the input's channels (axis 3)",
+        }
+        .into());
+    }
+    let bv = bias.map(|b| g.try_value(b)).transpose()?;
+    if let Some(b) = bv {
+        if b.shape() != [filters] {
+            return Err(AutogradError::ShapeMismatch {
+                op,
+                lhs: b.shape().to_vec(),
+                rhs: kv.shape().to_vec(),
+                expected: "a bias of shape [filters]",
+            }
+            .into());
+        }
+    }
+    let geo = Conv2dGeometry::new((h, w, c), (kh, kw), stride, padding).map_err(tensor_err(op))?;
+    let out_shape = [batch, geo.out_h, geo.out_w, filters];
+    let rows = nn_tensor::shape::checked_numel(op, &out_shape[..3]).map_err(tensor_err(op))?;
+    nn_tensor::shape::checked_numel(op, &out_shape).map_err(tensor_err(op))?;
+    let patch = geo.patch_len();
+
+    let x4 = xv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
+    let cols = im2col(x4, &geo).map_err(tensor_err(op))?;
+    let k_std = kv.array().as_standard_layout();
+    let kmat = k_std.view().into_shape_with_order((patch, filters)).expect("standard layout");
+    let mut out = Array2::<T>::zeros((rows, filters));
+    let beta = init_with_bias(&mut out, bv);
+    nn_tensor::gemm::gemm(T::one(), cols.view(), kmat, beta, &mut out.view_mut()).map_err(tensor_err(op))?;
+    drop(k_std);
+    out.mapv_inplace(|v| act.value(v));
+    let value = Tensor::from(out).try_into_reshape(&out_shape)?;
+
+    // im2col(x) is what the kernel gradient needs; keep it only then.
+    let cols = if g.requires_grad(kernel) { Some(cols) } else { None };
+    let inputs: Vec<Var> = [Some(x), Some(kernel), bias].into_iter().flatten().collect();
+    Ok(g.try_custom(op, &inputs, value, move |ctx, mut grad, sink| {
+        let err = tensor_err(op);
+        scale_by_derivative(act, &mut grad, ctx.output());
+        let g_std = grad.array().as_standard_layout();
+        let g2 = g_std.view().into_shape_with_order((rows, filters)).expect("output shape");
+        if let (Some(cols), Some((buf, beta))) = (cols.as_ref(), sink.buffer(1)) {
+            let mut dk = buf.array_mut().view_mut().into_shape_with_order((patch, filters)).expect("contiguous");
+            nn_tensor::gemm::gemm(T::one(), cols.t(), g2, beta, &mut dk).map_err(&err)?;
+        }
+        if ctx.num_inputs() == 3 && sink.wants(2) {
+            sink.add(2, Tensor::from(g2.sum_axis(Axis(0))))?;
+        }
+        if sink.wants(0) {
+            let k_std = ctx.input(1).array().as_standard_layout();
+            let kmat = k_std.view().into_shape_with_order((patch, filters)).expect("standard layout");
+            let mut dcols = Array2::<T>::zeros((rows, patch));
+            nn_tensor::gemm::gemm(T::one(), g2, kmat.t(), T::zero(), &mut dcols.view_mut()).map_err(&err)?;
+            let (buf, _) = sink.buffer(0).expect("wanted");
+            col2im_add(dcols.as_slice().expect("fresh array"), &geo, buf.as_slice_mut().expect("contiguous gradient"));
+        }
+        Ok(())
+    })?)
+}

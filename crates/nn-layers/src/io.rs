@@ -1,0 +1,207 @@
+//! Saving and loading models: architecture as JSON, weights as safetensors.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nn_tensor::{DType, Element, Tensor};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LayerError, Result};
+use crate::sequential::Sequential;
+use crate::spec::{ModelSpec, FORMAT_VERSION};
+
+/// File name of the architecture inside a saved model's folder.
+pub const MODEL_FILE: &str = "model.json";
+/// File name of the weights inside a saved model's folder.
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+
+/// The content of `model.json`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFile {
+    format_version: u32,
+    model: ModelSpec,
+    #[serde(default)]
+    metadata: serde_json::Value,
+}
+
+fn io_err<'a>(path: &'a Path, what: &'static str) -> impl Fn(std::io::Error) -> LayerError + 'a {
+    move |e| LayerError::Io { path: path.to_path_buf(), message: format!("{what}: {e}") }
+}
+
+fn format_err(path: &Path, message: impl Into<String>) -> LayerError {
+    LayerError::Format { path: path.to_path_buf(), message: message.into() }
+}
+
+fn dtype_of<T: Element>() -> Dtype {
+    match T::DTYPE {
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+    }
+}
+
+/// Little-endian bytes of a tensor's elements in row-major order.
+fn to_bytes<T: Element>(t: &Tensor<T>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(t.len() * std::mem::size_of::<T>());
+    for &v in t.array().iter() {
+        match T::DTYPE {
+            DType::F32 => out.extend_from_slice(&(v.as_f64() as f32).to_le_bytes()),
+            DType::F64 => out.extend_from_slice(&v.as_f64().to_le_bytes()),
+        }
+    }
+    out
+}
+
+/// Elements from little-endian bytes (the length was checked by safetensors).
+fn from_bytes<T: Element>(bytes: &[u8]) -> Vec<T> {
+    match T::DTYPE {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| T::of_f64(f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64))
+            .collect(),
+        DType::F64 => {
+            bytes.chunks_exact(8).map(|c| T::of_f64(f64::from_le_bytes(c.try_into().expect("8 bytes")))).collect()
+        }
+    }
+}
+
+impl<T: Element> Sequential<T> {
+    /// Saves the model into folder `dir` (created if needed): `dir/model.json`
+    /// (`{"format_version": 1, "model": <ModelSpec>, "metadata": <metadata>}`) and
+    /// `dir/weights.safetensors` (see [`Sequential::save_weights`]). Each file is
+    /// written atomically (a temporary file, synced, then renamed), so a crash never
+    /// leaves a half-written file. `metadata` is any JSON the caller wants back from
+    /// [`Sequential::load`] (class names, scaling statistics, ...).
+    ///
+    /// # Errors
+    /// [`LayerError::Io`] naming the folder or file that could not be created or
+    /// written.
+    pub fn save(&self, dir: &Path, metadata: &serde_json::Value) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir, "creating the folder"))?;
+        self.save_weights(&dir.join(WEIGHTS_FILE))?;
+        let file = ModelFile { format_version: FORMAT_VERSION, model: self.spec().clone(), metadata: metadata.clone() };
+        let text = serde_json::to_string_pretty(&file).map_err(|e| format_err(dir, e.to_string()))?;
+        let path = dir.join(MODEL_FILE);
+        nn_tensor::io::write_atomic(&path, |w| w.write_all(text.as_bytes())).map_err(io_err(&path, "writing"))
+    }
+
+    /// Loads a model saved by [`Sequential::save`] from folder `dir`: builds it from
+    /// `model.json`, then loads `weights.safetensors` with every check of
+    /// [`Sequential::load_weights`]. Returns the model and the metadata given at save
+    /// time (`null` if none). Predictions in evaluation mode are bit-identical to
+    /// those of the saved model.
+    ///
+    /// # Errors
+    /// [`LayerError::Io`] for a missing or unreadable file; [`LayerError::Format`]
+    /// for a `model.json` that is not valid JSON, lacks `format_version` or `model`,
+    /// has an unknown key or a newer format version, or describes an invalid model
+    /// (the message carries the underlying error); the errors of
+    /// [`Sequential::load_weights`].
+    pub fn load(dir: &Path) -> Result<(Self, serde_json::Value)> {
+        let path = dir.join(MODEL_FILE);
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path, "reading"))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format_err(&path, format!("not valid JSON: {e}")))?;
+        match value.get("format_version").and_then(serde_json::Value::as_u64) {
+            Some(v) if v >= 1 && v <= u64::from(FORMAT_VERSION) => {}
+            Some(v) => {
+                return Err(format_err(
+                    &path,
+                    format!(
+                        "format_version {v} is not supported (this version of nn-layers reads 1 to {FORMAT_VERSION})"
+                    ),
+                ))
+            }
+            None => return Err(format_err(&path, "no \"format_version\" (a non-negative integer) at the top level")),
+        }
+        let file: ModelFile = serde_json::from_value(value).map_err(|e| format_err(&path, e.to_string()))?;
+        let mut model = Sequential::build(file.model, None).map_err(|e| format_err(&path, e.to_string()))?;
+        model.load_weights(&dir.join(WEIGHTS_FILE))?;
+        Ok((model, file.metadata))
+    }
+
+    /// Writes every parameter (trainable and not: BatchNormalization's moving
+    /// statistics included) to a safetensors file at `path`, atomically, under its
+    /// name (`layers.0.kernel`, ...), in the model's element type (`F32` or `F64`),
+    /// little-endian and row-major as the format prescribes. The file's metadata
+    /// records `"format": "nn-layers/<format version>"` (one key, so the bytes are reproducible).
+    ///
+    /// # Errors
+    /// [`LayerError::Io`] when the file cannot be written; [`LayerError::Format`] if
+    /// safetensors refuses the header (over its 100 MB limit).
+    pub fn save_weights(&self, path: &Path) -> Result<()> {
+        let bytes: Vec<Vec<u8>> = self.parameters().iter().map(|p| to_bytes(&p.value)).collect();
+        let views = self
+            .parameters()
+            .iter()
+            .zip(&bytes)
+            .map(|(p, b)| {
+                TensorView::new(dtype_of::<T>(), p.shape().to_vec(), b)
+                    .map(|v| (p.name.clone(), v))
+                    .map_err(|e| format_err(path, e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // One metadata entry: safetensors writes a HashMap in hash order, so a single
+        // key keeps the file bytes identical from run to run.
+        let info = HashMap::from([("format".to_string(), format!("nn-layers/{FORMAT_VERSION}"))]);
+        let data = safetensors::serialize(views, Some(info)).map_err(|e| format_err(path, e.to_string()))?;
+        nn_tensor::io::write_atomic(path, |w| w.write_all(&data)).map_err(io_err(path, "writing"))
+    }
+
+    /// Loads every parameter from a safetensors file written by
+    /// [`Sequential::save_weights`] (or by any tool using the same names, e.g. Keras
+    /// weights exported under `layers.{i}.kernel`, ...).
+    ///
+    /// Every check passes before anything changes: the file must hold exactly the
+    /// model's parameter names, each with the model's element type and shape.
+    ///
+    /// # Errors
+    /// [`LayerError::Io`] when the file cannot be read; [`LayerError::Format`] when it
+    /// is not a valid safetensors file (truncated, corrupted header);
+    /// [`LayerError::MissingWeight`] (listing the file's unexpected names, a likely
+    /// misspelling), [`LayerError::UnexpectedWeight`], [`LayerError::WeightDType`],
+    /// [`LayerError::WeightShape`], each naming the file and the weight.
+    pub fn load_weights(&mut self, path: &Path) -> Result<()> {
+        let data = std::fs::read(path).map_err(io_err(path, "reading"))?;
+        let tensors = SafeTensors::deserialize(&data)
+            .map_err(|e| format_err(path, format!("not a valid safetensors file (truncated or corrupted?): {e}")))?;
+        let mut unexpected: Vec<String> =
+            tensors.names().into_iter().filter(|n| self.parameter(n).is_none()).map(str::to_string).collect();
+        unexpected.sort();
+        let mut loaded = Vec::with_capacity(self.parameters().len());
+        for p in self.parameters() {
+            let view = tensors.tensor(&p.name).map_err(|_| LayerError::MissingWeight {
+                path: PathBuf::from(path),
+                name: p.name.clone(),
+                unexpected: unexpected.clone(),
+            })?;
+            if view.dtype() != dtype_of::<T>() {
+                return Err(LayerError::WeightDType {
+                    path: path.to_path_buf(),
+                    name: p.name.clone(),
+                    expected: T::DTYPE.to_string(),
+                    got: format!("{:?}", view.dtype()).to_lowercase(),
+                });
+            }
+            if view.shape() != p.shape() {
+                return Err(LayerError::WeightShape {
+                    path: path.to_path_buf(),
+                    name: p.name.clone(),
+                    expected: p.shape().to_vec(),
+                    got: view.shape().to_vec(),
+                });
+            }
+            loaded.push(Tensor::try_from_vec(view.shape(), from_bytes::<T>(view.data()))?);
+        }
+        if let Some(name) = unexpected.into_iter().next() {
+            return Err(LayerError::UnexpectedWeight { path: path.to_path_buf(), name });
+        }
+        for (p, value) in self.parameters_mut().iter_mut().zip(loaded) {
+            p.value = Arc::new(value);
+        }
+        Ok(())
+    }
+}

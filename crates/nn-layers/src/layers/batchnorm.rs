@@ -1,0 +1,343 @@
+//! Batch normalization, with its two fused graph operations (training and evaluation).
+
+use nn_autograd::{AutogradError, Graph, Var};
+use nn_tensor::{Element, Tensor};
+
+use super::{layer_accessors, Meta};
+use crate::error::Result;
+use crate::init::Fans;
+use crate::module::{check_param_count, ForwardCtx, Layer, Mode, ParamKind, ParamSpec};
+use crate::spec::BatchNormConfig;
+
+/// Batch normalization (Ioffe & Szegedy, 2015, "Batch Normalization: Accelerating
+/// Deep Network Training by Reducing Internal Covariate Shift", Algorithm 1) over
+/// the last axis, with Keras's semantics:
+///
+/// - **Training**: each feature `c` is normalised with the statistics of the batch,
+///   taken over every axis but the last (the batch, and height and width for NHWC
+///   images): `y = γ · (x − μ_B) / √(σ²_B + ε) + β`, where `σ²_B` is the **biased**
+///   variance (divided by the count `m`, not `m − 1`). The moving statistics are
+///   updated as `moving = momentum · moving + (1 − momentum) · batch`, also with the
+///   biased variance: that is what Keras does (PyTorch instead uses the unbiased
+///   variance for its running variance). The new values are pushed to
+///   [`ForwardCtx::state_updates`] as `layers.{i}.moving_mean` and
+///   `layers.{i}.moving_variance`.
+/// - **Evaluation**: `y = γ · (x − moving_mean) / √(moving_variance + ε) + β`.
+///
+/// Defaults (Keras): momentum 0.99, ε = 1e-3, γ initialised to 1, β to 0, moving
+/// mean to 0, moving variance to 1.
+///
+/// # Shapes
+/// - input: `[batch, features]` or `[batch, height, width, channels]` (any rank ≥ 2
+///   with the features last)
+/// - parameters, in this order: `gamma: [features]` (if `scale`), `beta: [features]`
+///   (if `center`), `moving_mean: [features]`, `moving_variance: [features]` (the last
+///   two non-trainable)
+/// - output: the input's shape
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchNormalization {
+    meta: Meta,
+    config: BatchNormConfig,
+}
+
+impl BatchNormalization {
+    pub(crate) fn new(mut meta: Meta, config: BatchNormConfig) -> Result<Self> {
+        if !(0.0..=1.0).contains(&config.momentum) {
+            return Err(meta.config_error(format!("momentum must be in [0, 1], got {}", config.momentum)));
+        }
+        if !(config.epsilon.is_finite() && config.epsilon > 0.0) {
+            return Err(meta.config_error(format!("epsilon must be positive and finite, got {}", config.epsilon)));
+        }
+        let features = match meta.input_shape.last() {
+            Some(&c) if c > 0 => c,
+            _ => return Err(meta.shape_error("[..., features ≥ 1] (at least 1 axis)")),
+        };
+        let vector = |kind: ParamKind, trainable: bool, initializer| ParamSpec {
+            kind,
+            shape: vec![features],
+            trainable,
+            initializer,
+            fans: Fans::of_shape(&[features]),
+        };
+        if config.scale {
+            meta.params.push(vector(ParamKind::Gamma, true, config.gamma_initializer));
+        }
+        if config.center {
+            meta.params.push(vector(ParamKind::Beta, true, config.beta_initializer));
+        }
+        meta.params.push(vector(ParamKind::MovingMean, false, config.moving_mean_initializer));
+        meta.params.push(vector(ParamKind::MovingVariance, false, config.moving_variance_initializer));
+        Ok(BatchNormalization { meta, config })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &BatchNormConfig {
+        &self.config
+    }
+}
+
+impl<T: Element> Layer<T> for BatchNormalization {
+    layer_accessors!();
+
+    fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
+        check_param_count::<T>(self, params)?;
+        let mut it = params.iter().copied();
+        let gamma = if self.config.scale { it.next() } else { None };
+        let beta = if self.config.center { it.next() } else { None };
+        let (moving_mean, moving_var) = (it.next().expect("counted"), it.next().expect("counted"));
+        match ctx.mode {
+            Mode::Eval => batch_norm_eval(g, x, gamma, beta, moving_mean, moving_var, self.config.epsilon),
+            Mode::Train => {
+                let (y, mean, var) = batch_norm_train(g, x, gamma, beta, self.config.epsilon)?;
+                let m = T::of_f64(self.config.momentum);
+                let one_minus = T::of_f64(1.0 - self.config.momentum);
+                let prefix = <Self as Layer<T>>::prefix(self);
+                for (name, moving, batch) in [("moving_mean", moving_mean, mean), ("moving_variance", moving_var, var)]
+                {
+                    let mut new = g.try_value(moving)?.to_contiguous();
+                    new.array_mut().zip_mut_with(batch.array(), |v, &b| *v = *v * m + b * one_minus);
+                    ctx.state_updates.push((format!("{prefix}.{name}"), new));
+                }
+                Ok(y)
+            }
+        }
+    }
+}
+
+/// Per-feature vectors of a graph value, checked to be `[features]`.
+fn feature_vector<T: Element>(
+    g: &Graph<T>,
+    v: Option<Var>,
+    x_shape: &[usize],
+    what: &'static str,
+) -> Result<Option<Vec<T>>> {
+    let Some(v) = v else { return Ok(None) };
+    let t = g.try_value(v)?;
+    let c = *x_shape.last().expect("rank checked");
+    if t.shape() != [c] {
+        return Err(AutogradError::ShapeMismatch {
+            op: "batch_norm",
+            lhs: x_shape.to_vec(),
+            rhs: t.shape().to_vec(),
+            expected: what,
+        }
+        .into());
+    }
+    Ok(Some(t.to_vec()))
+}
+
+/// `x` as contiguous rows `[m, features]`, with `m` the product of the other axes.
+fn rows_of<T: Element>(g: &Graph<T>, x: Var) -> Result<(Vec<usize>, usize, usize)> {
+    let shape = g.try_value(x)?.shape().to_vec();
+    if shape.len() < 2 || shape[shape.len() - 1] == 0 || shape[..shape.len() - 1].iter().product::<usize>() == 0 {
+        return Err(AutogradError::InvalidArgument {
+            op: "batch_norm",
+            message: format!("expected a non-empty input [batch, ..., features], got shape {shape:?}"),
+        }
+        .into());
+    }
+    let c = shape[shape.len() - 1];
+    let m = shape.iter().product::<usize>() / c;
+    Ok((shape, m, c))
+}
+
+/// Training-mode batch normalization as one graph operation: normalises `x` with
+/// the mean and biased variance of the batch over every axis but the last, then
+/// scales by `gamma` and shifts by `beta` (each optional). Returns the output and
+/// the batch mean and biased variance (for the moving statistics).
+///
+/// `y = γ · x̂ + β` with `x̂ = (x − μ) / √(σ² + ε)`, `μ = (1/m) Σ x`,
+/// `σ² = (1/m) Σ (x − μ)²` (two passes, for accuracy), `m` the number of rows.
+///
+/// # Shapes
+/// `x: [batch, ..., features]` (rank ≥ 2), `gamma`, `beta: [features]` → `x`'s shape;
+/// mean and variance `[features]`.
+///
+/// # Gradient
+/// (Ioffe & Szegedy, 2015, section 3, with the sums over the `m` rows)
+/// `∂/∂β = Σ g`, `∂/∂γ = Σ g·x̂`,
+/// `∂/∂x = γ / √(σ² + ε) · (g − (1/m) Σ g − x̂ · (1/m) Σ g·x̂)`.
+/// Saves only the per-feature mean and `1/√(σ² + ε)`; `x̂` is recomputed from the input.
+///
+/// # Errors
+/// [`LayerError::Autograd`](crate::LayerError::Autograd) for an input of rank < 2 or
+/// with no element, or a `gamma`/`beta` that is not `[features]`.
+pub fn batch_norm_train<T: Element>(
+    g: &mut Graph<T>,
+    x: Var,
+    gamma: Option<Var>,
+    beta: Option<Var>,
+    epsilon: f64,
+) -> Result<(Var, Tensor<T>, Tensor<T>)> {
+    let (shape, m, c) = rows_of(g, x)?;
+    let gamma_v = feature_vector(g, gamma, &shape, "gamma of shape [features]")?;
+    let beta_v = feature_vector(g, beta, &shape, "beta of shape [features]")?;
+    let xv = g.try_value(x)?;
+    let x_std = xv.array().as_standard_layout();
+    let xs = x_std.as_slice().expect("standard layout");
+
+    let mf = T::of_f64(m as f64);
+    let mut mean = vec![T::zero(); c];
+    for row in xs.chunks_exact(c) {
+        mean.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+    }
+    mean.iter_mut().for_each(|s| *s /= mf);
+    let mut var = vec![T::zero(); c];
+    for row in xs.chunks_exact(c) {
+        for ((s, &v), &mu) in var.iter_mut().zip(row).zip(&mean) {
+            let d = v - mu;
+            *s += d * d;
+        }
+    }
+    var.iter_mut().for_each(|s| *s /= mf);
+    let eps = T::of_f64(epsilon);
+    let inv: Vec<T> = var.iter().map(|&v| T::one() / (v + eps).sqrt()).collect();
+    let scale: Vec<T> = match &gamma_v {
+        Some(gm) => inv.iter().zip(gm).map(|(&i, &g)| g * i).collect(),
+        None => inv.clone(),
+    };
+    let mut out = Vec::with_capacity(xs.len());
+    for row in xs.chunks_exact(c) {
+        for k in 0..c {
+            let y = (row[k] - mean[k]) * scale[k];
+            out.push(match &beta_v {
+                Some(b) => y + b[k],
+                None => y,
+            });
+        }
+    }
+    drop(x_std);
+    let value = Tensor::from_vec(&shape, out);
+
+    let inputs: Vec<Var> = [Some(x), gamma, beta].into_iter().flatten().collect();
+    let (gamma_at, beta_at) = (gamma.map(|_| 1), beta.map(|_| 1 + usize::from(gamma.is_some())));
+    let saved_mean = mean.clone();
+    let y = g.try_custom("batch_norm_train", &inputs, value, move |ctx, grad, sink| {
+        let x_std = ctx.input(0).array().as_standard_layout();
+        let xs = x_std.as_slice().expect("standard layout");
+        let g_std = grad.array().as_standard_layout();
+        let gs = g_std.as_slice().expect("standard layout");
+        let mut sum_g = vec![T::zero(); c];
+        let mut sum_gx = vec![T::zero(); c];
+        for (xr, gr) in xs.chunks_exact(c).zip(gs.chunks_exact(c)) {
+            for k in 0..c {
+                let xhat = (xr[k] - saved_mean[k]) * inv[k];
+                sum_g[k] += gr[k];
+                sum_gx[k] += gr[k] * xhat;
+            }
+        }
+        if sink.wants(0) {
+            let gm: Vec<T> = match gamma_at {
+                Some(at) => ctx.input(at).to_vec(),
+                None => vec![T::one(); c],
+            };
+            let mut dx = Vec::with_capacity(xs.len());
+            for (xr, gr) in xs.chunks_exact(c).zip(gs.chunks_exact(c)) {
+                for k in 0..c {
+                    let xhat = (xr[k] - saved_mean[k]) * inv[k];
+                    dx.push(gm[k] * inv[k] * (gr[k] - sum_g[k] / mf - xhat * sum_gx[k] / mf));
+                }
+            }
+            sink.add(0, Tensor::from_vec(ctx.input(0).shape(), dx))?;
+        }
+        if let Some(at) = gamma_at {
+            sink.add(at, Tensor::from_vec(&[c], sum_gx))?;
+        }
+        if let Some(at) = beta_at {
+            sink.add(at, Tensor::from_vec(&[c], sum_g))?;
+        }
+        Ok(())
+    })?;
+    Ok((y, Tensor::from_vec(&[c], mean), Tensor::from_vec(&[c], var)))
+}
+
+/// Evaluation-mode batch normalization as one graph operation, with given (moving)
+/// statistics: `y = γ · (x − μ) / √(σ² + ε) + β`, per feature (the last axis).
+///
+/// # Shapes
+/// `x: [batch, ..., features]` (rank ≥ 2); `gamma`, `beta` (optional), `mean`,
+/// `variance: [features]` → `x`'s shape.
+///
+/// # Gradient
+/// With `s = 1/√(σ² + ε)`: `∂/∂x = g·γ·s`, `∂/∂γ = Σ g·(x − μ)·s`, `∂/∂β = Σ g`,
+/// `∂/∂μ = −γ·s·Σ g`, `∂/∂σ² = −½·γ·s³·Σ g·(x − μ)` (sums over all rows). In a model
+/// the statistics are constants, so only the first three are computed there.
+///
+/// # Errors
+/// As [`batch_norm_train`]; also for statistics that are not `[features]`.
+pub fn batch_norm_eval<T: Element>(
+    g: &mut Graph<T>,
+    x: Var,
+    gamma: Option<Var>,
+    beta: Option<Var>,
+    mean: Var,
+    variance: Var,
+    epsilon: f64,
+) -> Result<Var> {
+    let (shape, _, c) = rows_of(g, x)?;
+    let gamma_v = feature_vector(g, gamma, &shape, "gamma of shape [features]")?;
+    let beta_v = feature_vector(g, beta, &shape, "beta of shape [features]")?;
+    let mu = feature_vector(g, Some(mean), &shape, "moving_mean of shape [features]")?.expect("given");
+    let var = feature_vector(g, Some(variance), &shape, "moving_variance of shape [features]")?.expect("given");
+    let eps = T::of_f64(epsilon);
+    let inv: Vec<T> = var.iter().map(|&v| T::one() / (v + eps).sqrt()).collect();
+    let gm = gamma_v.unwrap_or_else(|| vec![T::one(); c]);
+    let scale: Vec<T> = inv.iter().zip(&gm).map(|(&i, &g)| g * i).collect();
+    let xv = g.try_value(x)?;
+    let x_std = xv.array().as_standard_layout();
+    let xs = x_std.as_slice().expect("standard layout");
+    let mut out = Vec::with_capacity(xs.len());
+    for row in xs.chunks_exact(c) {
+        for k in 0..c {
+            let y = (row[k] - mu[k]) * scale[k];
+            out.push(match &beta_v {
+                Some(b) => y + b[k],
+                None => y,
+            });
+        }
+    }
+    drop(x_std);
+    let value = Tensor::from_vec(&shape, out);
+
+    let inputs: Vec<Var> = [Some(x), gamma, beta, Some(mean), Some(variance)].into_iter().flatten().collect();
+    let gamma_at = gamma.map(|_| 1);
+    let beta_at = beta.map(|_| 1 + usize::from(gamma.is_some()));
+    let mean_at = 1 + usize::from(gamma.is_some()) + usize::from(beta.is_some());
+    let var_at = mean_at + 1;
+    Ok(g.try_custom("batch_norm_eval", &inputs, value, move |ctx, grad, sink| {
+        let x_std = ctx.input(0).array().as_standard_layout();
+        let xs = x_std.as_slice().expect("standard layout");
+        let g_std = grad.array().as_standard_layout();
+        let gs = g_std.as_slice().expect("standard layout");
+        if sink.wants(0) {
+            let mut dx = Vec::with_capacity(gs.len());
+            for gr in gs.chunks_exact(c) {
+                dx.extend(gr.iter().zip(&scale).map(|(&g, &s)| g * s));
+            }
+            sink.add(0, Tensor::from_vec(ctx.input(0).shape(), dx))?;
+        }
+        let mut sum_g = vec![T::zero(); c];
+        let mut sum_gd = vec![T::zero(); c];
+        for (xr, gr) in xs.chunks_exact(c).zip(gs.chunks_exact(c)) {
+            for k in 0..c {
+                sum_g[k] += gr[k];
+                sum_gd[k] += gr[k] * (xr[k] - mu[k]);
+            }
+        }
+        if let Some(at) = gamma_at {
+            sink.add(at, Tensor::from_vec(&[c], (0..c).map(|k| sum_gd[k] * inv[k]).collect()))?;
+        }
+        if let Some(at) = beta_at {
+            sink.add(at, Tensor::from_vec(&[c], sum_g.clone()))?;
+        }
+        if sink.wants(mean_at) {
+            sink.add(mean_at, Tensor::from_vec(&[c], (0..c).map(|k| -scale[k] * sum_g[k]).collect()))?;
+        }
+        if sink.wants(var_at) {
+            let half = T::of_f64(0.5);
+            let d = (0..c).map(|k| -half * scale[k] * inv[k] * inv[k] * sum_gd[k]).collect();
+            sink.add(var_at, Tensor::from_vec(&[c], d))?;
+        }
+        Ok(())
+    })?)
+}

@@ -1,0 +1,120 @@
+//! # nn-layers
+//!
+//! Layers, losses, initializers and [`Sequential`] models for the nn toolkit, built
+//! on [`nn_autograd`]: a model is data (a [`ModelSpec`], JSON in and out), is built
+//! with every shape checked up front, runs forward on a [`Graph`] with an explicit
+//! train/eval [`Mode`], prints a Keras-style [`summary`](Sequential::summary), and
+//! saves as `model.json` + `weights.safetensors`.
+//!
+//! ## Layout and names (Keras-compatible)
+//!
+//! - Images are **NHWC** (channels last): `[batch, height, width, channels]`.
+//! - Conv2D kernels are `[kernel_h, kernel_w, in_channels, filters]`, Dense kernels
+//!   `[in_features, out_features]`, and Flatten runs in NHWC order, so weights of a
+//!   Keras-trained model map 1:1.
+//! - Parameters are named `layers.{i}.{kernel|bias|gamma|beta|moving_mean|moving_variance|embeddings}`
+//!   ([`Parameter`], [`ParamKind`]); nn-optim reads the kind from the last part.
+//!
+//! ## Layers
+//!
+//! | `"type"` | shapes (per batch) | parameters |
+//! |---|---|---|
+//! | [`Dense`](layers::Dense) | `[batch, ..., in] → [batch, ..., units]` | kernel `[in, units]`, bias `[units]` |
+//! | [`Conv2D`](layers::Conv2D) | `[batch, h, w, c] → [batch, oh, ow, filters]` | kernel `[kh, kw, c, filters]`, bias `[filters]` |
+//! | [`MaxPool2D`, `AvgPool2D`](layers::Pool2D) | `[batch, h, w, c] → [batch, oh, ow, c]` | |
+//! | [`GlobalAveragePooling2D`](layers::GlobalAveragePooling2D) | `[batch, h, w, c] → [batch, c]` | |
+//! | [`Flatten`](layers::Flatten) | `[batch, d1, d2, ...] → [batch, d1·d2·…]` | |
+//! | [`Dropout`](layers::Dropout) | unchanged | |
+//! | [`BatchNormalization`](layers::BatchNormalization) | unchanged (features last) | gamma, beta, moving_mean, moving_variance `[features]` |
+//! | [`Activation`, `ReLU`, `LeakyReLU`, `ELU`, `Softmax`](layers::ActivationLayer) | unchanged | |
+//! | [`Embedding`](layers::Embedding) | `[batch, ...] → [batch, ..., output_dim]` | embeddings `[input_dim, output_dim]` |
+//!
+//! ## Speed
+//!
+//! Dense and Conv2D run as one graph op each, activation included: one GEMM with the
+//! bias as its initial value (Conv2D: after im2col), then an element-wise activation
+//! (relu, leaky_relu, elu, sigmoid, tanh, softplus) applied in place on the GEMM's
+//! output, its derivative computed from that output in backward; so no separate
+//! activation tensor is allocated or traversed. Softmax follows as its own op (and
+//! [`Sequential::forward_logits`] leaves it out). BatchNormalization is one fused op
+//! per mode. Parameters are bound into the graph through their `Arc`s, so a step
+//! copies no weights.
+//!
+//! ## A training step
+//!
+//! ```
+//! use nn_layers::loss::{Loss, Targets};
+//! use nn_layers::{ForwardCtx, Graph, Mode, ModelSpec, Sequential, Tensor};
+//! use nn_tensor::random::seeded_rng;
+//! use std::sync::Arc;
+//!
+//! let spec = ModelSpec::from_json(r#"{
+//!     "input_shape": [4],
+//!     "layers": [
+//!         {"type": "Dense", "units": 8, "activation": "relu"},
+//!         {"type": "BatchNormalization"},
+//!         {"type": "Dropout", "rate": 0.25},
+//!         {"type": "Dense", "units": 3, "activation": "softmax"}
+//!     ]
+//! }"#)?;
+//! let mut model = Sequential::<f32>::new(spec, 7)?;
+//! let x = Tensor::<f32>::from_vec(&[2, 4], vec![0.1, 0.2, 0.3, 0.4, -1.0, 0.5, 0.0, 2.0]);
+//! let labels = [2usize, 0];
+//!
+//! let mut rng = seeded_rng(1);
+//! let mut g = Graph::new();
+//! let xv = g.input(x);
+//! let mut ctx = ForwardCtx::new(Mode::Train, &mut rng);
+//! // The model ends with a softmax: take the logits and the loss from logits (stable).
+//! let logits = model.forward_logits(&mut g, xv, &mut ctx)?;
+//! let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
+//! let l = loss.compute(&mut g, logits, &Targets::Classes(&labels))?;
+//! let grads = g.backward(l)?;
+//! let updates = std::mem::take(&mut ctx.state_updates); // BatchNorm's moving statistics
+//! drop(g);
+//! for p in model.parameters_mut().iter_mut().filter(|p| p.trainable) {
+//!     let grad = grads.get(&p.name).expect("every trainable parameter has a gradient");
+//!     Arc::make_mut(&mut p.value).array_mut().zip_mut_with(grad.array(), |w, &d| *w -= 0.1 * d);
+//! }
+//! model.apply_state_updates(updates)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Modules
+//! - [`spec`]: [`ModelSpec`], [`LayerSpec`] and the per-layer configs (serde).
+//! - [`layers`]: the built layers ([`Layer`] implementations) and the fused
+//!   BatchNormalization ops.
+//! - [`loss`]: [`Loss`](loss::Loss), [`Targets`](loss::Targets), [`Reduction`](loss::Reduction).
+//! - [`init`]: [`Initializer`] and [`Fans`].
+//! - [`Sequential`], [`Module`], [`Layer`], [`ForwardCtx`], [`Parameter`].
+//! - Saving: [`Sequential::save`], [`Sequential::load`], [`Sequential::save_weights`],
+//!   [`Sequential::load_weights`].
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod activation;
+mod error;
+mod fused;
+pub mod init;
+mod io;
+pub mod layers;
+pub mod loss;
+mod module;
+mod sequential;
+pub mod spec;
+mod summary;
+
+pub use activation::{Activation, LEAKY_RELU_SLOPE};
+pub use error::{LayerError, Result};
+pub use init::{Fans, Initializer};
+pub use io::{MODEL_FILE, WEIGHTS_FILE};
+pub use module::{ForwardCtx, Layer, Mode, Module, ParamKind, ParamSpec, Parameter};
+pub use nn_autograd::{Graph, Var};
+pub use nn_tensor::Tensor;
+pub use sequential::Sequential;
+pub use spec::{
+    ActivationConfig, BatchNormConfig, Conv2DConfig, DenseConfig, DropoutConfig, EluConfig, EmbeddingConfig, LayerSpec,
+    LeakyReluConfig, ModelSpec, PaddingMode, Pool2DConfig, Size2, FORMAT_VERSION,
+};
+pub use summary::thousands;

@@ -1,0 +1,295 @@
+//! The traits and types every layer and model shares: [`Mode`], [`ForwardCtx`],
+//! [`Parameter`], [`ParamKind`], [`ParamSpec`], [`Layer`] and [`Module`].
+
+use std::sync::Arc;
+
+use nn_autograd::{Graph, Var};
+use nn_tensor::random::Rng;
+use nn_tensor::{Element, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LayerError, Result};
+use crate::init::{Fans, Initializer};
+
+/// Whether a forward pass trains or evaluates. It is always an explicit argument
+/// (through [`ForwardCtx`]), never hidden state: Dropout and BatchNormalization
+/// behave differently in the two modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Training: Dropout drops, BatchNormalization uses batch statistics and emits
+    /// moving-statistic updates.
+    Train,
+    /// Evaluation and prediction: Dropout is the identity, BatchNormalization uses its
+    /// moving statistics.
+    Eval,
+}
+
+/// Per-forward context: the mode (explicit, STYLE item 12), the random generator for
+/// Dropout masks, and the state updates produced in training.
+///
+/// Forward passes take the model by `&self`, so a layer that must change its state in
+/// training (BatchNormalization's moving mean and variance) pushes the new values
+/// here as `(parameter name, new value)`; the caller applies them after the step with
+/// [`Sequential::apply_state_updates`](crate::Sequential::apply_state_updates) (or
+/// drops them, e.g. when a step is skipped).
+pub struct ForwardCtx<'a, T: Element = f32> {
+    /// Train or evaluate.
+    pub mode: Mode,
+    /// Draws Dropout masks (in [`Mode::Train`] only), in layer order, so the same seed
+    /// gives the same masks.
+    pub rng: &'a mut Rng,
+    /// New values of non-trainable state, in the order the layers produced them.
+    pub state_updates: Vec<(String, Tensor<T>)>,
+}
+
+impl<'a, T: Element> ForwardCtx<'a, T> {
+    /// A context for one forward pass in `mode`, with no state updates yet.
+    pub fn new(mode: Mode, rng: &'a mut Rng) -> Self {
+        ForwardCtx { mode, rng, state_updates: Vec::new() }
+    }
+
+    /// Whether the mode is [`Mode::Train`].
+    pub fn is_training(&self) -> bool {
+        self.mode == Mode::Train
+    }
+}
+
+impl<T: Element> std::fmt::Debug for ForwardCtx<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardCtx")
+            .field("mode", &self.mode)
+            .field("state_updates", &self.state_updates.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// What a parameter is. It decides the default initializer, whether optimizers
+/// update it and whether weight penalties apply (see nn-optim's `ParamKind`, which
+/// reads the same Keras names), and how summaries count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    /// A weight matrix or filter bank (Dense `[in_features, out_features]`, Conv2D
+    /// `[kernel_h, kernel_w, in_channels, filters]`).
+    Kernel,
+    /// An additive bias `[out_features]` or `[filters]`.
+    Bias,
+    /// BatchNormalization's scale γ `[features]`.
+    Gamma,
+    /// BatchNormalization's offset β `[features]`.
+    Beta,
+    /// BatchNormalization's moving mean `[features]` (state, not trained).
+    MovingMean,
+    /// BatchNormalization's moving variance `[features]` (state, not trained).
+    MovingVariance,
+    /// An Embedding table `[input_dim, output_dim]`.
+    Embeddings,
+    /// A recurrent layer's hidden-to-hidden weights (reserved for recurrent layers).
+    RecurrentKernel,
+}
+
+impl ParamKind {
+    /// The Keras weight name, which is also the last part of the parameter's name:
+    /// `kernel`, `bias`, `gamma`, `beta`, `moving_mean`, `moving_variance`,
+    /// `embeddings`, `recurrent_kernel`.
+    pub fn keras_name(self) -> &'static str {
+        match self {
+            ParamKind::Kernel => "kernel",
+            ParamKind::Bias => "bias",
+            ParamKind::Gamma => "gamma",
+            ParamKind::Beta => "beta",
+            ParamKind::MovingMean => "moving_mean",
+            ParamKind::MovingVariance => "moving_variance",
+            ParamKind::Embeddings => "embeddings",
+            ParamKind::RecurrentKernel => "recurrent_kernel",
+        }
+    }
+
+    /// Whether gradients train it by default: everything but moving statistics.
+    pub fn is_trainable(self) -> bool {
+        !matches!(self, ParamKind::MovingMean | ParamKind::MovingVariance)
+    }
+}
+
+/// One parameter (or piece of state) of a model, living outside any graph.
+///
+/// The value sits in an [`Arc`] so that a forward pass binds it into the graph
+/// without copying ([`Graph::param`] accepts `&Arc<Tensor>`); an optimizer updates it
+/// after the graph is dropped with [`Arc::make_mut`], which then copies nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parameter<T: Element = f32> {
+    /// Stable hierarchical name: `layers.{i}.{kind}` with the Keras weight names
+    /// ([`ParamKind::keras_name`]), e.g. `layers.0.kernel`, `layers.3.moving_mean`.
+    pub name: String,
+    /// The value.
+    pub value: Arc<Tensor<T>>,
+    /// What it is.
+    pub kind: ParamKind,
+    /// Whether gradients are computed for it and an optimizer updates it: false for
+    /// moving statistics, and for frozen layers (set it to false to fine-tune the
+    /// rest). Non-trainable parameters are bound as graph constants.
+    pub trainable: bool,
+}
+
+impl<T: Element> Parameter<T> {
+    /// The value's shape.
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+
+    /// The number of scalars it holds.
+    pub fn len(&self) -> usize {
+        self.value.len()
+    }
+
+    /// Whether it holds no scalar.
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+    }
+}
+
+/// A parameter a layer declares when it is built: its local name (the Keras weight
+/// name), shape, kind, whether it is trained, and how to initialise it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    /// What it is; [`ParamKind::keras_name`] is its local name.
+    pub kind: ParamKind,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Whether it is trained by gradients (false for moving statistics).
+    pub trainable: bool,
+    /// How it is filled when a model is created.
+    pub initializer: Initializer,
+    /// The fan-in and fan-out its initializer uses, computed by the layer for its kind
+    /// (see [`Fans`]).
+    pub fans: Fans,
+}
+
+impl ParamSpec {
+    /// Number of scalars.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether it holds no scalar.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A built layer: its settings and the shapes inferred for it, but no parameter
+/// values. Values live in the model ([`Parameter`]) and are handed to
+/// [`Layer::forward`] as graph variables, in the order of [`Layer::param_specs`]; this
+/// keeps layers immutable during a step and lets tests gradcheck a layer with respect
+/// to its parameters by passing [`Graph::variable`] leaves.
+///
+/// All shapes here are per sample (without the batch axis).
+pub trait Layer<T: Element = f32>: std::fmt::Debug + Send + Sync {
+    /// The layer's kind, as Keras names the class (`"Dense"`, `"Conv2D"`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// The layer's position in its model (its parameters are named `layers.{index}.*`).
+    fn index(&self) -> usize;
+
+    /// The per-sample input shape the layer was built for.
+    fn input_shape(&self) -> &[usize];
+
+    /// The per-sample output shape.
+    fn output_shape(&self) -> &[usize];
+
+    /// The parameters the layer needs, in the order [`Layer::forward`] takes them.
+    fn param_specs(&self) -> &[ParamSpec];
+
+    /// Runs the layer on `x: [batch, ...input_shape]`, giving `[batch, ...output_shape]`.
+    /// `params` holds one `Var` per [`Layer::param_specs`] entry, in that order.
+    ///
+    /// # Errors
+    /// [`LayerError::Autograd`] when a graph operation refuses the shapes (the model
+    /// checks shapes first, so this happens only when a layer is used alone),
+    /// [`LayerError::InvalidInput`] for unusable input values,
+    /// [`LayerError::InvalidConfig`] when `params` has the wrong length.
+    fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], ctx: &mut ForwardCtx<'_, T>) -> Result<Var>;
+
+    /// Whether the layer's last step is a softmax (a Softmax layer, or a Dense or
+    /// Conv2D with `activation: "softmax"`).
+    fn ends_with_softmax(&self) -> bool {
+        false
+    }
+
+    /// As [`Layer::forward`], but without a final softmax (see
+    /// [`Layer::ends_with_softmax`]): the logits.
+    ///
+    /// # Errors
+    /// As [`Layer::forward`].
+    fn forward_logits(&self, g: &mut Graph<T>, x: Var, params: &[Var], ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
+        self.forward(g, x, params, ctx)
+    }
+
+    /// The parameter prefix, `layers.{index}`.
+    fn prefix(&self) -> String {
+        format!("layers.{}", self.index())
+    }
+}
+
+/// Checks that a layer received one `Var` per declared parameter.
+pub(crate) fn check_param_count<T: Element>(layer: &dyn Layer<T>, params: &[Var]) -> Result<()> {
+    let want = layer.param_specs().len();
+    if params.len() != want {
+        return Err(LayerError::InvalidConfig {
+            index: layer.index(),
+            kind: layer.kind(),
+            message: format!("forward expects {want} parameter variables, got {}", params.len()),
+        });
+    }
+    Ok(())
+}
+
+/// Something that runs forward on a graph and owns named parameters: a model.
+/// [`Sequential`](crate::Sequential) implements it; the training loop works on any
+/// `Module`.
+pub trait Module<T: Element = f32> {
+    /// Runs the model on a batch `x` in the mode given by `ctx`, binding the
+    /// trainable parameters into `g` as named parameters (so `g.backward` reports
+    /// their gradients under their names) and the others as constants.
+    ///
+    /// # Errors
+    /// [`LayerError::InputShape`] for a batch of the wrong shape,
+    /// [`LayerError::Forward`] naming the layer that failed.
+    fn forward(&self, g: &mut Graph<T>, x: Var, ctx: &mut ForwardCtx<'_, T>) -> Result<Var>;
+
+    /// As [`Module::forward`], but without a final softmax, when the model
+    /// [ends with one](Module::ends_with_softmax): the logits, for losses computed from
+    /// logits. The default runs `forward`.
+    ///
+    /// # Errors
+    /// As [`Module::forward`].
+    fn forward_logits(&self, g: &mut Graph<T>, x: Var, ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
+        self.forward(g, x, ctx)
+    }
+
+    /// Whether the output is a softmax that [`Module::forward_logits`] leaves out.
+    /// The default is false.
+    fn ends_with_softmax(&self) -> bool {
+        false
+    }
+
+    /// Every parameter, in a deterministic order (layer order, then each layer's
+    /// declared order).
+    fn parameters(&self) -> &[Parameter<T>];
+
+    /// Every parameter, mutably (for optimizers and for freezing layers).
+    fn parameters_mut(&mut self) -> &mut [Parameter<T>];
+
+    /// Replaces state (BatchNormalization's moving statistics) with the values a
+    /// training forward pass pushed into [`ForwardCtx::state_updates`].
+    ///
+    /// # Errors
+    /// [`LayerError::UnknownParameter`] or [`LayerError::ParameterShape`]; nothing is
+    /// changed then.
+    fn apply_state_updates(&mut self, updates: Vec<(String, Tensor<T>)>) -> Result<()>;
+
+    /// `(trainable, non-trainable)` scalar counts.
+    fn num_parameters(&self) -> (usize, usize) {
+        self.parameters().iter().fold((0, 0), |(t, n), p| if p.trainable { (t + p.len(), n) } else { (t, n + p.len()) })
+    }
+}

@@ -1,0 +1,729 @@
+//! Serde descriptions of layers and models: a model is plain data (JSON).
+
+use nn_tensor::conv::Padding;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::activation::Activation;
+use crate::error::{LayerError, Result};
+use crate::init::Initializer;
+
+/// The version of the model description format written by this crate (in
+/// [`ModelSpec::format_version`] and in `model.json`). Files with a larger version are
+/// refused with a clear message.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A pair of sizes `(height, width)`: a kernel size, stride or pool size. In JSON it
+/// may be one integer (used for both, as Keras allows) or a pair `[h, w]`; it is
+/// written as a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Size2(pub usize, pub usize);
+
+impl Size2 {
+    /// `(n, n)`.
+    pub fn square(n: usize) -> Size2 {
+        Size2(n, n)
+    }
+
+    /// As a tuple `(height, width)`.
+    pub fn pair(self) -> (usize, usize) {
+        (self.0, self.1)
+    }
+}
+
+impl From<usize> for Size2 {
+    fn from(n: usize) -> Self {
+        Size2(n, n)
+    }
+}
+
+impl From<(usize, usize)> for Size2 {
+    fn from((h, w): (usize, usize)) -> Self {
+        Size2(h, w)
+    }
+}
+
+impl Serialize for Size2 {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        [self.0, self.1].serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size2 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            One(usize),
+            Two([usize; 2]),
+        }
+        match Either::deserialize(d) {
+            Ok(Either::One(n)) => Ok(Size2(n, n)),
+            Ok(Either::Two([h, w])) => Ok(Size2(h, w)),
+            Err(_) => Err(serde::de::Error::custom("expected a non-negative integer or a pair [height, width]")),
+        }
+    }
+}
+
+/// Border handling of Conv2D and pooling, as Keras names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaddingMode {
+    /// No padding: `out = floor((in − k) / s) + 1` (Keras's default).
+    #[default]
+    Valid,
+    /// Zero padding so that `out = ceil(in / s)`; with stride 1 the spatial size is
+    /// kept, for odd and even kernel sizes (an odd total padding puts the extra row or
+    /// column at the bottom or right, as TensorFlow does).
+    Same,
+}
+
+impl From<PaddingMode> for Padding {
+    fn from(p: PaddingMode) -> Padding {
+        match p {
+            PaddingMode::Valid => Padding::Valid,
+            PaddingMode::Same => Padding::Same,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn zeros() -> Initializer {
+    Initializer::Zeros
+}
+fn ones() -> Initializer {
+    Initializer::Ones
+}
+fn one_by_one() -> Size2 {
+    Size2(1, 1)
+}
+fn two_by_two() -> Size2 {
+    Size2(2, 2)
+}
+fn bn_momentum() -> f64 {
+    0.99
+}
+fn bn_epsilon() -> f64 {
+    1e-3
+}
+fn leaky_slope() -> f64 {
+    0.3
+}
+fn one_f64() -> f64 {
+    1.0
+}
+fn embedding_init() -> Initializer {
+    Initializer::RandomUniform { minval: -0.05, maxval: 0.05 }
+}
+fn format_version() -> u32 {
+    FORMAT_VERSION
+}
+
+/// Settings of a Dense (fully connected) layer: `y = activation(x · kernel + bias)`.
+///
+/// # Shapes
+/// `x: [batch, ..., in_features]` → `[batch, ..., units]` (applied to the last axis,
+/// as Keras does); `kernel: [in_features, units]`, `bias: [units]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenseConfig {
+    /// Output features (`out_features`), at least 1.
+    pub units: usize,
+    /// Applied after the affine map. Default `linear`.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Whether to add a bias. Default true.
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// Default `glorot_uniform`.
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub bias_initializer: Initializer,
+}
+
+impl DenseConfig {
+    /// `units` outputs, Keras's defaults otherwise.
+    pub fn new(units: usize) -> Self {
+        DenseConfig {
+            units,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+        }
+    }
+    /// Sets the activation.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+    /// Sets whether a bias is used.
+    pub fn with_bias(mut self, use_bias: bool) -> Self {
+        self.use_bias = use_bias;
+        self
+    }
+    /// Sets the kernel initializer.
+    pub fn with_kernel_initializer(mut self, init: Initializer) -> Self {
+        self.kernel_initializer = init;
+        self
+    }
+    /// Sets the bias initializer.
+    pub fn with_bias_initializer(mut self, init: Initializer) -> Self {
+        self.bias_initializer = init;
+        self
+    }
+}
+
+/// Settings of a 2-d convolution over NHWC images (cross-correlation, as Keras).
+///
+/// # Shapes
+/// `x: [batch, height, width, in_channels]` → `[batch, out_h, out_w, filters]`;
+/// `kernel: [kernel_h, kernel_w, in_channels, filters]`, `bias: [filters]`;
+/// `valid`: `out = floor((in − k) / s) + 1`, `same`: `out = ceil(in / s)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conv2DConfig {
+    /// Output channels, at least 1.
+    pub filters: usize,
+    /// `(kernel_h, kernel_w)`, or one integer for both.
+    pub kernel_size: Size2,
+    /// `(stride_h, stride_w)`. Default `(1, 1)`.
+    #[serde(default = "one_by_one")]
+    pub strides: Size2,
+    /// Default `valid`.
+    #[serde(default)]
+    pub padding: PaddingMode,
+    /// Default `linear`.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// Default `glorot_uniform`.
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub bias_initializer: Initializer,
+}
+
+impl Conv2DConfig {
+    /// `filters` output channels and a `kernel_size` window, Keras's defaults
+    /// otherwise (stride 1, `valid`, no activation, bias).
+    pub fn new(filters: usize, kernel_size: impl Into<Size2>) -> Self {
+        Conv2DConfig {
+            filters,
+            kernel_size: kernel_size.into(),
+            strides: Size2(1, 1),
+            padding: PaddingMode::Valid,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+        }
+    }
+    /// Sets the strides.
+    pub fn with_strides(mut self, strides: impl Into<Size2>) -> Self {
+        self.strides = strides.into();
+        self
+    }
+    /// Sets the padding.
+    pub fn with_padding(mut self, padding: PaddingMode) -> Self {
+        self.padding = padding;
+        self
+    }
+    /// Sets the activation.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+    /// Sets whether a bias is used.
+    pub fn with_bias(mut self, use_bias: bool) -> Self {
+        self.use_bias = use_bias;
+        self
+    }
+    /// Sets the kernel initializer.
+    pub fn with_kernel_initializer(mut self, init: Initializer) -> Self {
+        self.kernel_initializer = init;
+        self
+    }
+    /// Sets the bias initializer.
+    pub fn with_bias_initializer(mut self, init: Initializer) -> Self {
+        self.bias_initializer = init;
+        self
+    }
+}
+
+/// Settings of MaxPool2D and AvgPool2D.
+///
+/// # Shapes
+/// `[batch, height, width, channels]` → `[batch, out_h, out_w, channels]`, sizes as
+/// for Conv2D with the pool as kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool2DConfig {
+    /// Window `(height, width)`. Default `(2, 2)`.
+    #[serde(default = "two_by_two")]
+    pub pool_size: Size2,
+    /// Default: the pool size (non-overlapping windows), as Keras.
+    #[serde(default)]
+    pub strides: Option<Size2>,
+    /// Default `valid`.
+    #[serde(default)]
+    pub padding: PaddingMode,
+}
+
+impl Default for Pool2DConfig {
+    fn default() -> Self {
+        Pool2DConfig { pool_size: Size2(2, 2), strides: None, padding: PaddingMode::Valid }
+    }
+}
+
+impl Pool2DConfig {
+    /// A `pool_size` window with stride equal to it, `valid` padding.
+    pub fn new(pool_size: impl Into<Size2>) -> Self {
+        Pool2DConfig { pool_size: pool_size.into(), ..Self::default() }
+    }
+    /// Sets the strides.
+    pub fn with_strides(mut self, strides: impl Into<Size2>) -> Self {
+        self.strides = Some(strides.into());
+        self
+    }
+    /// Sets the padding.
+    pub fn with_padding(mut self, padding: PaddingMode) -> Self {
+        self.padding = padding;
+        self
+    }
+    /// The strides in use: the given ones or the pool size.
+    pub fn effective_strides(&self) -> Size2 {
+        self.strides.unwrap_or(self.pool_size)
+    }
+}
+
+/// Settings of Dropout.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropoutConfig {
+    /// Fraction of inputs zeroed in training, in `[0, 1)`.
+    pub rate: f64,
+}
+
+/// Settings of BatchNormalization (Keras's defaults; normalises over every axis but
+/// the last).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNormConfig {
+    /// Weight of the old value in the moving-statistic update. Default 0.99.
+    #[serde(default = "bn_momentum")]
+    pub momentum: f64,
+    /// Added to the variance before the square root. Default 1e-3.
+    #[serde(default = "bn_epsilon")]
+    pub epsilon: f64,
+    /// Whether to add the learned offset β. Default true.
+    #[serde(default = "yes")]
+    pub center: bool,
+    /// Whether to multiply by the learned scale γ. Default true.
+    #[serde(default = "yes")]
+    pub scale: bool,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub beta_initializer: Initializer,
+    /// Default `ones`.
+    #[serde(default = "ones")]
+    pub gamma_initializer: Initializer,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub moving_mean_initializer: Initializer,
+    /// Default `ones`.
+    #[serde(default = "ones")]
+    pub moving_variance_initializer: Initializer,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        BatchNormConfig {
+            momentum: 0.99,
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+            beta_initializer: Initializer::Zeros,
+            gamma_initializer: Initializer::Ones,
+            moving_mean_initializer: Initializer::Zeros,
+            moving_variance_initializer: Initializer::Ones,
+        }
+    }
+}
+
+impl BatchNormConfig {
+    /// Sets the momentum.
+    pub fn with_momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+    /// Sets epsilon.
+    pub fn with_epsilon(mut self, epsilon: f64) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+    /// Sets whether β is used.
+    pub fn with_center(mut self, center: bool) -> Self {
+        self.center = center;
+        self
+    }
+    /// Sets whether γ is used.
+    pub fn with_scale(mut self, scale: bool) -> Self {
+        self.scale = scale;
+        self
+    }
+}
+
+/// Settings of an Activation layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationConfig {
+    /// The function.
+    pub activation: Activation,
+}
+
+/// Settings of LeakyReLU.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeakyReluConfig {
+    /// Slope for `x ≤ 0`. Default 0.3 (Keras's `LeakyReLU` layer).
+    #[serde(default = "leaky_slope")]
+    pub negative_slope: f64,
+}
+
+impl Default for LeakyReluConfig {
+    fn default() -> Self {
+        LeakyReluConfig { negative_slope: 0.3 }
+    }
+}
+
+/// Settings of ELU.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EluConfig {
+    /// `α` in `α·(eˣ − 1)` for `x ≤ 0`. Default 1.
+    #[serde(default = "one_f64")]
+    pub alpha: f64,
+}
+
+impl Default for EluConfig {
+    fn default() -> Self {
+        EluConfig { alpha: 1.0 }
+    }
+}
+
+/// Settings of Embedding (a lookup table of vectors).
+///
+/// # Shapes
+/// `x: [batch, ...]` holding integer indices in `[0, input_dim)` (stored as floats)
+/// → `[batch, ..., output_dim]`; `embeddings: [input_dim, output_dim]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// Vocabulary size (indices run over `0..input_dim`), at least 1.
+    pub input_dim: usize,
+    /// Vector length, at least 1.
+    pub output_dim: usize,
+    /// Default `random_uniform` over `[−0.05, 0.05)` (Keras's default).
+    #[serde(default = "embedding_init")]
+    pub embeddings_initializer: Initializer,
+}
+
+impl EmbeddingConfig {
+    /// A table of `input_dim` vectors of length `output_dim`, Keras's initializer.
+    pub fn new(input_dim: usize, output_dim: usize) -> Self {
+        EmbeddingConfig { input_dim, output_dim, embeddings_initializer: embedding_init() }
+    }
+}
+
+/// One layer of a [`ModelSpec`], tagged in JSON by `"type"` with the Keras class
+/// name, its settings beside it, e.g.
+/// `{"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"}`.
+/// Optional settings take Keras's defaults; unknown keys and types are errors.
+///
+/// Sigmoid and tanh layers are `{"type": "Activation", "activation": "sigmoid"}`, as
+/// in Keras.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "LayerSpecRepr", into = "LayerSpecRepr")]
+#[allow(clippy::upper_case_acronyms)] // Keras's class names (ELU)
+pub enum LayerSpec {
+    /// Fully connected layer.
+    Dense(DenseConfig),
+    /// 2-d convolution, NHWC.
+    Conv2D(Conv2DConfig),
+    /// 2-d max pooling (Keras also calls it `MaxPooling2D`).
+    MaxPool2D(Pool2DConfig),
+    /// 2-d average pooling (Keras also calls it `AveragePooling2D`).
+    AvgPool2D(Pool2DConfig),
+    /// Mean over height and width: `[batch, h, w, c]` → `[batch, c]`.
+    GlobalAveragePooling2D,
+    /// `[batch, d1, d2, ...]` → `[batch, d1·d2·…]` in row-major (NHWC) order.
+    Flatten,
+    /// Inverted dropout.
+    Dropout(DropoutConfig),
+    /// Batch normalization over the last axis.
+    BatchNormalization(BatchNormConfig),
+    /// Any [`Activation`].
+    Activation(ActivationConfig),
+    /// `max(x, 0)`.
+    ReLU,
+    /// `x` for `x > 0`, `negative_slope · x` otherwise.
+    LeakyReLU(LeakyReluConfig),
+    /// `x` for `x > 0`, `α·(eˣ − 1)` otherwise.
+    ELU(EluConfig),
+    /// Softmax over the last axis.
+    Softmax,
+    /// Lookup table of vectors.
+    Embedding(EmbeddingConfig),
+}
+
+/// The serde form of [`LayerSpec`]: parameterless layers are empty struct variants
+/// here, so that `deny_unknown_fields` rejects settings given to them (serde ignores
+/// extra keys next to the tag of a unit variant).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+#[allow(clippy::upper_case_acronyms)]
+enum LayerSpecRepr {
+    Dense(DenseConfig),
+    Conv2D(Conv2DConfig),
+    #[serde(alias = "MaxPooling2D")]
+    MaxPool2D(Pool2DConfig),
+    #[serde(alias = "AveragePooling2D")]
+    AvgPool2D(Pool2DConfig),
+    GlobalAveragePooling2D {},
+    Flatten {},
+    Dropout(DropoutConfig),
+    BatchNormalization(BatchNormConfig),
+    Activation(ActivationConfig),
+    ReLU {},
+    LeakyReLU(LeakyReluConfig),
+    ELU(EluConfig),
+    Softmax {},
+    Embedding(EmbeddingConfig),
+}
+
+impl From<LayerSpecRepr> for LayerSpec {
+    fn from(r: LayerSpecRepr) -> Self {
+        match r {
+            LayerSpecRepr::Dense(c) => LayerSpec::Dense(c),
+            LayerSpecRepr::Conv2D(c) => LayerSpec::Conv2D(c),
+            LayerSpecRepr::MaxPool2D(c) => LayerSpec::MaxPool2D(c),
+            LayerSpecRepr::AvgPool2D(c) => LayerSpec::AvgPool2D(c),
+            LayerSpecRepr::GlobalAveragePooling2D {} => LayerSpec::GlobalAveragePooling2D,
+            LayerSpecRepr::Flatten {} => LayerSpec::Flatten,
+            LayerSpecRepr::Dropout(c) => LayerSpec::Dropout(c),
+            LayerSpecRepr::BatchNormalization(c) => LayerSpec::BatchNormalization(c),
+            LayerSpecRepr::Activation(c) => LayerSpec::Activation(c),
+            LayerSpecRepr::ReLU {} => LayerSpec::ReLU,
+            LayerSpecRepr::LeakyReLU(c) => LayerSpec::LeakyReLU(c),
+            LayerSpecRepr::ELU(c) => LayerSpec::ELU(c),
+            LayerSpecRepr::Softmax {} => LayerSpec::Softmax,
+            LayerSpecRepr::Embedding(c) => LayerSpec::Embedding(c),
+        }
+    }
+}
+
+impl From<LayerSpec> for LayerSpecRepr {
+    fn from(l: LayerSpec) -> Self {
+        match l {
+            LayerSpec::Dense(c) => LayerSpecRepr::Dense(c),
+            LayerSpec::Conv2D(c) => LayerSpecRepr::Conv2D(c),
+            LayerSpec::MaxPool2D(c) => LayerSpecRepr::MaxPool2D(c),
+            LayerSpec::AvgPool2D(c) => LayerSpecRepr::AvgPool2D(c),
+            LayerSpec::GlobalAveragePooling2D => LayerSpecRepr::GlobalAveragePooling2D {},
+            LayerSpec::Flatten => LayerSpecRepr::Flatten {},
+            LayerSpec::Dropout(c) => LayerSpecRepr::Dropout(c),
+            LayerSpec::BatchNormalization(c) => LayerSpecRepr::BatchNormalization(c),
+            LayerSpec::Activation(c) => LayerSpecRepr::Activation(c),
+            LayerSpec::ReLU => LayerSpecRepr::ReLU {},
+            LayerSpec::LeakyReLU(c) => LayerSpecRepr::LeakyReLU(c),
+            LayerSpec::ELU(c) => LayerSpecRepr::ELU(c),
+            LayerSpec::Softmax => LayerSpecRepr::Softmax {},
+            LayerSpec::Embedding(c) => LayerSpecRepr::Embedding(c),
+        }
+    }
+}
+
+impl LayerSpec {
+    /// The layer's kind: the `"type"` tag (`"Dense"`, `"Conv2D"`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerSpec::Dense(_) => "Dense",
+            LayerSpec::Conv2D(_) => "Conv2D",
+            LayerSpec::MaxPool2D(_) => "MaxPool2D",
+            LayerSpec::AvgPool2D(_) => "AvgPool2D",
+            LayerSpec::GlobalAveragePooling2D => "GlobalAveragePooling2D",
+            LayerSpec::Flatten => "Flatten",
+            LayerSpec::Dropout(_) => "Dropout",
+            LayerSpec::BatchNormalization(_) => "BatchNormalization",
+            LayerSpec::Activation(_) => "Activation",
+            LayerSpec::ReLU => "ReLU",
+            LayerSpec::LeakyReLU(_) => "LeakyReLU",
+            LayerSpec::ELU(_) => "ELU",
+            LayerSpec::Softmax => "Softmax",
+            LayerSpec::Embedding(_) => "Embedding",
+        }
+    }
+
+    /// A Dense layer with `units` outputs and `activation`.
+    pub fn dense(units: usize, activation: Activation) -> Self {
+        LayerSpec::Dense(DenseConfig::new(units).with_activation(activation))
+    }
+
+    /// A Conv2D layer (stride 1, `valid`) with `filters` square `kernel × kernel`
+    /// filters and `activation`.
+    pub fn conv2d(filters: usize, kernel: usize, activation: Activation) -> Self {
+        LayerSpec::Conv2D(Conv2DConfig::new(filters, kernel).with_activation(activation))
+    }
+
+    /// A MaxPool2D layer with a square `pool × pool` window and equal stride.
+    pub fn max_pool(pool: usize) -> Self {
+        LayerSpec::MaxPool2D(Pool2DConfig::new(pool))
+    }
+
+    /// An AvgPool2D layer with a square `pool × pool` window and equal stride.
+    pub fn avg_pool(pool: usize) -> Self {
+        LayerSpec::AvgPool2D(Pool2DConfig::new(pool))
+    }
+
+    /// A Dropout layer with `rate`.
+    pub fn dropout(rate: f64) -> Self {
+        LayerSpec::Dropout(DropoutConfig { rate })
+    }
+
+    /// A BatchNormalization layer with Keras's defaults.
+    pub fn batch_norm() -> Self {
+        LayerSpec::BatchNormalization(BatchNormConfig::default())
+    }
+
+    /// An Activation layer.
+    pub fn activation(activation: Activation) -> Self {
+        LayerSpec::Activation(ActivationConfig { activation })
+    }
+}
+
+/// A whole model as data: the per-sample input shape and the layers in order.
+///
+/// JSON: `{"format_version": 1, "input_shape": [28, 28, 1], "layers": [...]}`;
+/// `format_version` may be left out (the current version is assumed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The description format's version ([`FORMAT_VERSION`]).
+    #[serde(default = "format_version")]
+    pub format_version: u32,
+    /// Shape of one sample, without the batch axis: `[height, width, channels]` for
+    /// images (NHWC), `[features]` for vectors, `[sequence]` for Embedding indices.
+    pub input_shape: Vec<usize>,
+    /// The layers, applied in order.
+    pub layers: Vec<LayerSpec>,
+}
+
+impl ModelSpec {
+    /// A model of `layers` over samples of `input_shape`, at the current format version.
+    pub fn new(input_shape: &[usize], layers: Vec<LayerSpec>) -> Self {
+        ModelSpec { format_version: FORMAT_VERSION, input_shape: input_shape.to_vec(), layers }
+    }
+
+    /// The seed CNN: Conv2D(32, 3×3, relu) → MaxPool2D(2×2) → Flatten →
+    /// Dense(128, relu) → Dense(`classes`, softmax). For MNIST use `input_shape`
+    /// `[28, 28, 1]` and 10 classes (693,962 parameters).
+    pub fn seed_cnn(input_shape: &[usize], classes: usize) -> ModelSpec {
+        ModelSpec::new(
+            input_shape,
+            vec![
+                LayerSpec::conv2d(32, 3, Activation::Relu),
+                LayerSpec::max_pool(2),
+                LayerSpec::Flatten,
+                LayerSpec::dense(128, Activation::Relu),
+                LayerSpec::dense(classes, Activation::Softmax),
+            ],
+        )
+    }
+
+    /// A multilayer perceptron: Flatten → Dense(`hidden`, relu) → Dropout(`dropout`)
+    /// when `dropout > 0` → Dense(`classes`, softmax).
+    pub fn mlp(input_shape: &[usize], hidden: usize, classes: usize, dropout: f64) -> ModelSpec {
+        let mut layers = vec![LayerSpec::Flatten, LayerSpec::dense(hidden, Activation::Relu)];
+        if dropout > 0.0 {
+            layers.push(LayerSpec::dropout(dropout));
+        }
+        layers.push(LayerSpec::dense(classes, Activation::Softmax));
+        ModelSpec::new(input_shape, layers)
+    }
+
+    /// Parses a JSON description.
+    ///
+    /// # Errors
+    /// [`LayerError::Spec`] for malformed JSON, an unknown key or layer type, a
+    /// missing required field (serde's message, with line and column), or a
+    /// `format_version` newer than [`FORMAT_VERSION`].
+    pub fn from_json(text: &str) -> Result<ModelSpec> {
+        let spec: ModelSpec = serde_json::from_str(text).map_err(|e| LayerError::Spec { message: e.to_string() })?;
+        spec.check_version()?;
+        Ok(spec)
+    }
+
+    /// Pretty-printed JSON (two-space indent), which [`ModelSpec::from_json`] reads
+    /// back to an equal spec.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a ModelSpec always serialises (plain data, finite keys)")
+    }
+
+    /// Refuses descriptions written by a newer version of this crate.
+    pub(crate) fn check_version(&self) -> Result<()> {
+        if self.format_version == 0 || self.format_version > FORMAT_VERSION {
+            return Err(LayerError::Spec {
+                message: format!(
+                    "format_version {} is not supported (this version of nn-layers reads 1 to {FORMAT_VERSION})",
+                    self.format_version
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_and_defaults() {
+        let spec = ModelSpec::seed_cnn(&[28, 28, 1], 10);
+        let text = spec.to_json();
+        assert_eq!(ModelSpec::from_json(&text).unwrap(), spec);
+        let short = r#"{"input_shape": [28, 28, 1], "layers": [
+            {"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"},
+            {"type": "MaxPooling2D"},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 128, "activation": "relu"},
+            {"type": "Dense", "units": 10, "activation": "softmax"}]}"#;
+        assert_eq!(ModelSpec::from_json(short).unwrap(), spec);
+    }
+
+    #[test]
+    fn unknown_keys_and_types_are_errors() {
+        let bad_key = r#"{"input_shape": [4], "layers": [{"type": "Dense", "units": 3, "unit": 4}]}"#;
+        let e = ModelSpec::from_json(bad_key).unwrap_err().to_string();
+        assert!(e.contains("unknown field `unit`"), "{e}");
+        let bad_type = r#"{"input_shape": [4], "layers": [{"type": "Conv3D", "filters": 3}]}"#;
+        let e = ModelSpec::from_json(bad_type).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `Conv3D`"), "{e}");
+        let bad_unit = r#"{"input_shape": [4], "layers": [{"type": "Flatten", "data_format": "channels_first"}]}"#;
+        let e = ModelSpec::from_json(bad_unit).unwrap_err().to_string();
+        assert!(e.contains("unknown field `data_format`"), "{e}");
+        let bad_top = r#"{"input_shape": [4], "layers": [], "optimizer": "adam"}"#;
+        assert!(ModelSpec::from_json(bad_top).unwrap_err().to_string().contains("unknown field `optimizer`"));
+        let bad_act = r#"{"input_shape": [4], "layers": [{"type": "Dense", "units": 3, "activation": "swish"}]}"#;
+        assert!(ModelSpec::from_json(bad_act).unwrap_err().to_string().contains("unknown variant `swish`"));
+        let newer = r#"{"format_version": 99, "input_shape": [4], "layers": []}"#;
+        assert!(ModelSpec::from_json(newer).unwrap_err().to_string().contains("format_version 99"));
+    }
+}

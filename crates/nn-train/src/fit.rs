@@ -1,0 +1,471 @@
+//! The training loop: [`fit`], [`evaluate`], [`predict`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use nn_autograd::Graph;
+use nn_data::{Batcher, Dataset, Targets};
+use nn_layers::loss::{Loss, Targets as LossTargets};
+use nn_layers::{ForwardCtx, Mode, Sequential};
+use nn_optim::{bind, clip_grad_norm, clip_grad_value, LrSchedule, Optimizer, Regularizer};
+use nn_tensor::random::seeded_rng;
+use nn_tensor::Tensor;
+
+use crate::callbacks::{Callback, CallbackCtx, Control};
+use crate::error::{Result, TrainError};
+use crate::history::{EpochLog, History};
+use crate::metrics::{accuracy, argmax_rows, ConfusionMatrix, MeanAccumulator};
+use crate::progress::{Progress, Verbosity};
+
+/// Settings of one [`fit`] run.
+#[derive(Debug, Clone)]
+pub struct FitConfig {
+    /// Epochs to train in total (a resumed run counts the epochs already done).
+    pub epochs: usize,
+    /// Samples per batch; the last partial batch is kept.
+    pub batch_size: usize,
+    /// Seed of everything random in training: epoch `k`'s shuffle and dropout masks
+    /// derive from `(seed, k)` only, so a run resumed at an epoch boundary continues
+    /// exactly as an uninterrupted one.
+    pub seed: u64,
+    /// Reshuffle the training data every epoch (default true).
+    pub shuffle: bool,
+    /// Progress output.
+    pub verbosity: Verbosity,
+    /// L1/L2 penalties, added to the loss and reported separately as `penalty`.
+    pub regularizer: Option<Regularizer>,
+    /// Clip the global gradient norm to this value before each update.
+    pub clip_norm: Option<f64>,
+    /// Clip every gradient element to `[-v, v]` before each update.
+    pub clip_value: Option<f64>,
+    /// A per-step learning-rate schedule (evaluated at the optimizer's iteration count).
+    pub schedule: Option<LrSchedule>,
+    /// The first epoch to run (0-based): the number of epochs already done when resuming.
+    pub initial_epoch: usize,
+    /// Metadata saved with models written by callbacks.
+    pub metadata: serde_json::Value,
+}
+
+impl FitConfig {
+    /// `epochs` epochs of batch `batch_size`, seed 0, shuffled, progress `Auto`.
+    pub fn new(epochs: usize, batch_size: usize) -> Self {
+        FitConfig {
+            epochs,
+            batch_size,
+            seed: 0,
+            shuffle: true,
+            verbosity: Verbosity::Auto,
+            regularizer: None,
+            clip_norm: None,
+            clip_value: None,
+            schedule: None,
+            initial_epoch: 0,
+            metadata: serde_json::Value::Null,
+        }
+    }
+}
+
+/// Whether the model's output and the loss ask for class indices.
+fn is_classification(loss: &Loss) -> bool {
+    matches!(loss, Loss::SparseCategoricalCrossentropy { .. })
+}
+
+/// Losses computed from probabilities are computed from logits when the model ends in
+/// a softmax: `log_softmax(z)` is exact where `ln(softmax(z))` underflows. Returns
+/// whether to run the model up to its logits, and the loss to apply to that output.
+fn stable_loss(model: &Sequential, loss: &Loss) -> (bool, Loss) {
+    match loss.with_logits() {
+        Some(from_logits) if model.ends_with_softmax() => (true, from_logits),
+        _ => (false, *loss),
+    }
+}
+
+/// Checks that `data` fits `model` and `loss` before any work is done.
+fn check_data(model: &Sequential, loss: &Loss, data: &Dataset, what: &str) -> Result<()> {
+    if data.sample_shape() != model.input_shape() {
+        return Err(TrainError::Mismatch(format!(
+            "{what} data `{}` has samples of shape {:?} but the model's input shape is {:?}",
+            data.name(),
+            data.sample_shape(),
+            model.input_shape()
+        )));
+    }
+    let outputs: usize = model.output_shape().iter().product();
+    match data.targets() {
+        Targets::Classes { num_classes, .. } => {
+            if !is_classification(loss) {
+                return Err(TrainError::Mismatch(format!(
+                    "{what} data `{}` has class labels, but the loss {loss:?} needs real-valued targets",
+                    data.name()
+                )));
+            }
+            if *num_classes > outputs {
+                return Err(TrainError::Mismatch(format!(
+                    "{what} data `{}` has {num_classes} classes but the model outputs {outputs} values",
+                    data.name()
+                )));
+            }
+        }
+        Targets::Real(t) => {
+            if is_classification(loss) {
+                return Err(TrainError::Mismatch(format!(
+                    "{what} data `{}` has real-valued targets, but sparse categorical cross-entropy needs class labels",
+                    data.name()
+                )));
+            }
+            let per_sample: usize = t.shape()[1..].iter().product();
+            if per_sample != outputs {
+                return Err(TrainError::Mismatch(format!(
+                    "{what} data `{}` has {per_sample} target values per sample but the model outputs {outputs}",
+                    data.name()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reshapes real targets `[N]` to the model's output `[N, outputs]` when they match.
+fn loss_targets<'a>(
+    targets: &'a Targets,
+    reshaped: &'a mut Option<Tensor<f32>>,
+    out_shape: &[usize],
+) -> LossTargets<'a> {
+    match targets {
+        Targets::Classes { labels, .. } => LossTargets::Classes(labels),
+        Targets::Real(t) => {
+            if t.shape() != out_shape {
+                *reshaped = t.try_reshape(out_shape).ok();
+            }
+            LossTargets::Values(reshaped.as_ref().unwrap_or(t))
+        }
+    }
+}
+
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    // SplitMix64 of (seed, epoch): distinct, well-mixed streams per epoch.
+    let mut z = seed ^ (epoch as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Trains `model` on `train` (Keras `Model.fit`): for each epoch, a seeded shuffle,
+/// then per batch forward → loss (+ penalties) → backward → clipping → schedule →
+/// optimizer step; then validation in evaluation mode, callbacks, and one line of
+/// progress. Dropout is active only here, never in validation.
+///
+/// Returns the [`History`]; training that a callback stopped (early stopping, a
+/// non-finite loss) still returns `Ok`, with the reason in [`History::stopped`].
+///
+/// # Errors
+/// [`TrainError::Config`] for a batch size or epoch count of 0; [`TrainError::Mismatch`]
+/// when the data does not fit the model or the loss (checked before training);
+/// errors of the layers, optimizer and callbacks as they occur.
+pub fn fit(
+    model: &mut Sequential,
+    optimizer: &mut dyn Optimizer<f32>,
+    loss: &Loss,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    config: &FitConfig,
+    callbacks: &mut [&mut dyn Callback],
+) -> Result<History> {
+    if config.batch_size == 0 {
+        return Err(TrainError::Config("batch size must be at least 1".into()));
+    }
+    if config.epochs == 0 {
+        return Err(TrainError::Config("epochs must be at least 1".into()));
+    }
+    if train.is_empty() {
+        return Err(TrainError::Config(format!("training data `{}` is empty", train.name())));
+    }
+    check_data(model, loss, train, "training")?;
+    if let Some(v) = validation {
+        check_data(model, loss, v, "validation")?;
+    }
+    if let Some(s) = &config.schedule {
+        s.validate()?;
+    }
+    let (use_logits, train_loss) = stable_loss(model, loss);
+    let classification = is_classification(loss);
+    let batcher = if config.shuffle {
+        Batcher::new(config.batch_size)?.shuffled(config.seed)
+    } else {
+        Batcher::new(config.batch_size)?.sequential()
+    };
+    let steps = batcher.num_batches(train.len());
+    let mut progress = Progress::new(config.verbosity, config.epochs, steps);
+    let mut history = History { seed: config.seed, ..History::default() };
+    let trainable: HashSet<String> =
+        model.parameters().iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
+
+    {
+        let mut ctx = CallbackCtx { model, optimizer, progress: &mut progress, metadata: &config.metadata };
+        for cb in callbacks.iter_mut() {
+            cb.on_train_begin(&mut ctx)?;
+        }
+    }
+
+    let model_ref: &mut Sequential = model;
+    'epochs: for epoch in config.initial_epoch..config.epochs {
+        let shown_epoch = epoch + 1;
+        progress.start_epoch(shown_epoch);
+        let started = Instant::now();
+        let mut rng = seeded_rng(epoch_seed(config.seed, epoch));
+        let mut loss_mean = MeanAccumulator::new();
+        let mut data_loss_mean = MeanAccumulator::new();
+        let mut penalty_mean = MeanAccumulator::new();
+        let mut acc_mean = MeanAccumulator::new();
+        let learning_rate = optimizer.learning_rate();
+        for (step, batch) in batcher.batches(train, epoch as u64).enumerate() {
+            let n = batch.len();
+            let mut g = Graph::<f32>::new();
+            let x = g.input(batch.features);
+            let mut fctx = ForwardCtx::new(Mode::Train, &mut rng);
+            let out = if use_logits {
+                model_ref.forward_logits(&mut g, x, &mut fctx)?
+            } else {
+                model_ref.forward(&mut g, x, &mut fctx)?
+            };
+            let state_updates = std::mem::take(&mut fctx.state_updates);
+            let out_shape = g.value(out).shape().to_vec();
+            let mut reshaped = None;
+            let targets = loss_targets(&batch.targets, &mut reshaped, &out_shape);
+            let loss_var = train_loss.compute(&mut g, out, &targets)?;
+            let data_loss = g.value(loss_var).item() as f64;
+            if classification {
+                if let Targets::Classes { labels, .. } = &batch.targets {
+                    acc_mean.add(accuracy(&argmax_rows(g.value(out)), &labels[..]), n);
+                }
+            }
+            let penalty = match &config.regularizer {
+                Some(r) => r.penalty(
+                    model_ref.parameters().iter().filter(|p| p.trainable).map(|p| (p.name.as_str(), &*p.value)),
+                ),
+                None => 0.0,
+            };
+            let total = data_loss + penalty;
+            for cb in callbacks.iter_mut() {
+                if let Control::Stop(reason) = cb.on_batch_loss(shown_epoch, step + 1, total) {
+                    progress.message(&reason);
+                    history.stopped = Some(reason);
+                    break 'epochs;
+                }
+            }
+            let mut grads = g.backward(loss_var)?;
+            drop(g); // releases the graph's references to the parameters: updates copy nothing
+            {
+                let mut bound = bind(
+                    model_ref
+                        .parameters_mut()
+                        .iter_mut()
+                        .filter(|p| p.trainable)
+                        .map(|p| (p.name.as_str(), Arc::make_mut(&mut p.value))),
+                    grads.iter_mut().filter(|(name, _)| trainable.contains(*name)),
+                )?;
+                if let Some(r) = &config.regularizer {
+                    r.apply(&mut bound)?;
+                }
+                if let Some(v) = config.clip_value {
+                    clip_grad_value(&mut bound, v)?;
+                }
+                if let Some(max_norm) = config.clip_norm {
+                    clip_grad_norm(&mut bound, max_norm)?;
+                }
+                if let Some(s) = &config.schedule {
+                    s.apply(&mut *optimizer)?;
+                }
+                optimizer.step(&mut bound)?;
+            }
+            model_ref.apply_state_updates(state_updates)?;
+            loss_mean.add(total, n);
+            data_loss_mean.add(data_loss, n);
+            penalty_mean.add(penalty, n);
+            let mut running = vec![("loss".to_string(), loss_mean.mean())];
+            if classification {
+                running.push(("accuracy".to_string(), acc_mean.mean()));
+            }
+            progress.step(step + 1, &running);
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        let mut metrics = vec![("loss".to_string(), loss_mean.mean())];
+        if classification {
+            metrics.push(("accuracy".to_string(), acc_mean.mean()));
+        }
+        if config.regularizer.is_some() {
+            metrics.push(("data_loss".to_string(), data_loss_mean.mean()));
+            metrics.push(("penalty".to_string(), penalty_mean.mean()));
+        }
+        let val_started = Instant::now();
+        if let Some(v) = validation {
+            let e = evaluate(model_ref, loss, v, config.batch_size.max(256))?;
+            metrics.push(("val_loss".to_string(), e.loss));
+            for (k, val) in e.metrics {
+                metrics.push((format!("val_{k}"), val));
+            }
+        }
+        let log = EpochLog {
+            epoch: shown_epoch,
+            metrics,
+            learning_rate,
+            train_seconds,
+            val_seconds: val_started.elapsed().as_secs_f64(),
+        };
+        progress.end_epoch(&log);
+        history.epochs.push(log.clone());
+        let mut stop = None;
+        let mut ctx = CallbackCtx { model: model_ref, optimizer, progress: &mut progress, metadata: &config.metadata };
+        for cb in callbacks.iter_mut() {
+            if let Control::Stop(reason) = cb.on_epoch_end(&log, &mut ctx)? {
+                stop.get_or_insert(reason);
+            }
+        }
+        if let Some(reason) = stop {
+            progress.message(&reason);
+            history.stopped = Some(reason);
+            break;
+        }
+    }
+    let mut ctx = CallbackCtx { model: model_ref, optimizer, progress: &mut progress, metadata: &config.metadata };
+    for cb in callbacks.iter_mut() {
+        cb.on_train_end(&mut history, &mut ctx)?;
+    }
+    Ok(history)
+}
+
+/// The result of [`evaluate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// The loss, averaged over every sample (a partial batch counts by its size).
+    pub loss: f64,
+    /// Other metrics: `accuracy` for class labels; `mse` and `mae` for real targets.
+    pub metrics: Vec<(String, f64)>,
+    /// For class labels: the confusion matrix (`counts[target][predicted]`).
+    pub confusion: Option<ConfusionMatrix>,
+}
+
+impl Evaluation {
+    /// The value of metric `name` (`loss` included).
+    pub fn get(&self, name: &str) -> Option<f64> {
+        if name == "loss" {
+            return Some(self.loss);
+        }
+        self.metrics.iter().find(|(k, _)| k == name).map(|&(_, v)| v)
+    }
+}
+
+/// Evaluates `model` on `data` in evaluation mode (no dropout, BatchNorm moving
+/// statistics, no graph recorded): the loss and metrics averaged over all samples
+/// (Keras `Model.evaluate`).
+///
+/// # Errors
+/// [`TrainError::Mismatch`] when the data does not fit the model or loss;
+/// [`TrainError::Config`] for a batch size of 0 or empty data.
+pub fn evaluate(model: &Sequential, loss: &Loss, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
+    if batch_size == 0 {
+        return Err(TrainError::Config("batch size must be at least 1".into()));
+    }
+    if data.is_empty() {
+        return Err(TrainError::Config(format!("evaluation data `{}` is empty", data.name())));
+    }
+    check_data(model, loss, data, "evaluation")?;
+    let (use_logits, eval_loss) = stable_loss(model, loss);
+    let classification = is_classification(loss);
+    let mut loss_mean = MeanAccumulator::new();
+    let mut confusion =
+        data.targets().num_classes().map(|c| ConfusionMatrix::new(c.max(model.output_shape().iter().product())));
+    let (mut se, mut ae, mut count) = (0.0f64, 0.0f64, 0usize);
+    let mut rng = seeded_rng(0);
+    for batch in Batcher::new(batch_size)?.sequential().batches(data, 0) {
+        let n = batch.len();
+        let mut g = Graph::<f32>::no_grad();
+        let x = g.input(batch.features);
+        let mut fctx = ForwardCtx::new(Mode::Eval, &mut rng);
+        let out = if use_logits {
+            model.forward_logits(&mut g, x, &mut fctx)?
+        } else {
+            model.forward(&mut g, x, &mut fctx)?
+        };
+        let out_shape = g.value(out).shape().to_vec();
+        let mut reshaped = None;
+        let targets = loss_targets(&batch.targets, &mut reshaped, &out_shape);
+        let l = eval_loss.compute(&mut g, out, &targets)?;
+        loss_mean.add(g.value(l).item() as f64, n);
+        match (&batch.targets, &mut confusion) {
+            (Targets::Classes { labels, .. }, Some(cm)) if classification => cm.add(&argmax_rows(g.value(out)), labels),
+            (Targets::Real(_), _) => {
+                if let LossTargets::Values(t) = targets {
+                    for (p, y) in g.value(out).array().iter().zip(t.array().iter()) {
+                        let d = (*p - *y) as f64;
+                        se += d * d;
+                        ae += d.abs();
+                        count += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut metrics = Vec::new();
+    if let Some(cm) = &confusion {
+        metrics.push(("accuracy".to_string(), cm.accuracy()));
+    } else {
+        metrics.push(("mse".to_string(), se / count as f64));
+        metrics.push(("mae".to_string(), ae / count as f64));
+    }
+    Ok(Evaluation { loss: loss_mean.mean(), metrics, confusion })
+}
+
+/// The result of [`predict`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    /// The model's outputs `[N, outputs]`: class probabilities when the model ends
+    /// in a softmax, raw outputs otherwise.
+    pub outputs: Tensor<f32>,
+    /// The index of each row's largest output (the predicted class).
+    pub classes: Vec<usize>,
+}
+
+/// Runs `model` on `features` `[N, ...input_shape]` in evaluation mode, `batch_size`
+/// samples at a time, without recording a graph (Keras `Model.predict`).
+///
+/// # Errors
+/// [`TrainError::Mismatch`] when the features' sample shape differs from the model's
+/// input shape; [`TrainError::Config`] for a batch size of 0.
+pub fn predict(model: &Sequential, features: &Tensor<f32>, batch_size: usize) -> Result<Predictions> {
+    if batch_size == 0 {
+        return Err(TrainError::Config("batch size must be at least 1".into()));
+    }
+    if features.ndim() == 0 || &features.shape()[1..] != model.input_shape() {
+        return Err(TrainError::Mismatch(format!(
+            "input has shape {:?} but the model expects [N, {}]",
+            features.shape(),
+            model.input_shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let n = features.shape()[0];
+    let mut rng = seeded_rng(0);
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + batch_size).min(n);
+        let mut g = Graph::<f32>::no_grad();
+        let x = g.input(features.try_slice_batch(start, end)?);
+        let mut fctx = ForwardCtx::new(Mode::Eval, &mut rng);
+        let out = model.forward(&mut g, x, &mut fctx)?;
+        let value = g.value(out);
+        let rows = value.shape()[0];
+        parts.push(value.try_reshape(&[rows, value.len() / rows.max(1)])?);
+        start = end;
+    }
+    let outputs = if parts.is_empty() {
+        Tensor::zeros(&[0, model.output_shape().iter().product()])
+    } else {
+        let refs: Vec<&Tensor<f32>> = parts.iter().collect();
+        Tensor::try_concat(0, &refs)?
+    };
+    let classes = if n == 0 { Vec::new() } else { argmax_rows(&outputs) };
+    Ok(Predictions { outputs, classes })
+}
