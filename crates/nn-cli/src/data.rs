@@ -83,7 +83,7 @@ pub fn prepare(
     scale: ScaleKind,
     seed: u64,
 ) -> Result<Prepared> {
-    check_fraction("validation-split", validation_split, true)?;
+    check_fraction("validation-split", validation_split, false)?;
     check_fraction("test-split", test_split, false)?;
     let (data, test) = load(source, target)?;
     let (train, validation, test) = match test {

@@ -179,3 +179,89 @@ fn nan_stop_saves_nothing() {
     assert!(!out.join("model.json").exists());
     assert!(!out.join("weights.safetensors").exists());
 }
+
+/// Writes an IDX file: magic (0, 0, 0x08 = u8, rank), big-endian dimensions, bytes.
+fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
+    let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        bytes.extend_from_slice(&d.to_be_bytes());
+    }
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// An MNIST-format folder whose validation part (the last 20% of the training file,
+/// as Keras's `validation_split`) has every label flipped: the better the model fits
+/// the training part, the worse `val_loss` gets, so the validation curve is scripted
+/// to be best after epoch 1.
+#[test]
+fn early_stopping_on_a_scripted_validation_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (n, side) = (100usize, 4usize);
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..n {
+        let class = i % 2;
+        for _r in 0..side {
+            for c in 0..side {
+                let bright = (c < side / 2) == (class == 0);
+                images.push(if bright { 200 + (i % 50) as u8 } else { (i % 7) as u8 });
+            }
+        }
+        let flipped = i >= n * 4 / 5;
+        labels.push(if flipped { 1 - class as u8 } else { class as u8 });
+    }
+    let dims = [n as u32, side as u32, side as u32];
+    write_idx(&d.join("train-images-idx3-ubyte"), &dims, &images);
+    write_idx(&d.join("train-labels-idx1-ubyte"), &[n as u32], &labels);
+    write_idx(&d.join("t10k-images-idx3-ubyte"), &dims, &images);
+    write_idx(&d.join("t10k-labels-idx1-ubyte"), &[n as u32], &labels);
+    let text = stdout(nn().arg("fit").arg("--data").arg(format!("mnist:{}", d.display())).args([
+        "--epochs",
+        "30",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.01",
+        "--early-stopping",
+        "3",
+    ]));
+    assert!(text.contains("early stopping: val_loss did not improve for 3 epochs"), "{text}");
+    assert!(text.contains("Restoring model weights from the end of the best epoch: 1"), "{text}");
+    let epochs = text.lines().filter(|l| l.starts_with("Epoch ")).count();
+    assert_eq!(epochs, 4, "best epoch 1 + patience 3\n{text}");
+}
+
+#[test]
+fn model_from_a_spec_file_and_idx_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = d.join("softmax.json");
+    write(
+        &spec,
+        r#"{"format_version":1,"input_shape":[8,8,1],"layers":[{"type":"Flatten"},{"type":"Dense","units":10,"activation":"softmax"}]}"#,
+    );
+    let summary = stdout(nn().args(["summary", "--model"]).arg(&spec));
+    assert!(summary.contains("650"), "64·10 + 10 = 650 parameters\n{summary}");
+    let out = d.join("run");
+    let text =
+        stdout(nn().args(["fit", "--epochs", "10", "--lr", "0.01", "--model"]).arg(&spec).arg("--out").arg(&out));
+    assert!(figure(&text, "test accuracy:") > 0.8, "{text}");
+    // Two 8×8 images as an IDX file of raw pixel values (0..16): all zeros, all 16.
+    let idx = d.join("two.idx");
+    let mut pixels = vec![0u8; 64];
+    pixels.extend(vec![16u8; 64]);
+    write_idx(&idx, &[2, 8, 8], &pixels);
+    let pred = stdout(nn().args(["predict", "--model"]).arg(&out).arg("--input").arg(&idx));
+    assert_eq!(pred.lines().count(), 3, "{pred}");
+    for line in pred.lines().skip(1) {
+        let p: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
+        assert!((0.1..=1.0).contains(&p), "{line}");
+    }
+    let summary = stdout(nn().args(["summary", "--model"]).arg(&out));
+    assert!(summary.contains("650"), "{summary}");
+    // An IDX file whose images do not fit the model is one clear error.
+    write_idx(&idx, &[1, 3, 3], &[0; 9]);
+    fails_with(nn().args(["predict", "--model"]).arg(&out).arg("--input").arg(&idx), "input shape");
+}
