@@ -206,6 +206,10 @@ pub struct EvaluateArgs {
     /// Samples per batch.
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
+    /// Also time inference: samples/s at `--batch-size` (median of 3 passes over the
+    /// data) and the median latency of 200 single-sample predictions.
+    #[arg(long)]
+    pub timing: bool,
 }
 
 /// `nn-cli predict` flags.

@@ -70,8 +70,9 @@ fn out_dir_then_evaluate_and_predict() {
     assert!(history.starts_with("epoch,loss,accuracy,val_loss,val_accuracy"), "{history}");
     let test_acc = figure(&text, "test accuracy:");
 
-    let eval = stdout(nn().args(["evaluate", "--model"]).arg(&out).args(["--data", "digits"]));
+    let eval = stdout(nn().args(["evaluate", "--model"]).arg(&out).args(["--data", "digits", "--timing"]));
     assert!(eval.contains("confusion matrix"), "{eval}");
+    assert!(figure(&eval, "inference:") > 0.0 && eval.contains("single-sample latency"), "{eval}");
     assert!(figure(&eval, "accuracy:") > 0.5, "{eval}");
     let _ = test_acc;
 

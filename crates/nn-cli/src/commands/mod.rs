@@ -55,6 +55,46 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         let names = meta.class_names.clone().or_else(|| part.class_names().map(|n| n.to_vec())).unwrap_or_default();
         println!("\nconfusion matrix (rows: target, columns: predicted)\n{}", cm.render(&names));
     }
+    if args.timing {
+        time_inference(&model, &part, args.batch_size)?;
+    }
+    Ok(())
+}
+
+/// Prints inference throughput at `batch_size` (median of 3 timed passes after one
+/// warm-up pass) and the median single-sample latency over 200 calls (after 20
+/// warm-up calls): the protocol of the reference scripts in ../shared/peers.
+fn time_inference(model: &Sequential, data: &Dataset, batch_size: usize) -> Result<()> {
+    use std::time::Instant;
+    let x = data.features();
+    let n = data.len();
+    nn_train::predict(model, &x, batch_size)?;
+    let mut passes = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        nn_train::predict(model, &x, batch_size)?;
+        passes.push(t.elapsed().as_secs_f64());
+    }
+    passes.sort_by(f64::total_cmp);
+    let singles: Vec<Tensor<f32>> = (0..220.min(n))
+        .map(|i| x.try_slice_batch(i, i + 1))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(nn_train::TrainError::from)?;
+    let mut lat = Vec::new();
+    for (i, s) in singles.iter().enumerate() {
+        let t = Instant::now();
+        nn_train::predict(model, s, 1)?;
+        if i >= 20 {
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    let median_lat = lat.get(lat.len() / 2).copied().unwrap_or(f64::NAN);
+    println!(
+        "inference: {:.0} samples/s at batch {batch_size} (median of 3 passes over {n} samples); single-sample latency {median_lat:.3} ms (median of {})",
+        n as f64 / passes[1],
+        lat.len()
+    );
     Ok(())
 }
 
