@@ -7,8 +7,17 @@
 //! - `conv2d`: forward and backward of the seed CNN's first layer (batch 128, 28×28×1
 //!   input, 32 filters 3×3, stride 1, valid), the input being data (no input gradient).
 //!
+//! - `train_step_batch128`: one full training step (forward, cross-entropy, backward;
+//!   no optimizer) of the seed CNN (conv 3×3×32 + relu → max-pool 2×2 → flatten →
+//!   Dense 5408→128 + relu → Dense 128→10) and of the 784→128→10 MLP, through
+//!   nn-autograd's ops, in samples per second (`Throughput::Elements(batch)`, so
+//!   "elem/s" reads as samples/s and the time is the time per step). Parameters are
+//!   bound through `Arc`s, as a layer holding them would, so no step copies them.
+//!
 //! Full run: `cargo bench -p nn-benches --bench autograd`
 //! Quick run (CI): `cargo bench -p nn-benches --bench autograd -- --quick`
+
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array2, Axis, Ix2};
@@ -155,5 +164,61 @@ fn bench_conv2d(c: &mut Criterion) {
     nn_tensor::set_num_threads(0);
 }
 
-criterion_group!(benches, bench_mlp_step, bench_conv2d);
+/// The seed CNN's parameters and one batch, for [`bench_train_step`].
+struct SeedCnn {
+    x: Tensor<f32>,
+    targets: Vec<usize>,
+    params: Vec<(&'static str, Arc<Tensor<f32>>)>,
+}
+
+impl SeedCnn {
+    fn new() -> Self {
+        let shapes: [(&'static str, &[usize], f32); 6] = [
+            ("conv.kernel", &[3, 3, 1, 32], 0.3),
+            ("conv.bias", &[32], 0.01),
+            ("dense0.kernel", &[5408, 128], 0.03),
+            ("dense0.bias", &[128], 0.01),
+            ("dense1.kernel", &[128, 10], 0.2),
+            ("dense1.bias", &[10], 0.01),
+        ];
+        let params =
+            shapes.iter().enumerate().map(|(i, &(n, s, a))| (n, Arc::new(uniform(s, a, 20 + i as u64)))).collect();
+        SeedCnn { x: uniform(&[BATCH, 28, 28, 1], 1.0, 9), targets: (0..BATCH).map(|i| (i * 7) % 10).collect(), params }
+    }
+
+    /// Forward, loss and backward; returns the loss and the number of gradients.
+    fn step(&self) -> (f32, usize) {
+        let mut g = Graph::new();
+        let x = g.input(&self.x);
+        let p: Vec<_> = self.params.iter().map(|(n, t)| g.param(n, t)).collect();
+        let h = g.conv2d(x, p[0], Some(p[1]), (1, 1), Padding::Valid);
+        let h = g.relu(h);
+        let h = g.max_pool2d(h, (2, 2), (2, 2), Padding::Valid);
+        let h = g.flatten(h);
+        let h = g.linear(h, p[2], Some(p[3]));
+        let h = g.relu(h);
+        let logits = g.linear(h, p[4], Some(p[5]));
+        let loss = g.cross_entropy(logits, &self.targets);
+        let grads = g.backward(loss).unwrap();
+        (g.value(loss).item(), grads.len())
+    }
+}
+
+fn bench_train_step(c: &mut Criterion) {
+    let cnn = SeedCnn::new();
+    let mlp = Mlp::new();
+    let mut group = c.benchmark_group("train_step_batch128");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for threads in [1, 2] {
+        nn_tensor::set_num_threads(threads);
+        group.bench_function(BenchmarkId::new("seed_cnn", format!("{threads}t")), |b| b.iter(|| cnn.step()));
+        group
+            .bench_function(BenchmarkId::new("mlp_784_128_10", format!("{threads}t")), |b| b.iter(|| mlp.graph_step()));
+    }
+    group.finish();
+    nn_tensor::set_num_threads(0);
+}
+
+criterion_group!(benches, bench_train_step, bench_mlp_step, bench_conv2d);
 criterion_main!(benches);

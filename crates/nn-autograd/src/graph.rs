@@ -424,12 +424,6 @@ impl<T: Element> Graph<T> {
         self.recording && parents.iter().any(|&p| self.nodes[p].requires_grad)
     }
 
-    /// Whether the single node `p` needs a gradient.
-    #[inline]
-    pub(crate) fn wants(&self, p: usize) -> bool {
-        self.recording && self.nodes[p].requires_grad
-    }
-
     /// Appends an operation's result. The backward rule is stored only when some
     /// parent needs a gradient; `saved_bytes` is what the rule holds (for accounting).
     pub(crate) fn push_op(

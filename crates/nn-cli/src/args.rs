@@ -29,6 +29,10 @@ pub enum Command {
     Predict(PredictArgs),
     /// Print a model's layers, output shapes and parameter counts.
     Summary(SummaryArgs),
+    /// Search hyperparameters (grid, random, successive halving) with early stopping per trial; resumable.
+    Tune(Box<crate::commands::tune::TuneArgs>),
+    /// Serve a saved model over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics, and a page at /.
+    Serve(crate::commands::serve::ServeArgs),
 }
 
 /// Where the data comes from.
@@ -42,6 +46,9 @@ pub enum DataSource {
     FashionMnist(PathBuf),
     /// A CSV file with a header row.
     Csv(PathBuf),
+    /// The adding problem with sequences of this length (nn_data::adding; 10,000
+    /// training and 1,000 test sequences, data seed fixed).
+    Adding(usize),
 }
 
 impl FromStr for DataSource {
@@ -60,7 +67,13 @@ impl FromStr for DataSource {
             "mnist" => path("mnist").map(DataSource::Mnist),
             "fashion-mnist" => path("fashion-mnist").map(DataSource::FashionMnist),
             "csv" => path("csv").map(DataSource::Csv),
-            _ => Err(format!("unknown data `{s}`: expected digits, mnist:DIR, fashion-mnist:DIR or csv:PATH")),
+            "adding" => match rest.and_then(|r| r.parse::<usize>().ok()) {
+                Some(n) if n >= 2 => Ok(DataSource::Adding(n)),
+                _ => Err(format!("`{s}`: adding needs a sequence length of at least 2, e.g. adding:50")),
+            },
+            _ => Err(format!(
+                "unknown data `{s}`: expected digits, mnist:DIR, fashion-mnist:DIR, csv:PATH or adding:LENGTH"
+            )),
         }
     }
 }
@@ -72,6 +85,7 @@ impl std::fmt::Display for DataSource {
             DataSource::Mnist(p) => write!(f, "mnist:{}", p.display()),
             DataSource::FashionMnist(p) => write!(f, "fashion-mnist:{}", p.display()),
             DataSource::Csv(p) => write!(f, "csv:{}", p.display()),
+            DataSource::Adding(n) => write!(f, "adding:{n}"),
         }
     }
 }
@@ -111,16 +125,16 @@ pub enum ScaleKind {
 /// `nn-cli fit` flags. Saved as `run.json` in `--out` so `--resume` can rebuild the run.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct FitArgs {
-    /// digits | mnist:DIR | fashion-mnist:DIR | csv:PATH
+    /// digits | mnist:DIR | fashion-mnist:DIR | csv:PATH | adding:LENGTH
     #[arg(long, default_value = "digits")]
     pub data: DataSource,
     /// CSV target column, by header name or 0-based index (default: the last column).
     #[arg(long)]
     pub target: Option<String>,
-    /// mlp | cnn | FILE.json (a model spec); `cnn` is the seed CNN.
+    /// mlp | cnn | lstm | FILE.json (a model spec); `cnn` is the seed CNN, `lstm` reads samples as sequences (images row by row).
     #[arg(long, default_value = "mlp")]
     pub model: String,
-    /// Hidden units of the `mlp` preset.
+    /// Hidden units of the `mlp` preset (and LSTM units of the `lstm` preset).
     #[arg(long, default_value_t = 128)]
     pub hidden: usize,
     /// Epochs to train.
@@ -174,6 +188,42 @@ pub struct FitArgs {
     /// Seed of initialisation, splits, shuffles and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Keep only these classes, re-indexed from 0 in the order given: `0-4`, `5-9`, `1,3,7` (all parts of the data).
+    #[arg(long)]
+    #[serde(default)]
+    pub classes: Option<String>,
+    /// Keep only the first N training samples of each class (after a seeded shuffle; validation and test parts untouched).
+    #[arg(long)]
+    #[serde(default)]
+    pub per_class: Option<usize>,
+    /// Start from the weights of a model saved by `fit --out` (its architecture replaces --model); loaded by name, reported tensor by tensor.
+    #[arg(long)]
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    /// With --init-from: load only these parameters (names or prefixes such as `layers.0`, comma-separated); each must load.
+    #[arg(long, value_delimiter = ',', requires = "init_from")]
+    #[serde(default)]
+    pub load: Vec<String>,
+    /// With --init-from: replace the output head (the last Dense layer) by a new one with K outputs.
+    #[arg(long, requires = "init_from")]
+    #[serde(default)]
+    pub num_classes: Option<usize>,
+    /// Freeze parameters: a layer range `0..3` (half-open), a layer index `2`, or a parameter name or prefix `layers.0.kernel` (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub freeze: Vec<String>,
+    /// Add LoRA adapters of this rank to the Dense layers (a new head excepted); everything else is frozen.
+    #[arg(long)]
+    #[serde(default)]
+    pub lora_rank: Option<usize>,
+    /// LoRA scale numerator α (the update is (α/r)·A·B); default: the rank (scale 1).
+    #[arg(long, requires = "lora_rank")]
+    #[serde(default)]
+    pub lora_alpha: Option<f64>,
+    /// With --init-from: multiply the learning rate of the loaded, trainable parameters by F (discriminative learning rates).
+    #[arg(long, requires = "init_from")]
+    #[serde(default)]
+    pub lr_loaded: Option<f64>,
     /// Write model.json, weights.safetensors, history.csv, learning_curves.svg and checkpoint/ here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -203,6 +253,12 @@ pub struct EvaluateArgs {
     /// CSV target column (default: the one the model was trained with, else the last).
     #[arg(long)]
     pub target: Option<String>,
+    /// Keep only these classes, re-indexed from 0 in the order given (as `fit --classes`).
+    #[arg(long)]
+    pub classes: Option<String>,
+    /// Use the output head (last Dense layer) of this saved model instead of the model's own.
+    #[arg(long)]
+    pub head_from: Option<PathBuf>,
     /// Samples per batch.
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,

@@ -38,6 +38,14 @@ fn check_fraction(name: &str, v: f64, allow_zero: bool) -> Result<()> {
     Ok(())
 }
 
+/// Training sequences of `--data adding:LENGTH`.
+pub const ADDING_TRAIN: usize = 10_000;
+/// Test sequences of `--data adding:LENGTH`.
+pub const ADDING_TEST: usize = 1_000;
+/// The fixed data seed of `--data adding:LENGTH`, so that `evaluate` sees the same
+/// test set as `fit` (the run's `--seed` still drives everything else).
+pub const ADDING_SEED: u64 = 1997;
+
 /// Loads the whole of `source` as `(data, test part if the source has its own)`, unscaled.
 pub fn load(source: &DataSource, target: Option<&str>) -> Result<(Dataset, Option<Dataset>)> {
     Ok(match source {
@@ -54,6 +62,10 @@ pub fn load(source: &DataSource, target: Option<&str>) -> Result<(Dataset, Optio
             let data = nn_data::csv::read(path, &CsvOptions::default().target(target_column(target)))?;
             (data, None)
         }
+        DataSource::Adding(length) => {
+            let tt = nn_data::adding::train_test(*length, ADDING_TRAIN, ADDING_TEST, ADDING_SEED)?;
+            (tt.train, Some(tt.test))
+        }
     })
 }
 
@@ -62,7 +74,7 @@ fn pixel_scale(source: &DataSource) -> Option<f64> {
     match source {
         DataSource::Digits => Some(1.0 / 16.0),
         DataSource::Mnist(_) | DataSource::FashionMnist(_) => Some(1.0 / 255.0),
-        DataSource::Csv(_) => None,
+        DataSource::Csv(_) | DataSource::Adding(_) => None,
     }
 }
 
@@ -114,6 +126,8 @@ pub fn prepare(
     }
     let scaler = match (pixel_scale(source), scale) {
         (Some(s), _) => Some(Scaler::constant(s, 0.0)?),
+        // Values in [0, 1) and 0/1 markers: already on a good scale.
+        (None, _) if matches!(source, DataSource::Adding(_)) => None,
         (None, ScaleKind::Standard) => Some(Scaler::fit_standard(&train, Granularity::PerFeature)?),
         (None, ScaleKind::Minmax) => Some(Scaler::fit_min_max(&train, Granularity::PerFeature, 0.0, 1.0)?),
         (None, ScaleKind::None) => None,
@@ -132,4 +146,113 @@ pub fn prepare(
         test: test.map(apply).transpose()?,
         scalers: scalers.clone(),
     })
+}
+
+/// Parses `--classes`: ranges `a-b` (inclusive) and single classes, comma-separated,
+/// e.g. `0-4`, `5-9`, `1,3,7`; the order given is the new class order.
+pub fn parse_classes(text: &str) -> Result<Vec<usize>> {
+    let bad = |why: &str| CliError::Usage(format!("--classes `{text}`: {why} (expected e.g. 0-4, 5-9 or 1,3,7)"));
+    let mut out: Vec<usize> = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let num = |s: &str| s.trim().parse::<usize>().map_err(|_| bad(&format!("`{s}` is not a class index")));
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(part)?, num(part)?),
+        };
+        if lo > hi {
+            return Err(bad(&format!("the range {lo}-{hi} is empty")));
+        }
+        for c in lo..=hi {
+            if out.contains(&c) {
+                return Err(bad(&format!("class {c} is given twice")));
+            }
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// The samples of `data` whose class is in `classes`, relabelled `classes[i] → i`, in
+/// stored order (selected with [`Dataset::subset`]); the class names follow (the old
+/// names, or the old indices as text). Scaling is kept.
+///
+/// # Errors
+/// [`CliError::Usage`] for real-valued targets or a class the data does not have.
+pub fn keep_classes(data: &Dataset, classes: &[usize]) -> Result<Dataset> {
+    let (Some(labels), Some(k)) = (data.targets().labels(), data.num_classes()) else {
+        return Err(CliError::Usage(format!("--classes needs class targets, but {} has real values", data.name())));
+    };
+    if let Some(&c) = classes.iter().find(|&&c| c >= k) {
+        return Err(CliError::Usage(format!("--classes: class {c} does not exist ({} has {k} classes)", data.name())));
+    }
+    let mut map = vec![None; k];
+    for (new, &old) in classes.iter().enumerate() {
+        map[old] = Some(new);
+    }
+    let indices: Vec<usize> = (0..labels.len()).filter(|&i| map[labels[i]].is_some()).collect();
+    let picked = data.subset(&indices)?;
+    let relabelled: Vec<usize> = indices.iter().filter_map(|&i| map[labels[i]]).collect();
+    let targets = nn_data::Targets::classes(relabelled, classes.len())?;
+    let names: Vec<String> = classes
+        .iter()
+        .map(|&c| data.class_names().and_then(|n| n.get(c).cloned()).unwrap_or_else(|| c.to_string()))
+        .collect();
+    let out = match picked.raw_bytes() {
+        Some(bytes) => {
+            let mut d = Dataset::from_bytes(picked.name(), bytes.to_vec(), &picked.shape(), targets)?;
+            for s in picked.scalers() {
+                d = d.with_scaler(s.clone())?;
+            }
+            d
+        }
+        None => Dataset::from_tensor(picked.name(), picked.features(), targets)?,
+    };
+    Ok(out.with_class_names(names)?)
+}
+
+/// The first `n` samples of each class after a shuffle seeded with `seed`, kept in
+/// stored order (a class with fewer samples keeps them all).
+///
+/// # Errors
+/// [`CliError::Usage`] for real-valued targets or `n = 0`.
+pub fn first_per_class(data: &Dataset, n: usize, seed: u64) -> Result<Dataset> {
+    let (Some(labels), Some(k)) = (data.targets().labels(), data.num_classes()) else {
+        return Err(CliError::Usage(format!("--per-class needs class targets, but {} has real values", data.name())));
+    };
+    if n == 0 {
+        return Err(CliError::Usage("--per-class must be at least 1".into()));
+    }
+    let order = nn_data::split::shuffled_split(labels.len(), &[1.0], seed)?.pop().unwrap_or_default();
+    let mut taken = vec![0usize; k];
+    let mut keep: Vec<usize> = order
+        .into_iter()
+        .filter(|&i| {
+            let c = &mut taken[labels[i]];
+            *c += 1;
+            *c <= n
+        })
+        .collect();
+    keep.sort_unstable();
+    Ok(data.subset(&keep)?)
+}
+
+/// Applies `--classes` (to every part) and `--per-class` (to the training part) to
+/// prepared data.
+///
+/// # Errors
+/// As [`parse_classes`], [`keep_classes`] and [`first_per_class`].
+pub fn restrict(mut p: Prepared, classes: Option<&str>, per_class: Option<usize>, seed: u64) -> Result<Prepared> {
+    if let Some(text) = classes {
+        let classes = parse_classes(text)?;
+        p.train = keep_classes(&p.train, &classes)?;
+        p.validation = p.validation.map(|d| keep_classes(&d, &classes)).transpose()?;
+        p.test = p.test.map(|d| keep_classes(&d, &classes)).transpose()?;
+    }
+    if let Some(n) = per_class {
+        p.train = first_per_class(&p.train, n, seed)?;
+    }
+    if p.train.is_empty() {
+        return Err(CliError::Usage("no training sample is left after --classes / --per-class".into()));
+    }
+    Ok(p)
 }

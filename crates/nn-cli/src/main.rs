@@ -38,6 +38,8 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => commands::evaluate(args),
         Command::Predict(args) => commands::predict(args),
         Command::Summary(args) => commands::summary(args),
+        Command::Tune(args) => commands::tune::run(*args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -266,3 +266,79 @@ fn model_from_a_spec_file_and_idx_prediction() {
     write_idx(&idx, &[1, 3, 3], &[0; 9]);
     fails_with(nn().args(["predict", "--model"]).arg(&out).arg("--input").arg(&idx), "input shape");
 }
+
+#[test]
+fn summary_of_the_lstm_preset() {
+    // Sequential MNIST: Reshape to 28 steps of 28 features, LSTM(128) with
+    // 4·(28·128 + 128·128 + 128) = 80,384 parameters, Dense(10) with 1,290.
+    let text = stdout(nn().args(["summary", "--model", "lstm"]));
+    for n in ["(Reshape)", "(None, 28, 28)", "(LSTM)", "80,384", "1,290", "81,674"] {
+        assert!(text.contains(n), "{n} missing from\n{text}");
+    }
+}
+
+#[test]
+fn lstm_learns_the_adding_problem_then_evaluates_the_same_test_set() {
+    // Length 10: predicting the mean gives MSE 2/12 ≈ 0.167; a small LSTM gets far below.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let text = stdout(nn().args([
+        "fit",
+        "--data",
+        "adding:10",
+        "--model",
+        "lstm",
+        "--hidden",
+        "16",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.01",
+        "--clip-norm",
+        "1",
+        "--quiet-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(text.contains("8000 training, 2000 validation, 1000 test samples of shape [10, 2]"), "{text}");
+    let mse = figure(&text, "test mse:");
+    assert!(mse < 0.02, "test mse {mse} (constant mean: 0.167)\n{text}");
+    // A regression head: the preset's last Dense is linear.
+    let model = std::fs::read_to_string(out.join("model.json")).unwrap();
+    assert!(model.contains("\"LSTM\"") && model.contains("\"linear\"") && !model.contains("softmax"), "{model}");
+    let eval = stdout(nn().args(["evaluate", "--model", out.to_str().unwrap(), "--data", "adding:10"]));
+    assert!(eval.contains("1000 samples of adding:10"), "{eval}");
+    assert!((figure(&eval, "mse:") - mse).abs() < 1e-4, "{eval}\nvs\n{text}");
+}
+
+#[test]
+fn lstm_reads_digit_images_row_by_row() {
+    let text = stdout(nn().args([
+        "fit",
+        "--model",
+        "lstm",
+        "--hidden",
+        "32",
+        "--epochs",
+        "10",
+        "--lr",
+        "0.01",
+        "--quiet-progress",
+    ]));
+    // 8×8 images as 8 steps of 8 features: 4·(8·32 + 32·32 + 32) + 33·10 = 5,578 parameters.
+    assert!(text.contains("model lstm: 5578 parameters"), "{text}");
+    let acc = figure(&text, "test accuracy:");
+    assert!(acc >= 0.85, "test accuracy {acc}\n{text}");
+}
+
+#[test]
+fn bad_sequence_data_is_a_clear_usage_error() {
+    for (arg, needle) in [("adding:1", "adding needs a sequence length of at least 2"), ("adding:x", "e.g. adding:50")]
+    {
+        let out = nn().args(["fit", "--data", arg]).assert().failure().get_output().clone();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.starts_with("error: invalid value") && err.contains(needle) && !err.contains("panicked"), "{err}");
+    }
+}

@@ -16,6 +16,8 @@
 //!   the crate, so training needs no file. Source: the *Optical Recognition of
 //!   Handwritten Digits* data set (E. Alpaydin, C. Kaynak, 1998), UCI Machine
 //!   Learning Repository, CC BY 4.0.
+//! - [`adding`]: the adding problem (Hochreiter & Schmidhuber, 1997), a seeded
+//!   synthetic sequence-regression task for recurrent networks.
 //! - [`split`]: Keras `validation_split` (the last fraction, before shuffling),
 //!   seeded shuffled and stratified splits, exact counts that sum to `N`.
 //! - [`scale`]: constant, min-max and standard scalers, fitted on the training part
@@ -49,6 +51,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adding;
 pub mod batch;
 pub mod csv;
 mod dataset;

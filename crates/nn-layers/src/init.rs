@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 /// | Dense kernel | `[in_features, out_features]` | `in_features` | `out_features` |
 /// | Conv2D kernel | `[kh, kw, in_channels, filters]` | `kh·kw·in_channels` | `kh·kw·filters` |
 /// | Embedding table | `[input_dim, output_dim]` | `input_dim` | `output_dim` |
+/// | recurrent kernel | `[features, gates·units]`, `[units, gates·units]` | rows | columns |
 /// | vectors (bias, γ, β, statistics) | `[n]` | `n` | `n` |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fans {
@@ -117,6 +118,14 @@ pub enum Initializer {
         /// Standard deviation before truncation.
         stddev: f64,
     },
+    /// A (semi-)orthogonal matrix (Saxe, McClelland & Ganguli, "Exact solutions to the
+    /// nonlinear dynamics of learning in deep linear neural networks", ICLR 2014;
+    /// Keras's default for recurrent kernels, gain 1). The shape is read as a matrix
+    /// `[rows, columns]` (`rows` the product of all axes but the last); the result has
+    /// orthonormal columns when `rows ≥ columns`, orthonormal rows otherwise. Drawn
+    /// as Keras does: the Q factor of a standard normal matrix, with the signs that
+    /// make R's diagonal positive (so Q is uniform over the orthogonal group).
+    Orthogonal,
 }
 
 /// Standard deviation of a unit normal truncated to `[−2, 2]` (Keras's constant).
@@ -138,6 +147,7 @@ impl Initializer {
             Initializer::RandomUniform { .. } => "random_uniform",
             Initializer::RandomNormal { .. } => "random_normal",
             Initializer::TruncatedNormal { .. } => "truncated_normal",
+            Initializer::Orthogonal => "orthogonal",
         }
     }
 
@@ -196,8 +206,55 @@ impl Initializer {
             }
             Initializer::RandomNormal { mean, stddev } => Tensor::random_normal(shape, mean, stddev, rng),
             Initializer::TruncatedNormal { mean, stddev } => Tensor::random_truncated_normal(shape, mean, stddev, rng),
+            Initializer::Orthogonal => orthogonal(shape, rng),
         }
     }
+}
+
+/// Draws a (semi-)orthogonal matrix of `shape` (see [`Initializer::Orthogonal`]):
+/// modified Gram–Schmidt, applied twice per column for accuracy to rounding, on the
+/// columns of an `[max(r, c), min(r, c)]` standard normal matrix (in `f64`), which
+/// gives Q with R's diagonal positive; transposed when `rows < columns`.
+fn orthogonal<T: Element>(shape: &[usize], rng: &mut Rng) -> Result<Tensor<T>, TensorError> {
+    if shape.len() < 2 {
+        return Err(TensorError::InvalidArgument {
+            op: "orthogonal initializer",
+            message: format!("needs a shape of at least 2 axes, got {shape:?}"),
+        });
+    }
+    nn_tensor::shape::checked_numel("orthogonal initializer", shape)?;
+    let cols = shape[shape.len() - 1];
+    let rows: usize = shape[..shape.len() - 1].iter().product();
+    let (m, k) = (rows.max(cols), rows.min(cols));
+    // a[j] is column j (length m).
+    let a = Tensor::<f64>::random_normal(&[k, m], 0.0, 1.0, rng)?;
+    let mut q: Vec<Vec<f64>> = Vec::with_capacity(k);
+    for col in a.array().outer_iter() {
+        let mut v: Vec<f64> = col.iter().copied().collect();
+        for _ in 0..2 {
+            for qj in &q {
+                let dot: f64 = qj.iter().zip(&v).map(|(a, b)| a * b).sum();
+                v.iter_mut().zip(qj).for_each(|(x, q)| *x -= dot * q);
+            }
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if !(norm > 0.0 && norm.is_finite()) {
+            return Err(TensorError::InvalidArgument {
+                op: "orthogonal initializer",
+                message: "the random matrix drawn was rank deficient".into(),
+            });
+        }
+        v.iter_mut().for_each(|x| *x /= norm);
+        q.push(v);
+    }
+    // Q is [m, k] with columns q[j]; the result is Q ([rows ≥ cols]) or Qᵀ.
+    let out: Vec<T> = (0..rows * cols)
+        .map(|i| {
+            let (r, c) = (i / cols, i % cols);
+            T::of_f64(if rows >= cols { q[c][r] } else { q[r][c] })
+        })
+        .collect();
+    Tensor::try_from_vec(shape, out)
 }
 
 #[cfg(test)]

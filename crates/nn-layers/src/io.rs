@@ -28,15 +28,15 @@ struct ModelFile {
     metadata: serde_json::Value,
 }
 
-fn io_err<'a>(path: &'a Path, what: &'static str) -> impl Fn(std::io::Error) -> LayerError + 'a {
+pub(crate) fn io_err<'a>(path: &'a Path, what: &'static str) -> impl Fn(std::io::Error) -> LayerError + 'a {
     move |e| LayerError::Io { path: path.to_path_buf(), message: format!("{what}: {e}") }
 }
 
-fn format_err(path: &Path, message: impl Into<String>) -> LayerError {
+pub(crate) fn format_err(path: &Path, message: impl Into<String>) -> LayerError {
     LayerError::Format { path: path.to_path_buf(), message: message.into() }
 }
 
-fn dtype_of<T: Element>() -> Dtype {
+pub(crate) fn dtype_of<T: Element>() -> Dtype {
     match T::DTYPE {
         DType::F32 => Dtype::F32,
         DType::F64 => Dtype::F64,
@@ -56,7 +56,7 @@ fn to_bytes<T: Element>(t: &Tensor<T>) -> Vec<u8> {
 }
 
 /// Elements from little-endian bytes (the length was checked by safetensors).
-fn from_bytes<T: Element>(bytes: &[u8]) -> Vec<T> {
+pub(crate) fn from_bytes<T: Element>(bytes: &[u8]) -> Vec<T> {
     match T::DTYPE {
         DType::F32 => bytes
             .chunks_exact(4)

@@ -12,14 +12,14 @@
 //! - Conv2D kernels are `[kernel_h, kernel_w, in_channels, filters]`, Dense kernels
 //!   `[in_features, out_features]`, and Flatten runs in NHWC order, so weights of a
 //!   Keras-trained model map 1:1.
-//! - Parameters are named `layers.{i}.{kernel|bias|gamma|beta|moving_mean|moving_variance|embeddings}`
+//! - Parameters are named `layers.{i}.{kernel|recurrent_kernel|bias|gamma|beta|moving_mean|moving_variance|embeddings|lora_a|lora_b}`
 //!   ([`Parameter`], [`ParamKind`]); nn-optim reads the kind from the last part.
 //!
 //! ## Layers
 //!
 //! | `"type"` | shapes (per batch) | parameters |
 //! |---|---|---|
-//! | [`Dense`](layers::Dense) | `[batch, ..., in] → [batch, ..., units]` | kernel `[in, units]`, bias `[units]` |
+//! | [`Dense`](layers::Dense) | `[batch, ..., in] → [batch, ..., units]` | kernel `[in, units]`, bias `[units]`; with [LoRA](LoraConfig) also lora_a `[in, rank]`, lora_b `[rank, units]` |
 //! | [`Conv2D`](layers::Conv2D) | `[batch, h, w, c] → [batch, oh, ow, filters]` | kernel `[kh, kw, c, filters]`, bias `[filters]` |
 //! | [`MaxPool2D`, `AvgPool2D`](layers::Pool2D) | `[batch, h, w, c] → [batch, oh, ow, c]` | |
 //! | [`GlobalAveragePooling2D`](layers::GlobalAveragePooling2D) | `[batch, h, w, c] → [batch, c]` | |
@@ -28,6 +28,10 @@
 //! | [`BatchNormalization`](layers::BatchNormalization) | unchanged (features last) | gamma, beta, moving_mean, moving_variance `[features]` |
 //! | [`Activation`, `ReLU`, `LeakyReLU`, `ELU`, `Softmax`](layers::ActivationLayer) | unchanged | |
 //! | [`Embedding`](layers::Embedding) | `[batch, ...] → [batch, ..., output_dim]` | embeddings `[input_dim, output_dim]` |
+//! | [`Reshape`](layers::Reshape) | `[batch, ...] → [batch, ...target_shape]` | |
+//! | [`SimpleRNN`](layers::SimpleRNN) | `[batch, time, features] → [batch, units]` (or `[batch, time, units]`) | kernel `[features, units]`, recurrent_kernel `[units, units]`, bias `[units]` |
+//! | [`LSTM`](layers::LSTM) | as SimpleRNN | kernel `[features, 4·units]`, recurrent_kernel `[units, 4·units]`, bias `[4·units]` (gates i, f, c̃, o) |
+//! | [`GRU`](layers::GRU) (`reset_after`) | as SimpleRNN | kernel `[features, 3·units]`, recurrent_kernel `[units, 3·units]`, bias `[2, 3·units]` (gates z, r, h̃) |
 //!
 //! ## Speed
 //!
@@ -37,7 +41,10 @@
 //! output, its derivative computed from that output in backward; so no separate
 //! activation tensor is allocated or traversed. Softmax follows as its own op (and
 //! [`Sequential::forward_logits`] leaves it out). BatchNormalization is one fused op
-//! per mode. Parameters are bound into the graph through their `Arc`s, so a step
+//! per mode. Each recurrent layer runs its whole sequence as one op
+//! ([`rnn`]): one GEMM for every step's input projection, one small GEMM per step
+//! for the recurrence, gates computed in place, backpropagation through time written
+//! by hand and gradchecked. Parameters are bound into the graph through their `Arc`s, so a step
 //! copies no weights.
 //!
 //! ## A training step
@@ -89,6 +96,10 @@
 //! - [`Sequential`], [`Module`], [`Layer`], [`ForwardCtx`], [`Parameter`].
 //! - Saving: [`Sequential::save`], [`Sequential::load`], [`Sequential::save_weights`],
 //!   [`Sequential::load_weights`].
+//! - [`transfer`]: fine-tuning: loading by name ([`Sequential::load_weights_matching`]),
+//!   freezing ([`Sequential::freeze`], [`Sequential::freeze_layers`]), a new output head
+//!   ([`Sequential::with_new_head`]), LoRA adapters on Dense layers
+//!   ([`LoraConfig`], [`Sequential::with_lora`], [`Sequential::merge_lora`]).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -101,9 +112,11 @@ mod io;
 pub mod layers;
 pub mod loss;
 mod module;
+pub mod rnn;
 mod sequential;
 pub mod spec;
 mod summary;
+pub mod transfer;
 
 pub use activation::{Activation, LEAKY_RELU_SLOPE};
 pub use error::{LayerError, Result};
@@ -115,6 +128,8 @@ pub use nn_tensor::Tensor;
 pub use sequential::Sequential;
 pub use spec::{
     ActivationConfig, BatchNormConfig, Conv2DConfig, DenseConfig, DropoutConfig, EluConfig, EmbeddingConfig, LayerSpec,
-    LeakyReluConfig, ModelSpec, PaddingMode, Pool2DConfig, Size2, FORMAT_VERSION,
+    LeakyReluConfig, LoraConfig, ModelSpec, PaddingMode, Pool2DConfig, Size2, FORMAT_VERSION,
 };
+pub use spec::{GruConfig, LstmConfig, ReshapeConfig, SimpleRnnConfig, TargetShape};
 pub use summary::thousands;
+pub use transfer::{name_matches, LoadOptions, LoadReport};

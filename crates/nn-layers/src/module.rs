@@ -86,12 +86,17 @@ pub enum ParamKind {
     Embeddings,
     /// A recurrent layer's hidden-to-hidden weights (reserved for recurrent layers).
     RecurrentKernel,
+    /// A LoRA adapter's down-projection `A: [in_features, rank]` (see
+    /// [`LoraConfig`](crate::LoraConfig)).
+    LoraA,
+    /// A LoRA adapter's up-projection `B: [rank, out_features]`.
+    LoraB,
 }
 
 impl ParamKind {
     /// The Keras weight name, which is also the last part of the parameter's name:
     /// `kernel`, `bias`, `gamma`, `beta`, `moving_mean`, `moving_variance`,
-    /// `embeddings`, `recurrent_kernel`.
+    /// `embeddings`, `recurrent_kernel`, `lora_a`, `lora_b`.
     pub fn keras_name(self) -> &'static str {
         match self {
             ParamKind::Kernel => "kernel",
@@ -102,6 +107,8 @@ impl ParamKind {
             ParamKind::MovingVariance => "moving_variance",
             ParamKind::Embeddings => "embeddings",
             ParamKind::RecurrentKernel => "recurrent_kernel",
+            ParamKind::LoraA => "lora_a",
+            ParamKind::LoraB => "lora_b",
         }
     }
 
@@ -223,6 +230,20 @@ pub trait Layer<T: Element = f32>: std::fmt::Debug + Send + Sync {
     /// As [`Layer::forward`].
     fn forward_logits(&self, g: &mut Graph<T>, x: Var, params: &[Var], ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
         self.forward(g, x, params, ctx)
+    }
+
+    /// The initial value of parameter `k` (an index into [`Layer::param_specs`]),
+    /// drawn from `rng`. The default uses the parameter's [`Initializer`]; the LSTM
+    /// overrides it to set the forget gate's bias to 1 (`unit_forget_bias`).
+    ///
+    /// # Errors
+    /// [`LayerError::Tensor`] for unusable initializer settings.
+    ///
+    /// # Panics
+    /// If `k` is not below the number of parameters.
+    fn init_parameter(&self, k: usize, rng: &mut Rng) -> Result<Tensor<T>> {
+        let p = &self.param_specs()[k];
+        Ok(p.initializer.init::<T>(&p.shape, p.fans, rng)?)
     }
 
     /// The parameter prefix, `layers.{index}`.

@@ -75,9 +75,9 @@ impl<T: Element> Sequential<T> {
         for (index, layer_spec) in spec.layers.iter().enumerate() {
             let layer: Arc<dyn Layer<T>> = Arc::from(layer_spec.build::<T>(index, &shape)?);
             let start = params.len();
-            for p in layer.param_specs() {
+            for (k, p) in layer.param_specs().iter().enumerate() {
                 let value = match rng.as_deref_mut() {
-                    Some(rng) => p.initializer.init::<T>(&p.shape, p.fans, rng)?,
+                    Some(rng) => layer.init_parameter(k, rng)?,
                     None => Tensor::try_full(&p.shape, T::zero())?,
                 };
                 params.push(Parameter {

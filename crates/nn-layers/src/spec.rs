@@ -119,6 +119,9 @@ fn embedding_init() -> Initializer {
 fn format_version() -> u32 {
     FORMAT_VERSION
 }
+fn orthogonal() -> Initializer {
+    Initializer::Orthogonal
+}
 
 /// Settings of a Dense (fully connected) layer: `y = activation(x · kernel + bias)`.
 ///
@@ -142,6 +145,46 @@ pub struct DenseConfig {
     /// Default `zeros`.
     #[serde(default = "zeros")]
     pub bias_initializer: Initializer,
+    /// Low-rank adapters (LoRA, Hu et al. 2021) on the kernel; default none. With
+    /// them, kernel and bias are frozen and only `lora_a`, `lora_b` train (see
+    /// [`LoraConfig`]). Left out of JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
+}
+
+/// Low-rank adaptation of a Dense layer's kernel (LoRA; E. Hu et al., "LoRA: Low-Rank
+/// Adaptation of Large Language Models", 2021, eq. 3): the layer computes
+/// `y = activation(x · (kernel + (α/r) · A · B) + bias)`, evaluated as
+/// `x · kernel + bias + (α/r) · ((x · A) · B)` so the `[in_features, units]` update is
+/// never formed.
+///
+/// # Shapes
+/// `lora_a: [in_features, rank]`, `lora_b: [rank, units]` (the paper's `A` and `B`
+/// transposed, since our kernels are `[in_features, out_features]`).
+///
+/// # Initialisation
+/// `A ~ N(0, 1/in_features)` (Gaussian, as the paper; the variance keeps `x · A` at
+/// the scale of `x`'s features), `B = 0`, so a fresh adapter leaves the layer's
+/// output exactly unchanged and training starts from the base model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraConfig {
+    /// The rank `r` of the update, at least 1.
+    pub rank: usize,
+    /// The scale numerator `α` (the update is multiplied by `α / r`); finite and > 0.
+    pub alpha: f64,
+}
+
+impl LoraConfig {
+    /// Rank `rank` and scale numerator `alpha`.
+    pub fn new(rank: usize, alpha: f64) -> Self {
+        LoraConfig { rank, alpha }
+    }
+
+    /// The factor `α / r` on `A · B`.
+    pub fn scaling(&self) -> f64 {
+        self.alpha / self.rank as f64
+    }
 }
 
 impl DenseConfig {
@@ -153,7 +196,13 @@ impl DenseConfig {
             use_bias: true,
             kernel_initializer: Initializer::GlorotUniform,
             bias_initializer: Initializer::Zeros,
+            lora: None,
         }
+    }
+    /// Adds (or, with `None`, removes) low-rank adapters.
+    pub fn with_lora(mut self, lora: Option<LoraConfig>) -> Self {
+        self.lora = lora;
+        self
     }
     /// Sets the activation.
     pub fn with_activation(mut self, activation: Activation) -> Self {
@@ -442,6 +491,273 @@ impl EmbeddingConfig {
     }
 }
 
+/// Settings shared by the recurrent layers' serde forms (Keras's names and defaults).
+macro_rules! recurrent_setters {
+    () => {
+        /// Sets whether every step's output is returned (`[batch, time, units]`) or
+        /// only the last one (`[batch, units]`).
+        pub fn with_return_sequences(mut self, return_sequences: bool) -> Self {
+            self.return_sequences = return_sequences;
+            self
+        }
+        /// Sets whether the final states are returned too (see the layer's
+        /// `forward_with_state`).
+        pub fn with_return_state(mut self, return_state: bool) -> Self {
+            self.return_state = return_state;
+            self
+        }
+        /// Sets whether biases are used.
+        pub fn with_bias(mut self, use_bias: bool) -> Self {
+            self.use_bias = use_bias;
+            self
+        }
+        /// Sets the input kernel's initializer.
+        pub fn with_kernel_initializer(mut self, init: Initializer) -> Self {
+            self.kernel_initializer = init;
+            self
+        }
+        /// Sets the recurrent kernel's initializer.
+        pub fn with_recurrent_initializer(mut self, init: Initializer) -> Self {
+            self.recurrent_initializer = init;
+            self
+        }
+        /// Sets the bias initializer.
+        pub fn with_bias_initializer(mut self, init: Initializer) -> Self {
+            self.bias_initializer = init;
+            self
+        }
+    };
+}
+
+/// Settings of a SimpleRNN layer (Keras's `SimpleRNN`; tanh activation):
+/// `h_t = tanh(x_t · kernel + h_{t−1} · recurrent_kernel + bias)` (Elman, 1990).
+///
+/// # Shapes
+/// `x: [batch, time, features]` → `[batch, units]`, or `[batch, time, units]` with
+/// `return_sequences`; `kernel: [features, units]`, `recurrent_kernel: [units, units]`,
+/// `bias: [units]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimpleRnnConfig {
+    /// State size (`units`), at least 1.
+    pub units: usize,
+    /// Return every step's state instead of the last. Default false.
+    #[serde(default)]
+    pub return_sequences: bool,
+    /// Also return the final state (only through `forward_with_state`; a
+    /// [`Sequential`](crate::Sequential) model refuses it). Default false.
+    #[serde(default)]
+    pub return_state: bool,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// Default `glorot_uniform`.
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+    /// Default `orthogonal`.
+    #[serde(default = "orthogonal")]
+    pub recurrent_initializer: Initializer,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub bias_initializer: Initializer,
+}
+
+impl SimpleRnnConfig {
+    /// `units` state size, Keras's defaults otherwise.
+    pub fn new(units: usize) -> Self {
+        SimpleRnnConfig {
+            units,
+            return_sequences: false,
+            return_state: false,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            recurrent_initializer: Initializer::Orthogonal,
+            bias_initializer: Initializer::Zeros,
+        }
+    }
+    recurrent_setters!();
+}
+
+/// Settings of an LSTM layer (Keras's `LSTM`: tanh activation, sigmoid recurrent
+/// activation). Gate equations in [`rnn::lstm`](crate::rnn::lstm).
+///
+/// # Shapes
+/// `x: [batch, time, features]` → `[batch, units]`, or `[batch, time, units]` with
+/// `return_sequences`; `kernel: [features, 4·units]`, `recurrent_kernel:
+/// [units, 4·units]` and `bias: [4·units]` with the gate blocks in Keras's order
+/// `i, f, c̃, o`. Parameters: `4·(features·units + units² + units)`, e.g. 80,384 for
+/// LSTM(128) over 28 features.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LstmConfig {
+    /// State size (`units`), at least 1.
+    pub units: usize,
+    /// Return every step's `h` instead of the last. Default false.
+    #[serde(default)]
+    pub return_sequences: bool,
+    /// Also return the final `h` and `c` (only through `forward_with_state`; a
+    /// [`Sequential`](crate::Sequential) model refuses it). Default false.
+    #[serde(default)]
+    pub return_state: bool,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// Initialise the forget gate's bias to 1 (Jozefowicz et al., "An empirical
+    /// exploration of recurrent network architectures", ICML 2015), the other gates'
+    /// with `bias_initializer`. Default true, as Keras.
+    #[serde(default = "yes")]
+    pub unit_forget_bias: bool,
+    /// Default `glorot_uniform`.
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+    /// Default `orthogonal`.
+    #[serde(default = "orthogonal")]
+    pub recurrent_initializer: Initializer,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub bias_initializer: Initializer,
+}
+
+impl LstmConfig {
+    /// `units` state size, Keras's defaults otherwise.
+    pub fn new(units: usize) -> Self {
+        LstmConfig {
+            units,
+            return_sequences: false,
+            return_state: false,
+            use_bias: true,
+            unit_forget_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            recurrent_initializer: Initializer::Orthogonal,
+            bias_initializer: Initializer::Zeros,
+        }
+    }
+    recurrent_setters!();
+    /// Sets whether the forget gate's bias starts at 1.
+    pub fn with_unit_forget_bias(mut self, unit_forget_bias: bool) -> Self {
+        self.unit_forget_bias = unit_forget_bias;
+        self
+    }
+}
+
+/// Settings of a GRU layer (Keras's `GRU` with its defaults: tanh activation, sigmoid
+/// recurrent activation, `reset_after: true`). Gate equations in
+/// [`rnn::gru`](crate::rnn::gru).
+///
+/// # Shapes
+/// `x: [batch, time, features]` → `[batch, units]`, or `[batch, time, units]` with
+/// `return_sequences`; `kernel: [features, 3·units]` and `recurrent_kernel:
+/// [units, 3·units]` with the gate blocks in Keras's order `z, r, h̃`; `bias:
+/// [2, 3·units]` (input bias, recurrent bias). Parameters:
+/// `3·(features·units + units² + 2·units)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GruConfig {
+    /// State size (`units`), at least 1.
+    pub units: usize,
+    /// Return every step's state instead of the last. Default false.
+    #[serde(default)]
+    pub return_sequences: bool,
+    /// Also return the final state (only through `forward_with_state`; a
+    /// [`Sequential`](crate::Sequential) model refuses it). Default false.
+    #[serde(default)]
+    pub return_state: bool,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// Apply the reset gate after the recurrent product (the only form supported;
+    /// `false`, the original Cho et al. form, is refused when the layer is built).
+    /// Default true, as Keras.
+    #[serde(default = "yes")]
+    pub reset_after: bool,
+    /// Default `glorot_uniform`.
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+    /// Default `orthogonal`.
+    #[serde(default = "orthogonal")]
+    pub recurrent_initializer: Initializer,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub bias_initializer: Initializer,
+}
+
+impl GruConfig {
+    /// `units` state size, Keras's defaults otherwise.
+    pub fn new(units: usize) -> Self {
+        GruConfig {
+            units,
+            return_sequences: false,
+            return_state: false,
+            use_bias: true,
+            reset_after: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            recurrent_initializer: Initializer::Orthogonal,
+            bias_initializer: Initializer::Zeros,
+        }
+    }
+    recurrent_setters!();
+}
+
+/// The most axes a [`TargetShape`] holds.
+pub const MAX_TARGET_AXES: usize = 8;
+
+/// A per-sample shape of up to [`MAX_TARGET_AXES`] axes, each at least 1; JSON: an
+/// array of integers, e.g. `[28, 28]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TargetShape {
+    dims: [usize; MAX_TARGET_AXES],
+    len: usize,
+}
+
+impl TargetShape {
+    /// The shape `dims`.
+    ///
+    /// # Errors
+    /// [`LayerError::Spec`] for no axis, more than [`MAX_TARGET_AXES`] axes or a zero
+    /// axis.
+    pub fn new(dims: &[usize]) -> Result<Self> {
+        if dims.is_empty() || dims.len() > MAX_TARGET_AXES || dims.contains(&0) {
+            return Err(LayerError::Spec {
+                message: format!("target_shape {dims:?} must have 1 to {MAX_TARGET_AXES} axes, each at least 1"),
+            });
+        }
+        let mut d = [0; MAX_TARGET_AXES];
+        d[..dims.len()].copy_from_slice(dims);
+        Ok(TargetShape { dims: d, len: dims.len() })
+    }
+
+    /// The axes.
+    pub fn dims(&self) -> &[usize] {
+        &self.dims[..self.len]
+    }
+}
+
+impl Serialize for TargetShape {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.dims().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TargetShape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let dims = Vec::<usize>::deserialize(d)?;
+        TargetShape::new(&dims).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Settings of Reshape (Keras's `Reshape`, without `-1`).
+///
+/// # Shapes
+/// `[batch, ...]` → `[batch, ...target_shape]`, the same number of elements per sample,
+/// row-major order kept (e.g. `[batch, 28, 28, 1]` → `[batch, 28, 28]` for a recurrent
+/// layer reading images row by row).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReshapeConfig {
+    /// The per-sample output shape.
+    pub target_shape: TargetShape,
+}
+
 /// One layer of a [`ModelSpec`], tagged in JSON by `"type"` with the Keras class
 /// name, its settings beside it, e.g.
 /// `{"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"}`.
@@ -451,7 +767,7 @@ impl EmbeddingConfig {
 /// in Keras.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(from = "LayerSpecRepr", into = "LayerSpecRepr")]
-#[allow(clippy::upper_case_acronyms)] // Keras's class names (ELU)
+#[allow(clippy::upper_case_acronyms)] // Keras's class names (ELU, LSTM, GRU)
 pub enum LayerSpec {
     /// Fully connected layer.
     Dense(DenseConfig),
@@ -481,6 +797,14 @@ pub enum LayerSpec {
     Softmax,
     /// Lookup table of vectors.
     Embedding(EmbeddingConfig),
+    /// Elman recurrent layer.
+    SimpleRNN(SimpleRnnConfig),
+    /// Long short-term memory.
+    LSTM(LstmConfig),
+    /// Gated recurrent unit (`reset_after` form).
+    GRU(GruConfig),
+    /// Per-sample reshape.
+    Reshape(ReshapeConfig),
 }
 
 /// The serde form of [`LayerSpec`]: parameterless layers are empty struct variants
@@ -506,6 +830,10 @@ enum LayerSpecRepr {
     ELU(EluConfig),
     Softmax {},
     Embedding(EmbeddingConfig),
+    SimpleRNN(SimpleRnnConfig),
+    LSTM(LstmConfig),
+    GRU(GruConfig),
+    Reshape(ReshapeConfig),
 }
 
 impl From<LayerSpecRepr> for LayerSpec {
@@ -525,6 +853,10 @@ impl From<LayerSpecRepr> for LayerSpec {
             LayerSpecRepr::ELU(c) => LayerSpec::ELU(c),
             LayerSpecRepr::Softmax {} => LayerSpec::Softmax,
             LayerSpecRepr::Embedding(c) => LayerSpec::Embedding(c),
+            LayerSpecRepr::SimpleRNN(c) => LayerSpec::SimpleRNN(c),
+            LayerSpecRepr::LSTM(c) => LayerSpec::LSTM(c),
+            LayerSpecRepr::GRU(c) => LayerSpec::GRU(c),
+            LayerSpecRepr::Reshape(c) => LayerSpec::Reshape(c),
         }
     }
 }
@@ -546,6 +878,10 @@ impl From<LayerSpec> for LayerSpecRepr {
             LayerSpec::ELU(c) => LayerSpecRepr::ELU(c),
             LayerSpec::Softmax => LayerSpecRepr::Softmax {},
             LayerSpec::Embedding(c) => LayerSpecRepr::Embedding(c),
+            LayerSpec::SimpleRNN(c) => LayerSpecRepr::SimpleRNN(c),
+            LayerSpec::LSTM(c) => LayerSpecRepr::LSTM(c),
+            LayerSpec::GRU(c) => LayerSpecRepr::GRU(c),
+            LayerSpec::Reshape(c) => LayerSpecRepr::Reshape(c),
         }
     }
 }
@@ -568,6 +904,10 @@ impl LayerSpec {
             LayerSpec::ELU(_) => "ELU",
             LayerSpec::Softmax => "Softmax",
             LayerSpec::Embedding(_) => "Embedding",
+            LayerSpec::SimpleRNN(_) => "SimpleRNN",
+            LayerSpec::LSTM(_) => "LSTM",
+            LayerSpec::GRU(_) => "GRU",
+            LayerSpec::Reshape(_) => "Reshape",
         }
     }
 
@@ -605,6 +945,29 @@ impl LayerSpec {
     /// An Activation layer.
     pub fn activation(activation: Activation) -> Self {
         LayerSpec::Activation(ActivationConfig { activation })
+    }
+
+    /// An LSTM layer with `units` and Keras's defaults (last output only).
+    pub fn lstm(units: usize) -> Self {
+        LayerSpec::LSTM(LstmConfig::new(units))
+    }
+
+    /// A GRU layer with `units` and Keras's defaults (last output only).
+    pub fn gru(units: usize) -> Self {
+        LayerSpec::GRU(GruConfig::new(units))
+    }
+
+    /// A SimpleRNN layer with `units` and Keras's defaults (last output only).
+    pub fn simple_rnn(units: usize) -> Self {
+        LayerSpec::SimpleRNN(SimpleRnnConfig::new(units))
+    }
+
+    /// A Reshape layer to the per-sample shape `target_shape`.
+    ///
+    /// # Errors
+    /// As [`TargetShape::new`].
+    pub fn reshape(target_shape: &[usize]) -> Result<Self> {
+        Ok(LayerSpec::Reshape(ReshapeConfig { target_shape: TargetShape::new(target_shape)? }))
     }
 }
 
@@ -645,6 +1008,34 @@ impl ModelSpec {
                 LayerSpec::dense(classes, Activation::Softmax),
             ],
         )
+    }
+
+    /// A recurrent classifier: LSTM(`units`) → Dense(`classes`, softmax), reading each
+    /// sample as a sequence. Samples `[time, features]` go in as they are; images
+    /// `[height, width, channels]` are read row by row (a Reshape to
+    /// `[height, width·channels]` first: sequential MNIST is 28 steps of 28 features);
+    /// vectors `[n]` as `n` steps of one feature. LSTM(128) on MNIST has 80,384 + 1,290
+    /// parameters.
+    ///
+    /// # Errors
+    /// [`LayerError::Spec`] for an input shape of more than 3 axes or with a zero axis.
+    pub fn lstm_classifier(input_shape: &[usize], units: usize, classes: usize) -> Result<ModelSpec> {
+        let mut layers = Vec::new();
+        match input_shape {
+            [_, _] => {}
+            [h, w, c] => layers.push(LayerSpec::reshape(&[*h, w * c])?),
+            [n] => layers.push(LayerSpec::reshape(&[*n, 1])?),
+            other => {
+                return Err(LayerError::Spec {
+                    message: format!(
+                        "an LSTM classifier reads [time, features], [h, w, c] or [n] samples, got {other:?}"
+                    ),
+                })
+            }
+        }
+        layers.push(LayerSpec::lstm(units));
+        layers.push(LayerSpec::dense(classes, Activation::Softmax));
+        Ok(ModelSpec::new(input_shape, layers))
     }
 
     /// A multilayer perceptron: Flatten → Dense(`hidden`, relu) → Dropout(`dropout`)

@@ -12,6 +12,7 @@
 //! - [`callbacks`]: [`EarlyStopping`], [`ModelCheckpoint`], [`TerminateOnNaN`],
 //!   [`CsvLogger`], [`ReduceLrOnPlateauCallback`];
 //! - [`checkpoint`]: everything needed to resume a run exactly;
+//! - [`tune`]: hyperparameter search (grid, random, successive halving), resumable;
 //! - [`progress`]: Keras-style progress (a live bar on a terminal, one line per epoch
 //!   otherwise).
 //!
@@ -28,6 +29,7 @@ mod history;
 pub mod metrics;
 mod model_file;
 pub mod progress;
+pub mod tune;
 
 pub use callbacks::{
     Callback, CallbackCtx, Control, CsvLogger, EarlyStopping, ModelCheckpoint, ReduceLrOnPlateauCallback,

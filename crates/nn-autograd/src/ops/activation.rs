@@ -14,17 +14,22 @@ impl<T: Element> Graph<T> {
     ///
     /// # Gradient
     /// `g` where `x > 0`, else 0. **At exactly `x = 0` the gradient is 0** (as
-    /// PyTorch). Uses the input.
+    /// PyTorch). Uses the output only (`y > 0` exactly where `x > 0`), so backward
+    /// reads two arrays, not three.
     ///
     /// # Errors
     /// [`AutogradError::ForeignVar`](crate::AutogradError::ForeignVar).
     pub fn try_relu(&mut self, x: Var) -> Result<Var> {
-        self.unary_op(
-            "relu",
-            x,
-            |v| if v > T::zero() { v } else { T::zero() },
-            |g, x, _| if x > T::zero() { g } else { T::zero() },
-        )
+        let op = "relu";
+        let i = self.idx(op, x)?;
+        let value = self.val(i).map_par(|v| if v > T::zero() { v } else { T::zero() });
+        Ok(self.push_op(op, &[i], value, 0, |ctx, mut g, sink| {
+            // A select, not a conditional store: branch-free, so it vectorises and
+            // never mispredicts on the random sign pattern of activations.
+            g.try_zip_apply_par(ctx.output(), |g, y| if y > T::zero() { g } else { T::zero() })
+                .map_err(crate::error::tensor_err("relu"))?;
+            sink.add(0, g)
+        }))
     }
     twin!(relu => try_relu(x: Var) -> Var);
 

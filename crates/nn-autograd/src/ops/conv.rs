@@ -1,12 +1,13 @@
-//! 2-d convolution over NHWC images, as im2col + one GEMM.
+//! 2-d convolution over NHWC images, as im2col + GEMM over chunks of whole images
+//! ([`nn_tensor::conv::conv2d_forward`] and its two backward kernels).
 
-use ndarray::{Array2, Axis, Ix4};
-use nn_tensor::conv::{col2im_add, im2col, Conv2dGeometry, Padding};
+use ndarray::{Ix1, Ix4};
+use nn_tensor::conv::{conv2d_backward_filter, conv2d_backward_input, conv2d_forward, Conv2dGeometry, Padding};
 use nn_tensor::{Element, Tensor, TensorError};
 
 use crate::error::{tensor_err, AutogradError, Result};
-use crate::graph::{bytes_of, Graph, Var};
-use crate::ops::twin;
+use crate::graph::{Graph, Var};
+use crate::ops::{column_sums, twin};
 
 impl<T: Element> Graph<T> {
     /// 2-d convolution (cross-correlation, as Keras's `Conv2D` and every framework
@@ -15,7 +16,11 @@ impl<T: Element> Graph<T> {
     /// `out[n, oh, ow, f] = bias[f] + Σ_{kh, kw, c} x[n, oh·sh + kh − pad_top, ow·sw + kw − pad_left, c] · kernel[kh, kw, c, f]`,
     /// with zeros outside the image. Computed as `im2col(x) · kernel` where the kernel
     /// is read as a `[kh·kw·in_channels, filters]` matrix (no copy) and the GEMM
-    /// output `[batch·out_h·out_w, filters]` is already NHWC.
+    /// output `[batch·out_h·out_w, filters]` is already NHWC; the batch is split into
+    /// fixed chunks of whole images that run in parallel on nn's thread pool, each
+    /// building its im2col rows in a cache-sized buffer and running a single-threaded
+    /// GEMM (see [`nn_tensor::conv::conv2d_forward`]). Results are bit-identical for
+    /// any thread count.
     ///
     /// # Shapes
     /// - `x: [batch, height, width, in_channels]`
@@ -27,11 +32,12 @@ impl<T: Element> Graph<T> {
     ///   rule, see [`Padding`]).
     ///
     /// # Gradient
-    /// With `G` = `g` as a `[batch·out_h·out_w, filters]` matrix and `C = im2col(x)`
-    /// (saved by the forward pass when the kernel needs a gradient):
+    /// With `G` = `g` as a `[batch·out_h·out_w, filters]` matrix and `C = im2col(x)`:
     /// `∂/∂kernel = Cᵀ · G`, `∂/∂bias = Σ_rows G`, `∂/∂x = col2im(G · kernelᵀ)`
     /// (col2im is im2col's adjoint: pixels read by several windows get the sum).
-    /// `∂/∂x` is skipped when `x` is data (a first layer).
+    /// Uses the input and the kernel; `C` is rebuilt chunk by chunk rather than saved,
+    /// and the per-chunk partial sums of the kernel and bias gradients are added in
+    /// chunk order. `∂/∂x` is skipped when `x` is data (a first layer).
     ///
     /// # Errors
     /// [`AutogradError::Tensor`] with [`TensorError::Rank`] unless `x` and `kernel`
@@ -58,7 +64,7 @@ impl<T: Element> Graph<T> {
                 });
             }
         }
-        let (batch, h, w, c) = (xv.shape()[0], xv.shape()[1], xv.shape()[2], xv.shape()[3]);
+        let (h, w, c) = (xv.shape()[1], xv.shape()[2], xv.shape()[3]);
         let (kh, kw, kc, filters) = (kv.shape()[0], kv.shape()[1], kv.shape()[2], kv.shape()[3]);
         if kc != c {
             return Err(AutogradError::ShapeMismatch {
@@ -79,54 +85,34 @@ impl<T: Element> Graph<T> {
             }
         }
         let geo = Conv2dGeometry::new((h, w, c), (kh, kw), stride, padding).map_err(tensor_err(op))?;
-        let out_shape = [batch, geo.out_h, geo.out_w, filters];
-        let rows = nn_tensor::shape::checked_numel(op, &out_shape[..3]).map_err(tensor_err(op))?;
-        nn_tensor::shape::checked_numel(op, &out_shape).map_err(tensor_err(op))?;
-        let patch = geo.patch_len();
-
         let x4 = xv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
-        let cols = im2col(x4, &geo).map_err(tensor_err(op))?;
-        let k_std = kv.array().as_standard_layout();
-        let kmat = k_std.view().into_shape_with_order((patch, filters)).expect("standard layout");
-        let mut out = Array2::<T>::zeros((rows, filters));
-        let beta = match ib {
-            Some(ib) => {
-                let b = self.val(ib).array().view().into_shape_with_order(filters).expect("shape checked");
-                out.rows_mut().into_iter().for_each(|mut r| r.assign(&b));
-                T::one()
-            }
-            None => T::zero(),
-        };
-        nn_tensor::gemm::gemm(T::one(), cols.view(), kmat, beta, &mut out.view_mut()).map_err(tensor_err(op))?;
-        drop(k_std);
-        let value = Tensor::from(out).try_into_reshape(&out_shape).map_err(tensor_err(op))?;
+        let k4 = kv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
+        let b1 = ib.map(|ib| self.val(ib).array().view().into_dimensionality::<Ix1>().expect("shape checked"));
+        let value = Tensor::from(conv2d_forward(x4, k4, b1, &geo).map_err(tensor_err(op))?);
 
-        // im2col(x) is what the kernel gradient needs; keep it only then.
-        let cols = if self.wants(ik) { Some(cols) } else { None };
-        let saved = cols.as_ref().map_or(0, |c| bytes_of::<T>(c.len()));
+        // Backward reads x and the kernel from the tape (im2col(x) is rebuilt chunk by
+        // chunk, in cache, rather than saved): nothing extra is kept.
         let parents: Vec<usize> = [Some(ix), Some(ik), ib].into_iter().flatten().collect();
-        Ok(self.push_op(op, &parents, value, saved, move |ctx, g, sink| {
+        Ok(self.push_op(op, &parents, value, 0, move |ctx, g, sink| {
             let err = tensor_err(op);
-            let g_std = g.array().as_standard_layout();
-            let g2 = g_std.view().into_shape_with_order((rows, filters)).expect("output shape");
-            if let (Some(cols), Some((buf, beta))) = (cols.as_ref(), sink.buffer(1)) {
-                let mut dk = buf.array_mut().view_mut().into_shape_with_order((patch, filters)).expect("contiguous");
-                nn_tensor::gemm::gemm(T::one(), cols.t(), g2, beta, &mut dk).map_err(&err)?;
+            let g4 = g.array().view().into_dimensionality::<Ix4>().expect("output shape");
+            let x4 = ctx.input(0).array().view().into_dimensionality::<Ix4>().expect("rank checked");
+            let has_bias = ctx.num_inputs() == 3;
+            if sink.wants(1) {
+                let (dk, db) = conv2d_backward_filter(x4, g4, &geo).map_err(&err)?;
+                sink.add(1, Tensor::from(dk))?;
+                if has_bias {
+                    sink.add(2, Tensor::from(db))?;
+                }
+            } else if has_bias && sink.wants(2) {
+                let g_std = g.array().as_standard_layout();
+                let db = column_sums(g_std.as_slice().expect("standard layout"), filters);
+                sink.add(2, Tensor::from_vec(&[filters], db))?;
             }
-            if ctx.num_inputs() == 3 && sink.wants(2) {
-                sink.add(2, Tensor::from(g2.sum_axis(Axis(0))))?;
-            }
-            if sink.wants(0) {
-                let k_std = ctx.input(1).array().as_standard_layout();
-                let kmat = k_std.view().into_shape_with_order((patch, filters)).expect("standard layout");
-                let mut dcols = Array2::<T>::zeros((rows, patch));
-                nn_tensor::gemm::gemm(T::one(), g2, kmat.t(), T::zero(), &mut dcols.view_mut()).map_err(&err)?;
-                let (buf, _) = sink.buffer(0).expect("wanted");
-                col2im_add(
-                    dcols.as_slice().expect("fresh array"),
-                    &geo,
-                    buf.as_slice_mut().expect("gradient buffers are contiguous"),
-                );
+            if let Some((buf, _)) = sink.buffer(0) {
+                let k4 = ctx.input(1).array().view().into_dimensionality::<Ix4>().expect("rank checked");
+                let dx = buf.as_slice_mut().expect("gradient buffers are contiguous");
+                conv2d_backward_input(g4, k4, &geo, dx).map_err(&err)?;
             }
             Ok(())
         }))

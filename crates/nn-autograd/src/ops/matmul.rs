@@ -2,12 +2,12 @@
 //! operands without copies) and the fused dense-layer product [`Graph::try_linear`].
 //! Every product runs through [`nn_tensor::gemm`].
 
-use ndarray::{Array2, ArrayView2, Axis, Ix2};
+use ndarray::{Array2, ArrayView2, Ix2};
 use nn_tensor::{Element, Tensor, TensorError};
 
 use crate::error::{tensor_err, AutogradError, Result};
 use crate::graph::{Graph, Var};
-use crate::ops::twin;
+use crate::ops::{column_sums, twin};
 
 /// A 2-d tensor seen as a 3-d one with a leading batch of 1 (for `[k, n]` operands
 /// meeting batched gradients).
@@ -178,7 +178,8 @@ impl<T: Element> Graph<T> {
                 nn_tensor::gemm::gemm(T::one(), x2.t(), g2, beta, &mut dw).map_err(&err)?;
             }
             if ctx.num_inputs() == 3 && sink.wants(2) {
-                sink.add(2, Tensor::from(g2.sum_axis(Axis(0))))?;
+                let db = column_sums(g2.as_slice().expect("standard layout"), out_f);
+                sink.add(2, Tensor::from_vec(&[out_f], db))?;
             }
             Ok(())
         }))

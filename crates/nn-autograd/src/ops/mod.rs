@@ -32,6 +32,19 @@ macro_rules! twin {
 }
 pub(crate) use twin;
 
+/// Sums the rows of a row-major `[rows, width]` matrix stored in `data`: the bias
+/// gradient of a dense or convolution layer (`Σ_batch g`), in one pass over memory in
+/// row order (so the result does not depend on anything but the data).
+pub(crate) fn column_sums<T: Element>(data: &[T], width: usize) -> Vec<T> {
+    let mut acc = vec![T::zero(); width];
+    if width > 0 {
+        for row in data.chunks_exact(width) {
+            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+        }
+    }
+    acc
+}
+
 impl<T: Element> Graph<T> {
     /// Records an element-wise op `y = f(x)` whose backward rule maps each upstream
     /// gradient `g` to `dg(g, x, y)` in place (`x` the input, `y` the output element).
@@ -39,11 +52,11 @@ impl<T: Element> Graph<T> {
         &mut self,
         op: &'static str,
         x: Var,
-        f: impl Fn(T) -> T,
+        f: impl Fn(T) -> T + Send + Sync,
         dg: impl Fn(T, T, T) -> T + Send + Sync + 'static,
     ) -> Result<Var> {
         let i = self.idx(op, x)?;
-        let value = self.val(i).map(f);
+        let value = self.val(i).map_par(f);
         Ok(self.push_op(op, &[i], value, 0, move |ctx, mut g, sink| {
             Zip::from(g.array_mut())
                 .and(ctx.input(0).array())

@@ -3,7 +3,10 @@
 //! Windows may overlap (stride smaller than the window); each output position is
 //! computed, and routes its gradient, independently of the others. Padded positions
 //! never win a max and are not counted by the average (TensorFlow/Keras semantics).
+//! The kernels are [`nn_tensor::pool`]'s: parallel over chunks of whole images,
+//! bit-identical for any thread count.
 
+use ndarray::Ix4;
 use nn_tensor::conv::{Conv2dGeometry, Padding};
 use nn_tensor::{Element, Tensor, TensorError};
 
@@ -40,29 +43,6 @@ fn pool_geometry<T: Element>(
     Conv2dGeometry::new((s[1], s[2], s[3]), pool, stride, padding).map_err(tensor_err(op))
 }
 
-/// Calls `f(out_offset, in_offsets)` for every output pixel, where `out_offset` is the
-/// flat offset of output `(n, oh, ow, 0)` and `in_offsets` lists the flat offsets of
-/// input pixels `(n, ih, iw, 0)` inside its window, in row-major window order.
-fn for_each_window(batch: usize, g: &Conv2dGeometry, mut f: impl FnMut(usize, &[usize])) {
-    let c = g.channels;
-    let mut window = Vec::with_capacity(g.kernel_h * g.kernel_w);
-    for n in 0..batch {
-        for oh in 0..g.out_h {
-            for ow in 0..g.out_w {
-                window.clear();
-                for kh in 0..g.kernel_h {
-                    let Some(ih) = g.source(oh, kh, g.stride_h, g.pad_top, g.in_h) else { continue };
-                    for kw in 0..g.kernel_w {
-                        let Some(iw) = g.source(ow, kw, g.stride_w, g.pad_left, g.in_w) else { continue };
-                        window.push(((n * g.in_h + ih) * g.in_w + iw) * c);
-                    }
-                }
-                f(((n * g.out_h + oh) * g.out_w + ow) * c, &window);
-            }
-        }
-    }
-}
-
 impl<T: Element> Graph<T> {
     /// 2-d max pooling: each output is the maximum of a `pool = (height, width)`
     /// window, per channel.
@@ -93,38 +73,17 @@ impl<T: Element> Graph<T> {
         let i = self.idx(op, x)?;
         let xv = self.val(i);
         let geo = pool_geometry(op, xv, pool, stride, padding)?;
-        let (batch, c) = (xv.shape()[0], geo.channels);
-        let out_shape = [batch, geo.out_h, geo.out_w, c];
-        let len = nn_tensor::shape::checked_numel(op, &out_shape).map_err(tensor_err(op))?;
-        let x_std = xv.array().as_standard_layout();
-        let src = x_std.as_slice().expect("standard layout");
-        let mut out = vec![T::zero(); len];
-        let mut arg = vec![0usize; len];
-        for_each_window(batch, &geo, |o, window| {
-            let (best, best_at) = (&mut out[o..o + c], &mut arg[o..o + c]);
-            for (w, &base) in window.iter().enumerate() {
-                for ch in 0..c {
-                    let v = src[base + ch];
-                    if w == 0 || v > best[ch] || (v.is_nan() && !best[ch].is_nan()) {
-                        best[ch] = v;
-                        best_at[ch] = base + ch;
-                    }
-                }
+        let x4 = xv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
+        let (value, arg) = nn_tensor::pool::max_pool2d(x4, &geo).map_err(tensor_err(op))?;
+        let arg = if self.needs_grad(&[i]) { arg } else { Vec::new() };
+        let saved = bytes_of::<u32>(arg.len());
+        Ok(self.push_op(op, &[i], Tensor::from(value), saved, move |_, g, sink| {
+            if !sink.wants(0) {
+                return Ok(());
             }
-        });
-        drop(x_std);
-        let value = Tensor::from_vec(&out_shape, out);
-        let needs = self.needs_grad(&[i]);
-        let arg = if needs { arg } else { Vec::new() };
-        let saved = bytes_of::<usize>(arg.len());
-        Ok(self.push_op(op, &[i], value, saved, move |_, g, sink| {
-            if let Some((buf, _)) = sink.buffer(0) {
-                let dst = buf.as_slice_mut().expect("gradient buffers are contiguous");
-                for (&at, &gv) in arg.iter().zip(g.array().iter()) {
-                    dst[at] += gv;
-                }
-            }
-            Ok(())
+            let g4 = g.array().view().into_dimensionality::<Ix4>().expect("output shape");
+            let dx = nn_tensor::pool::max_pool2d_backward(g4, &arg, &geo).map_err(tensor_err(op))?;
+            sink.add(0, Tensor::from(dx))
         }))
     }
     twin!(max_pool2d => try_max_pool2d(x: Var, pool: (usize, usize), stride: (usize, usize), padding: Padding) -> Var);
@@ -153,38 +112,15 @@ impl<T: Element> Graph<T> {
         let i = self.idx(op, x)?;
         let xv = self.val(i);
         let geo = pool_geometry(op, xv, pool, stride, padding)?;
-        let (batch, c) = (xv.shape()[0], geo.channels);
-        let out_shape = [batch, geo.out_h, geo.out_w, c];
-        let len = nn_tensor::shape::checked_numel(op, &out_shape).map_err(tensor_err(op))?;
-        let x_std = xv.array().as_standard_layout();
-        let src = x_std.as_slice().expect("standard layout");
-        let mut out = vec![T::zero(); len];
-        for_each_window(batch, &geo, |o, window| {
-            let acc = &mut out[o..o + c];
-            for &base in window {
-                for (a, &v) in acc.iter_mut().zip(&src[base..base + c]) {
-                    *a += v;
-                }
+        let x4 = xv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
+        let value = nn_tensor::pool::avg_pool2d(x4, &geo).map_err(tensor_err(op))?;
+        Ok(self.push_op(op, &[i], Tensor::from(value), 0, move |_, g, sink| {
+            if !sink.wants(0) {
+                return Ok(());
             }
-            let count = T::of_f64(window.len() as f64);
-            acc.iter_mut().for_each(|a| *a /= count);
-        });
-        drop(x_std);
-        let value = Tensor::from_vec(&out_shape, out);
-        Ok(self.push_op(op, &[i], value, 0, move |_, g, sink| {
-            let Some((buf, _)) = sink.buffer(0) else { return Ok(()) };
-            let g_std = g.array().as_standard_layout();
-            let gs = g_std.as_slice().expect("standard layout");
-            let dst = buf.as_slice_mut().expect("gradient buffers are contiguous");
-            for_each_window(batch, &geo, |o, window| {
-                let count = T::of_f64(window.len() as f64);
-                for &base in window {
-                    for (d, &gv) in dst[base..base + c].iter_mut().zip(&gs[o..o + c]) {
-                        *d += gv / count;
-                    }
-                }
-            });
-            Ok(())
+            let g4 = g.array().view().into_dimensionality::<Ix4>().expect("output shape");
+            let dx = nn_tensor::pool::avg_pool2d_backward(g4, &geo).map_err(tensor_err(op))?;
+            sink.add(0, Tensor::from(dx))
         }))
     }
     twin!(avg_pool2d => try_avg_pool2d(x: Var, pool: (usize, usize), stride: (usize, usize), padding: Padding) -> Var);

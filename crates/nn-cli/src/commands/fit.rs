@@ -4,10 +4,10 @@ use std::path::Path;
 
 use clap::parser::ValueSource;
 use clap::ArgMatches;
-use nn_layers::{ModelSpec, Sequential};
+use nn_layers::ModelSpec;
 use nn_optim::{
-    AdagradConfig, AdamConfig, LrSchedule, OptimizerConfig, ParamRules, PlateauMode, ReduceLrOnPlateau, Regularizer,
-    RmsPropConfig, SgdConfig,
+    AdagradConfig, AdamConfig, LrSchedule, OptimizerConfig, PlateauMode, ReduceLrOnPlateau, Regularizer, RmsPropConfig,
+    SgdConfig,
 };
 use nn_train::checkpoint::ResumeCheckpoint;
 use nn_train::{
@@ -20,7 +20,7 @@ use crate::args::{FitArgs, OptimizerKind};
 use crate::data;
 use crate::error::{CliError, Result};
 
-/// The `mlp` and `cnn` presets for `input_shape` and `classes` (a single linear
+/// The `mlp`, `cnn` and `lstm` presets for `input_shape` and `classes` (a single linear
 /// output replaces the softmax for regression).
 pub fn preset(
     name: &str,
@@ -46,7 +46,19 @@ pub fn preset(
             }
             spec
         }
-        other => return Err(CliError::Usage(format!("unknown model `{other}`: expected mlp, cnn or a FILE.json"))),
+        "lstm" => {
+            let mut spec = ModelSpec::lstm_classifier(input_shape, hidden, classes)
+                .map_err(|e| CliError::Usage(format!("--model lstm: {e}")))?;
+            if dropout > 0.0 {
+                // After the LSTM, before the output layer.
+                let at = spec.layers.len() - 1;
+                spec.layers.insert(at, nn_layers::LayerSpec::dropout(dropout));
+            }
+            spec
+        }
+        other => {
+            return Err(CliError::Usage(format!("unknown model `{other}`: expected mlp, cnn, lstm or a FILE.json")))
+        }
     };
     if regression {
         // A regression head: the last Dense layer outputs raw values, no softmax.
@@ -64,33 +76,62 @@ pub fn read_spec(path: &Path) -> Result<ModelSpec> {
 }
 
 fn optimizer_config(args: &FitArgs) -> Result<OptimizerConfig> {
-    if !(args.lr.is_finite() && args.lr > 0.0) {
-        return Err(CliError::Usage(format!("--lr must be a positive number, got {}", args.lr)));
+    build_optimizer_config(args.optimizer, args.lr, args.weight_decay)
+}
+
+/// The optimizer `kind` with learning rate `lr` and decoupled weight decay
+/// `weight_decay` (default 0, AdamW's own default for `adamw`), as `--optimizer`,
+/// `--lr` and `--weight-decay` describe it.
+pub fn build_optimizer_config(kind: OptimizerKind, lr: f64, weight_decay: Option<f64>) -> Result<OptimizerConfig> {
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(CliError::Usage(format!("--lr must be a positive number, got {lr}")));
     }
-    let wd = args.weight_decay.unwrap_or(0.0);
+    let wd = weight_decay.unwrap_or(0.0);
     if !(wd.is_finite() && wd >= 0.0) {
         return Err(CliError::Usage(format!("--weight-decay must be >= 0, got {wd}")));
     }
     let sgd = |momentum: f64, nesterov: bool| {
-        OptimizerConfig::Sgd(SgdConfig { momentum, nesterov, weight_decay: wd, ..SgdConfig::new(args.lr) })
+        OptimizerConfig::Sgd(SgdConfig { momentum, nesterov, weight_decay: wd, ..SgdConfig::new(lr) })
     };
-    Ok(match args.optimizer {
+    Ok(match kind {
         OptimizerKind::Sgd => sgd(0.0, false),
         OptimizerKind::Momentum => sgd(0.9, false),
         OptimizerKind::Nesterov => sgd(0.9, true),
-        OptimizerKind::Adam => OptimizerConfig::Adam(AdamConfig { weight_decay: wd, ..AdamConfig::new(args.lr) }),
+        OptimizerKind::Adam => OptimizerConfig::Adam(AdamConfig { weight_decay: wd, ..AdamConfig::new(lr) }),
         OptimizerKind::Adamw => {
-            let base = AdamConfig::adamw(args.lr);
-            let weight_decay = args.weight_decay.unwrap_or(base.weight_decay);
+            let base = AdamConfig::adamw(lr);
+            let weight_decay = weight_decay.unwrap_or(base.weight_decay);
             OptimizerConfig::AdamW(AdamConfig { weight_decay, ..base })
         }
         OptimizerKind::Rmsprop => {
-            OptimizerConfig::RmsProp(RmsPropConfig { weight_decay: wd, ..RmsPropConfig::new(args.lr) })
+            OptimizerConfig::RmsProp(RmsPropConfig { weight_decay: wd, ..RmsPropConfig::new(lr) })
         }
         OptimizerKind::Adagrad => {
-            OptimizerConfig::Adagrad(AdagradConfig { weight_decay: wd, ..AdagradConfig::new(args.lr) })
+            OptimizerConfig::Adagrad(AdagradConfig { weight_decay: wd, ..AdagradConfig::new(lr) })
         }
     })
+}
+
+/// The metadata saved with a model trained on `prepared` (from `data`, CSV target
+/// column `target`, seed `seed`): class names, scalers, data source, seed.
+pub fn model_metadata(
+    data: &crate::args::DataSource,
+    target: Option<String>,
+    prepared: &data::Prepared,
+    seed: u64,
+) -> Result<serde_json::Value> {
+    let train = &prepared.train;
+    let metadata = Metadata {
+        data: data.to_string(),
+        target,
+        class_names: train
+            .class_names()
+            .map(|n| n.to_vec())
+            .or_else(|| train.num_classes().map(|c| (0..c).map(|i| i.to_string()).collect())),
+        scalers: prepared.scalers.clone(),
+        seed,
+    };
+    serde_json::to_value(&metadata).map_err(|e| CliError::Usage(e.to_string()))
 }
 
 /// A parsed `--lr-schedule`: a per-step schedule, or a plateau reducer.
@@ -218,6 +259,7 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         args.scale,
         args.seed,
     )?;
+    let prepared = data::restrict(prepared, args.classes.as_deref(), args.per_class, args.seed)?;
     let train = &prepared.train;
     let classes = train.num_classes();
     println!(
@@ -236,31 +278,22 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         nn_data::Targets::Real(t) => t.shape()[1..].iter().product(),
     };
     let regression = classes.is_none();
-    let spec = if args.model == "mlp" || args.model == "cnn" {
+    let spec = if matches!(args.model.as_str(), "mlp" | "cnn" | "lstm") {
         preset(&args.model, train.sample_shape(), outputs, args.hidden, args.dropout, regression)?
     } else {
         read_spec(Path::new(&args.model))?
     };
-    let mut model = Sequential::new(spec, args.seed)?;
+    let super::finetune::Prepared { mut model, rules } = super::finetune::build_model(&args, outputs, spec)?;
     let (trainable, frozen) = model.num_parameters();
-    println!("model {}: {} parameters ({} trainable)", args.model, trainable + frozen, trainable);
+    let name = args.init_from.as_ref().map_or(args.model.clone(), |d| format!("from {}", d.display()));
+    println!("model {name}: {} parameters ({trainable} trainable, {frozen} non-trainable)", trainable + frozen);
     let loss = loss_for(train.targets(), &model);
 
     // 3. Optimizer, schedule, callbacks.
     let steps_per_epoch = train.len().div_ceil(args.batch_size);
     let schedule = parse_schedule(&args.lr_schedule, args.lr, steps_per_epoch, args.epochs)?;
-    let mut optimizer = opt_config.build::<f32>(ParamRules::new())?;
-    let metadata = Metadata {
-        data: args.data.to_string(),
-        target: args.target.clone(),
-        class_names: train
-            .class_names()
-            .map(|n| n.to_vec())
-            .or_else(|| classes.map(|c| (0..c).map(|i| i.to_string()).collect())),
-        scalers: prepared.scalers.clone(),
-        seed: args.seed,
-    };
-    let metadata = serde_json::to_value(&metadata).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut optimizer = opt_config.build::<f32>(rules)?;
+    let metadata = model_metadata(&args.data, args.target.clone(), &prepared, args.seed)?;
     let step_schedule = match &schedule {
         Schedule::Steps(s) => s.clone(),
         Schedule::Plateau(_) => None,
@@ -390,6 +423,10 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         full.write_csv(&out.join("history.csv"))?;
         crate::plot::learning_curves(&full, &out.join("learning_curves.svg"))?;
         println!("saved model.json, weights.safetensors, history.csv, learning_curves.svg in {}", out.display());
+        if model.parameters().iter().any(|p| p.kind == nn_layers::ParamKind::LoraA) {
+            let check = prepared.test.as_ref().or(prepared.validation.as_ref()).unwrap_or(train);
+            super::finetune::export_merged(&model, out, &metadata, check)?;
+        }
     }
 
     // 6. Test.

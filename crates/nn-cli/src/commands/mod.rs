@@ -1,6 +1,9 @@
 //! The subcommands.
 
+pub mod finetune;
 pub mod fit;
+pub mod serve;
+pub mod tune;
 
 use std::path::Path;
 
@@ -39,10 +42,17 @@ fn with_scalers(mut d: Dataset, scalers: &[nn_data::Scaler]) -> Result<Dataset> 
 /// `nn-cli evaluate`: loss, accuracy and the confusion matrix on the data's test part
 /// (or the whole data when it has none).
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let (model, meta) = load_model(&args.model)?;
+    let (mut model, mut meta) = load_model(&args.model)?;
+    if let Some(dir) = &args.head_from {
+        finetune::swap_head(&mut model, dir)?;
+        meta.class_names = load_model(dir)?.1.class_names;
+    }
     let target = args.target.clone().or(meta.target.clone());
     let (all, test) = data::load(&args.data, target.as_deref())?;
-    let part = test.unwrap_or(all);
+    let mut part = test.unwrap_or(all);
+    if let Some(text) = &args.classes {
+        part = data::keep_classes(&part, &data::parse_classes(text)?)?;
+    }
     let part = with_scalers(part, &meta.scalers)?;
     let loss = loss_for(part.targets(), &model);
     let e = nn_train::evaluate(&model, &loss, &part, args.batch_size)?;
@@ -204,7 +214,9 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
         }
     };
     let model = match args.model.as_str() {
-        "cnn" | "mlp" => Sequential::new(fit::preset(&args.model, &input_shape, classes, 128, 0.0, false)?, 0)?,
+        "cnn" | "mlp" | "lstm" => {
+            Sequential::new(fit::preset(&args.model, &input_shape, classes, 128, 0.0, false)?, 0)?
+        }
         other => {
             let path = Path::new(other);
             if path.is_dir() {

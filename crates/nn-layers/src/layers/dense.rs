@@ -6,7 +6,7 @@ use nn_tensor::Element;
 use super::{layer_accessors, Meta};
 use crate::activation::Activation;
 use crate::error::Result;
-use crate::init::Fans;
+use crate::init::{Fans, Initializer};
 use crate::module::{check_param_count, ForwardCtx, Layer, ParamKind, ParamSpec};
 use crate::spec::DenseConfig;
 
@@ -18,8 +18,13 @@ use crate::spec::DenseConfig;
 ///
 /// # Shapes
 /// - input: `[batch, ..., in_features]`
-/// - `kernel: [in_features, units]`, `bias: [units]` (parameters, in that order)
+/// - `kernel: [in_features, units]`, `bias: [units]` (parameters, in that order), then
+///   with [LoRA adapters](crate::LoraConfig) `lora_a: [in_features, rank]`,
+///   `lora_b: [rank, units]` (kernel and bias frozen then)
 /// - output: `[batch, ..., units]`
+///
+/// With adapters the layer runs unfused: `x · kernel + bias + (α/r)·(x·A)·B`, then
+/// the activation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dense {
     meta: Meta,
@@ -35,10 +40,12 @@ impl Dense {
             return Err(meta.config_error("units must be at least 1, got 0"));
         }
         let fans = Fans::dense(in_features, config.units);
+        // With adapters the base weights are frozen: only A and B train (Hu et al. 2021).
+        let base_trainable = config.lora.is_none();
         meta.params.push(ParamSpec {
             kind: ParamKind::Kernel,
             shape: vec![in_features, config.units],
-            trainable: true,
+            trainable: base_trainable,
             initializer: config.kernel_initializer,
             fans,
         });
@@ -46,9 +53,31 @@ impl Dense {
             meta.params.push(ParamSpec {
                 kind: ParamKind::Bias,
                 shape: vec![config.units],
-                trainable: true,
+                trainable: base_trainable,
                 initializer: config.bias_initializer,
                 fans: Fans::of_shape(&[config.units]),
+            });
+        }
+        if let Some(lora) = config.lora {
+            if lora.rank == 0 {
+                return Err(meta.config_error("lora.rank must be at least 1, got 0"));
+            }
+            if !(lora.alpha.is_finite() && lora.alpha > 0.0) {
+                return Err(meta.config_error(format!("lora.alpha must be a positive number, got {}", lora.alpha)));
+            }
+            meta.params.push(ParamSpec {
+                kind: ParamKind::LoraA,
+                shape: vec![in_features, lora.rank],
+                trainable: true,
+                initializer: Initializer::RandomNormal { mean: 0.0, stddev: 1.0 / (in_features as f64).sqrt() },
+                fans: Fans::dense(in_features, lora.rank),
+            });
+            meta.params.push(ParamSpec {
+                kind: ParamKind::LoraB,
+                shape: vec![lora.rank, config.units],
+                trainable: true,
+                initializer: Initializer::Zeros,
+                fans: Fans::dense(lora.rank, config.units),
             });
         }
         *meta.output_shape.last_mut().expect("non-empty") = config.units;
@@ -60,9 +89,27 @@ impl Dense {
         &self.config
     }
 
+    /// The bias variable, if the layer has one.
+    fn bias(&self, params: &[Var]) -> Option<Var> {
+        if self.config.use_bias {
+            params.get(1).copied()
+        } else {
+            None
+        }
+    }
+
+    /// `x · kernel + bias`, plus `(α/r) · (x · A) · B` with adapters.
     fn affine<T: Element>(&self, g: &mut Graph<T>, x: Var, params: &[Var]) -> Result<Var> {
         check_param_count::<T>(self, params)?;
-        Ok(g.try_linear(x, params[0], params.get(1).copied())?)
+        let base = g.try_linear(x, params[0], self.bias(params))?;
+        let Some(lora) = self.config.lora else {
+            return Ok(base);
+        };
+        let at = usize::from(self.config.use_bias) + 1;
+        let xa = g.try_linear(x, params[at], None)?;
+        let xab = g.try_linear(xa, params[at + 1], None)?;
+        let update = g.try_mul_scalar(xab, T::of_f64(lora.scaling()))?;
+        Ok(g.try_add(base, update)?)
     }
 }
 
@@ -71,7 +118,11 @@ impl<T: Element> Layer<T> for Dense {
 
     fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
         check_param_count::<T>(self, params)?;
-        crate::fused::dense(g, x, params[0], params.get(1).copied(), self.config.activation)
+        if self.config.lora.is_some() {
+            let z = self.affine(g, x, params)?;
+            return Ok(self.config.activation.apply(g, z)?);
+        }
+        crate::fused::dense(g, x, params[0], self.bias(params), self.config.activation)
     }
 
     fn ends_with_softmax(&self) -> bool {

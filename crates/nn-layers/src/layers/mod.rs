@@ -16,6 +16,7 @@ mod dense;
 mod dropout;
 mod embedding;
 mod pool;
+mod recurrent;
 mod reshape;
 
 pub use activation::ActivationLayer;
@@ -25,7 +26,8 @@ pub use dense::Dense;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use pool::{GlobalAveragePooling2D, Pool2D};
-pub use reshape::Flatten;
+pub use recurrent::{RecurrentOutput, SimpleRNN, GRU, LSTM};
+pub use reshape::{Flatten, Reshape};
 
 /// What every built layer knows about itself: position, kind, shapes, parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +90,9 @@ impl LayerSpec {
     /// # Errors
     /// [`LayerError::BuildShape`] when the layer cannot take `input_shape` (naming
     /// the index, the kind, and the expected and actual shapes);
-    /// [`LayerError::InvalidConfig`] for unusable settings.
+    /// [`LayerError::InvalidConfig`] for unusable settings, and for a recurrent layer
+    /// with `return_state` (a model passes one tensor on; use the layer's
+    /// `forward_with_state` alone).
     pub fn build<T: Element>(&self, index: usize, input_shape: &[usize]) -> Result<Box<dyn Layer<T>>> {
         let meta = Meta::new(index, self.kind(), input_shape);
         Ok(match self {
@@ -106,6 +110,19 @@ impl LayerSpec {
             | LayerSpec::ELU(_)
             | LayerSpec::Softmax => Box::new(ActivationLayer::new(meta, self)?),
             LayerSpec::Embedding(c) => Box::new(Embedding::new(meta, *c)?),
+            LayerSpec::SimpleRNN(c) => {
+                recurrent::refuse_return_state(&meta, c.return_state)?;
+                Box::new(SimpleRNN::new(meta, *c)?)
+            }
+            LayerSpec::LSTM(c) => {
+                recurrent::refuse_return_state(&meta, c.return_state)?;
+                Box::new(LSTM::new(meta, *c)?)
+            }
+            LayerSpec::GRU(c) => {
+                recurrent::refuse_return_state(&meta, c.return_state)?;
+                Box::new(GRU::new(meta, *c)?)
+            }
+            LayerSpec::Reshape(c) => Box::new(Reshape::new(meta, *c)?),
         })
     }
 }

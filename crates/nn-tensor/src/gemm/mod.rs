@@ -163,6 +163,40 @@ pub fn gemm_with<T: Element>(
     beta: T,
     c: &mut ArrayViewMut2<'_, T>,
 ) -> Result<()> {
+    gemm_impl(backend, crate::num_threads(), alpha, a, b, beta, c)
+}
+
+/// [`gemm`] on the calling thread only, whatever [`crate::num_threads`] says: for
+/// kernels that are themselves parallel over independent pieces (the convolution
+/// over batch chunks), where a threaded GEMM per piece would only add overhead. The
+/// result is bit-identical to [`gemm`]'s (the back ends accumulate each output
+/// element in the same order whatever the thread count).
+///
+/// With [`Backend::Blas`] (feature `openblas`) OpenBLAS still uses its own pool;
+/// nn's parallel kernels run their pieces one after another on that back end so
+/// that the two pools never oversubscribe the CPU.
+///
+/// # Errors
+/// As [`gemm`].
+pub fn gemm_serial<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    c: &mut ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    gemm_impl(backend(), 1, alpha, a, b, beta, c)
+}
+
+fn gemm_impl<T: Element>(
+    backend: Backend,
+    threads: usize,
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    c: &mut ArrayViewMut2<'_, T>,
+) -> Result<()> {
     let (m, k) = a.dim();
     let (k2, n) = b.dim();
     if k != k2 {
@@ -183,12 +217,23 @@ pub fn gemm_with<T: Element>(
         return Ok(());
     }
     match backend {
-        Backend::Gemm => crate::install(|| run_gemm_crate(alpha, &a, &b, beta, c)),
+        Backend::Gemm if threads > 1 => crate::install(|| run_gemm_crate(alpha, &a, &b, beta, c, threads)),
+        Backend::Gemm => run_gemm_crate(alpha, &a, &b, beta, c, 1),
         Backend::MatrixMultiply => run_matrixmultiply(alpha, &a, &b, beta, c),
         #[cfg(feature = "openblas")]
         Backend::Blas => blas::run(alpha, &a, &b, beta, c),
     }
     Ok(())
+}
+
+/// Whether nn's parallel kernels may run GEMMs on several threads at once: false
+/// with [`Backend::Blas`], whose own thread pool would then oversubscribe the CPU.
+pub(crate) fn concurrent_gemm_ok() -> bool {
+    #[cfg(feature = "openblas")]
+    if backend() == Backend::Blas {
+        return false;
+    }
+    true
 }
 
 fn run_gemm_crate<T: Element>(
@@ -197,10 +242,10 @@ fn run_gemm_crate<T: Element>(
     b: &ArrayView2<'_, T>,
     beta: T,
     c: &mut ArrayViewMut2<'_, T>,
+    threads: usize,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
-    let threads = crate::num_threads();
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     let [ars, acs] = [a.strides()[0], a.strides()[1]];
     let [brs, bcs] = [b.strides()[0], b.strides()[1]];

@@ -1,0 +1,340 @@
+//! `nn-cli tune`: hyperparameter search over a search-space file. The plan, the
+//! records (`trials.csv`), resume and ranking live in [`nn_train::tune`]; this file
+//! trains one trial the way `nn-cli fit` would and prints.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use nn_layers::{LayerSpec, Sequential};
+use nn_optim::{ParamRules, Regularizer};
+use nn_train::tune::{
+    self, Direction, Event, Objective, SearchConfig, SearchSpace, Strategy, Trial, TrialOutcome, TrialRecord,
+    TrialRunner,
+};
+use nn_train::{Callback, EarlyStopping, FitConfig, History, TerminateOnNaN, Verbosity};
+
+use super::fit::{build_optimizer_config, model_metadata, preset};
+use super::loss_for;
+use crate::args::{DataSource, OptimizerKind, ScaleKind};
+use crate::data::{self, Prepared};
+use crate::error::{CliError, Result};
+
+/// The search strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyKind {
+    /// Every combination of the listed values, in order.
+    Grid,
+    /// Seeded random draws (log-uniform ranges where the space says `"scale": "log"`).
+    Random,
+    /// Successive halving: many configurations for few epochs, the best 1/eta continued
+    /// with eta times the epochs (Hyperband's inner loop, Li et al. 2017).
+    Halving,
+}
+
+/// `nn-cli tune` flags.
+#[derive(Debug, Clone, Args)]
+pub struct TuneArgs {
+    /// digits | mnist:DIR | fashion-mnist:DIR | csv:PATH
+    #[arg(long, default_value = "digits")]
+    pub data: DataSource,
+    /// CSV target column, by header name or 0-based index (default: the last column).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The preset the space tunes: mlp | cnn.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
+    /// The search-space file (JSON): hyperparameter lists or ranges, epochs cap, patience, objective.
+    #[arg(long)]
+    pub space: PathBuf,
+    /// grid | random | halving.
+    #[arg(long, value_enum, default_value_t = StrategyKind::Random)]
+    pub strategy: StrategyKind,
+    /// Grid: at most N configurations (default all); random: N trials (default 10); halving: N configurations in the first rung (default 27).
+    #[arg(long)]
+    pub trials: Option<usize>,
+    /// Seed of the sampling, the data split, initialisation and shuffles (the same for every trial).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output folder: search.json, trials.csv (written as trials finish) and best/ (the best model). Rerun with the same folder to resume.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Halving: keep the best 1/ETA of each rung and give them ETA times the epochs.
+    #[arg(long, default_value_t = 3)]
+    pub eta: usize,
+    /// Halving: the epochs of the first rung.
+    #[arg(long, default_value_t = 1)]
+    pub min_epochs: usize,
+    /// Fraction of the training part held out for validation (the objective's data), in (0, 1).
+    #[arg(long, default_value_t = 0.2)]
+    pub validation_split: f64,
+    /// Fraction held out as the test part for data without one (digits, CSV).
+    #[arg(long, default_value_t = 0.2)]
+    pub test_split: f64,
+    /// Feature scaling for CSV data.
+    #[arg(long, value_enum, default_value_t = ScaleKind::Standard)]
+    pub scale: ScaleKind,
+    /// (testing) abort the process after this many trained trials, as a kill would.
+    #[arg(long, hide = true)]
+    pub abort_after_trials: Option<usize>,
+}
+
+/// The optimizer names a space may list (`--optimizer`'s values).
+fn optimizer_names() -> Vec<String> {
+    OptimizerKind::value_variants()
+        .iter()
+        .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+        .collect()
+}
+
+/// Trains one trial as `nn-cli fit` would: the preset with the trial's hidden units,
+/// filters and dropout, the optimizer at its learning rate, its L2 penalty, early
+/// stopping on the objective (best weights restored), silent progress.
+struct FitRunner<'a> {
+    prepared: &'a Prepared,
+    model: &'a str,
+    outputs: usize,
+    regression: bool,
+    seed: u64,
+    metadata: serde_json::Value,
+    last: Option<(Sequential, History)>,
+}
+
+impl FitRunner<'_> {
+    fn train(&mut self, trial: &Trial, objective: &Objective, patience: usize) -> Result<TrialOutcome> {
+        let p = &trial.params;
+        let train = &self.prepared.train;
+        let mut spec = preset(self.model, train.sample_shape(), self.outputs, p.hidden, p.dropout, self.regression)?;
+        if self.model == "cnn" {
+            // The seed CNN: Conv2D(filters) → pool → flatten → Dense(hidden) → output.
+            if let Some(LayerSpec::Conv2D(c)) = spec.layers.iter_mut().find(|l| matches!(l, LayerSpec::Conv2D(_))) {
+                c.filters = p.filters;
+            }
+            let last = spec.layers.len() - 1;
+            if let Some(LayerSpec::Dense(d)) =
+                spec.layers[..last].iter_mut().rev().find(|l| matches!(l, LayerSpec::Dense(_)))
+            {
+                d.units = p.hidden;
+            }
+        }
+        let mut model = Sequential::new(spec, self.seed)?;
+        let kind = OptimizerKind::from_str(&p.optimizer, true).map_err(CliError::Usage)?;
+        let mut optimizer = build_optimizer_config(kind, p.learning_rate, None)?.build::<f32>(ParamRules::new())?;
+        let loss = loss_for(train.targets(), &model);
+        let regularizer = if p.l2 > 0.0 { Some(Regularizer::try_new(0.0, p.l2)?) } else { None };
+        let mode = match objective.direction() {
+            Direction::Min => nn_train::callbacks::Mode::Min,
+            Direction::Max => nn_train::callbacks::Mode::Max,
+        };
+        let mut early = EarlyStopping::new(objective.metric.clone(), patience).with_mode(mode);
+        let mut nan_stop = TerminateOnNaN;
+        let mut callbacks: Vec<&mut dyn Callback> = vec![&mut nan_stop, &mut early];
+        let config = FitConfig {
+            seed: self.seed,
+            verbosity: Verbosity::Silent,
+            regularizer,
+            metadata: self.metadata.clone(),
+            ..FitConfig::new(trial.epochs, p.batch_size)
+        };
+        let started = Instant::now();
+        let history = nn_train::fit(
+            &mut model,
+            optimizer.as_mut(),
+            &loss,
+            train,
+            self.prepared.validation.as_ref(),
+            &config,
+            &mut callbacks,
+        )?;
+        let seconds = started.elapsed().as_secs_f64();
+        let series = history.series(&objective.metric);
+        let at = |name: &str, i: Option<usize>| i.and_then(|i| history.epochs[i].get(name)).unwrap_or(f64::NAN);
+        let best = objective.best_index(&series);
+        let outcome = TrialOutcome {
+            best_epoch: best.map_or(0, |i| history.epochs[i].epoch),
+            epochs_run: history.epochs.len(),
+            objective: best.map_or(f64::NAN, |i| series[i]),
+            val_loss: at("val_loss", best),
+            val_accuracy: at("val_accuracy", best),
+            seconds,
+        };
+        self.last = Some((model, history));
+        Ok(outcome)
+    }
+}
+
+impl TrialRunner for FitRunner<'_> {
+    fn run_trial(&mut self, trial: &Trial, objective: &Objective, patience: usize) -> nn_train::Result<TrialOutcome> {
+        self.train(trial, objective, patience).map_err(|e| match e {
+            CliError::Train(t) => t,
+            other => nn_train::TrainError::Config(other.to_string()),
+        })
+    }
+
+    fn save_model(&mut self, dir: &Path) -> nn_train::Result<()> {
+        if let Some((model, history)) = &self.last {
+            model.save(dir, &self.metadata)?;
+            history.write_csv(&dir.join("history.csv"))?;
+        }
+        Ok(())
+    }
+}
+
+fn describe(r: &TrialRecord, metric: &str) -> String {
+    let t = &r.trial;
+    let o = &r.outcome;
+    format!(
+        "trial {} [rung {}, <= {} epochs] {}: {metric} {:.4} (best epoch {} of {}, {:.1} s)",
+        t.id, t.rung, t.epochs, t.params, o.objective, o.best_epoch, o.epochs_run, o.seconds
+    )
+}
+
+/// Runs `nn-cli tune`.
+pub fn run(args: TuneArgs) -> Result<()> {
+    // 1. Everything that can be wrong with the input, before any data or training.
+    if !matches!(args.model.as_str(), "mlp" | "cnn") {
+        return Err(CliError::Usage(format!("--model `{}`: tune searches the mlp and cnn presets", args.model)));
+    }
+    let names = optimizer_names();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let bare = |e: nn_train::TrainError| match e {
+        nn_train::TrainError::Config(m) => CliError::Usage(m),
+        other => CliError::Train(other),
+    };
+    let space = SearchSpace::read(&args.space, &name_refs).map_err(bare)?;
+    if space.filters.is_some() && args.model != "cnn" {
+        return Err(CliError::Usage(format!(
+            "{}: `filters` applies to --model cnn only (the mlp preset has no convolution)",
+            args.space.display()
+        )));
+    }
+    if args.trials == Some(0) {
+        return Err(CliError::Usage("--trials must be at least 1".into()));
+    }
+    let strategy = match args.strategy {
+        StrategyKind::Grid => Strategy::Grid,
+        StrategyKind::Random => Strategy::Random,
+        StrategyKind::Halving => Strategy::Halving,
+    };
+    let context = serde_json::json!({
+        "data": args.data.to_string(),
+        "target": args.target,
+        "model": args.model,
+        "validation_split": args.validation_split,
+        "test_split": args.test_split,
+        "scale": format!("{:?}", args.scale).to_lowercase(),
+    });
+    let config = SearchConfig {
+        trials: args.trials,
+        seed: args.seed,
+        eta: args.eta,
+        min_epochs: args.min_epochs,
+        context,
+        ..SearchConfig::new(space.clone(), strategy)
+    };
+    config.validate().map_err(|e| match bare(e) {
+        CliError::Usage(m) => CliError::Usage(format!("{}: {m}", args.space.display())),
+        other => other,
+    })?;
+
+    // 2. Data, split and scaled once for every trial.
+    let prepared = data::prepare(
+        &args.data,
+        args.target.as_deref(),
+        args.validation_split,
+        args.test_split,
+        args.scale,
+        args.seed,
+    )?;
+    let train = &prepared.train;
+    let regression = train.num_classes().is_none();
+    if regression && space.objective.metric == "val_accuracy" {
+        return Err(CliError::Usage(format!(
+            "{}: objective val_accuracy needs class targets; {} has real values (use val_loss)",
+            args.space.display(),
+            args.data
+        )));
+    }
+    let outputs = match train.targets() {
+        nn_data::Targets::Classes { num_classes, .. } => *num_classes,
+        nn_data::Targets::Real(t) => t.shape()[1..].iter().product(),
+    };
+    println!(
+        "data {}: {} training, {} validation, {} test samples; {} search, objective {} ({})",
+        args.data,
+        train.len(),
+        prepared.validation.as_ref().map_or(0, |d| d.len()),
+        prepared.test.as_ref().map_or(0, |d| d.len()),
+        format!("{:?}", args.strategy).to_lowercase(),
+        space.objective.metric,
+        match space.objective.direction() {
+            Direction::Min => "min",
+            Direction::Max => "max",
+        }
+    );
+    if strategy == Strategy::Halving {
+        let rungs = tune::halving_rungs(args.trials.unwrap_or(27), args.min_epochs, space.epochs, args.eta)?;
+        let plan: Vec<String> = rungs.iter().map(|r| format!("{}x{}", r.configs, r.epochs)).collect();
+        println!("rungs (configurations x epochs): {}", plan.join(", "));
+    }
+
+    // 3. Search.
+    let metadata = model_metadata(&args.data, args.target.clone(), &prepared, args.seed)?;
+    let mut runner = FitRunner {
+        prepared: &prepared,
+        model: &args.model,
+        outputs,
+        regression,
+        seed: args.seed,
+        metadata,
+        last: None,
+    };
+    let started = Instant::now();
+    let mut trained = 0usize;
+    let mut report = |r: &TrialRecord, e: Event| {
+        let line = describe(r, &space.objective.metric);
+        match e {
+            Event::Resumed => println!("{line} (from trials.csv)"),
+            Event::Trained { new_best } => {
+                println!("{line}{}", if new_best { " *best so far*" } else { "" });
+                trained += 1;
+                if args.abort_after_trials == Some(trained) {
+                    std::process::abort();
+                }
+            }
+        }
+    };
+    let records = tune::search(&config, &args.out, &mut runner, &mut report)?;
+    println!(
+        "\n{} trials ({} trained now) in {:.1} s; ranked by {}:\n",
+        records.len(),
+        trained,
+        started.elapsed().as_secs_f64(),
+        space.objective.metric
+    );
+    print!("{}", tune::ranked_table(&records, &space, 20));
+    if records.len() > 20 {
+        println!("... {} more in {}", records.len() - 20, args.out.join(tune::TRIALS_FILE).display());
+    }
+
+    // 4. The best model, on the test part.
+    let best = tune::best(&records, &space.objective).ok_or_else(|| CliError::Usage("no trial finished".into()))?;
+    let best_dir = tune::best_dir(&args.out);
+    println!(
+        "\nbest: trial {} (rung {}): {}; {} {:.4}; model in {}",
+        best.trial.id,
+        best.trial.rung,
+        best.trial.params,
+        space.objective.metric,
+        best.outcome.objective,
+        best_dir.display()
+    );
+    if let Some(test) = &prepared.test {
+        let (model, _) = super::load_model(&best_dir)?;
+        let loss = loss_for(test.targets(), &model);
+        let e = nn_train::evaluate(&model, &loss, test, 1000)?;
+        let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("test {k}: {v:.4}")).collect();
+        println!("best model: test loss: {:.4} - {} ({} samples)", e.loss, metrics.join(" - "), test.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! # nn-serve
+//!
+//! An HTTP inference server for models saved by `nn-cli fit --out DIR` (model.json
+//! with its metadata, weights.safetensors), built on axum (HTTP/1.1 on tokio). The
+//! model is loaded once; requests are parsed on tokio's threads and answered by one
+//! inference thread that batches requests arriving together. `nn-cli serve` is a
+//! thin wrapper over [`run`].
+//!
+//! ```no_run
+//! use nn_serve::{ModelService, ServeConfig, Server};
+//!
+//! # async fn demo() -> Result<(), nn_serve::ServeError> {
+//! let service = ModelService::load(std::path::Path::new("runs/digits"))?;
+//! let server = Server::new(service, ServeConfig::default())?;
+//! let listener = nn_serve::bind("127.0.0.1:0".parse().unwrap()).await?;
+//! println!("listening on http://{}", listener.local_addr().unwrap());
+//! server.serve(listener, nn_serve::shutdown_signal()).await
+//! # }
+//! ```
+//!
+//! # API
+//! | route | answer |
+//! |---|---|
+//! | `POST /v1/predict` | body `{"inputs": [row, ...]}`, each row the raw features of one sample (the scalers saved with the model are applied, as `nn-cli predict` does): a flat array of `features` numbers in row-major order, or nested arrays of the input shape (`[8][8]` or `[8][8][1]` for `[8, 8, 1]`). Answer `{"predictions": [{"class", "name", "probability", "probabilities"}, ...]}` in row order; a model without a final softmax answers `logits` instead of the two probability fields, a regression model (no class names) only `outputs`. |
+//! | `GET /v1/model` | [`ModelInfo`] (input shape, input and output kinds, class names, parameter counts, layers, summary, architecture) plus `max_batch`, `batch_wait_ms`, `max_body_bytes` |
+//! | `GET /healthz` | `{"status": "ok", "queued": n}` |
+//! | `GET /metrics` | Prometheus text format: `nn_serve_requests_total{route,code}`, `nn_serve_request_errors_total{route,code}`, the latency histogram `nn_serve_request_duration_seconds{route}`, batch histograms `nn_serve_batch_rows` and `nn_serve_batch_requests`, `nn_serve_rows_predicted_total`, `nn_serve_queue_depth` and the settings |
+//! | `GET /` | a page to try the model by hand: a canvas for one-channel image models (the drawing is cropped, scaled and centred as MNIST digits were, or block-counted as the 8×8 UCI digits were), a form of the input columns otherwise, and the answer as probability bars |
+//!
+//! Errors are JSON `{"error": message, "kind": kind}` with a 4xx status (see
+//! [`ApiError`]): 400 malformed JSON or a body that is not `{"inputs": [...]}`, 413 a
+//! body over `max_body_bytes`, 422 a row with the wrong number of values or shape or
+//! a non-finite value (a number beyond `f32`'s range, JSON's `1e999`, or the
+//! non-JSON `NaN`/`Infinity`), 404/405 unknown routes and methods, 503 a full
+//! queue. The server keeps serving after any of them.
+//!
+//! # Batching
+//! See the [batching rule](batcher): a batch takes the queued requests up to
+//! `max_batch` rows, waiting at most `batch_wait` after its first request for more
+//! (default 0: no wait, batches form only from requests that queued while the model
+//! was busy). `max_batch = 1` turns batching off.
+//!
+//! # Same answers as `nn-cli predict`
+//! A row's outputs are bit-identical to what `nn-cli predict` prints for it, and do
+//! not depend on which requests it is batched with, as long as each matrix product
+//! of the model gives row results independent of its number of rows. nn-tensor's
+//! GEMM (the `gemm` crate) has two exceptions, both measured: a single row takes a
+//! GEMV kernel whose sum over an inner dimension above 512 rounds differently (the
+//! server avoids it by computing a lone row as two copies, see
+//! [`ModelService::forward`]); and a product with at most 64 rows and 64 columns and
+//! an inner dimension above 512 (e.g. `Dense(784 → 64)`) splits the inner dimension
+//! into other blocks than a larger one. For models with such a layer, a row's last
+//! bits can depend on the size of the batch it ran in, here and in `nn-cli predict`
+//! alike. The digits MLP and the seed CNN have no such layer.
+//!
+//! # Shutdown
+//! On SIGINT or SIGTERM ([`shutdown_signal`]) the server stops accepting, finishes
+//! every request it has received, and returns.
+
+#![warn(missing_docs)]
+
+pub mod batcher;
+mod error;
+pub mod metrics;
+mod model;
+pub mod request;
+mod server;
+
+use std::net::SocketAddr;
+
+pub use batcher::BatchOutput;
+pub use error::{ApiError, ServeError};
+pub use metrics::Metrics;
+pub use model::{InputKind, LayerInfo, ModelInfo, ModelService, OutputKind, ParameterCounts};
+pub use server::{bind, shutdown_signal, ServeConfig, Server, PAGE_HTML};
+
+/// Serves `service` on `addr` until SIGINT or SIGTERM, on a tokio runtime of
+/// `io_threads` threads (HTTP and JSON; the model runs on its own inference thread,
+/// whose kernels use `nn_tensor::set_num_threads` threads). `ready` is called with
+/// the bound address (useful with port 0) before the first request is accepted.
+///
+/// # Errors
+/// [`ServeError::Config`] for invalid settings or 0 I/O threads; [`ServeError::Io`]
+/// when the runtime cannot start or `addr` cannot be bound.
+pub fn run(
+    service: ModelService,
+    addr: SocketAddr,
+    config: ServeConfig,
+    io_threads: usize,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    if io_threads == 0 {
+        return Err(ServeError::Config("I/O threads must be at least 1".into()));
+    }
+    let server = Server::new(service, config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(io_threads)
+        .thread_name("nn-serve-io")
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| ServeError::io("starting the tokio runtime", e))?;
+    runtime.block_on(async move {
+        let listener = bind(addr).await?;
+        let local = listener.local_addr().map_err(|e| ServeError::io("reading the bound address", e))?;
+        ready(local);
+        server.serve(listener, shutdown_signal()).await
+    })
+}
