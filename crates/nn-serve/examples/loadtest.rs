@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release -p nn-serve --example loadtest -- [--seconds 5] [--clients 1,8,64]
-//!     [--models digits,cnn] [--threads 1] [--max-requests 200000]
+//!     [--models digits,cnn] [--threads 1] [--max-requests 200000] [--repeat 1]
 //! ```
 //!
 //! For each model, client count and batching setting it starts a server on
@@ -12,7 +12,10 @@
 //! runtime (one thread): each client keeps one HTTP/1.1 keep-alive connection and
 //! sends one single-row `POST /v1/predict` after the other. Every run is bounded: a
 //! 0.5 s warm-up that is not counted, then `--seconds` or `--max-requests` requests,
-//! whichever comes first. Clients and server share the machine's cores.
+//! whichever comes first. Clients and server share the machine's cores. With
+//! `--repeat N` each configuration runs N times and the run with the median
+//! requests/s is reported. `model busy` is the share of the wall time the inference
+//! thread spent on batches (from `nn_serve_batch_duration_seconds`).
 //!
 //! Models (random weights: the speed of a forward pass does not depend on the
 //! values): `digits` is `nn-cli fit`'s default MLP on the 8×8 digits (Flatten →
@@ -39,6 +42,7 @@ struct Options {
     models: Vec<String>,
     threads: usize,
     max_requests: u64,
+    repeat: usize,
 }
 
 fn parse_args() -> Options {
@@ -48,6 +52,7 @@ fn parse_args() -> Options {
         models: vec!["digits".into(), "cnn".into()],
         threads: 1,
         max_requests: 200_000,
+        repeat: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -62,18 +67,23 @@ fn parse_args() -> Options {
             "--models" => o.models = value.split(',').map(str::to_string).collect(),
             "--threads" => o.threads = value.parse().unwrap_or_else(|_| usage("--threads: a number")),
             "--max-requests" => o.max_requests = value.parse().unwrap_or_else(|_| usage("--max-requests: a number")),
+            "--repeat" => o.repeat = value.parse().unwrap_or_else(|_| usage("--repeat: a number")),
             other => usage(&format!("unknown flag {other}")),
         }
         i += 2;
     }
-    if !(o.seconds > 0.0 && o.seconds <= 600.0) || o.clients.iter().any(|&c| c == 0 || c > 1024) || o.threads == 0 {
-        usage("--seconds in (0, 600], clients in 1..=1024, threads >= 1");
+    if !(o.seconds > 0.0 && o.seconds <= 600.0)
+        || o.clients.iter().any(|&c| c == 0 || c > 1024)
+        || o.threads == 0
+        || o.repeat == 0
+    {
+        usage("--seconds in (0, 600], clients in 1..=1024, threads and repeat >= 1");
     }
     o
 }
 
 fn usage(message: &str) -> ! {
-    eprintln!("loadtest: {message}\nusage: loadtest [--seconds S] [--clients 1,8,64] [--models digits,cnn] [--threads N] [--max-requests N]");
+    eprintln!("loadtest: {message}\nusage: loadtest [--seconds S] [--clients 1,8,64] [--models digits,cnn] [--threads N] [--max-requests N] [--repeat N]");
     std::process::exit(2)
 }
 
@@ -129,6 +139,8 @@ struct Outcome {
     latencies: Vec<Duration>,
     errors: u64,
     mean_batch: f64,
+    /// Fraction of the wall time the inference thread spent on batches.
+    busy: f64,
 }
 
 fn run_one(model: &str, clients: usize, config: ServeConfig, o: &Options) -> Outcome {
@@ -149,7 +161,7 @@ fn run_one(model: &str, clients: usize, config: ServeConfig, o: &Options) -> Out
     let counted = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let bodies = Arc::new(bodies);
-    let (latencies, seconds, mean_batch) = client_rt.block_on(async {
+    let (latencies, seconds, (mean_batch, busy)) = client_rt.block_on(async {
         let mut tasks = Vec::new();
         for c in 0..clients {
             let (counting, done, counted, errors, bodies) =
@@ -212,20 +224,27 @@ fn run_one(model: &str, clients: usize, config: ServeConfig, o: &Options) -> Out
         for t in tasks {
             all.extend(t.await.unwrap());
         }
-        (all, seconds, (after.0 - before.0) / (after.1 - before.1))
+        (all, seconds, ((after.0 - before.0) / (after.1 - before.1), (after.2 - before.2) / seconds))
     });
     let _ = stop.send(());
     server_rt.block_on(serving).unwrap().unwrap();
-    Outcome { requests: latencies.len() as u64, seconds, latencies, errors: errors.load(Ordering::Relaxed), mean_batch }
+    Outcome {
+        requests: latencies.len() as u64,
+        seconds,
+        latencies,
+        errors: errors.load(Ordering::Relaxed),
+        mean_batch,
+        busy,
+    }
 }
 
-/// `(rows, batches)` run so far, from the metrics text.
-fn batch_totals(m: &nn_serve::Metrics) -> (f64, f64) {
+/// `(rows, batches, seconds busy)` of the inference thread so far, from the metrics text.
+fn batch_totals(m: &nn_serve::Metrics) -> (f64, f64, f64) {
     let text = m.render(0);
     let value = |name: &str| -> f64 {
         text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' '))).unwrap().parse().unwrap()
     };
-    (value("nn_serve_batch_rows_sum"), value("nn_serve_batch_rows_count"))
+    (value("nn_serve_batch_rows_sum"), value("nn_serve_batch_rows_count"), value("nn_serve_batch_duration_seconds_sum"))
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
@@ -250,21 +269,25 @@ fn main() {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
     println!();
-    println!("| model | clients | batching | requests/s | p50 ms | p99 ms | mean rows/batch | errors |");
-    println!("|---|---:|---|---:|---:|---:|---:|---:|");
+    println!("| model | clients | batching | requests/s | p50 ms | p99 ms | rows/batch | model busy | errors |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
     for model in &o.models {
         for &clients in &o.clients {
             for (label, max_batch, wait_ms) in modes {
                 let config =
                     ServeConfig { max_batch, batch_wait: Duration::from_millis(wait_ms), ..ServeConfig::default() };
-                let mut r = run_one(model, clients, config, &o);
+                // With --repeat, the run with the median requests/s is reported.
+                let mut runs: Vec<Outcome> = (0..o.repeat).map(|_| run_one(model, clients, config, &o)).collect();
+                runs.sort_by(|a, b| (a.requests as f64 / a.seconds).total_cmp(&(b.requests as f64 / b.seconds)));
+                let mut r = runs.swap_remove(runs.len() / 2);
                 r.latencies.sort();
                 println!(
-                    "| {model} | {clients} | {label} | {:.0} | {:.2} | {:.2} | {:.1} | {} |",
+                    "| {model} | {clients} | {label} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} % | {} |",
                     r.requests as f64 / r.seconds,
                     percentile(&r.latencies, 0.50),
                     percentile(&r.latencies, 0.99),
                     r.mean_batch,
+                    100.0 * r.busy,
                     r.errors
                 );
             }

@@ -183,6 +183,7 @@ fn run(service: &ModelService, metrics: &Metrics, rx: &Receiver<Msg>, queued: &A
 
 /// Runs one batch and answers each job. A client that went away is skipped.
 fn run_batch(service: &ModelService, metrics: &Metrics, jobs: Vec<Job>, max_batch: usize) {
+    let started = Instant::now();
     let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
     let rows: usize = jobs.iter().map(|j| j.rows).sum();
     if rows == 0 {
@@ -206,7 +207,9 @@ fn run_batch(service: &ModelService, metrics: &Metrics, jobs: Vec<Job>, max_batc
         Ok(Err(message)) => return fail_all(jobs, &message),
         Err(_) => return fail_all(jobs, "the model panicked on this batch"),
     };
-    metrics.record_batch(rows, jobs.len());
+    // Recorded before the answers go out, so a client that reads /metrics after its
+    // answer sees its batch counted.
+    metrics.record_batch(rows, jobs.len(), started.elapsed());
     let k = service.info().outputs;
     let mut at = 0;
     for j in jobs {

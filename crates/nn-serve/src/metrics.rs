@@ -80,6 +80,8 @@ struct Inner {
     rows: u64,
     /// Requests per batch (how many requests each batch gathered).
     batch_requests: Histogram,
+    /// Seconds the inference thread spent per batch (scaling, forward passes, split).
+    batch_seconds: Histogram,
 }
 
 /// The server's metrics, shared by the handlers and the inference thread.
@@ -107,6 +109,7 @@ impl Metrics {
                 batch_rows: Histogram::new(&BATCH_BUCKETS),
                 rows: 0,
                 batch_requests: Histogram::new(&BATCH_BUCKETS),
+                batch_seconds: Histogram::new(&LATENCY_BUCKETS),
             }),
             parameters,
             max_batch,
@@ -126,11 +129,13 @@ impl Metrics {
         m.latency.entry(route).or_insert_with(|| Histogram::new(&LATENCY_BUCKETS)).observe(elapsed.as_secs_f64());
     }
 
-    /// Records one forward pass over `rows` rows gathered from `requests` requests.
-    pub fn record_batch(&self, rows: usize, requests: usize) {
+    /// Records one batch of `rows` rows gathered from `requests` requests, which
+    /// kept the inference thread busy for `elapsed`.
+    pub fn record_batch(&self, rows: usize, requests: usize, elapsed: Duration) {
         let mut m = self.lock();
         m.batch_rows.observe(rows as f64);
         m.batch_requests.observe(requests as f64);
+        m.batch_seconds.observe(elapsed.as_secs_f64());
         m.rows += rows as u64;
     }
 
@@ -174,6 +179,9 @@ impl Metrics {
         out.push_str("# HELP nn_serve_batch_requests Requests gathered into one batch.\n");
         out.push_str("# TYPE nn_serve_batch_requests histogram\n");
         m.batch_requests.render(&mut out, "nn_serve_batch_requests", "");
+        out.push_str("# HELP nn_serve_batch_duration_seconds Time the inference thread spent on one batch.\n");
+        out.push_str("# TYPE nn_serve_batch_duration_seconds histogram\n");
+        m.batch_seconds.render(&mut out, "nn_serve_batch_duration_seconds", "");
         out.push_str("# HELP nn_serve_rows_predicted_total Rows the model has answered.\n");
         out.push_str("# TYPE nn_serve_rows_predicted_total counter\n");
         let _ = writeln!(out, "nn_serve_rows_predicted_total {}", m.rows);
@@ -225,7 +233,7 @@ mod tests {
         m.record_request("/v1/predict", 200, Duration::from_millis(3));
         m.record_request("/v1/predict", 200, Duration::from_micros(50));
         m.record_request("/v1/predict", 422, Duration::from_millis(1));
-        m.record_batch(3, 2);
+        m.record_batch(3, 2, Duration::from_millis(4));
         let text = m.render(5);
         for line in [
             "nn_serve_requests_total{route=\"/v1/predict\",code=\"200\"} 2",
@@ -240,6 +248,9 @@ mod tests {
             "nn_serve_batch_rows_bucket{le=\"2\"} 0",
             "nn_serve_batch_rows_bucket{le=\"4\"} 1",
             "nn_serve_batch_requests_bucket{le=\"2\"} 1",
+            "nn_serve_batch_duration_seconds_bucket{le=\"0.0025\"} 0",
+            "nn_serve_batch_duration_seconds_bucket{le=\"0.005\"} 1",
+            "nn_serve_batch_duration_seconds_sum 0.004",
             "nn_serve_rows_predicted_total 3",
             "nn_serve_queue_depth 5",
             "nn_serve_model_parameters 1234",

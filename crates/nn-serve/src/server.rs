@@ -14,6 +14,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -178,6 +179,10 @@ impl Server {
         let Server { state, worker } = self;
         let batcher = state.batcher.clone();
         drop(state);
+        // Answers are small and written at once: send them without Nagle's delay.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         // axum's serve never returns an error (accept errors are retried).
         let _ = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
         // Every connection has closed, so no request can still be queued: stop the
