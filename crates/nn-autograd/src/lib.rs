@@ -81,13 +81,18 @@
 //!
 //! ## Design notes
 //! - Backward rules receive the output gradient by value, so element-wise rules scale
-//!   it in place; scatter-style rules (pooling, gathers, `col2im`) and the GEMMs of
-//!   `linear` and `conv2d` accumulate straight into the input's gradient buffer
-//!   ([`GradSink::buffer`]). Saved tensors are kept only when some input needs a
-//!   gradient (e.g. `conv2d` keeps `im2col(x)` only for the kernel gradient).
+//!   it in place; gathers, `col2im` and the GEMMs of `linear` and `conv2d` accumulate
+//!   straight into the input's gradient buffer ([`GradSink::buffer`]); pooling builds
+//!   its input gradient in one pass, image chunk by image chunk. Saved tensors are kept
+//!   only when some input needs a gradient (`max_pool2d` keeps 32-bit argmax offsets;
+//!   `conv2d` keeps nothing: its backward rebuilds `im2col(x)` chunk by chunk, in cache).
 //! - Broadcasting is undone in one place, [`sum_to_shape`].
-//! - Everything runs sequentially apart from GEMM, whose results do not depend on the
-//!   thread count, so the same inputs give bit-identical gradients.
+//! - Threads ([`nn_tensor::set_num_threads`]): GEMM, the convolution and pooling
+//!   kernels (parallel over fixed chunks of whole images, see [`nn_tensor::conv`] and
+//!   [`nn_tensor::pool`]) and element-wise activations on large tensors (fixed chunks
+//!   of elements) use nn's thread pool; everything else runs on the calling thread.
+//!   Work is split independently of the thread count and partial sums are added in
+//!   chunk order, so the same inputs give bit-identical gradients at any thread count.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

@@ -146,7 +146,7 @@ pub struct FitArgs {
     /// The optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
     pub optimizer: OptimizerKind,
-    /// Learning rate.
+    /// Learning rate (the `lstm` preset defaults to 2e-3).
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// constant | step:EPOCHS:GAMMA | exponential:RATE | cosine[:WARMUP_EPOCHS] | plateau[:PATIENCE[:FACTOR]]

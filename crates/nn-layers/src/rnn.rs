@@ -7,8 +7,14 @@
 //! place. Backward walks the steps in reverse (one `[batch, gates·units] ·
 //! recurrent_kernelᵀ` GEMM per step for the gradient flowing into the previous
 //! state), then forms the weight gradients with one GEMM each over all steps. Nothing
-//! is allocated per time step. The gate activations the forward pass computed are
-//! kept for backward; the states are the op's own output.
+//! of a tensor's size is allocated per time step. The gate activations the forward
+//! pass computed are kept for backward; the states are the op's own output.
+//!
+//! The per-step element-wise work (LSTM and GRU) is split over nn's thread pool by
+//! sample when it is large enough; each value is computed the same way wherever it
+//! runs, so results are bit-identical for any thread count. For `f32`, `tanh` is
+//! computed from `exp` in `f64` (see the private `tanh`), correctly rounded but for
+//! rare double-rounding ties.
 //!
 //! The gate equations (Keras's conventions; gate blocks are laid out side by side in
 //! the kernels, in the order given):
@@ -51,6 +57,43 @@ fn tanh<T: Element>(x: T) -> T {
     } else {
         x.tanh()
     }
+}
+
+/// Samples per chunk below which the per-step element-wise work stays on the calling
+/// thread (spawning would cost more than it saves).
+const MIN_PARALLEL_ELEMENTS: usize = 4096;
+
+/// Runs `f(first_sample, chunks)` over the samples `0..samples` split into one range
+/// per thread of nn's pool: `chunks[j]` is the part of `parts[j].0` belonging to those
+/// samples (`parts[j].1` elements per sample, samples stored one after another).
+/// Each sample's values are computed the same way whichever chunk it falls in, so
+/// results are bit-identical for every thread count. `work` is the number of
+/// elements the step touches, to decide whether threads pay off.
+fn for_sample_chunks<T: Element>(
+    parts: Vec<(&mut [T], usize)>,
+    samples: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [&mut [T]]) + Sync,
+) {
+    let threads = nn_tensor::num_threads().min(samples);
+    if threads <= 1 || work < MIN_PARALLEL_ELEMENTS {
+        let mut all: Vec<&mut [T]> = parts.into_iter().map(|(p, _)| p).collect();
+        f(0, &mut all);
+        return;
+    }
+    let per_chunk = samples.div_ceil(threads);
+    let mut chunks: Vec<Vec<&mut [T]>> = (0..samples.div_ceil(per_chunk)).map(|_| Vec::new()).collect();
+    for (part, per_sample) in parts {
+        for (c, piece) in part.chunks_mut(per_chunk * per_sample).enumerate() {
+            chunks[c].push(piece);
+        }
+    }
+    let f = &f;
+    nn_tensor::thread_pool().scope(|s| {
+        for (c, mut chunk) in chunks.into_iter().enumerate() {
+            s.spawn(move |_| f(c * per_chunk, &mut chunk));
+        }
+    });
 }
 
 fn tensor_err(op: &'static str) -> impl Fn(TensorError) -> AutogradError {
@@ -353,26 +396,32 @@ pub fn lstm<T: Element>(
             };
             nn_tensor::gemm::gemm(T::one(), prev, rk, T::one(), &mut gates).map_err(tensor_err(op))?;
         }
-        let av = a.as_slice_mut().expect("fresh array");
-        let ov = out.as_slice_mut().expect("fresh array");
-        for b in 0..d.batch {
-            let gb = (b * d.time + t) * 4 * u;
-            let ob = (b * d.time + t) * 2 * u;
-            for k in 0..u {
-                let i = nn_tensor::sigmoid(av[gb + k]);
-                let f = nn_tensor::sigmoid(av[gb + u + k]);
-                let c_hat = tanh(av[gb + 2 * u + k]);
-                let o = nn_tensor::sigmoid(av[gb + 3 * u + k]);
-                av[gb + k] = i;
-                av[gb + u + k] = f;
-                av[gb + 2 * u + k] = c_hat;
-                av[gb + 3 * u + k] = o;
-                let c_prev = if t == 0 { c0v[b * u + k] } else { ov[ob - 2 * u + u + k] };
-                let c = f * c_prev + i * c_hat;
-                ov[ob + u + k] = c;
-                ov[ob + k] = o * tanh(c);
+        let parts = vec![
+            (a.as_slice_mut().expect("fresh array"), d.time * 4 * u),
+            (out.as_slice_mut().expect("fresh array"), d.time * 2 * u),
+        ];
+        for_sample_chunks(parts, d.batch, d.batch * u, |b0, p| {
+            let [av, ov] = p else { unreachable!("two parts") };
+            for bl in 0..av.len() / (d.time * 4 * u) {
+                let b = b0 + bl;
+                let gb = (bl * d.time + t) * 4 * u;
+                let ob = (bl * d.time + t) * 2 * u;
+                for k in 0..u {
+                    let i = nn_tensor::sigmoid(av[gb + k]);
+                    let f = nn_tensor::sigmoid(av[gb + u + k]);
+                    let c_hat = tanh(av[gb + 2 * u + k]);
+                    let o = nn_tensor::sigmoid(av[gb + 3 * u + k]);
+                    av[gb + k] = i;
+                    av[gb + u + k] = f;
+                    av[gb + 2 * u + k] = c_hat;
+                    av[gb + 3 * u + k] = o;
+                    let c_prev = if t == 0 { c0v[b * u + k] } else { ov[ob - 2 * u + u + k] };
+                    let c = f * c_prev + i * c_hat;
+                    ov[ob + u + k] = c;
+                    ov[ob + k] = o * tanh(c);
+                }
             }
-        }
+        });
     }
     let value = Tensor::from(out.into_dyn());
 
@@ -394,25 +443,32 @@ pub fn lstm<T: Element>(
         let one = T::one();
         for t in (0..d.time).rev() {
             {
-                let zs = dz.as_slice_mut().expect("fresh array");
+                let parts = vec![
+                    (dz.as_slice_mut().expect("fresh array"), d.time * 4 * u),
+                    (dc_next.as_slice_mut().expect("fresh array"), u),
+                ];
                 let dhn = dh_next.as_slice().expect("fresh array");
-                let dcn = dc_next.as_slice_mut().expect("fresh array");
-                for b in 0..d.batch {
-                    let gb = (b * d.time + t) * 4 * u;
-                    let ob = (b * d.time + t) * 2 * u;
-                    for k in 0..u {
-                        let (i, f, c_hat, o) = (av[gb + k], av[gb + u + k], av[gb + 2 * u + k], av[gb + 3 * u + k]);
-                        let tc = tanh(os[ob + u + k]);
-                        let dh = gout[ob + k] + dhn[b * u + k];
-                        let dc = gout[ob + u + k] + dcn[b * u + k] + dh * o * (one - tc * tc);
-                        let c_prev = if t == 0 { c0s[b * u + k] } else { os[ob - 2 * u + u + k] };
-                        zs[gb + k] = dc * c_hat * i * (one - i);
-                        zs[gb + u + k] = dc * c_prev * f * (one - f);
-                        zs[gb + 2 * u + k] = dc * i * (one - c_hat * c_hat);
-                        zs[gb + 3 * u + k] = dh * tc * o * (one - o);
-                        dcn[b * u + k] = dc * f;
+                for_sample_chunks(parts, d.batch, d.batch * u, |b0, p| {
+                    let [zs, dcn] = p else { unreachable!("two parts") };
+                    for bl in 0..dcn.len() / u {
+                        let b = b0 + bl;
+                        let gb = (b * d.time + t) * 4 * u;
+                        let ob = (b * d.time + t) * 2 * u;
+                        let zb = (bl * d.time + t) * 4 * u;
+                        for k in 0..u {
+                            let (i, f, c_hat, o) = (av[gb + k], av[gb + u + k], av[gb + 2 * u + k], av[gb + 3 * u + k]);
+                            let tc = tanh(os[ob + u + k]);
+                            let dh = gout[ob + k] + dhn[b * u + k];
+                            let dc = gout[ob + u + k] + dcn[bl * u + k] + dh * o * (one - tc * tc);
+                            let c_prev = if t == 0 { c0s[b * u + k] } else { os[ob - 2 * u + u + k] };
+                            zs[zb + k] = dc * c_hat * i * (one - i);
+                            zs[zb + u + k] = dc * c_prev * f * (one - f);
+                            zs[zb + 2 * u + k] = dc * i * (one - c_hat * c_hat);
+                            zs[zb + 3 * u + k] = dh * tc * o * (one - o);
+                            dcn[bl * u + k] = dc * f;
+                        }
                     }
-                }
+                });
             }
             let zt = dz.index_axis(Axis(1), t);
             nn_tensor::gemm::gemm(one, zt, rk.t(), T::zero(), &mut dh_next.view_mut()).map_err(tensor_err(op))?;
@@ -475,28 +531,34 @@ pub fn gru<T: Element>(
             let prev = if t == 0 { h0a.view() } else { out.index_axis(Axis(1), t - 1) };
             nn_tensor::gemm::gemm(T::one(), prev, rk, beta, &mut iv).map_err(tensor_err(op))?;
         }
-        let av = a.as_slice_mut().expect("fresh array");
-        let ov = out.as_slice_mut().expect("fresh array");
-        let rv = rec_h.as_slice_mut().expect("fresh array");
+        let parts = vec![
+            (a.as_slice_mut().expect("fresh array"), d.time * 3 * u),
+            (out.as_slice_mut().expect("fresh array"), d.time * u),
+            (rec_h.as_slice_mut().expect("fresh array"), d.time * u),
+        ];
         let iv = inner.as_slice().expect("fresh array");
         let h0v = h0a.as_slice().expect("standard layout");
-        for b in 0..d.batch {
-            let gb = (b * d.time + t) * 3 * u;
-            let ob = (b * d.time + t) * u;
-            let ib = b * 3 * u;
-            for k in 0..u {
-                let z = nn_tensor::sigmoid(av[gb + k] + iv[ib + k]);
-                let r = nn_tensor::sigmoid(av[gb + u + k] + iv[ib + u + k]);
-                let rh = iv[ib + 2 * u + k];
-                let h_hat = tanh(av[gb + 2 * u + k] + r * rh);
-                av[gb + k] = z;
-                av[gb + u + k] = r;
-                av[gb + 2 * u + k] = h_hat;
-                rv[ob + k] = rh;
-                let h_prev = if t == 0 { h0v[b * u + k] } else { ov[ob - u + k] };
-                ov[ob + k] = z * h_prev + (T::one() - z) * h_hat;
+        for_sample_chunks(parts, d.batch, d.batch * u, |b0, p| {
+            let [av, ov, rv] = p else { unreachable!("three parts") };
+            for bl in 0..ov.len() / (d.time * u) {
+                let b = b0 + bl;
+                let gb = (bl * d.time + t) * 3 * u;
+                let ob = (bl * d.time + t) * u;
+                let ib = b * 3 * u;
+                for k in 0..u {
+                    let z = nn_tensor::sigmoid(av[gb + k] + iv[ib + k]);
+                    let r = nn_tensor::sigmoid(av[gb + u + k] + iv[ib + u + k]);
+                    let rh = iv[ib + 2 * u + k];
+                    let h_hat = tanh(av[gb + 2 * u + k] + r * rh);
+                    av[gb + k] = z;
+                    av[gb + u + k] = r;
+                    av[gb + 2 * u + k] = h_hat;
+                    rv[ob + k] = rh;
+                    let h_prev = if t == 0 { h0v[b * u + k] } else { ov[ob - u + k] };
+                    ov[ob + k] = z * h_prev + (T::one() - z) * h_hat;
+                }
             }
-        }
+        });
     }
     let value = Tensor::from(out.into_dyn());
 
@@ -518,28 +580,35 @@ pub fn gru<T: Element>(
         let one = T::one();
         for t in (0..d.time).rev() {
             {
-                let xs = dxw.as_slice_mut().expect("fresh array");
-                let rs = drec.as_slice_mut().expect("fresh array");
-                let dhn = dh_next.as_slice_mut().expect("fresh array");
-                for b in 0..d.batch {
-                    let gb = (b * d.time + t) * 3 * u;
-                    let ob = (b * d.time + t) * u;
-                    for k in 0..u {
-                        let (z, r, h_hat) = (av[gb + k], av[gb + u + k], av[gb + 2 * u + k]);
-                        let h_prev = if t == 0 { h0s[b * u + k] } else { os[ob - u + k] };
-                        let dh = gout[ob + k] + dhn[b * u + k];
-                        let dz = dh * (h_prev - h_hat) * z * (one - z);
-                        let dah = dh * (one - z) * (one - h_hat * h_hat);
-                        let dr = dah * rhs[ob + k] * r * (one - r);
-                        xs[gb + k] = dz;
-                        xs[gb + u + k] = dr;
-                        xs[gb + 2 * u + k] = dah;
-                        rs[gb + k] = dz;
-                        rs[gb + u + k] = dr;
-                        rs[gb + 2 * u + k] = dah * r;
-                        dhn[b * u + k] = dh * z;
+                let parts = vec![
+                    (dxw.as_slice_mut().expect("fresh array"), d.time * 3 * u),
+                    (drec.as_slice_mut().expect("fresh array"), d.time * 3 * u),
+                    (dh_next.as_slice_mut().expect("fresh array"), u),
+                ];
+                for_sample_chunks(parts, d.batch, d.batch * u, |b0, p| {
+                    let [xs, rs, dhn] = p else { unreachable!("three parts") };
+                    for bl in 0..dhn.len() / u {
+                        let b = b0 + bl;
+                        let gb = (b * d.time + t) * 3 * u;
+                        let ob = (b * d.time + t) * u;
+                        let lb = (bl * d.time + t) * 3 * u;
+                        for k in 0..u {
+                            let (z, r, h_hat) = (av[gb + k], av[gb + u + k], av[gb + 2 * u + k]);
+                            let h_prev = if t == 0 { h0s[b * u + k] } else { os[ob - u + k] };
+                            let dh = gout[ob + k] + dhn[bl * u + k];
+                            let dz = dh * (h_prev - h_hat) * z * (one - z);
+                            let dah = dh * (one - z) * (one - h_hat * h_hat);
+                            let dr = dah * rhs[ob + k] * r * (one - r);
+                            xs[lb + k] = dz;
+                            xs[lb + u + k] = dr;
+                            xs[lb + 2 * u + k] = dah;
+                            rs[lb + k] = dz;
+                            rs[lb + u + k] = dr;
+                            rs[lb + 2 * u + k] = dah * r;
+                            dhn[bl * u + k] = dh * z;
+                        }
                     }
-                }
+                });
             }
             let rt = drec.index_axis(Axis(1), t);
             nn_tensor::gemm::gemm(one, rt, rk.t(), one, &mut dh_next.view_mut()).map_err(tensor_err(op))?;

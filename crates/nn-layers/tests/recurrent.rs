@@ -487,3 +487,43 @@ fn lstm_model_saves_and_loads_bit_identically() {
     let (a, b) = (run(&model), run(&loaded));
     assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
 }
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    // Big enough (batch·units ≥ 4096) for the per-step element-wise work to be split
+    // over nn's pool: forward values and every gradient must match bit for bit.
+    let (batch, time, feats, units) = (48, 3, 5, 96);
+    let run = |threads: usize, cell: usize| -> Vec<u32> {
+        nn_tensor::set_num_threads(threads);
+        let gates = [1, 4, 3][cell];
+        let b_shape = if cell == 2 { vec![2, 3 * units] } else { vec![gates * units] };
+        let f32s = |t: Tensor<f64>| Tensor::<f32>::from_vec(t.shape(), t.to_vec().iter().map(|&v| v as f32).collect());
+        let mut g = Graph::<f32>::new();
+        let x = g.variable(f32s(uniform(&[batch, time, feats], -1.0, 1.0, 1)));
+        let w = g.param("w", f32s(uniform(&[feats, gates * units], -0.3, 0.3, 2)));
+        let u = g.param("u", f32s(uniform(&[units, gates * units], -0.3, 0.3, 3)));
+        let b = g.param("b", f32s(uniform(&b_shape, -0.3, 0.3, 4)));
+        let h0 = g.param("h0", f32s(uniform(&[batch, units], -0.5, 0.5, 5)));
+        let c0 = g.param("c0", f32s(uniform(&[batch, units], -0.5, 0.5, 6)));
+        let y = match cell {
+            0 => rnn::simple_rnn(&mut g, x, w, u, Some(b), h0).unwrap(),
+            1 => rnn::lstm(&mut g, x, w, u, Some(b), h0, c0).unwrap(),
+            _ => rnn::gru(&mut g, x, w, u, Some(b), h0).unwrap(),
+        };
+        let seed = f32s(uniform(g.value(y).shape(), -1.0, 1.0, 7));
+        let mut bits: Vec<u32> = g.value(y).to_vec().iter().map(|v| v.to_bits()).collect();
+        let grads = g.backward_with_seed(y, seed).unwrap();
+        for (_, t) in grads.iter() {
+            bits.extend(t.to_vec().iter().map(|v| v.to_bits()));
+        }
+        bits.extend(grads.wrt(x).unwrap().to_vec().iter().map(|v| v.to_bits()));
+        bits
+    };
+    for cell in 0..3 {
+        let one = run(1, cell);
+        let two = run(2, cell);
+        let three = run(3, cell);
+        assert!(one == two && one == three, "cell {cell}");
+    }
+    nn_tensor::set_num_threads(0);
+}

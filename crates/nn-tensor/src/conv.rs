@@ -1,4 +1,15 @@
-//! Helpers for 2-d convolution: padding rules, output sizes, im2col and col2im.
+//! 2-d convolution: padding rules, output sizes, im2col and col2im, and the
+//! convolution kernels [`conv2d_forward`] (with [`conv2d_forward_map`] fusing an
+//! element-wise activation), [`conv2d_backward_filter`] and [`conv2d_backward_input`].
+//!
+//! The kernels split the batch into fixed chunks of whole images (about 4096 output
+//! pixels each, whatever the thread count) that run in parallel on nn's pool; each
+//! chunk builds its im2col matrix in a cache-sized buffer and runs a single-threaded
+//! GEMM ([`crate::gemm::gemm_serial`]): at the skinny shapes of a first convolution
+//! (`k = 9` or `n = 32`) one threaded GEMM over the whole batch is slower on two
+//! threads than on one, while independent chunks scale. The kernel and bias gradients
+//! are summed per chunk and the partials added in chunk order, so every result is
+//! bit-identical at any thread count.
 //!
 //! Layout: **NHWC** (channels last, Keras's default): images are `[batch, height,
 //! width, channels]` and a convolution kernel is `[kernel_h, kernel_w, in_channels,
@@ -162,7 +173,8 @@ impl Conv2dGeometry {
     }
 }
 
-/// Unfolds every window of an NHWC batch into one row.
+/// Unfolds every window of an NHWC batch into one row (in parallel over chunks of
+/// images on nn's pool; a pure copy, so the same at any thread count).
 ///
 /// # Shapes
 /// `input: [batch, in_h, in_w, channels]` → `[batch·out_h·out_w, kernel_h·kernel_w·channels]`.
@@ -176,9 +188,22 @@ pub fn im2col<T: Element>(input: ArrayView4<'_, T>, g: &Conv2dGeometry) -> Resul
     let batch = input.shape()[0];
     let rows = crate::shape::checked_numel("im2col", &[batch, g.out_h, g.out_w])?;
     crate::shape::checked_numel("im2col", &[rows, g.patch_len()])?;
-    let mut cols = Array2::<T>::zeros((rows, g.patch_len()));
-    im2col_into(input, g, cols.as_slice_mut().expect("fresh array is contiguous"));
-    Ok(cols)
+    let input = input.as_standard_layout();
+    let src = input.as_slice().expect("standard layout");
+    let (img, per_img) = (g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.patch_len());
+    let per_chunk = g.images_per_chunk();
+    let cols = crate::vec_by_chunks(
+        rows * g.patch_len(),
+        per_chunk * per_img,
+        T::zero(),
+        || (),
+        |_, i, chunk| {
+            for (j, cols) in chunk.chunks_exact_mut(per_img.max(1)).enumerate() {
+                im2col_image(&src[(i * per_chunk + j) * img..][..img], g, cols);
+            }
+        },
+    );
+    Ok(Array2::from_shape_vec((rows, g.patch_len()), cols).expect("rows·patch elements"))
 }
 
 /// [`im2col`] into a caller-owned buffer of `batch·out_h·out_w·patch_len` elements
@@ -193,10 +218,18 @@ pub fn im2col_into<T: Element>(input: ArrayView4<'_, T>, g: &Conv2dGeometry, out
     assert_eq!(out.len(), batch * g.out_h * g.out_w * g.patch_len(), "im2col_into: buffer length");
     let input = input.as_standard_layout();
     let src = input.as_slice().expect("standard layout");
-    let (img, cols_per_img) = (g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.patch_len());
-    for n in 0..batch {
-        im2col_image(&src[n * img..][..img], g, &mut out[n * cols_per_img..][..cols_per_img]);
-    }
+    let (img, per_img) = (g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.patch_len());
+    let per_chunk = g.images_per_chunk();
+    crate::for_each_chunk_mut(
+        out,
+        per_chunk * per_img,
+        || (),
+        |_, i, chunk| {
+            for (j, cols) in chunk.chunks_exact_mut(per_img.max(1)).enumerate() {
+                im2col_image(&src[(i * per_chunk + j) * img..][..img], g, cols);
+            }
+        },
+    );
 }
 
 /// The adjoint of [`im2col`]: adds every row's values back onto the input positions
@@ -213,10 +246,23 @@ pub fn col2im<T: Element>(cols: ArrayView2<'_, T>, g: &Conv2dGeometry, batch: us
     if cols.shape() != want {
         return Err(TensorError::ShapeMismatch { op: "col2im", lhs: want.to_vec(), rhs: cols.shape().to_vec() });
     }
-    let mut out = Array4::<T>::zeros((batch, g.in_h, g.in_w, g.channels));
+    let len = crate::shape::checked_numel("col2im", &[batch, g.in_h, g.in_w, g.channels])?;
     let cols = cols.as_standard_layout();
-    col2im_add(cols.as_slice().expect("standard layout"), g, out.as_slice_mut().expect("contiguous"));
-    Ok(out)
+    let cols = cols.as_slice().expect("standard layout");
+    let (img, per_img) = (g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.patch_len());
+    let per_chunk = g.images_per_chunk();
+    let out = crate::vec_by_chunks(
+        len,
+        per_chunk * img,
+        T::zero(),
+        || (),
+        |_, i, chunk| {
+            for (j, x) in chunk.chunks_exact_mut(img.max(1)).enumerate() {
+                col2im_image_add(&cols[(i * per_chunk + j) * per_img..][..per_img], g, x);
+            }
+        },
+    );
+    Ok(Array4::from_shape_vec((batch, g.in_h, g.in_w, g.channels), out).expect("len elements"))
 }
 
 /// [`col2im`] adding into a caller-owned NHWC buffer (not cleared first).
@@ -228,9 +274,17 @@ pub fn col2im_add<T: Element>(cols: &[T], g: &Conv2dGeometry, out: &mut [T]) {
     assert_eq!(cols.len() % cols_per_img.max(1), 0, "col2im: cols length");
     let batch = cols.len() / cols_per_img.max(1);
     assert_eq!(out.len(), batch * img, "col2im: buffer lengths");
-    for n in 0..batch {
-        col2im_image_add(&cols[n * cols_per_img..][..cols_per_img], g, &mut out[n * img..][..img]);
-    }
+    let per_chunk = g.images_per_chunk();
+    crate::for_each_chunk_mut(
+        out,
+        per_chunk * img,
+        || (),
+        |_, i, chunk| {
+            for (j, x) in chunk.chunks_exact_mut(img.max(1)).enumerate() {
+                col2im_image_add(&cols[(i * per_chunk + j) * cols_per_img..][..cols_per_img], g, x);
+            }
+        },
+    );
 }
 
 /// Copies a short run. Lengths 1–8 (one kernel row of a small kernel over few

@@ -9,10 +9,16 @@
 //! - Matrix products through one interface ([`gemm`]) with run-time selectable back
 //!   ends: the pure-Rust `gemm` crate (default), `matrixmultiply`, and system OpenBLAS
 //!   with the `openblas` feature.
-//! - Convolution helpers in NHWC layout ([`conv`]): padding rules, output sizes,
-//!   im2col and col2im.
+//! - Convolution in NHWC layout ([`conv`]): padding rules, output sizes, im2col and
+//!   col2im, and the forward/backward kernels (im2col + GEMM over chunks of whole
+//!   images, in parallel); max and average pooling kernels ([`pool`]).
 //! - Stable `log_sum_exp`, `softmax`, `log_softmax` ([`softmax`](mod@softmax)).
 //! - Seeded, portable random fills ([`random`]).
+//!
+//! Threads: GEMM, the convolution and pooling kernels and [`Tensor::map_par`] run on
+//! nn's own pool ([`set_num_threads`], [`install`]). Every parallel kernel splits its
+//! work into chunks that depend on the shapes only, never on the thread count, and
+//! adds partial sums in chunk order, so results are bit-identical at any thread count.
 //!
 //! Errors: one enum, [`TensorError`], naming the operation and the shapes involved.
 //! Every operation that can fail on caller input has a `try_` form returning it; the

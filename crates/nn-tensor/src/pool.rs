@@ -30,7 +30,7 @@ fn images_per_chunk(g: &Conv2dGeometry) -> usize {
 /// Calls `f(out_offset, in_offsets)` for every window of one image: `out_offset` is
 /// the offset of output pixel `(oh, ow, 0)` in the image, `in_offsets` the offsets of
 /// the input pixels `(ih, iw, 0)` inside the window, in row-major window order.
-#[inline]
+#[inline(always)]
 fn for_each_window(g: &Conv2dGeometry, mut f: impl FnMut(usize, &[usize])) {
     let c = g.channels;
     let mut window = Vec::with_capacity(g.kernel_h * g.kernel_w);
@@ -122,28 +122,35 @@ pub fn max_pool2d<T: Element>(input: ArrayView4<'_, T>, g: &Conv2dGeometry) -> R
     let x = input.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let per_chunk = images_per_chunk(g);
-    let c = g.channels;
     let chunk = per_chunk * img_out;
     let (out, arg) = crate::vec_pair_by_chunks((len, chunk, T::zero()), (len, chunk, NO_ARGMAX), |i, out, arg| {
-        for (j, (out, arg)) in out.chunks_exact_mut(img_out).zip(arg.chunks_exact_mut(img_out)).enumerate() {
-            let x = &xs[(i * per_chunk + j) * img_in..][..img_in];
-            for_each_window(g, |o, window| {
-                let (best, at) = (&mut out[o..o + c], &mut arg[o..o + c]);
-                if window.is_empty() {
-                    return; // only padding: output 0, no argmax
-                }
-                let blocks = c / MAX_LANES * MAX_LANES;
-                for ch in (0..blocks).step_by(MAX_LANES) {
-                    max_block::<T, MAX_LANES>(x, window, ch, &mut best[ch..], &mut at[ch..]);
-                }
-                for ch in blocks..c {
-                    max_block::<T, 1>(x, window, ch, &mut best[ch..], &mut at[ch..]);
-                }
-            });
-        }
+        max_pool_images(&xs[i * per_chunk * img_in..], g, out, arg)
     });
     let out = Array4::from_shape_vec((batch, g.out_h, g.out_w, g.channels), out).expect("len elements");
     Ok((out, arg))
+}
+
+/// Max pooling of the images `xs` (whole images, as many as `out` holds) into `out`
+/// and `arg`.
+#[inline(always)]
+fn max_pool_images<T: Element>(xs: &[T], g: &Conv2dGeometry, out: &mut [T], arg: &mut [u32]) {
+    let (img_in, img_out, c) = (g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.channels, g.channels);
+    for (j, (out, arg)) in out.chunks_exact_mut(img_out).zip(arg.chunks_exact_mut(img_out)).enumerate() {
+        let x = &xs[j * img_in..][..img_in];
+        for_each_window(g, |o, window| {
+            let (best, at) = (&mut out[o..o + c], &mut arg[o..o + c]);
+            if window.is_empty() {
+                return; // only padding: output 0, no argmax
+            }
+            let blocks = c / MAX_LANES * MAX_LANES;
+            for ch in (0..blocks).step_by(MAX_LANES) {
+                max_block::<T, MAX_LANES>(x, window, ch, &mut best[ch..], &mut at[ch..]);
+            }
+            for ch in blocks..c {
+                max_block::<T, 1>(x, window, ch, &mut best[ch..], &mut at[ch..]);
+            }
+        });
+    }
 }
 
 /// The gradient of [`max_pool2d`] as a new NHWC array: each output routes its whole
@@ -445,9 +452,12 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
-        let g = Conv2dGeometry::new((9, 9, 3), (3, 3), (2, 2), Padding::Same).unwrap();
+        // 16×16×16 outputs per image: 16 images per work chunk, so 40 images make 3
+        // chunks, the last one partial; overlapping 3×3 windows, stride 2, padding.
+        let g = Conv2dGeometry::new((31, 31, 16), (3, 3), (2, 2), Padding::Same).unwrap();
+        assert_eq!(images_per_chunk(&g), 16);
         let mut rng = crate::random::seeded_rng(3);
-        let x = crate::Tensor::<f32>::random_uniform(&[40, 9, 9, 3], -1.0, 1.0, &mut rng).unwrap();
+        let x = crate::Tensor::<f32>::random_uniform(&[40, 31, 31, 16], -1.0, 1.0, &mut rng).unwrap();
         let x4 = x.array().view().into_dimensionality::<ndarray::Ix4>().unwrap();
         let run = || {
             let (m, arg) = max_pool2d(x4, &g).unwrap();

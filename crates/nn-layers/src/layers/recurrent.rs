@@ -164,8 +164,8 @@ macro_rules! recurrent_layer {
             #[doc = concat!("[`", stringify!($name), "::forward_with_state`].")]
             ///
             /// # Errors
-            /// [`LayerError::BuildShape`] for an input shape that is not
-            /// `[time, features]`; [`LayerError::InvalidConfig`] for zero units.
+            /// [`LayerError::BuildShape`](crate::LayerError::BuildShape) for an input shape that is not
+            /// `[time, features]`; [`LayerError::InvalidConfig`](crate::LayerError::InvalidConfig) for zero units.
             pub fn build(config: $config, input_shape: &[usize]) -> Result<Self> {
                 Self::new(Meta::new(0, $kind, input_shape), config)
             }
@@ -182,7 +182,7 @@ macro_rules! recurrent_layer {
             /// `return_state`). `params` as for [`Layer::forward`].
             ///
             /// # Errors
-            /// As [`Layer::forward`]; [`LayerError::InvalidConfig`] for the wrong
+            /// As [`Layer::forward`]; [`LayerError::InvalidConfig`](crate::LayerError::InvalidConfig) for the wrong
             /// number of initial states.
             pub fn forward_with_state<T: Element>(
                 &self,
