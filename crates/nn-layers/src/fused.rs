@@ -19,9 +19,9 @@
 //!
 //! Softmax (not element-wise) and linear (nothing to fuse) use nn-autograd's ops.
 
-use ndarray::{Array2, ArrayView2, Axis, Ix2, Ix4, Zip};
+use ndarray::{Array2, ArrayView2, Axis, Ix1, Ix2, Ix4, Zip};
 use nn_autograd::{AutogradError, Graph, Padding, Var};
-use nn_tensor::conv::{col2im_add, im2col, Conv2dGeometry};
+use nn_tensor::conv::{conv2d_backward_filter, conv2d_backward_input, conv2d_forward_map, Conv2dGeometry};
 use nn_tensor::{Element, Tensor, TensorError};
 
 use crate::activation::{Activation, LEAKY_RELU_SLOPE};
@@ -229,7 +229,7 @@ pub(crate) fn dense<T: Element>(
 ///
 /// # Gradient
 /// With `G = g ⊙ f'(y)` as a `[batch·out_h·out_w, filters]` matrix and `C = im2col(x)`
-/// (kept by the forward pass only when the kernel needs a gradient):
+/// (rebuilt chunk by chunk in the backward pass, never stored whole):
 /// `∂/∂kernel = Cᵀ·G`, `∂/∂bias = Σ_rows G`, `∂/∂x = col2im(G·kernelᵀ)`.
 ///
 /// # Errors
@@ -281,43 +281,42 @@ pub(crate) fn conv2d<T: Element>(
     }
     let geo = Conv2dGeometry::new((h, w, c), (kh, kw), stride, padding).map_err(tensor_err(op))?;
     let out_shape = [batch, geo.out_h, geo.out_w, filters];
-    let rows = nn_tensor::shape::checked_numel(op, &out_shape[..3]).map_err(tensor_err(op))?;
     nn_tensor::shape::checked_numel(op, &out_shape).map_err(tensor_err(op))?;
-    let patch = geo.patch_len();
 
     let x4 = xv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
-    let cols = im2col(x4, &geo).map_err(tensor_err(op))?;
-    let k_std = kv.array().as_standard_layout();
-    let kmat = k_std.view().into_shape_with_order((patch, filters)).expect("standard layout");
-    let mut out = Array2::<T>::zeros((rows, filters));
-    let beta = init_with_bias(&mut out, bv);
-    nn_tensor::gemm::gemm(T::one(), cols.view(), kmat, beta, &mut out.view_mut()).map_err(tensor_err(op))?;
-    drop(k_std);
-    out.mapv_inplace(|v| act.value(v));
-    let value = Tensor::from(out).try_into_reshape(&out_shape)?;
+    let k4 = kv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
+    let b1 = bv.map(|b| b.array().view().into_dimensionality::<Ix1>().expect("bias shape checked"));
+    // nn-tensor's batch-chunked kernel: im2col + single-threaded GEMM per chunk of
+    // images, bias and activation applied while the chunk is in cache.
+    let out = conv2d_forward_map(x4, k4, b1, &geo, move |v| act.value(v)).map_err(tensor_err(op))?;
+    let value = Tensor::from(out);
+    debug_assert_eq!(value.shape(), out_shape);
 
-    // im2col(x) is what the kernel gradient needs; keep it only then.
-    let cols = if g.requires_grad(kernel) { Some(cols) } else { None };
     let inputs: Vec<Var> = [Some(x), Some(kernel), bias].into_iter().flatten().collect();
     Ok(g.try_custom(op, &inputs, value, move |ctx, mut grad, sink| {
         let err = tensor_err(op);
         scale_by_derivative(act, &mut grad, ctx.output());
         let g_std = grad.array().as_standard_layout();
-        let g2 = g_std.view().into_shape_with_order((rows, filters)).expect("output shape");
-        if let (Some(cols), Some((buf, beta))) = (cols.as_ref(), sink.buffer(1)) {
-            let mut dk = buf.array_mut().view_mut().into_shape_with_order((patch, filters)).expect("contiguous");
-            nn_tensor::gemm::gemm(T::one(), cols.t(), g2, beta, &mut dk).map_err(&err)?;
-        }
-        if ctx.num_inputs() == 3 && sink.wants(2) {
-            sink.add(2, Tensor::from(g2.sum_axis(Axis(0))))?;
+        let g4 = g_std.view().into_dimensionality::<Ix4>().expect("output shape");
+        let wants_bias = ctx.num_inputs() == 3 && sink.wants(2);
+        if sink.wants(1) || wants_bias {
+            // Kernel and bias gradients: per-chunk partial sums added in chunk order
+            // (bit-identical for any thread count); im2col is rebuilt per chunk, not kept.
+            let x4 = ctx.input(0).array().view().into_dimensionality::<Ix4>().expect("rank checked");
+            let (dk, db) = conv2d_backward_filter(x4, g4.view(), &geo).map_err(&err)?;
+            if sink.wants(1) {
+                sink.add(1, Tensor::from(dk))?;
+            }
+            if wants_bias {
+                sink.add(2, Tensor::from(db))?;
+            }
         }
         if sink.wants(0) {
-            let k_std = ctx.input(1).array().as_standard_layout();
-            let kmat = k_std.view().into_shape_with_order((patch, filters)).expect("standard layout");
-            let mut dcols = Array2::<T>::zeros((rows, patch));
-            nn_tensor::gemm::gemm(T::one(), g2, kmat.t(), T::zero(), &mut dcols.view_mut()).map_err(&err)?;
+            let k4 = ctx.input(1).array().view().into_dimensionality::<Ix4>().expect("rank checked");
             let (buf, _) = sink.buffer(0).expect("wanted");
-            col2im_add(dcols.as_slice().expect("fresh array"), &geo, buf.as_slice_mut().expect("contiguous gradient"));
+            // Adds into the buffer: a fresh buffer is zeros, an accumulating one keeps its sum.
+            conv2d_backward_input(g4.view(), k4, &geo, buf.as_slice_mut().expect("contiguous gradient"))
+                .map_err(&err)?;
         }
         Ok(())
     })?)
