@@ -6,7 +6,7 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-/// nn: train and use neural networks on the CPU.
+/// nn: train, evaluate, tune and serve neural networks on the CPU.
 #[derive(Debug, Parser)]
 #[command(name = "nn-cli", about, long_about = None)]
 pub struct Cli {

@@ -185,23 +185,28 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let x = read_inputs(&args.input, &model, &meta)?;
     let p = nn_train::predict(&model, &x, args.batch_size)?;
     let regression = meta.class_names.is_none() && !model.ends_with_softmax();
+    let k = p.outputs.shape().get(1).copied().unwrap_or(1).max(1);
+    let mut text = String::new();
     if regression {
-        println!("row,prediction");
-        let k = p.outputs.shape().get(1).copied().unwrap_or(1);
-        for (i, row) in p.outputs.to_vec().chunks(k.max(1)).enumerate() {
+        text.push_str("row,prediction\n");
+        for (i, row) in p.outputs.to_vec().chunks(k).enumerate() {
             let vals: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
-            println!("{i},{}", vals.join(";"));
+            text.push_str(&format!("{i},{}\n", vals.join(";")));
         }
-        return Ok(());
+    } else {
+        text.push_str("row,class,name,probability\n");
+        let names = meta.class_names.unwrap_or_default();
+        for (i, (&c, row)) in p.classes.iter().zip(p.outputs.to_vec().chunks(k)).enumerate() {
+            let name = names.get(c).cloned().unwrap_or_else(|| c.to_string());
+            text.push_str(&format!("{i},{c},{name},{:.6}\n", row[c]));
+        }
     }
-    println!("row,class,name,probability");
-    let k = p.outputs.shape().get(1).copied().unwrap_or(1);
-    let names = meta.class_names.unwrap_or_default();
-    for (i, (&c, row)) in p.classes.iter().zip(p.outputs.to_vec().chunks(k.max(1))).enumerate() {
-        let name = names.get(c).cloned().unwrap_or_else(|| c.to_string());
-        println!("{i},{c},{name},{:.6}", row[c]);
+    // A reader that closes the pipe early (`| head`) is not an error.
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::io(Path::new("<stdout>"), e)),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// `nn-cli summary`: the Keras-style table of a preset, a spec file or a saved model.
