@@ -49,6 +49,12 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     }
     let target = args.target.clone().or(meta.target.clone());
     let (all, test) = data::load(&args.data, target.as_deref())?;
+    if test.is_none() {
+        println!(
+            "note: {} has no separate test set, so all its rows are used, including those the model was trained on",
+            args.data
+        );
+    }
     let mut part = test.unwrap_or(all);
     if let Some(text) = &args.classes {
         part = data::keep_classes(&part, &data::parse_classes(text)?)?;
