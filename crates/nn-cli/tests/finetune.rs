@@ -7,11 +7,8 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use nn_layers::Sequential;
 
-fn nn() -> Command {
-    let mut c = Command::cargo_bin("nn-cli").unwrap();
-    c.arg("--threads").arg("1");
-    c
-}
+mod common;
+use common::nn;
 
 fn stdout(cmd: &mut Command) -> String {
     let out = cmd.assert().success().get_output().clone();

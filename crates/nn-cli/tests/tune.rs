@@ -3,29 +3,8 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
-
-fn nn() -> Command {
-    let mut c = Command::cargo_bin("nn-cli").unwrap();
-    c.arg("--threads").arg("1");
-    c
-}
-
-fn stdout(cmd: &mut Command) -> String {
-    let out = cmd.assert().success().get_output().stdout.clone();
-    String::from_utf8(out).unwrap()
-}
-
-/// A failing command prints exactly one line, `error: ...`, containing `needle`.
-fn fails_with(cmd: &mut Command, needle: &str) {
-    let out = cmd.assert().failure().get_output().clone();
-    let err = String::from_utf8(out.stderr).unwrap();
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr, got:\n{err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(err.contains(needle), "`{needle}` not in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
+mod common;
+use common::{fails_with, nn, stdout};
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
