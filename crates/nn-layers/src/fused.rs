@@ -22,10 +22,12 @@
 use ndarray::{Array2, ArrayView2, Axis, Ix1, Ix2, Ix4, Zip};
 use nn_autograd::{AutogradError, Graph, Padding, Var};
 use nn_tensor::conv::{conv2d_backward_filter, conv2d_backward_input, conv2d_forward_map, Conv2dGeometry};
+use nn_tensor::conv_pool::{conv2d_max_pool_backward, conv2d_max_pool_forward};
 use nn_tensor::{Element, Tensor, TensorError};
 
 use crate::activation::{Activation, LEAKY_RELU_SLOPE};
 use crate::error::Result;
+use crate::module::PoolWindow;
 
 impl Activation {
     /// Whether the activation is element-wise with a derivative computable from its
@@ -220,36 +222,17 @@ pub(crate) fn dense<T: Element>(
     })?)
 }
 
-/// `activation(conv2d(x, kernel) + bias)` over NHWC images, as one graph op (see
-/// nn-autograd's `conv2d` for the convolution's definition and padding rules).
-///
-/// # Shapes
-/// `x: [batch, h, w, in_channels]`, `kernel: [kh, kw, in_channels, filters]`,
-/// `bias: [filters]` → `[batch, out_h, out_w, filters]`.
-///
-/// # Gradient
-/// With `G = g ⊙ f'(y)` as a `[batch·out_h·out_w, filters]` matrix and `C = im2col(x)`
-/// (rebuilt chunk by chunk in the backward pass, never stored whole):
-/// `∂/∂kernel = Cᵀ·G`, `∂/∂bias = Σ_rows G`, `∂/∂x = col2im(G·kernelᵀ)`.
-///
-/// # Errors
-/// [`AutogradError::Tensor`] for inputs that are not 4-d, a zero stride, or a kernel
-/// larger than the padded input; [`AutogradError::ShapeMismatch`] when the kernel's
-/// `in_channels` differs from `x`'s or the bias is not `[filters]`.
-pub(crate) fn conv2d<T: Element>(
-    g: &mut Graph<T>,
+/// Checks the operands of a convolution (shared by [`conv2d`] and
+/// [`conv2d_max_pool`]); returns its geometry, the batch size and the filter count.
+fn conv_geometry<T: Element>(
+    g: &Graph<T>,
+    op: &'static str,
     x: Var,
     kernel: Var,
     bias: Option<Var>,
     stride: (usize, usize),
     padding: Padding,
-    act: Activation,
-) -> Result<Var> {
-    if !act.fusable() {
-        let y = g.try_conv2d(x, kernel, bias, stride, padding)?;
-        return Ok(act.apply(g, y)?);
-    }
-    let op = "conv2d";
+) -> Result<(Conv2dGeometry, usize, usize)> {
     let (xv, kv) = (g.try_value(x)?, g.try_value(kernel)?);
     for t in [xv, kv] {
         if t.ndim() != 4 {
@@ -280,9 +263,45 @@ pub(crate) fn conv2d<T: Element>(
         }
     }
     let geo = Conv2dGeometry::new((h, w, c), (kh, kw), stride, padding).map_err(tensor_err(op))?;
+    Ok((geo, batch, filters))
+}
+
+/// `activation(conv2d(x, kernel) + bias)` over NHWC images, as one graph op (see
+/// nn-autograd's `conv2d` for the convolution's definition and padding rules).
+///
+/// # Shapes
+/// `x: [batch, h, w, in_channels]`, `kernel: [kh, kw, in_channels, filters]`,
+/// `bias: [filters]` → `[batch, out_h, out_w, filters]`.
+///
+/// # Gradient
+/// With `G = g ⊙ f'(y)` as a `[batch·out_h·out_w, filters]` matrix and `C = im2col(x)`
+/// (rebuilt chunk by chunk in the backward pass, never stored whole):
+/// `∂/∂kernel = Cᵀ·G`, `∂/∂bias = Σ_rows G`, `∂/∂x = col2im(G·kernelᵀ)`.
+///
+/// # Errors
+/// [`AutogradError::Tensor`] for inputs that are not 4-d, a zero stride, or a kernel
+/// larger than the padded input; [`AutogradError::ShapeMismatch`] when the kernel's
+/// `in_channels` differs from `x`'s or the bias is not `[filters]`.
+pub(crate) fn conv2d<T: Element>(
+    g: &mut Graph<T>,
+    x: Var,
+    kernel: Var,
+    bias: Option<Var>,
+    stride: (usize, usize),
+    padding: Padding,
+    act: Activation,
+) -> Result<Var> {
+    if !act.fusable() {
+        let y = g.try_conv2d(x, kernel, bias, stride, padding)?;
+        return Ok(act.apply(g, y)?);
+    }
+    let op = "conv2d";
+    let (geo, batch, filters) = conv_geometry(g, op, x, kernel, bias, stride, padding)?;
     let out_shape = [batch, geo.out_h, geo.out_w, filters];
     nn_tensor::shape::checked_numel(op, &out_shape).map_err(tensor_err(op))?;
 
+    let (xv, kv) = (g.try_value(x)?, g.try_value(kernel)?);
+    let bv = bias.map(|b| g.try_value(b)).transpose()?;
     let x4 = xv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
     let k4 = kv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
     let b1 = bv.map(|b| b.array().view().into_dimensionality::<Ix1>().expect("bias shape checked"));
@@ -317,6 +336,88 @@ pub(crate) fn conv2d<T: Element>(
             // Adds into the buffer: a fresh buffer is zeros, an accumulating one keeps its sum.
             conv2d_backward_input(g4.view(), k4, &geo, buf.as_slice_mut().expect("contiguous gradient"))
                 .map_err(&err)?;
+        }
+        Ok(())
+    })?)
+}
+
+/// Whether [`conv2d_max_pool`] handles a convolution with this activation: every
+/// element-wise one (linear included); not softmax, which is not element-wise.
+pub(crate) fn pool_fusable(act: Activation) -> bool {
+    act != Activation::Softmax
+}
+
+/// `max_pool2d(activation(conv2d(x, kernel) + bias))` as one graph op: a Conv2D
+/// followed by a MaxPool2D, computed chunk by chunk by nn-tensor's
+/// [`conv2d_max_pool_forward`] so that the convolution's full output is never stored
+/// (see nn-tensor's `conv_pool` module). Values and gradients are bit-identical to
+/// [`conv2d`] followed by nn-autograd's `max_pool2d`.
+///
+/// # Shapes
+/// `x: [batch, h, w, in_channels]`, `kernel: [kh, kw, in_channels, filters]`,
+/// `bias: [filters]` → `[batch, pool_out_h, pool_out_w, filters]`.
+///
+/// # Gradient
+/// `G` = the pooled gradient routed to each window's argmax and multiplied there by
+/// `f'` (from the pooled value, which is the activation's output at the argmax);
+/// then as [`conv2d`]: `∂/∂kernel = Cᵀ·G`, `∂/∂bias = Σ_rows G`,
+/// `∂/∂x = col2im(G·kernelᵀ)`.
+///
+/// # Errors
+/// As [`conv2d`]; [`AutogradError::Tensor`] when the pooling window does not fit the
+/// convolution's output (a zero stride, or a window larger than the padded output).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_max_pool<T: Element>(
+    g: &mut Graph<T>,
+    x: Var,
+    kernel: Var,
+    bias: Option<Var>,
+    stride: (usize, usize),
+    padding: Padding,
+    act: Activation,
+    window: PoolWindow,
+) -> Result<Var> {
+    let op = "conv2d + max_pool2d";
+    debug_assert!(pool_fusable(act));
+    let (geo, _, filters) = conv_geometry(g, op, x, kernel, bias, stride, padding)?;
+    let pool = Conv2dGeometry::new((geo.out_h, geo.out_w, filters), window.pool_size, window.strides, window.padding)
+        .map_err(tensor_err(op))?;
+    let (xv, kv) = (g.try_value(x)?, g.try_value(kernel)?);
+    let bv = bias.map(|b| g.try_value(b)).transpose()?;
+    let x4 = xv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
+    let k4 = kv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
+    let b1 = bv.map(|b| b.array().view().into_dimensionality::<Ix1>().expect("bias shape checked"));
+    let (out, argmax) =
+        conv2d_max_pool_forward(x4, k4, b1, &geo, &pool, move |v| act.value(v)).map_err(tensor_err(op))?;
+    let value = Tensor::from(out);
+
+    let inputs: Vec<Var> = [Some(x), Some(kernel), bias].into_iter().flatten().collect();
+    Ok(g.try_custom(op, &inputs, value, move |ctx, grad, sink| {
+        let err = tensor_err(op);
+        let g_std = grad.array().as_standard_layout();
+        let g4 = g_std.view().into_dimensionality::<Ix4>().expect("output shape");
+        let y4 = ctx.output().array().view().into_dimensionality::<Ix4>().expect("output shape");
+        let x4 = ctx.input(0).array().view().into_dimensionality::<Ix4>().expect("rank checked");
+        let k4 = ctx.input(1).array().view().into_dimensionality::<Ix4>().expect("rank checked");
+        let wants_bias = ctx.num_inputs() == 3 && sink.wants(2);
+        let want_filter = sink.wants(1) || wants_bias;
+        let derivative = move |y| act.derivative_from_output(y);
+        let grads = match sink.buffer(0) {
+            // Adds into the buffer: a fresh buffer is zeros, an accumulating one keeps its sum.
+            Some((buf, _)) => {
+                let dx = buf.as_slice_mut().expect("contiguous gradient");
+                conv2d_max_pool_backward(x4, k4, g4, y4, &argmax, &geo, &pool, derivative, want_filter, Some(dx))
+            }
+            None => conv2d_max_pool_backward(x4, k4, g4, y4, &argmax, &geo, &pool, derivative, want_filter, None),
+        }
+        .map_err(&err)?;
+        if let Some(grads) = grads {
+            if sink.wants(1) {
+                sink.add(1, Tensor::from(grads.kernel))?;
+            }
+            if wants_bias {
+                sink.add(2, Tensor::from(grads.bias))?;
+            }
         }
         Ok(())
     })?)

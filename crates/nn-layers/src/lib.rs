@@ -122,7 +122,7 @@ pub use activation::{Activation, LEAKY_RELU_SLOPE};
 pub use error::{LayerError, Result};
 pub use init::{Fans, Initializer};
 pub use io::{MODEL_FILE, WEIGHTS_FILE};
-pub use module::{ForwardCtx, Layer, Mode, Module, ParamKind, ParamSpec, Parameter};
+pub use module::{ForwardCtx, Layer, Mode, Module, ParamKind, ParamSpec, Parameter, PoolWindow};
 pub use nn_autograd::{Graph, Var};
 pub use nn_tensor::Tensor;
 pub use sequential::Sequential;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use nn_autograd::{Graph, Var};
+use nn_autograd::{Graph, Padding, Var};
 use nn_tensor::random::Rng;
 use nn_tensor::{Element, Tensor};
 use serde::{Deserialize, Serialize};
@@ -184,6 +184,18 @@ impl ParamSpec {
     }
 }
 
+/// A max-pooling window as a `MaxPool2D` layer holds it (see
+/// [`Layer::max_pool_window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolWindow {
+    /// Window (height, width).
+    pub pool_size: (usize, usize),
+    /// (vertical, horizontal) stride.
+    pub strides: (usize, usize),
+    /// Border handling.
+    pub padding: Padding,
+}
+
 /// A built layer: its settings and the shapes inferred for it, but no parameter
 /// values. Values live in the model ([`Parameter`]) and are handed to
 /// [`Layer::forward`] as graph variables, in the order of [`Layer::param_specs`]; this
@@ -230,6 +242,32 @@ pub trait Layer<T: Element = f32>: std::fmt::Debug + Send + Sync {
     /// As [`Layer::forward`].
     fn forward_logits(&self, g: &mut Graph<T>, x: Var, params: &[Var], ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
         self.forward(g, x, params, ctx)
+    }
+
+    /// For a max-pooling layer, its window, so that [`crate::Sequential`] can fuse it
+    /// into the layer before it ([`Layer::forward_max_pooled`]); `None` for every
+    /// other layer (the default).
+    fn max_pool_window(&self) -> Option<PoolWindow> {
+        None
+    }
+
+    /// This layer followed by max pooling over `window`, as one fused operation with
+    /// the same values and gradients as running the two layers one after the other
+    /// (Conv2D fuses its convolution, activation and the pooling so that its full
+    /// output is never stored); `None` when the layer has no fused form (the default),
+    /// and the caller runs the two layers apart.
+    ///
+    /// # Errors
+    /// As [`Layer::forward`].
+    fn forward_max_pooled(
+        &self,
+        _g: &mut Graph<T>,
+        _x: Var,
+        _params: &[Var],
+        _window: PoolWindow,
+        _ctx: &mut ForwardCtx<'_, T>,
+    ) -> Option<Result<Var>> {
+        None
     }
 
     /// The initial value of parameter `k` (an index into [`Layer::param_specs`]),

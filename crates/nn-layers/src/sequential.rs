@@ -41,6 +41,8 @@ pub struct Sequential<T: Element = f32> {
     /// `params[ranges[i]]` are layer `i`'s parameters.
     ranges: Vec<Range<usize>>,
     output_shape: Vec<usize>,
+    /// Whether Conv2D → MaxPool2D runs fused (see [`Sequential::set_fusion`]).
+    fuse: bool,
 }
 
 impl<T: Element> Sequential<T> {
@@ -91,7 +93,7 @@ impl<T: Element> Sequential<T> {
             shape = layer.output_shape().to_vec();
             layers.push(layer);
         }
-        Ok(Sequential { spec, layers, params, ranges, output_shape: shape })
+        Ok(Sequential { spec, layers, params, ranges, output_shape: shape, fuse: true })
     }
 
     /// The description the model was built from.
@@ -161,17 +163,40 @@ impl<T: Element> Sequential<T> {
         self.check_input(g, x)?;
         let mut h = x;
         let last = self.layers.len().saturating_sub(1);
-        for (i, layer) in self.layers.iter().enumerate() {
+        let mut i = 0;
+        while i < self.layers.len() {
+            let layer = &self.layers[i];
             let wrap = |e: LayerError| LayerError::Forward { index: i, kind: layer.kind(), source: Box::new(e) };
             let params = self.bind(g, i).map_err(wrap)?;
+            // A max pooling right after this layer (say Conv2D → MaxPool2D) runs fused
+            // with it when the layer has a fused form: same values and gradients, but
+            // the layer's full output is never stored. The pool has no parameters.
+            let window = self.layers.get(i + 1).and_then(|next| next.max_pool_window());
+            // (A pool has no softmax, so this holds for `forward_logits` too.)
+            if self.fuse {
+                if let Some(fused) = window.and_then(|w| layer.forward_max_pooled(g, h, &params, w, ctx)) {
+                    h = fused.map_err(wrap)?;
+                    i += 2;
+                    continue;
+                }
+            }
             h = if logits && i == last {
                 layer.forward_logits(g, h, &params, ctx)
             } else {
                 layer.forward(g, h, &params, ctx)
             }
             .map_err(wrap)?;
+            i += 1;
         }
         Ok(h)
+    }
+
+    /// Whether [`Sequential::forward`] runs a Conv2D and the MaxPool2D after it as
+    /// one fused operation (the default; see [`Layer::forward_max_pooled`]). The
+    /// results are the same either way; turning it off is for tests and benchmarks
+    /// that compare the two paths.
+    pub fn set_fusion(&mut self, fuse: bool) {
+        self.fuse = fuse;
     }
 
     /// Runs the model on `x: [batch, ...input_shape]`, giving `[batch, ...output_shape]`,

@@ -461,13 +461,13 @@ const CHUNK_ROWS: usize = 4096;
 
 impl Conv2dGeometry {
     /// Images per work chunk (see [`CHUNK_ROWS`]).
-    fn images_per_chunk(&self) -> usize {
+    pub(crate) fn images_per_chunk(&self) -> usize {
         (CHUNK_ROWS / (self.out_h * self.out_w).max(1)).max(1)
     }
 
     /// Whether the window is a single pixel read in place (1×1 kernel, stride 1, no
     /// padding): then the im2col matrix is the input itself and is not built.
-    fn is_pointwise(&self) -> bool {
+    pub(crate) fn is_pointwise(&self) -> bool {
         self.kernel_h == 1
             && self.kernel_w == 1
             && self.stride_h == 1
@@ -488,7 +488,7 @@ impl Conv2dGeometry {
     }
 
     /// Checks `kernel: [kernel_h, kernel_w, channels, filters]`; returns `filters`.
-    fn check_kernel(&self, op: &'static str, kernel: &[usize]) -> Result<usize> {
+    pub(crate) fn check_kernel(&self, op: &'static str, kernel: &[usize]) -> Result<usize> {
         if kernel.len() != 4 || kernel[..3] != [self.kernel_h, self.kernel_w, self.channels] {
             return Err(TensorError::ShapeMismatch {
                 op,
@@ -506,7 +506,7 @@ impl Conv2dGeometry {
     /// both cheaper to build (contiguous runs of `out_w` for stride 1 on one channel)
     /// and faster for the GEMMs at these skinny shapes (measured: the seed CNN's
     /// convolution forward plus kernel gradient 2.0 ms instead of 3.2 ms).
-    fn cols_of<'a, T: Element>(&self, x: &'a [T], n: usize, scratch: &'a mut Vec<T>) -> ArrayView2<'a, T> {
+    pub(crate) fn cols_of<'a, T: Element>(&self, x: &'a [T], n: usize, scratch: &'a mut Vec<T>) -> ArrayView2<'a, T> {
         let (rows, patch) = (n * self.out_h * self.out_w, self.patch_len());
         if self.is_pointwise() {
             return ArrayView2::from_shape((rows, patch), x).expect("pointwise: the input is the im2col matrix");
@@ -520,6 +520,88 @@ impl Conv2dGeometry {
             im2col_t_image(&x[j * img..][..img], self, cols_t, rows, j * per_img);
         }
         ArrayView2::from_shape((patch, rows), &scratch[..rows * patch]).expect("patch·rows").reversed_axes()
+    }
+}
+
+impl Conv2dGeometry {
+    /// The convolution of `n` consecutive images `x` into `out` (`n·out_h·out_w`
+    /// rows of `filters`): `out = bias + im2col(x)·kmat`, one single-threaded GEMM.
+    /// `cols` is the im2col scratch buffer (see [`Conv2dGeometry::cols_of`]).
+    pub(crate) fn forward_chunk<T: Element>(
+        &self,
+        x: &[T],
+        n: usize,
+        kmat: ArrayView2<'_, T>,
+        bias: Option<&[T]>,
+        cols: &mut Vec<T>,
+        out: &mut [T],
+    ) {
+        let filters = kmat.ncols();
+        let cols = self.cols_of(x, n, cols);
+        let beta = match bias {
+            Some(b) => {
+                out.chunks_exact_mut(filters).for_each(|row| row.copy_from_slice(b));
+                T::one()
+            }
+            None => T::zero(),
+        };
+        let mut c = ArrayViewMut2::from_shape((n * self.out_h * self.out_w, filters), out).expect("whole images");
+        crate::gemm::gemm_serial(T::one(), cols, kmat, beta, &mut c).expect("shapes agree");
+    }
+
+    /// The kernel and bias gradients of `n` consecutive images `x` with output
+    /// gradient `grad` (`n·out_h·out_w` rows of `filters`), written to `part`
+    /// (`patch_len·filters` kernel entries, then `filters` bias entries):
+    /// `im2col(x)ᵀ·G` and the row sums of `G` in row order.
+    pub(crate) fn filter_grad_chunk<T: Element>(
+        &self,
+        x: &[T],
+        n: usize,
+        grad: &[T],
+        cols: &mut Vec<T>,
+        part: &mut [T],
+    ) {
+        let (patch, rows) = (self.patch_len(), n * self.out_h * self.out_w);
+        let filters = grad.len() / rows.max(1);
+        let (dk, db) = part.split_at_mut(patch * filters);
+        let gmat = ArrayView2::from_shape((rows, filters), grad).expect("whole images");
+        let cols = self.cols_of(x, n, cols);
+        let mut dk = ArrayViewMut2::from_shape((patch, filters), dk).expect("patch·filters");
+        crate::gemm::gemm_serial(T::one(), cols.t(), gmat, T::zero(), &mut dk).expect("shapes agree");
+        for row in grad.chunks_exact(filters.max(1)) {
+            db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
+        }
+    }
+
+    /// Adds the input gradient of `n` consecutive images into `dx` (their
+    /// `n·in_h·in_w·channels` elements): `dx += col2im(G·kmatᵀ)`, with `grad` = G
+    /// (`n·out_h·out_w` rows of `filters`); `dcols` is scratch.
+    pub(crate) fn input_grad_chunk<T: Element>(
+        &self,
+        grad: &[T],
+        n: usize,
+        kmat: ArrayView2<'_, T>,
+        dcols: &mut Vec<T>,
+        dx: &mut [T],
+    ) {
+        let (patch, rows_per_img) = (self.patch_len(), self.out_h * self.out_w);
+        let (rows, img_in) = (n * rows_per_img, self.in_h * self.in_w * self.channels);
+        let gmat = ArrayView2::from_shape((rows, kmat.ncols()), grad).expect("whole images");
+        if self.is_pointwise() {
+            let mut dx = ArrayViewMut2::from_shape((rows, patch), dx).expect("pointwise: input rows");
+            crate::gemm::gemm_serial(T::one(), gmat, kmat.t(), T::one(), &mut dx).expect("shapes agree");
+            return;
+        }
+        // (G·Kᵀ)ᵀ = K·Gᵀ, built patch-major like the forward's im2col matrix.
+        if dcols.len() < rows * patch {
+            dcols.resize(rows * patch, T::zero());
+        }
+        let buf = &mut dcols[..rows * patch];
+        let mut dc_t = ArrayViewMut2::from_shape((patch, rows), &mut *buf).expect("patch·rows");
+        crate::gemm::gemm_serial(T::one(), kmat, gmat.t(), T::zero(), &mut dc_t).expect("shapes agree");
+        for j in 0..n {
+            col2im_t_image_add(buf, self, rows, j * rows_per_img, &mut dx[j * img_in..][..img_in]);
+        }
     }
 }
 
@@ -584,16 +666,7 @@ pub fn conv2d_forward_map<T: Element>(
     let (img_in, img_out) = (g.in_h * g.in_w * g.channels, rows_per_img * filters);
     let out = crate::vec_by_chunks(len, per_chunk * img_out, T::zero(), Vec::new, |scratch, i, out_c| {
         let n = out_c.len() / img_out;
-        let cols = g.cols_of(&xs[i * per_chunk * img_in..][..n * img_in], n, scratch);
-        let beta = match &bias {
-            Some(b) => {
-                out_c.chunks_exact_mut(filters).for_each(|row| row.copy_from_slice(b));
-                T::one()
-            }
-            None => T::zero(),
-        };
-        let mut c = ArrayViewMut2::from_shape((n * rows_per_img, filters), &mut *out_c).expect("chunk of whole images");
-        crate::gemm::gemm_serial(T::one(), cols, kmat, beta, &mut c).expect("shapes agree");
+        g.forward_chunk(&xs[i * per_chunk * img_in..][..n * img_in], n, kmat, bias.as_deref(), scratch, out_c);
         out_c.iter_mut().for_each(|v| *v = activation(*v));
     });
     Ok(Array4::from_shape_vec(out_shape, out).expect("len elements"))
@@ -638,15 +711,13 @@ pub fn conv2d_backward_filter<T: Element>(
     crate::for_each_chunk_mut(&mut partials, part_len, Vec::new, |scratch, i, part| {
         let first = i * per_chunk;
         let n = per_chunk.min(batch - first);
-        let g_c = &gs[first * img_out..][..n * img_out];
-        let (dk, db) = part.split_at_mut(patch * filters);
-        let gmat = ArrayView2::from_shape((n * rows_per_img, filters), g_c).expect("chunk of whole images");
-        let cols = g.cols_of(&xs[first * img_in..][..n * img_in], n, scratch);
-        let mut dk = ArrayViewMut2::from_shape((patch, filters), dk).expect("patch·filters");
-        crate::gemm::gemm_serial(T::one(), cols.t(), gmat, T::zero(), &mut dk).expect("shapes agree");
-        for row in g_c.chunks_exact(filters.max(1)) {
-            db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
-        }
+        g.filter_grad_chunk(
+            &xs[first * img_in..][..n * img_in],
+            n,
+            &gs[first * img_out..][..n * img_out],
+            scratch,
+            part,
+        );
     });
     let mut total = vec![T::zero(); part_len];
     for part in partials.chunks_exact(part_len.max(1)) {
@@ -699,27 +770,9 @@ pub fn conv2d_backward_input<T: Element>(
     let k = kernel.as_standard_layout();
     let kmat = k.view().into_shape_with_order((patch, filters)).expect("standard layout");
     let img_out = rows_per_img * filters;
-    let pointwise = g.is_pointwise();
     crate::for_each_chunk_mut(input_grad, per_chunk * img_in, Vec::new, |dcols: &mut Vec<T>, i, dx| {
         let n = dx.len() / img_in;
-        let rows = n * rows_per_img;
-        let gmat = ArrayView2::from_shape((rows, filters), &gs[i * per_chunk * img_out..][..n * img_out])
-            .expect("chunk of whole images");
-        if pointwise {
-            let mut dx = ArrayViewMut2::from_shape((rows, patch), dx).expect("pointwise: input rows");
-            crate::gemm::gemm_serial(T::one(), gmat, kmat.t(), T::one(), &mut dx).expect("shapes agree");
-            return;
-        }
-        // (G·Kᵀ)ᵀ = K·Gᵀ, built patch-major like the forward's im2col matrix.
-        if dcols.len() < rows * patch {
-            dcols.resize(rows * patch, T::zero());
-        }
-        let buf = &mut dcols[..rows * patch];
-        let mut dc_t = ArrayViewMut2::from_shape((patch, rows), &mut *buf).expect("patch·rows");
-        crate::gemm::gemm_serial(T::one(), kmat, gmat.t(), T::zero(), &mut dc_t).expect("shapes agree");
-        for j in 0..n {
-            col2im_t_image_add(buf, g, rows, j * rows_per_img, &mut dx[j * img_in..][..img_in]);
-        }
+        g.input_grad_chunk(&gs[i * per_chunk * img_out..][..n * img_out], n, kmat, dcols, dx);
     });
     Ok(())
 }

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod conv;
+pub mod conv_pool;
 mod element;
 mod elementwise;
 mod error;
@@ -182,35 +183,43 @@ pub(crate) fn vec_by_chunks<T: Copy + Send + Sync, S>(
 
 /// [`for_each_chunk_mut`] over two slices split alike: chunk `i` of `a` (`a_len`
 /// elements) goes with chunk `i` of `b` (`b_len` elements). Both must hold the same
-/// number of chunks.
-fn for_each_chunk_pair_mut<A: Send, B: Send>(
+/// number of chunks. `init` makes one scratch value per worker, as in
+/// [`for_each_chunk_mut`].
+pub(crate) fn for_each_chunk_pair_mut<A: Send, B: Send, S>(
     a: &mut [A],
     a_len: usize,
     b: &mut [B],
     b_len: usize,
-    f: impl Fn(usize, &mut [A], &mut [B]) + Send + Sync,
+    init: impl Fn() -> S + Send + Sync,
+    f: impl Fn(&mut S, usize, &mut [A], &mut [B]) + Send + Sync,
 ) {
     use rayon::prelude::*;
     let (a_len, b_len) = (a_len.max(1), b_len.max(1));
     assert_eq!(a.len().div_ceil(a_len), b.len().div_ceil(b_len), "chunk counts");
-    if a.len() <= a_len || num_threads() <= 1 {
+    if a.len() <= a_len || num_threads() <= 1 || !gemm::concurrent_gemm_ok() {
+        let mut scratch = init();
         for (i, (ca, cb)) in a.chunks_mut(a_len).zip(b.chunks_mut(b_len)).enumerate() {
-            f(i, ca, cb);
+            f(&mut scratch, i, ca, cb);
         }
         return;
     }
     thread_pool().install(|| {
-        a.par_chunks_mut(a_len).zip(b.par_chunks_mut(b_len)).enumerate().for_each(|(i, (ca, cb))| f(i, ca, cb))
+        a.par_chunks_mut(a_len)
+            .zip(b.par_chunks_mut(b_len))
+            .enumerate()
+            .for_each_init(init, |scratch, (i, (ca, cb))| f(scratch, i, ca, cb))
     });
 }
 
 /// [`vec_by_chunks`] for two vectors built together: chunk `i` of the first
 /// (`a_chunk` elements, filled with `a_fill`) goes with chunk `i` of the second
-/// (`b_chunk` elements, filled with `b_fill`), as in [`for_each_chunk_pair_mut`].
-pub(crate) fn vec_pair_by_chunks<A: Copy + Send + Sync, B: Copy + Send + Sync>(
+/// (`b_chunk` elements, filled with `b_fill`), as in [`for_each_chunk_pair_mut`]
+/// (`init` makes one scratch value per worker).
+pub(crate) fn vec_pair_by_chunks<A: Copy + Send + Sync, B: Copy + Send + Sync, S>(
     (a_len, a_chunk, a_fill): (usize, usize, A),
     (b_len, b_chunk, b_fill): (usize, usize, B),
-    f: impl Fn(usize, &mut [A], &mut [B]) + Send + Sync,
+    init: impl Fn() -> S + Send + Sync,
+    f: impl Fn(&mut S, usize, &mut [A], &mut [B]) + Send + Sync,
 ) -> (Vec<A>, Vec<B>) {
     let mut a: Vec<A> = Vec::with_capacity(a_len);
     let mut b: Vec<B> = Vec::with_capacity(b_len);
@@ -219,7 +228,8 @@ pub(crate) fn vec_pair_by_chunks<A: Copy + Send + Sync, B: Copy + Send + Sync>(
         a_chunk,
         &mut b.spare_capacity_mut()[..b_len],
         b_chunk,
-        |i, ca, cb| {
+        init,
+        |scratch, i, ca, cb| {
             ca.iter_mut().for_each(|e| {
                 e.write(a_fill);
             });
@@ -230,7 +240,7 @@ pub(crate) fn vec_pair_by_chunks<A: Copy + Send + Sync, B: Copy + Send + Sync>(
             // above and `MaybeUninit<X>` has the layout of `X`.
             let ca = unsafe { &mut *(ca as *mut [std::mem::MaybeUninit<A>] as *mut [A]) };
             let cb = unsafe { &mut *(cb as *mut [std::mem::MaybeUninit<B>] as *mut [B]) };
-            f(i, ca, cb);
+            f(scratch, i, ca, cb);
         },
     );
     // SAFETY: as in `vec_by_chunks`: every chunk of both was initialised (the chunk

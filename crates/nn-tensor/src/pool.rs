@@ -123,9 +123,12 @@ pub fn max_pool2d<T: Element>(input: ArrayView4<'_, T>, g: &Conv2dGeometry) -> R
     let xs = x.as_slice().expect("standard layout");
     let per_chunk = images_per_chunk(g);
     let chunk = per_chunk * img_out;
-    let (out, arg) = crate::vec_pair_by_chunks((len, chunk, T::zero()), (len, chunk, NO_ARGMAX), |i, out, arg| {
-        max_pool_images(&xs[i * per_chunk * img_in..], g, out, arg)
-    });
+    let (out, arg) = crate::vec_pair_by_chunks(
+        (len, chunk, T::zero()),
+        (len, chunk, NO_ARGMAX),
+        || (),
+        |_, i, out, arg| max_pool_images(&xs[i * per_chunk * img_in..], g, out, arg),
+    );
     let out = Array4::from_shape_vec((batch, g.out_h, g.out_w, g.channels), out).expect("len elements");
     Ok((out, arg))
 }
@@ -133,7 +136,7 @@ pub fn max_pool2d<T: Element>(input: ArrayView4<'_, T>, g: &Conv2dGeometry) -> R
 /// Max pooling of the images `xs` (whole images, as many as `out` holds) into `out`
 /// and `arg`.
 #[inline(always)]
-fn max_pool_images<T: Element>(xs: &[T], g: &Conv2dGeometry, out: &mut [T], arg: &mut [u32]) {
+pub(crate) fn max_pool_images<T: Element>(xs: &[T], g: &Conv2dGeometry, out: &mut [T], arg: &mut [u32]) {
     let (img_in, img_out, c) = (g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.channels, g.channels);
     for (j, (out, arg)) in out.chunks_exact_mut(img_out).zip(arg.chunks_exact_mut(img_out)).enumerate() {
         let x = &xs[j * img_in..][..img_in];

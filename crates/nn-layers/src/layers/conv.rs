@@ -8,7 +8,7 @@ use super::{layer_accessors, Meta};
 use crate::activation::Activation;
 use crate::error::Result;
 use crate::init::Fans;
-use crate::module::{check_param_count, ForwardCtx, Layer, ParamKind, ParamSpec};
+use crate::module::{check_param_count, ForwardCtx, Layer, ParamKind, ParamSpec, PoolWindow};
 use crate::spec::{Conv2DConfig, PaddingMode};
 
 /// `y = activation(conv2d(x, kernel) + bias)` (Keras's `Conv2D`, channels last):
@@ -99,6 +99,24 @@ impl<T: Element> Layer<T> for Conv2D {
         check_param_count::<T>(self, params)?;
         let (stride, padding) = (self.config.strides.pair(), self.config.padding.into());
         crate::fused::conv2d(g, x, params[0], params.get(1).copied(), stride, padding, self.config.activation)
+    }
+
+    fn forward_max_pooled(
+        &self,
+        g: &mut Graph<T>,
+        x: Var,
+        params: &[Var],
+        window: PoolWindow,
+        _ctx: &mut ForwardCtx<'_, T>,
+    ) -> Option<Result<Var>> {
+        let act = self.config.activation;
+        if !crate::fused::pool_fusable(act) {
+            return None;
+        }
+        Some(check_param_count::<T>(self, params).and_then(|()| {
+            let (stride, padding) = (self.config.strides.pair(), self.config.padding.into());
+            crate::fused::conv2d_max_pool(g, x, params[0], params.get(1).copied(), stride, padding, act, window)
+        }))
     }
 
     fn ends_with_softmax(&self) -> bool {

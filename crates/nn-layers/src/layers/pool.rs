@@ -6,7 +6,7 @@ use nn_tensor::Element;
 
 use super::{layer_accessors, Meta};
 use crate::error::Result;
-use crate::module::{check_param_count, ForwardCtx, Layer};
+use crate::module::{check_param_count, ForwardCtx, Layer, PoolWindow};
 use crate::spec::{PaddingMode, Pool2DConfig};
 
 /// MaxPool2D (each output the maximum of its window, per channel) or AvgPool2D (the
@@ -61,6 +61,14 @@ impl Pool2D {
 
 impl<T: Element> Layer<T> for Pool2D {
     layer_accessors!();
+
+    fn max_pool_window(&self) -> Option<PoolWindow> {
+        self.max.then(|| PoolWindow {
+            pool_size: self.config.pool_size.pair(),
+            strides: self.config.effective_strides().pair(),
+            padding: self.config.padding.into(),
+        })
+    }
 
     fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
         check_param_count::<T>(self, params)?;

@@ -1,0 +1,137 @@
+//! Conv2D → MaxPool2D runs as one fused op inside Sequential (the convolution's full
+//! output is never stored). Its values and every gradient must equal the unfused
+//! path (Conv2D, then MaxPool2D) bit for bit, over random shapes, paddings, strides
+//! and activations; and the fused op is gradchecked in f64 on its own.
+
+mod common;
+
+use common::{random_params, to_autograd, uniform, TOL};
+use nn_autograd::{gradcheck_with, GradcheckOptions, Graph, Var};
+use nn_layers::{
+    Activation, Conv2DConfig, ForwardCtx, Layer, LayerSpec, Mode, ModelSpec, PaddingMode, Pool2DConfig, Sequential,
+    Tensor,
+};
+use nn_tensor::random::seeded_rng;
+use proptest::prelude::*;
+
+/// Values and gradients (input first, then every parameter in order) of
+/// `Σ w ⊙ model(x)` with fixed weights `w`.
+fn values_and_grads(model: &Sequential<f64>, x: &Tensor<f64>) -> Vec<Tensor<f64>> {
+    let mut g = Graph::<f64>::new();
+    let xv = g.variable(x);
+    let mut rng = seeded_rng(1);
+    let y = model.forward(&mut g, xv, &mut ForwardCtx::new(Mode::Train, &mut rng)).unwrap();
+    let w = g.constant(uniform(g.value(y).shape(), -1.0, 1.0, 9));
+    let wy = g.mul(y, w);
+    let s = g.sum(wy);
+    let grads = g.backward(s).unwrap();
+    let mut out = vec![g.value(y).clone(), grads.wrt(xv).unwrap().clone()];
+    for p in model.parameters() {
+        out.push(grads.get(&p.name).unwrap_or_else(|| panic!("no gradient for {}", p.name)).clone());
+    }
+    out
+}
+
+fn activation() -> impl Strategy<Value = Activation> {
+    prop_oneof![
+        Just(Activation::Relu),
+        Just(Activation::Linear),
+        Just(Activation::Tanh),
+        Just(Activation::Sigmoid),
+        Just(Activation::Elu),
+    ]
+}
+
+fn padding() -> impl Strategy<Value = PaddingMode> {
+    prop_oneof![Just(PaddingMode::Valid), Just(PaddingMode::Same)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Two Conv2D → MaxPool2D blocks (so the second fused op also routes a gradient
+    /// to its input), then Flatten → Dense, fused against unfused.
+    #[test]
+    fn fused_equals_unfused_bit_for_bit(
+        batch in 1usize..9, h in 6usize..12, w in 6usize..12, c in 1usize..3, filters in 1usize..5,
+        k in 1usize..4, stride in 1usize..3, conv_pad in padding(), act in activation(),
+        pool in 1usize..4, pool_stride in 1usize..4, pool_pad in padding(), bias in any::<bool>(),
+        rounded in any::<bool>(), seed in 0u64..1000,
+    ) {
+        let conv = |f| LayerSpec::Conv2D(
+            Conv2DConfig::new(f, k).with_strides(stride).with_padding(conv_pad).with_activation(act).with_bias(bias),
+        );
+        let pool_spec = LayerSpec::MaxPool2D(Pool2DConfig::new(pool).with_strides(pool_stride).with_padding(pool_pad));
+        let spec = ModelSpec::new(
+            &[h, w, c],
+            vec![conv(filters), pool_spec, conv(2), pool_spec, LayerSpec::Flatten, LayerSpec::dense(3, Activation::Linear)],
+        );
+        // Some shape combinations leave nothing to pool; those are build errors.
+        let Ok(mut model) = Sequential::<f64>::new(spec, seed) else { return Ok(()) };
+        // Rounding inputs and weights makes ties in the pool windows and exact zeros
+        // before relu: the fused op must break them the same way.
+        let r = |v: f64| if rounded { (v * 2.0).round() / 2.0 } else { v };
+        for p in model.parameters_mut() {
+            p.value = std::sync::Arc::new(p.value.map(r));
+        }
+        let x = uniform(&[batch, h, w, c], -1.0, 1.0, seed).map(r);
+        model.set_fusion(true);
+        let fused = values_and_grads(&model, &x);
+        model.set_fusion(false);
+        let unfused = values_and_grads(&model, &x);
+        for (i, (a, b)) in fused.iter().zip(&unfused).enumerate() {
+            prop_assert_eq!(a.to_vec(), b.to_vec(), "output {} differs", i);
+        }
+    }
+}
+
+/// The fused op alone, gradchecked with respect to its input, kernel and bias.
+#[test]
+fn fused_conv_pool_gradcheck() {
+    let cases = [
+        (Activation::Tanh, 3, 2, 2, PaddingMode::Valid, PaddingMode::Valid),
+        (Activation::Sigmoid, 3, 1, 3, PaddingMode::Same, PaddingMode::Same),
+        (Activation::Linear, 2, 1, 2, PaddingMode::Valid, PaddingMode::Same),
+        (Activation::Softplus, 3, 2, 3, PaddingMode::Same, PaddingMode::Valid),
+    ];
+    for (i, (act, k, pool_stride, pool, conv_pad, pool_pad)) in cases.into_iter().enumerate() {
+        let (h, w, c) = (7, 6, 2);
+        let spec = LayerSpec::Conv2D(Conv2DConfig::new(3, k).with_padding(conv_pad).with_activation(act));
+        let layer = spec.build::<f64>(0, &[h, w, c]).unwrap();
+        let pool_layer = LayerSpec::MaxPool2D(Pool2DConfig::new(pool).with_strides(pool_stride).with_padding(pool_pad))
+            .build::<f64>(1, layer.output_shape())
+            .unwrap();
+        let window = <dyn Layer<f64>>::max_pool_window(pool_layer.as_ref()).unwrap();
+        let seed = i as u64;
+        let mut inputs = vec![uniform(&[2, h, w, c], -1.0, 1.0, seed)];
+        inputs.extend(random_params(layer.as_ref(), seed));
+        // A kernel perturbation moves every convolution output, so a near-tie inside a
+        // pool window flips its argmax within the default step (1e-3): the unfused
+        // Conv2D → MaxPool2D fails the same way on such draws (seed 2 here). A step of
+        // 1e-5 stays on one side of every tie of these draws; its rounding error,
+        // about 1.5·ε·|L|/h ≈ 3e-11·|L|, is still far below TOL.
+        let options = GradcheckOptions { eps: 1e-5, ..GradcheckOptions::default() };
+        let report = gradcheck_with(&inputs, options, |g: &mut Graph<f64>, v: &[Var]| {
+            let mut rng = seeded_rng(0);
+            let mut ctx = ForwardCtx::new(Mode::Train, &mut rng);
+            layer.forward_max_pooled(g, v[0], &v[1..], window, &mut ctx).expect("Conv2D fuses").map_err(to_autograd)
+        })
+        .unwrap();
+        assert!(report.passes(TOL), "case {i} ({act:?}): {report}");
+    }
+}
+
+/// Softmax is not element-wise: a Conv2D with it is not fused (the model still runs).
+#[test]
+fn softmax_conv_is_not_fused() {
+    let spec = LayerSpec::Conv2D(Conv2DConfig::new(2, 3).with_activation(Activation::Softmax));
+    let layer = spec.build::<f64>(0, &[5, 5, 1]).unwrap();
+    let window = nn_layers::PoolWindow { pool_size: (2, 2), strides: (2, 2), padding: nn_autograd::Padding::Valid };
+    let mut g = Graph::<f64>::new();
+    let x = g.variable(Tensor::zeros(&[1, 5, 5, 1]));
+    let params: Vec<Var> = random_params(layer.as_ref(), 0).iter().map(|p| g.variable(p)).collect();
+    let mut rng = seeded_rng(0);
+    assert!(layer
+        .forward_max_pooled(&mut g, x, &params, window, &mut ForwardCtx::new(Mode::Train, &mut rng))
+        .is_none());
+}
