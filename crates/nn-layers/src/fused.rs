@@ -101,9 +101,49 @@ impl Activation {
     }
 }
 
-/// `g ⊙ f'(y)` in place, `y` the op's output.
+/// Evaluates `$body` with `$f` bound to the activation's function `x ↦ f(x)` as a
+/// closure. Relu gets its own copy of `$body`: a `match` on the activation inside an
+/// element loop would keep the compiler from vectorizing it.
+macro_rules! with_value {
+    ($act:expr, |$f:ident| $body:expr) => {
+        match $act {
+            Activation::Relu => {
+                let $f = |v: T| if v > T::zero() { v } else { T::zero() };
+                $body
+            }
+            act => {
+                let $f = move |v: T| act.value(v);
+                $body
+            }
+        }
+    };
+}
+
+/// As [`with_value`], with `$f` bound to the derivative taken from the output,
+/// `y ↦ f'(x)` (see the module table).
+macro_rules! with_derivative {
+    ($act:expr, |$f:ident| $body:expr) => {
+        match $act {
+            Activation::Relu => {
+                let $f = |y: T| if y > T::zero() { T::one() } else { T::zero() };
+                $body
+            }
+            act => {
+                let $f = move |y: T| act.derivative_from_output(y);
+                $body
+            }
+        }
+    };
+}
+
+/// `g ⊙ f'(y)` in place, `y` the op's output (vectorized for the CPU at run time).
 fn scale_by_derivative<T: Element>(act: Activation, g: &mut Tensor<T>, y: &Tensor<T>) {
-    Zip::from(g.array_mut()).and(y.array()).for_each(|g, &y| *g *= act.derivative_from_output(y));
+    with_derivative!(act, |d| nn_tensor::simd::vectorized(|| {
+        match (g.array_mut().as_slice_mut(), y.array().as_slice()) {
+            (Some(gs), Some(ys)) => gs.iter_mut().zip(ys).for_each(|(g, &y)| *g *= d(y)),
+            _ => Zip::from(g.array_mut()).and(y.array()).for_each(|g, &y| *g *= d(y)),
+        }
+    }))
 }
 
 fn rank_error(op: &'static str, expected: &'static str, shape: &[usize]) -> AutogradError {
@@ -193,7 +233,7 @@ pub(crate) fn dense<T: Element>(
     let mut out = Array2::<T>::zeros((rows, out_f));
     let beta = init_with_bias(&mut out, bv);
     nn_tensor::gemm::gemm(T::one(), x2, w2, beta, &mut out.view_mut()).map_err(tensor_err(op))?;
-    out.mapv_inplace(|v| act.value(v));
+    with_value!(act, |f| nn_tensor::simd::vectorized(|| out.mapv_inplace(f)));
     drop(x_std);
     let value = Tensor::from(out).try_into_reshape(&out_shape)?;
 
@@ -307,7 +347,7 @@ pub(crate) fn conv2d<T: Element>(
     let b1 = bv.map(|b| b.array().view().into_dimensionality::<Ix1>().expect("bias shape checked"));
     // nn-tensor's batch-chunked kernel: im2col + single-threaded GEMM per chunk of
     // images, bias and activation applied while the chunk is in cache.
-    let out = conv2d_forward_map(x4, k4, b1, &geo, move |v| act.value(v)).map_err(tensor_err(op))?;
+    let out = with_value!(act, |f| conv2d_forward_map(x4, k4, b1, &geo, f)).map_err(tensor_err(op))?;
     let value = Tensor::from(out);
     debug_assert_eq!(value.shape(), out_shape);
 
@@ -388,7 +428,7 @@ pub(crate) fn conv2d_max_pool<T: Element>(
     let k4 = kv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
     let b1 = bv.map(|b| b.array().view().into_dimensionality::<Ix1>().expect("bias shape checked"));
     let (out, argmax) =
-        conv2d_max_pool_forward(x4, k4, b1, &geo, &pool, move |v| act.value(v)).map_err(tensor_err(op))?;
+        with_value!(act, |f| conv2d_max_pool_forward(x4, k4, b1, &geo, &pool, f)).map_err(tensor_err(op))?;
     let value = Tensor::from(out);
 
     let inputs: Vec<Var> = [Some(x), Some(kernel), bias].into_iter().flatten().collect();
@@ -401,15 +441,12 @@ pub(crate) fn conv2d_max_pool<T: Element>(
         let k4 = ctx.input(1).array().view().into_dimensionality::<Ix4>().expect("rank checked");
         let wants_bias = ctx.num_inputs() == 3 && sink.wants(2);
         let want_filter = sink.wants(1) || wants_bias;
-        let derivative = move |y| act.derivative_from_output(y);
-        let grads = match sink.buffer(0) {
-            // Adds into the buffer: a fresh buffer is zeros, an accumulating one keeps its sum.
-            Some((buf, _)) => {
-                let dx = buf.as_slice_mut().expect("contiguous gradient");
-                conv2d_max_pool_backward(x4, k4, g4, y4, &argmax, &geo, &pool, derivative, want_filter, Some(dx))
-            }
-            None => conv2d_max_pool_backward(x4, k4, g4, y4, &argmax, &geo, &pool, derivative, want_filter, None),
-        }
+        let mut dx = sink.buffer(0).map(|(buf, _)| buf);
+        // Adds into the buffer: a fresh buffer is zeros, an accumulating one keeps its sum.
+        let dx = dx.as_mut().map(|buf| buf.as_slice_mut().expect("contiguous gradient"));
+        let grads = with_derivative!(act, |d| {
+            conv2d_max_pool_backward(x4, k4, g4, y4, &argmax, &geo, &pool, d, want_filter, dx)
+        })
         .map_err(&err)?;
         if let Some(grads) = grads {
             if sink.wants(1) {

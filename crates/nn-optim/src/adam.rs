@@ -194,13 +194,25 @@ impl<T: Element> Optimizer<T> for Adam<T> {
             let bc2 = T::of_f64(1.0 - c.beta_2.powf(t));
             match state {
                 [(_, m), (_, v)] => {
-                    Zip::from(theta).and(grad).and(m.array_mut()).and(v.array_mut()).for_each(|w, &g, m, v| {
+                    let update = |w: &mut T, g: T, m: &mut T, v: &mut T| {
                         *m = b1 * *m + one_b1 * g;
                         *v = b2 * *v + one_b2 * g * g;
                         let m_hat = *m / bc1;
                         let v_hat = *v / bc2;
                         *w -= lr * m_hat / (v_hat.sqrt() + eps);
-                    });
+                    };
+                    // Contiguous parameters (all of a model's) take a plain slice loop,
+                    // compiled for the CPU's widest vectors; the result is the same
+                    // element by element whatever the vector width.
+                    let (m, v) = (m.array_mut(), v.array_mut());
+                    match (theta.as_slice_mut(), grad.as_slice(), m.as_slice_mut(), v.as_slice_mut()) {
+                        (Some(ws), Some(gs), Some(ms), Some(vs)) => nn_tensor::simd::vectorized(|| {
+                            for (((w, &g), m), v) in ws.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut()) {
+                                update(w, g, m, v);
+                            }
+                        }),
+                        _ => Zip::from(theta).and(grad).and(m).and(v).for_each(|w, &g, m, v| update(w, g, m, v)),
+                    }
                 }
                 [(_, m), (_, v), (_, vmax)] => {
                     Zip::from(theta).and(grad).and(m.array_mut()).and(v.array_mut()).and(vmax.array_mut()).for_each(

@@ -113,7 +113,7 @@ pub fn conv2d_max_pool_forward<T: Element>(
             }
             let y = &mut y_buf[..rows * filters];
             conv.forward_chunk(&xs[i * per_chunk * img_in..][..n * img_in], n, kmat, bias.as_deref(), cols_buf, y);
-            y.iter_mut().for_each(|v| *v = activation(*v));
+            crate::simd::vectorized(|| y.iter_mut().for_each(|v| *v = activation(*v)));
             debug_assert_eq!(y.len(), n * img_conv);
             max_pool_images(y, pool, out_c, arg_c);
         },
@@ -230,41 +230,42 @@ pub fn conv2d_max_pool_backward<T: Element>(
         }
         let dy = &mut s.dy[..rows * filters];
         dy.fill(T::zero());
-        // Route each pooled gradient to its argmax, as max_pool2d_backward does.
-        for j in 0..n {
-            let o = (first + j) * img_pool;
-            let d = &mut dy[j * img_conv..][..img_conv];
-            for (&at, &g) in argmax[o..o + img_pool].iter().zip(&gps[o..o + img_pool]) {
-                if at != NO_ARGMAX {
-                    d[at as usize] += g;
+        if disjoint {
+            // Each element receives at most one gradient: route and scale in one pass,
+            // `(0 + g)·f'(y)` exactly as the unfused zero-fill, scatter and scaling.
+            for j in 0..n {
+                let o = (first + j) * img_pool;
+                let d = &mut dy[j * img_conv..][..img_conv];
+                let (args, gs, ys) = (&argmax[o..o + img_pool], &gps[o..o + img_pool], &pys[o..o + img_pool]);
+                for ((&at, &g), &y) in args.iter().zip(gs).zip(ys) {
+                    if at != NO_ARGMAX {
+                        d[at as usize] = (T::zero() + g) * derivative(y);
+                    }
                 }
             }
-        }
-        // Scale by f'(y) where a gradient arrived; everywhere else G is 0 · f' = 0.
-        if !disjoint {
+        } else {
+            // Route each pooled gradient to its argmax (overlapping windows add up), as
+            // max_pool2d_backward does, then scale each routed element by f'(y) once.
             s.seen.clear();
             s.seen.resize(img_conv, false);
-        }
-        for j in 0..n {
-            let o = (first + j) * img_pool;
-            let d = &mut dy[j * img_conv..][..img_conv];
-            if !disjoint && j > 0 {
+            for j in 0..n {
+                let o = (first + j) * img_pool;
+                let d = &mut dy[j * img_conv..][..img_conv];
+                let (args, gs, ys) = (&argmax[o..o + img_pool], &gps[o..o + img_pool], &pys[o..o + img_pool]);
+                for (&at, &g) in args.iter().zip(gs) {
+                    if at != NO_ARGMAX {
+                        d[at as usize] += g;
+                    }
+                }
+                for (&at, &y) in args.iter().zip(ys) {
+                    if at != NO_ARGMAX && !std::mem::replace(&mut s.seen[at as usize], true) {
+                        d[at as usize] *= derivative(y);
+                    }
+                }
                 s.seen.iter_mut().for_each(|b| *b = false);
             }
-            for (&at, &y) in argmax[o..o + img_pool].iter().zip(&pys[o..o + img_pool]) {
-                if at == NO_ARGMAX {
-                    continue;
-                }
-                let at = at as usize;
-                if !disjoint {
-                    if s.seen[at] {
-                        continue;
-                    }
-                    s.seen[at] = true;
-                }
-                d[at] *= derivative(y);
-            }
         }
+        // Everywhere no gradient arrived, G = 0·f' = 0: the zero fill stands.
         if want_filter {
             conv.filter_grad_chunk(&xs[first * img_in..][..n * img_in], n, dy, &mut s.cols, part);
         }

@@ -47,6 +47,7 @@ pub mod pool;
 pub mod random;
 mod reduce;
 pub mod shape;
+pub mod simd;
 mod softmax;
 mod tensor;
 

@@ -61,8 +61,9 @@ fn check_output<T>(op: &'static str, grad_out: &ArrayView4<'_, T>, g: &Conv2dGeo
     Ok(())
 }
 
-/// Channels handled together by [`max_block`].
-const MAX_LANES: usize = 8;
+/// Channels handled together by [`max_block`]: one AVX-512 vector of `f32` (the
+/// loop runs through [`crate::simd::vectorized`]), then 8, then one at a time.
+const MAX_LANES: usize = 16;
 
 /// The maximum and its offset over one window, for channels `ch..ch + L`, into
 /// `best[..L]` and `at[..L]`. The running values live in fixed-size local arrays and
@@ -134,26 +135,32 @@ pub fn max_pool2d<T: Element>(input: ArrayView4<'_, T>, g: &Conv2dGeometry) -> R
 }
 
 /// Max pooling of the images `xs` (whole images, as many as `out` holds) into `out`
-/// and `arg`.
+/// and `arg`, compiled for the CPU's widest vectors ([`crate::simd::vectorized`]).
 #[inline(always)]
 pub(crate) fn max_pool_images<T: Element>(xs: &[T], g: &Conv2dGeometry, out: &mut [T], arg: &mut [u32]) {
     let (img_in, img_out, c) = (g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.channels, g.channels);
-    for (j, (out, arg)) in out.chunks_exact_mut(img_out).zip(arg.chunks_exact_mut(img_out)).enumerate() {
-        let x = &xs[j * img_in..][..img_in];
-        for_each_window(g, |o, window| {
-            let (best, at) = (&mut out[o..o + c], &mut arg[o..o + c]);
-            if window.is_empty() {
-                return; // only padding: output 0, no argmax
-            }
-            let blocks = c / MAX_LANES * MAX_LANES;
-            for ch in (0..blocks).step_by(MAX_LANES) {
-                max_block::<T, MAX_LANES>(x, window, ch, &mut best[ch..], &mut at[ch..]);
-            }
-            for ch in blocks..c {
-                max_block::<T, 1>(x, window, ch, &mut best[ch..], &mut at[ch..]);
-            }
-        });
-    }
+    crate::simd::vectorized(|| {
+        for (j, (out, arg)) in out.chunks_exact_mut(img_out).zip(arg.chunks_exact_mut(img_out)).enumerate() {
+            let x = &xs[j * img_in..][..img_in];
+            for_each_window(g, |o, window| {
+                let (best, at) = (&mut out[o..o + c], &mut arg[o..o + c]);
+                if window.is_empty() {
+                    return; // only padding: output 0, no argmax
+                }
+                let wide = c / MAX_LANES * MAX_LANES;
+                for ch in (0..wide).step_by(MAX_LANES) {
+                    max_block::<T, MAX_LANES>(x, window, ch, &mut best[ch..], &mut at[ch..]);
+                }
+                let narrow = wide + (c - wide) / 8 * 8;
+                for ch in (wide..narrow).step_by(8) {
+                    max_block::<T, 8>(x, window, ch, &mut best[ch..], &mut at[ch..]);
+                }
+                for ch in narrow..c {
+                    max_block::<T, 1>(x, window, ch, &mut best[ch..], &mut at[ch..]);
+                }
+            });
+        }
+    })
 }
 
 /// The gradient of [`max_pool2d`] as a new NHWC array: each output routes its whole
