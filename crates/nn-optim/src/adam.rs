@@ -10,6 +10,9 @@ use crate::optimizer::{shared_optimizer_methods, Optimizer, OptimizerConfig};
 use crate::param::{ParamMut, ParamRules};
 use crate::state::{Core, SlotSpec};
 
+/// Elements per parallel work item of the Adam update (64 KiB of `f32` per slot).
+const PAR_CHUNK: usize = 1 << 14;
+
 /// Settings of [`Adam`] and AdamW.
 ///
 /// Defaults follow Keras: `learning_rate = 0.001`, `beta_1 = 0.9`, `beta_2 = 0.999`,
@@ -206,11 +209,30 @@ impl<T: Element> Optimizer<T> for Adam<T> {
                     // element by element whatever the vector width.
                     let (m, v) = (m.array_mut(), v.array_mut());
                     match (theta.as_slice_mut(), grad.as_slice(), m.as_slice_mut(), v.as_slice_mut()) {
-                        (Some(ws), Some(gs), Some(ms), Some(vs)) => nn_tensor::simd::vectorized(|| {
-                            for (((w, &g), m), v) in ws.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut()) {
-                                update(w, g, m, v);
+                        (Some(ws), Some(gs), Some(ms), Some(vs)) => {
+                            // Large parameters are split into chunks updated in parallel on
+                            // nn's pool; each element's update is the same wherever it runs.
+                            let chunk = |(((ws, gs), ms), vs): (((&mut [T], &[T]), &mut [T]), &mut [T])| {
+                                nn_tensor::simd::vectorized(|| {
+                                    for (((w, &g), m), v) in ws.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut())
+                                    {
+                                        update(w, g, m, v);
+                                    }
+                                })
+                            };
+                            if ws.len() < 2 * PAR_CHUNK || nn_tensor::num_threads() < 2 {
+                                chunk((((ws, gs), ms), vs));
+                            } else {
+                                use rayon::prelude::*;
+                                nn_tensor::install(|| {
+                                    ws.par_chunks_mut(PAR_CHUNK)
+                                        .zip(gs.par_chunks(PAR_CHUNK))
+                                        .zip(ms.par_chunks_mut(PAR_CHUNK))
+                                        .zip(vs.par_chunks_mut(PAR_CHUNK))
+                                        .for_each(chunk)
+                                });
                             }
-                        }),
+                        }
                         _ => Zip::from(theta).and(grad).and(m).and(v).for_each(|w, &g, m, v| update(w, g, m, v)),
                     }
                 }

@@ -136,29 +136,43 @@ pub fn max_pool2d<T: Element>(input: ArrayView4<'_, T>, g: &Conv2dGeometry) -> R
 
 /// Max pooling of the images `xs` (whole images, as many as `out` holds) into `out`
 /// and `arg`, compiled for the CPU's widest vectors ([`crate::simd::vectorized`]).
+/// The loop is written out rather than run through [`for_each_window`]'s closure,
+/// which the compiler keeps out of line (and so at the baseline vector width).
 #[inline(always)]
 pub(crate) fn max_pool_images<T: Element>(xs: &[T], g: &Conv2dGeometry, out: &mut [T], arg: &mut [u32]) {
     let (img_in, img_out, c) = (g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.channels, g.channels);
+    let mut window = Vec::with_capacity(g.kernel_h * g.kernel_w);
     crate::simd::vectorized(|| {
         for (j, (out, arg)) in out.chunks_exact_mut(img_out).zip(arg.chunks_exact_mut(img_out)).enumerate() {
             let x = &xs[j * img_in..][..img_in];
-            for_each_window(g, |o, window| {
-                let (best, at) = (&mut out[o..o + c], &mut arg[o..o + c]);
-                if window.is_empty() {
-                    return; // only padding: output 0, no argmax
+            for oh in 0..g.out_h {
+                for ow in 0..g.out_w {
+                    window.clear();
+                    for kh in 0..g.kernel_h {
+                        let Some(ih) = g.source(oh, kh, g.stride_h, g.pad_top, g.in_h) else { continue };
+                        for kw in 0..g.kernel_w {
+                            let Some(iw) = g.source(ow, kw, g.stride_w, g.pad_left, g.in_w) else { continue };
+                            window.push((ih * g.in_w + iw) * c);
+                        }
+                    }
+                    if window.is_empty() {
+                        continue; // only padding: output 0, no argmax
+                    }
+                    let o = (oh * g.out_w + ow) * c;
+                    let (best, at) = (&mut out[o..o + c], &mut arg[o..o + c]);
+                    let wide = c / MAX_LANES * MAX_LANES;
+                    for ch in (0..wide).step_by(MAX_LANES) {
+                        max_block::<T, MAX_LANES>(x, &window, ch, &mut best[ch..], &mut at[ch..]);
+                    }
+                    let narrow = wide + (c - wide) / 8 * 8;
+                    for ch in (wide..narrow).step_by(8) {
+                        max_block::<T, 8>(x, &window, ch, &mut best[ch..], &mut at[ch..]);
+                    }
+                    for ch in narrow..c {
+                        max_block::<T, 1>(x, &window, ch, &mut best[ch..], &mut at[ch..]);
+                    }
                 }
-                let wide = c / MAX_LANES * MAX_LANES;
-                for ch in (0..wide).step_by(MAX_LANES) {
-                    max_block::<T, MAX_LANES>(x, window, ch, &mut best[ch..], &mut at[ch..]);
-                }
-                let narrow = wide + (c - wide) / 8 * 8;
-                for ch in (wide..narrow).step_by(8) {
-                    max_block::<T, 8>(x, window, ch, &mut best[ch..], &mut at[ch..]);
-                }
-                for ch in narrow..c {
-                    max_block::<T, 1>(x, window, ch, &mut best[ch..], &mut at[ch..]);
-                }
-            });
+            }
         }
     })
 }
