@@ -13,6 +13,9 @@ use crate::state::{Core, SlotSpec};
 /// Elements per parallel work item of the Adam update (64 KiB of `f32` per slot).
 const PAR_CHUNK: usize = 1 << 14;
 
+/// Matching chunks of a parameter, its gradient and the two moment slots.
+type Chunk4<'a, T> = (((&'a mut [T], &'a [T]), &'a mut [T]), &'a mut [T]);
+
 /// Settings of [`Adam`] and AdamW.
 ///
 /// Defaults follow Keras: `learning_rate = 0.001`, `beta_1 = 0.9`, `beta_2 = 0.999`,
@@ -212,7 +215,7 @@ impl<T: Element> Optimizer<T> for Adam<T> {
                         (Some(ws), Some(gs), Some(ms), Some(vs)) => {
                             // Large parameters are split into chunks updated in parallel on
                             // nn's pool; each element's update is the same wherever it runs.
-                            let chunk = |(((ws, gs), ms), vs): (((&mut [T], &[T]), &mut [T]), &mut [T])| {
+                            let chunk = |(((ws, gs), ms), vs): Chunk4<'_, T>| {
                                 nn_tensor::simd::vectorized(|| {
                                     for (((w, &g), m), v) in ws.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut())
                                     {

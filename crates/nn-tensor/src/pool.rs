@@ -27,24 +27,30 @@ fn images_per_chunk(g: &Conv2dGeometry) -> usize {
     (CHUNK_ELEMS / (g.out_h * g.out_w * g.channels).max(1)).max(1)
 }
 
+/// Fills `window` with the offsets of the input pixels `(ih, iw, 0)` inside output
+/// pixel `(oh, ow)`'s window, in row-major window order (padding left out).
+#[inline(always)]
+fn window_offsets(g: &Conv2dGeometry, oh: usize, ow: usize, window: &mut Vec<usize>) {
+    window.clear();
+    for kh in 0..g.kernel_h {
+        let Some(ih) = g.source(oh, kh, g.stride_h, g.pad_top, g.in_h) else { continue };
+        for kw in 0..g.kernel_w {
+            let Some(iw) = g.source(ow, kw, g.stride_w, g.pad_left, g.in_w) else { continue };
+            window.push((ih * g.in_w + iw) * g.channels);
+        }
+    }
+}
+
 /// Calls `f(out_offset, in_offsets)` for every window of one image: `out_offset` is
-/// the offset of output pixel `(oh, ow, 0)` in the image, `in_offsets` the offsets of
-/// the input pixels `(ih, iw, 0)` inside the window, in row-major window order.
+/// the offset of output pixel `(oh, ow, 0)` in the image, `in_offsets` as
+/// [`window_offsets`] gives them.
 #[inline(always)]
 fn for_each_window(g: &Conv2dGeometry, mut f: impl FnMut(usize, &[usize])) {
-    let c = g.channels;
     let mut window = Vec::with_capacity(g.kernel_h * g.kernel_w);
     for oh in 0..g.out_h {
         for ow in 0..g.out_w {
-            window.clear();
-            for kh in 0..g.kernel_h {
-                let Some(ih) = g.source(oh, kh, g.stride_h, g.pad_top, g.in_h) else { continue };
-                for kw in 0..g.kernel_w {
-                    let Some(iw) = g.source(ow, kw, g.stride_w, g.pad_left, g.in_w) else { continue };
-                    window.push((ih * g.in_w + iw) * c);
-                }
-            }
-            f((oh * g.out_w + ow) * c, &window);
+            window_offsets(g, oh, ow, &mut window);
+            f((oh * g.out_w + ow) * g.channels, &window);
         }
     }
 }
@@ -147,14 +153,7 @@ pub(crate) fn max_pool_images<T: Element>(xs: &[T], g: &Conv2dGeometry, out: &mu
             let x = &xs[j * img_in..][..img_in];
             for oh in 0..g.out_h {
                 for ow in 0..g.out_w {
-                    window.clear();
-                    for kh in 0..g.kernel_h {
-                        let Some(ih) = g.source(oh, kh, g.stride_h, g.pad_top, g.in_h) else { continue };
-                        for kw in 0..g.kernel_w {
-                            let Some(iw) = g.source(ow, kw, g.stride_w, g.pad_left, g.in_w) else { continue };
-                            window.push((ih * g.in_w + iw) * c);
-                        }
-                    }
+                    window_offsets(g, oh, ow, &mut window);
                     if window.is_empty() {
                         continue; // only padding: output 0, no argmax
                     }
