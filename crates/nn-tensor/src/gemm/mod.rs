@@ -217,8 +217,7 @@ fn gemm_impl<T: Element>(
         return Ok(());
     }
     match backend {
-        Backend::Gemm if threads > 1 => crate::install(|| run_gemm_crate(alpha, &a, &b, beta, c, threads)),
-        Backend::Gemm => run_gemm_crate(alpha, &a, &b, beta, c, 1),
+        Backend::Gemm => run_gemm_crate_split(alpha, &a, &b, beta, c, threads),
         Backend::MatrixMultiply => run_matrixmultiply(alpha, &a, &b, beta, c),
         #[cfg(feature = "openblas")]
         Backend::Blas => blas::run(alpha, &a, &b, beta, c),
@@ -234,6 +233,61 @@ pub(crate) fn concurrent_gemm_ok() -> bool {
         return false;
     }
     true
+}
+
+/// Products smaller than this many multiply-adds run on the calling thread: handing
+/// them to the pool costs more than it saves (a single-sample prediction's GEMMs).
+const SERIAL_BELOW: usize = 1 << 18;
+
+/// Into how many parts [`run_gemm_crate_split`] cuts the inner dimension `k`: 2 for
+/// a small output with a long inner dimension (the seed CNN's Dense forward,
+/// `[128 × 5408]·[5408 × 128]`), where the `gemm` crate finds too few output tiles
+/// to keep two threads busy (measured: 99 GFLOP/s on 2 threads against 105 on one);
+/// else 1. It depends on the shape only, never on the thread count.
+fn k_parts(m: usize, n: usize, k: usize) -> usize {
+    if m * n <= 128 * 128 && k >= 512 && m * n * k >= SERIAL_BELOW * 16 {
+        2
+    } else {
+        1
+    }
+}
+
+/// The `gemm` crate, with nn's parallel split: `C ← α·A·B + β·C` with the inner
+/// dimension cut into [`k_parts`] parts, `C ← (β·C + α·A₁·B₁) + α·A₂·B₂`, the two
+/// products computed at once on nn's pool when it has two threads (one after the
+/// other otherwise: the same operations in the same order, so the same bits).
+/// Unsplit products use the crate's own threading, or none below [`SERIAL_BELOW`].
+fn run_gemm_crate_split<T: Element>(
+    alpha: T,
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, T>,
+    beta: T,
+    c: &mut ArrayViewMut2<'_, T>,
+    threads: usize,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if k_parts(m, n, k) == 1 {
+        if threads > 1 && m * n * k >= SERIAL_BELOW {
+            crate::install(|| run_gemm_crate(alpha, a, b, beta, c, threads));
+        } else {
+            run_gemm_crate(alpha, a, b, beta, c, 1);
+        }
+        return;
+    }
+    let half = k / 2;
+    let (a1, a2) = a.view().split_at(ndarray::Axis(1), half);
+    let (b1, b2) = b.view().split_at(ndarray::Axis(0), half);
+    let mut second = ndarray::Array2::<T>::zeros((m, n));
+    let first_part = |c: &mut ArrayViewMut2<'_, T>| run_gemm_crate(alpha, &a1, &b1, beta, c, 1);
+    let second_part = |s: &mut ndarray::Array2<T>| run_gemm_crate(alpha, &a2, &b2, T::zero(), &mut s.view_mut(), 1);
+    if threads > 1 {
+        crate::thread_pool().install(|| rayon::join(|| first_part(c), || second_part(&mut second)));
+    } else {
+        first_part(c);
+        second_part(&mut second);
+    }
+    ndarray::Zip::from(c).and(&second).for_each(|c, &s| *c = *c + s);
 }
 
 fn run_gemm_crate<T: Element>(

@@ -116,6 +116,30 @@ fn thread_count_does_not_change_results() {
     assert!(one.iter().zip(&two).all(|(x, y)| x.to_bits() == y.to_bits()));
 }
 
+/// The split-k path (a small output over a long inner dimension, the seed CNN's
+/// Dense forward shape): right against the triple loop with α, β and transposed
+/// operands, and the same bits on one and two threads.
+#[test]
+fn split_inner_dimension_is_right_and_thread_independent() {
+    assert_eq!(k_parts(128, 128, 5408), 2);
+    assert_eq!(k_parts(128, 5408, 128), 1);
+    check(Backend::Gemm, 64, 96, 2051, false, true, 1, 5);
+    check(Backend::Gemm, 128, 128, 1024, true, false, 1, 6);
+    let a = filled(128, 5408, 7).mapv(|v| v as f32);
+    let b = filled(5408, 128, 8).mapv(|v| v as f32);
+    let c0 = filled(128, 128, 9).mapv(|v| v as f32);
+    let run = |threads| {
+        crate::set_num_threads(threads);
+        let mut c = c0.clone();
+        gemm_with(Backend::Gemm, 1.0, a.view(), b.view(), 1.0, &mut c.view_mut()).unwrap();
+        c
+    };
+    let one = run(1);
+    let two = run(2);
+    crate::set_num_threads(0);
+    assert!(one.iter().zip(&two).all(|(x, y)| x.to_bits() == y.to_bits()));
+}
+
 #[test]
 fn tensor_matmul_2d_and_batched() {
     // [[1,2],[3,4]]·[[5,6],[7,8]] = [[19,22],[43,50]]
