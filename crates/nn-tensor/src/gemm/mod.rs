@@ -287,7 +287,7 @@ fn run_gemm_crate_split<T: Element>(
         first_part(c);
         second_part(&mut second);
     }
-    ndarray::Zip::from(c).and(&second).for_each(|c, &s| *c = *c + s);
+    ndarray::Zip::from(c).and(&second).for_each(|c, &s| *c += s);
 }
 
 fn run_gemm_crate<T: Element>(
