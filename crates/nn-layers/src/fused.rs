@@ -138,7 +138,7 @@ macro_rules! with_derivative {
 
 /// `g ⊙ f'(y)` in place, `y` the op's output (vectorized for the CPU at run time).
 fn scale_by_derivative<T: Element>(act: Activation, g: &mut Tensor<T>, y: &Tensor<T>) {
-    with_derivative!(act, |d| nn_tensor::simd::vectorized(|| {
+    with_derivative!(act, |d| nn_tensor::simd::vectorized(#[inline(always)] || {
         match (g.array_mut().as_slice_mut(), y.array().as_slice()) {
             (Some(gs), Some(ys)) => gs.iter_mut().zip(ys).for_each(|(g, &y)| *g *= d(y)),
             _ => Zip::from(g.array_mut()).and(y.array()).for_each(|g, &y| *g *= d(y)),
@@ -233,7 +233,7 @@ pub(crate) fn dense<T: Element>(
     let mut out = Array2::<T>::zeros((rows, out_f));
     let beta = init_with_bias(&mut out, bv);
     nn_tensor::gemm::gemm(T::one(), x2, w2, beta, &mut out.view_mut()).map_err(tensor_err(op))?;
-    with_value!(act, |f| nn_tensor::simd::vectorized(|| out.mapv_inplace(f)));
+    with_value!(act, |f| nn_tensor::simd::vectorized(#[inline(always)] || out.mapv_inplace(f)));
     drop(x_std);
     let value = Tensor::from(out).try_into_reshape(&out_shape)?;
 

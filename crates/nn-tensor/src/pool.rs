@@ -148,7 +148,7 @@ pub fn max_pool2d<T: Element>(input: ArrayView4<'_, T>, g: &Conv2dGeometry) -> R
 pub(crate) fn max_pool_images<T: Element>(xs: &[T], g: &Conv2dGeometry, out: &mut [T], arg: &mut [u32]) {
     let (img_in, img_out, c) = (g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.channels, g.channels);
     let mut window = Vec::with_capacity(g.kernel_h * g.kernel_w);
-    crate::simd::vectorized(|| {
+    crate::simd::vectorized(#[inline(always)] || {
         for (j, (out, arg)) in out.chunks_exact_mut(img_out).zip(arg.chunks_exact_mut(img_out)).enumerate() {
             let x = &xs[j * img_in..][..img_in];
             for oh in 0..g.out_h {
