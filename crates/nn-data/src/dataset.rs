@@ -443,9 +443,12 @@ impl Dataset {
                 // loop vectorizes (gathers) at the CPU's widest vectors.
                 let (src, at) = (&b[r.start * s..r.end * s], out.len());
                 out.resize(at + src.len(), 0.0);
-                nn_tensor::simd::vectorized(#[inline(always)] || {
-                    out[at..].iter_mut().zip(src).for_each(|(o, &x)| *o = t[usize::from(x)]);
-                });
+                nn_tensor::simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        out[at..].iter_mut().zip(src).for_each(|(o, &x)| *o = t[usize::from(x)]);
+                    },
+                );
             }),
             (Storage::Bytes(b), None) => {
                 rows.for_each(|r| out.extend(b[r.start * s..r.end * s].iter().map(|&x| f32::from(x))))

@@ -19,7 +19,7 @@
 //!
 //! Softmax (not element-wise) and linear (nothing to fuse) use nn-autograd's ops.
 
-use ndarray::{Array2, ArrayView2, Axis, Ix1, Ix2, Ix4, Zip};
+use ndarray::{Array2, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, Ix4, Zip};
 use nn_autograd::{AutogradError, Graph, Padding, Var};
 use nn_tensor::conv::{conv2d_backward_filter, conv2d_backward_input, conv2d_forward_map, Conv2dGeometry};
 use nn_tensor::conv_pool::{conv2d_max_pool_backward, conv2d_max_pool_forward};
@@ -138,12 +138,15 @@ macro_rules! with_derivative {
 
 /// `g ⊙ f'(y)` in place, `y` the op's output (vectorized for the CPU at run time).
 fn scale_by_derivative<T: Element>(act: Activation, g: &mut Tensor<T>, y: &Tensor<T>) {
-    with_derivative!(act, |d| nn_tensor::simd::vectorized(#[inline(always)] || {
-        match (g.array_mut().as_slice_mut(), y.array().as_slice()) {
-            (Some(gs), Some(ys)) => gs.iter_mut().zip(ys).for_each(|(g, &y)| *g *= d(y)),
-            _ => Zip::from(g.array_mut()).and(y.array()).for_each(|g, &y| *g *= d(y)),
+    with_derivative!(act, |d| nn_tensor::simd::vectorized(
+        #[inline(always)]
+        || {
+            match (g.array_mut().as_slice_mut(), y.array().as_slice()) {
+                (Some(gs), Some(ys)) => gs.iter_mut().zip(ys).for_each(|(g, &y)| *g *= d(y)),
+                _ => Zip::from(g.array_mut()).and(y.array()).for_each(|g, &y| *g *= d(y)),
+            }
         }
-    }))
+    ))
 }
 
 fn rank_error(op: &'static str, expected: &'static str, shape: &[usize]) -> AutogradError {
@@ -221,21 +224,8 @@ pub(crate) fn dense<T: Element>(
             .into());
         }
     }
-    let lead = &xv.shape()[..xv.ndim() - 1];
-    let rows: usize = lead.iter().product();
-    let mut out_shape = lead.to_vec();
-    out_shape.push(out_f);
-    nn_tensor::shape::checked_numel(op, &out_shape).map_err(tensor_err(op))?;
-
-    let x_std = xv.array().as_standard_layout();
-    let x2 = x_std.view().into_shape_with_order((rows, in_f)).expect("standard layout, equal count");
-    let w2 = wv.array().view().into_dimensionality::<Ix2>().expect("rank checked");
-    let mut out = Array2::<T>::zeros((rows, out_f));
-    let beta = init_with_bias(&mut out, bv);
-    nn_tensor::gemm::gemm(T::one(), x2, w2, beta, &mut out.view_mut()).map_err(tensor_err(op))?;
-    with_value!(act, |f| nn_tensor::simd::vectorized(#[inline(always)] || out.mapv_inplace(f)));
-    drop(x_std);
-    let value = Tensor::from(out).try_into_reshape(&out_shape)?;
+    let rows: usize = xv.shape()[..xv.ndim() - 1].iter().product();
+    let value = dense_value(xv.array().view(), wv, bv, act)?;
 
     let inputs: Vec<Var> = [Some(x), Some(kernel), bias].into_iter().flatten().collect();
     Ok(g.try_custom(op, &inputs, value, move |ctx, mut grad, sink| {
@@ -304,6 +294,85 @@ fn conv_geometry<T: Element>(
     }
     let geo = Conv2dGeometry::new((h, w, c), (kh, kw), stride, padding).map_err(tensor_err(op))?;
     Ok((geo, batch, filters))
+}
+
+/// The value of [`dense`] on plain arrays (no graph; shapes already checked):
+/// `activation(x · kernel + bias)` on `x`'s last axis, by the same operations as the
+/// graph ops (one GEMM with the bias as its initial value, then the activation; for
+/// linear and softmax, nn-autograd's `linear` and then nn-tensor's softmax).
+///
+/// # Shapes
+/// As [`dense`].
+///
+/// # Errors
+/// [`AutogradError::Tensor`] when the output's size overflows.
+pub(crate) fn dense_value<T: Element>(
+    x: ArrayViewD<'_, T>,
+    kernel: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    act: Activation,
+) -> Result<Tensor<T>> {
+    let op = "dense";
+    let (in_f, out_f) = (kernel.shape()[0], kernel.shape()[1]);
+    let lead = &x.shape()[..x.ndim() - 1];
+    let rows: usize = lead.iter().product();
+    let mut out_shape = lead.to_vec();
+    out_shape.push(out_f);
+    nn_tensor::shape::checked_numel(op, &out_shape).map_err(tensor_err(op))?;
+    let x_std = x.as_standard_layout();
+    let x2 = x_std.view().into_shape_with_order((rows, in_f)).expect("standard layout, equal count");
+    let w2 = kernel.array().view().into_dimensionality::<Ix2>().expect("rank checked");
+    let mut out = Array2::<T>::zeros((rows, out_f));
+    let beta = init_with_bias(&mut out, bias);
+    nn_tensor::gemm::gemm(T::one(), x2, w2, beta, &mut out.view_mut()).map_err(tensor_err(op))?;
+    drop(x_std);
+    if act.fusable() {
+        with_value!(act, |f| nn_tensor::simd::vectorized(
+            #[inline(always)]
+            || out.mapv_inplace(f)
+        ));
+    }
+    let value = Tensor::from(out).try_into_reshape(&out_shape)?;
+    Ok(match act {
+        Activation::Softmax => value.try_softmax(out_shape.len() - 1).map_err(tensor_err("softmax"))?,
+        _ => value,
+    })
+}
+
+/// The value of a Conv2D with activation `act` (not softmax) on plain arrays (no
+/// graph), by the same kernel as [`conv2d`]; with `pool`, the value of
+/// [`conv2d_max_pool`] (the argmax is dropped).
+///
+/// # Shapes
+/// `x: [batch, h, w, in_channels]` matching `geo`, `kernel: [kh, kw, in_channels,
+/// filters]`, `bias: [filters]` → `[batch, out_h, out_w, filters]` (pooled with `pool`).
+///
+/// # Errors
+/// [`AutogradError::Tensor`] when `x` does not match the geometry.
+pub(crate) fn conv2d_value<T: Element>(
+    x: ArrayViewD<'_, T>,
+    kernel: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    geo: &Conv2dGeometry,
+    act: Activation,
+    pool: Option<PoolWindow>,
+) -> Result<Tensor<T>> {
+    let op = "conv2d";
+    debug_assert!(pool_fusable(act));
+    let x4 = x.into_dimensionality::<Ix4>().map_err(|_| rank_error(op, "4", &[]))?;
+    let k4 = kernel.array().view().into_dimensionality::<Ix4>().expect("rank checked");
+    let b1 = bias.map(|b| b.array().view().into_dimensionality::<Ix1>().expect("bias shape checked"));
+    let out = match pool {
+        None => with_value!(act, |f| conv2d_forward_map(x4, k4, b1, geo, f)),
+        Some(w) => {
+            let filters = kernel.shape()[3];
+            let pool = Conv2dGeometry::new((geo.out_h, geo.out_w, filters), w.pool_size, w.strides, w.padding)
+                .map_err(tensor_err(op))?;
+            with_value!(act, |f| conv2d_max_pool_forward(x4, k4, b1, geo, &pool, f)).map(|(out, _)| out)
+        }
+    }
+    .map_err(tensor_err(op))?;
+    Ok(Tensor::from(out.into_dyn()))
 }
 
 /// `activation(conv2d(x, kernel) + bias)` over NHWC images, as one graph op (see

@@ -270,6 +270,44 @@ pub trait Layer<T: Element = f32>: std::fmt::Debug + Send + Sync {
         None
     }
 
+    /// The layer in evaluation mode on plain arrays, without a graph (the fast path
+    /// of [`crate::Sequential::infer`]): the same values as [`Layer::forward`] in
+    /// [`Mode::Eval`] (or [`Layer::forward_logits`] when `logits`), with `params` the
+    /// layer's parameters in [`Layer::param_specs`] order. `None` when the layer has
+    /// no such path (the default); the model then runs it on a no-grad graph.
+    ///
+    /// # Errors
+    /// As [`Layer::forward`].
+    fn infer(
+        &self,
+        _x: ndarray::ArrayViewD<'_, T>,
+        _params: &[Parameter<T>],
+        _logits: bool,
+    ) -> Option<Result<Tensor<T>>> {
+        None
+    }
+
+    /// [`Layer::infer`] followed by max pooling over `window` (the graph-free form of
+    /// [`Layer::forward_max_pooled`]); `None` by default.
+    ///
+    /// # Errors
+    /// As [`Layer::forward`].
+    fn infer_max_pooled(
+        &self,
+        _x: ndarray::ArrayViewD<'_, T>,
+        _params: &[Parameter<T>],
+        _window: PoolWindow,
+    ) -> Option<Result<Tensor<T>>> {
+        None
+    }
+
+    /// Whether in evaluation mode the layer only gives its input the shape
+    /// `[batch, ...output_shape]` (Flatten, Reshape, Dropout): the graph-free path
+    /// then reshapes without copying. `false` by default.
+    fn reshapes_in_eval(&self) -> bool {
+        false
+    }
+
     /// The initial value of parameter `k` (an index into [`Layer::param_specs`]),
     /// drawn from `rng`. The default uses the parameter's [`Initializer`]; the LSTM
     /// overrides it to set the forget gate's bias to 1 (`unit_forget_bias`).

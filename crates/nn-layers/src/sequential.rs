@@ -3,6 +3,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use ndarray::{ArrayViewD, CowArray, IxDyn};
 use nn_autograd::{Graph, Var};
 use nn_tensor::random::{seeded_rng, Rng};
 use nn_tensor::{Element, Tensor};
@@ -161,9 +162,21 @@ impl<T: Element> Sequential<T> {
 
     fn run(&self, g: &mut Graph<T>, x: Var, ctx: &mut ForwardCtx<'_, T>, logits: bool) -> Result<Var> {
         self.check_input(g, x)?;
+        self.run_from(g, x, ctx, logits, 0)
+    }
+
+    /// Runs layers `start..` on `x` (the output of layer `start − 1`).
+    fn run_from(
+        &self,
+        g: &mut Graph<T>,
+        x: Var,
+        ctx: &mut ForwardCtx<'_, T>,
+        logits: bool,
+        start: usize,
+    ) -> Result<Var> {
         let mut h = x;
         let last = self.layers.len().saturating_sub(1);
-        let mut i = 0;
+        let mut i = start;
         while i < self.layers.len() {
             let layer = &self.layers[i];
             let wrap = |e: LayerError| LayerError::Forward { index: i, kind: layer.kind(), source: Box::new(e) };
@@ -235,6 +248,62 @@ impl<T: Element> Sequential<T> {
         let mut rng = seeded_rng(0); // unused in evaluation
         let y = self.forward(&mut g, xv, &mut ForwardCtx::new(Mode::Eval, &mut rng))?;
         Ok(g.try_value(y)?.clone())
+    }
+
+    /// Predictions in evaluation mode without a graph where the layers allow it:
+    /// `x: [batch, ...input_shape]` → `[batch, ...output_shape]`, the same values as
+    /// [`Sequential::forward`] in [`Mode::Eval`] (or [`Sequential::forward_logits`]
+    /// when `logits`). Dense, Conv2D (fused with a MaxPool2D after it), Flatten,
+    /// Reshape and Dropout run on plain arrays: `x` is read in place (a slice of a
+    /// larger tensor is not copied), shape-only layers reshape without copying, and no
+    /// intermediate is kept once the next layer has it. From the first layer without
+    /// such a path (Keras-style activation layers, BatchNormalization, recurrent
+    /// layers, Dense with LoRA adapters, ...) the rest runs on a no-grad graph.
+    ///
+    /// # Errors
+    /// [`LayerError::InputShape`] when `x` is not `[batch ≥ 1, ...input_shape]`;
+    /// [`LayerError::Forward`] naming the layer that failed.
+    pub fn infer(&self, x: ArrayViewD<'_, T>, logits: bool) -> Result<Tensor<T>> {
+        let shape = x.shape();
+        if shape.len() != self.spec.input_shape.len() + 1 || shape[1..] != self.spec.input_shape[..] || shape[0] == 0 {
+            return Err(LayerError::InputShape { expected: self.spec.input_shape.clone(), got: shape.to_vec() });
+        }
+        let batch = shape[0];
+        let mut h = CowArray::from(x);
+        let last = self.layers.len().saturating_sub(1);
+        let mut i = 0;
+        while i < self.layers.len() {
+            let layer = &self.layers[i];
+            let wrap = |e: LayerError| LayerError::Forward { index: i, kind: layer.kind(), source: Box::new(e) };
+            if layer.reshapes_in_eval() {
+                let mut target = vec![batch];
+                target.extend_from_slice(layer.output_shape());
+                h = reshape_cow(h, &target);
+                i += 1;
+                continue;
+            }
+            let params = self.layer_parameters(i);
+            let window = self.layers.get(i + 1).and_then(|next| next.max_pool_window());
+            let fused = match window {
+                Some(w) if self.fuse => layer.infer_max_pooled(h.view(), params, w).map(|r| (r, 2)),
+                _ => None,
+            };
+            match fused.or_else(|| layer.infer(h.view(), params, logits && i == last).map(|r| (r, 1))) {
+                Some((out, step)) => {
+                    h = CowArray::from(out.map_err(wrap)?.into_array());
+                    i += step;
+                }
+                None => {
+                    let mut g = Graph::no_grad();
+                    let xv = g.input(Tensor::from(h.into_owned()));
+                    let mut rng = seeded_rng(0); // unused in evaluation
+                    let mut ctx = ForwardCtx::new(Mode::Eval, &mut rng);
+                    let y = self.run_from(&mut g, xv, &mut ctx, logits, i)?;
+                    return Ok(g.try_value(y)?.clone());
+                }
+            }
+        }
+        Ok(Tensor::from(h.into_owned()))
     }
 
     /// Every parameter, in a deterministic order: layer order, then each layer's
@@ -338,4 +407,11 @@ impl<T: Element> Module<T> for Sequential<T> {
     fn apply_state_updates(&mut self, updates: Vec<(String, Tensor<T>)>) -> Result<()> {
         Sequential::apply_state_updates(self, updates)
     }
+}
+
+/// `h` with shape `shape` (same element count): without a copy when `h` is in
+/// standard layout, else copied into it first.
+fn reshape_cow<'a, T: Element>(h: CowArray<'a, T, IxDyn>, shape: &[usize]) -> CowArray<'a, T, IxDyn> {
+    let h = if h.is_standard_layout() { h } else { CowArray::from(h.as_standard_layout().into_owned()) };
+    h.into_shape_with_order(IxDyn(shape)).expect("standard layout and the same element count")
 }

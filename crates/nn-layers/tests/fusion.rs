@@ -135,3 +135,53 @@ fn softmax_conv_is_not_fused() {
         .forward_max_pooled(&mut g, x, &params, window, &mut ForwardCtx::new(Mode::Train, &mut rng))
         .is_none());
 }
+
+/// `Sequential::infer` (no graph where layers allow) against `forward` on a no-grad
+/// graph, bit for bit: the seed CNN (fused Conv2D → MaxPool2D), an MLP (leading
+/// Flatten, Dropout, softmax head, with and without `logits`), a model that falls
+/// back to the graph part way (BatchNormalization, an activation layer), and an input
+/// that is a strided slice of a larger array.
+#[test]
+fn infer_equals_the_graph_path() {
+    let models = [
+        ModelSpec::seed_cnn(&[12, 12, 1], 4),
+        ModelSpec::mlp(&[6, 5, 1], 7, 3, 0.3),
+        ModelSpec::new(
+            &[8, 8, 2],
+            vec![
+                LayerSpec::Conv2D(Conv2DConfig::new(3, 3).with_activation(Activation::Tanh)),
+                LayerSpec::Flatten,
+                LayerSpec::dense(5, Activation::Relu),
+                LayerSpec::batch_norm(),
+                LayerSpec::dense(4, Activation::Sigmoid),
+                LayerSpec::dense(2, Activation::Softmax),
+            ],
+        ),
+    ];
+    for (k, spec) in models.into_iter().enumerate() {
+        let model = Sequential::<f64>::new(spec, k as u64).unwrap();
+        let mut shape = vec![5];
+        shape.extend_from_slice(model.input_shape());
+        // Every other sample of a batch of 10: a strided view, read in place.
+        let mut big_shape = shape.clone();
+        big_shape[0] = 10;
+        let big = uniform(&big_shape, -1.0, 1.0, 40 + k as u64);
+        let view = big.array().slice_axis(ndarray::Axis(0), ndarray::Slice::new(0, None, 2));
+        let x = Tensor::from(view.to_owned());
+        for logits in [false, true] {
+            let mut g = Graph::<f64>::no_grad();
+            let xv = g.input(x.clone());
+            let mut rng = seeded_rng(0);
+            let mut ctx = ForwardCtx::new(Mode::Eval, &mut rng);
+            let y =
+                if logits { model.forward_logits(&mut g, xv, &mut ctx) } else { model.forward(&mut g, xv, &mut ctx) }
+                    .unwrap();
+            let got = model.infer(view.view(), logits).unwrap();
+            assert_eq!(got.shape(), g.value(y).shape(), "model {k}");
+            assert_eq!(got.to_vec(), g.value(y).to_vec(), "model {k}, logits {logits}");
+        }
+    }
+    let model = Sequential::<f64>::new(ModelSpec::seed_cnn(&[12, 12, 1], 4), 0).unwrap();
+    let bad = Tensor::<f64>::zeros(&[2, 12, 11, 1]);
+    assert!(matches!(model.infer(bad.array().view(), false), Err(nn_layers::LayerError::InputShape { .. })));
+}

@@ -216,12 +216,16 @@ impl<T: Element> Optimizer<T> for Adam<T> {
                             // Large parameters are split into chunks updated in parallel on
                             // nn's pool; each element's update is the same wherever it runs.
                             let chunk = |(((ws, gs), ms), vs): Chunk4<'_, T>| {
-                                nn_tensor::simd::vectorized(#[inline(always)] || {
-                                    for (((w, &g), m), v) in ws.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut())
-                                    {
-                                        update(w, g, m, v);
-                                    }
-                                })
+                                nn_tensor::simd::vectorized(
+                                    #[inline(always)]
+                                    || {
+                                        for (((w, &g), m), v) in
+                                            ws.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut())
+                                        {
+                                            update(w, g, m, v);
+                                        }
+                                    },
+                                )
                             };
                             if ws.len() < 2 * PAR_CHUNK || nn_tensor::num_threads() < 2 {
                                 chunk((((ws, gs), ms), vs));

@@ -667,7 +667,10 @@ pub fn conv2d_forward_map<T: Element>(
     let out = crate::vec_by_chunks(len, per_chunk * img_out, T::zero(), Vec::new, |scratch, i, out_c| {
         let n = out_c.len() / img_out;
         g.forward_chunk(&xs[i * per_chunk * img_in..][..n * img_in], n, kmat, bias.as_deref(), scratch, out_c);
-        crate::simd::vectorized(#[inline(always)] || out_c.iter_mut().for_each(|v| *v = activation(*v)));
+        crate::simd::vectorized(
+            #[inline(always)]
+            || out_c.iter_mut().for_each(|v| *v = activation(*v)),
+        );
     });
     Ok(Array4::from_shape_vec(out_shape, out).expect("len elements"))
 }

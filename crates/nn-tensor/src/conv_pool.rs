@@ -113,7 +113,10 @@ pub fn conv2d_max_pool_forward<T: Element>(
             }
             let y = &mut y_buf[..rows * filters];
             conv.forward_chunk(&xs[i * per_chunk * img_in..][..n * img_in], n, kmat, bias.as_deref(), cols_buf, y);
-            crate::simd::vectorized(#[inline(always)] || y.iter_mut().for_each(|v| *v = activation(*v)));
+            crate::simd::vectorized(
+                #[inline(always)]
+                || y.iter_mut().for_each(|v| *v = activation(*v)),
+            );
             debug_assert_eq!(y.len(), n * img_conv);
             max_pool_images(y, pool, out_c, arg_c);
         },

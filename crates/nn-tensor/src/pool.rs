@@ -148,32 +148,35 @@ pub fn max_pool2d<T: Element>(input: ArrayView4<'_, T>, g: &Conv2dGeometry) -> R
 pub(crate) fn max_pool_images<T: Element>(xs: &[T], g: &Conv2dGeometry, out: &mut [T], arg: &mut [u32]) {
     let (img_in, img_out, c) = (g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.channels, g.channels);
     let mut window = Vec::with_capacity(g.kernel_h * g.kernel_w);
-    crate::simd::vectorized(#[inline(always)] || {
-        for (j, (out, arg)) in out.chunks_exact_mut(img_out).zip(arg.chunks_exact_mut(img_out)).enumerate() {
-            let x = &xs[j * img_in..][..img_in];
-            for oh in 0..g.out_h {
-                for ow in 0..g.out_w {
-                    window_offsets(g, oh, ow, &mut window);
-                    if window.is_empty() {
-                        continue; // only padding: output 0, no argmax
-                    }
-                    let o = (oh * g.out_w + ow) * c;
-                    let (best, at) = (&mut out[o..o + c], &mut arg[o..o + c]);
-                    let wide = c / MAX_LANES * MAX_LANES;
-                    for ch in (0..wide).step_by(MAX_LANES) {
-                        max_block::<T, MAX_LANES>(x, &window, ch, &mut best[ch..], &mut at[ch..]);
-                    }
-                    let narrow = wide + (c - wide) / 8 * 8;
-                    for ch in (wide..narrow).step_by(8) {
-                        max_block::<T, 8>(x, &window, ch, &mut best[ch..], &mut at[ch..]);
-                    }
-                    for ch in narrow..c {
-                        max_block::<T, 1>(x, &window, ch, &mut best[ch..], &mut at[ch..]);
+    crate::simd::vectorized(
+        #[inline(always)]
+        || {
+            for (j, (out, arg)) in out.chunks_exact_mut(img_out).zip(arg.chunks_exact_mut(img_out)).enumerate() {
+                let x = &xs[j * img_in..][..img_in];
+                for oh in 0..g.out_h {
+                    for ow in 0..g.out_w {
+                        window_offsets(g, oh, ow, &mut window);
+                        if window.is_empty() {
+                            continue; // only padding: output 0, no argmax
+                        }
+                        let o = (oh * g.out_w + ow) * c;
+                        let (best, at) = (&mut out[o..o + c], &mut arg[o..o + c]);
+                        let wide = c / MAX_LANES * MAX_LANES;
+                        for ch in (0..wide).step_by(MAX_LANES) {
+                            max_block::<T, MAX_LANES>(x, &window, ch, &mut best[ch..], &mut at[ch..]);
+                        }
+                        let narrow = wide + (c - wide) / 8 * 8;
+                        for ch in (wide..narrow).step_by(8) {
+                            max_block::<T, 8>(x, &window, ch, &mut best[ch..], &mut at[ch..]);
+                        }
+                        for ch in narrow..c {
+                            max_block::<T, 1>(x, &window, ch, &mut best[ch..], &mut at[ch..]);
+                        }
                     }
                 }
             }
-        }
-    })
+        },
+    )
 }
 
 /// The gradient of [`max_pool2d`] as a new NHWC array: each output routes its whole

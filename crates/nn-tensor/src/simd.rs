@@ -28,11 +28,14 @@ mod tests {
     fn runs_the_closure_once_and_returns_its_value() {
         let mut v: Vec<f32> = (0..1000).map(|i| i as f32).collect();
         let mut calls = 0;
-        let total = super::vectorized(#[inline(always)] || {
-            calls += 1;
-            v.iter_mut().for_each(|x| *x = *x * 0.5 + 1.0);
-            v.len()
-        });
+        let total = super::vectorized(
+            #[inline(always)]
+            || {
+                calls += 1;
+                v.iter_mut().for_each(|x| *x = *x * 0.5 + 1.0);
+                v.len()
+            },
+        );
         assert_eq!((calls, total), (1, 1000));
         assert!(v.iter().enumerate().all(|(i, &x)| x == i as f32 * 0.5 + 1.0));
     }

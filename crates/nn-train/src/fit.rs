@@ -377,17 +377,12 @@ pub fn evaluate(model: &Sequential, loss: &Loss, data: &Dataset, batch_size: usi
     let mut confusion =
         data.targets().num_classes().map(|c| ConfusionMatrix::new(c.max(model.output_shape().iter().product())));
     let (mut se, mut ae, mut count) = (0.0f64, 0.0f64, 0usize);
-    let mut rng = seeded_rng(0);
     for batch in Batcher::new(batch_size)?.sequential().batches(data, 0) {
         let n = batch.len();
+        // The model runs without a graph where its layers allow (Sequential::infer);
+        // the loss is computed on a small graph over its output.
         let mut g = Graph::<f32>::no_grad();
-        let x = g.input(batch.features);
-        let mut fctx = ForwardCtx::new(Mode::Eval, &mut rng);
-        let out = if use_logits {
-            model.forward_logits(&mut g, x, &mut fctx)?
-        } else {
-            model.forward(&mut g, x, &mut fctx)?
-        };
+        let out = g.input(model.infer(batch.features.array().view(), use_logits)?);
         let out_shape = g.value(out).shape().to_vec();
         let mut reshaped = None;
         let targets = loss_targets(&batch.targets, &mut reshaped, &out_shape);
@@ -446,18 +441,17 @@ pub fn predict(model: &Sequential, features: &Tensor<f32>, batch_size: usize) ->
         )));
     }
     let n = features.shape()[0];
-    let mut rng = seeded_rng(0);
     let mut parts = Vec::new();
     let mut start = 0;
     while start < n {
         let end = (start + batch_size).min(n);
-        let mut g = Graph::<f32>::no_grad();
-        let x = g.input(features.try_slice_batch(start, end)?);
-        let mut fctx = ForwardCtx::new(Mode::Eval, &mut rng);
-        let out = model.forward(&mut g, x, &mut fctx)?;
-        let value = g.value(out);
+        // The batch is read in place (no copy) and run without a graph where the
+        // layers allow (Sequential::infer).
+        let x = features.array().slice_axis(nn_tensor::ndarray::Axis(0), nn_tensor::ndarray::Slice::from(start..end));
+        let value = model.infer(x, false)?;
         let rows = value.shape()[0];
-        parts.push(value.try_reshape(&[rows, value.len() / rows.max(1)])?);
+        let cols = value.len() / rows.max(1);
+        parts.push(value.try_into_reshape(&[rows, cols])?);
         start = end;
     }
     let outputs = if parts.is_empty() {

@@ -439,7 +439,7 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     // 6. Test.
     let run_test = !args.no_test || args.test;
     if let (true, Some(test)) = (run_test, &prepared.test) {
-        let e = nn_train::evaluate(&model, &loss, test, 1000)?;
+        let e = nn_train::evaluate(&model, &loss, test, args.batch_size.max(256))?;
         let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("test {k}: {v:.4}")).collect();
         println!("test loss: {:.4} - {} ({} samples)", e.loss, metrics.join(" - "), test.len());
     }

@@ -1,13 +1,14 @@
 //! Dense (fully connected) layer.
 
+use ndarray::ArrayViewD;
 use nn_autograd::{Graph, Var};
-use nn_tensor::Element;
+use nn_tensor::{Element, Tensor};
 
 use super::{layer_accessors, Meta};
 use crate::activation::Activation;
 use crate::error::Result;
 use crate::init::{Fans, Initializer};
-use crate::module::{check_param_count, ForwardCtx, Layer, ParamKind, ParamSpec};
+use crate::module::{check_param_count, ForwardCtx, Layer, ParamKind, ParamSpec, Parameter};
 use crate::spec::DenseConfig;
 
 /// `y = activation(x · kernel + bias)` on the last axis (Keras's `Dense`).
@@ -127,6 +128,18 @@ impl<T: Element> Layer<T> for Dense {
 
     fn ends_with_softmax(&self) -> bool {
         self.config.activation == Activation::Softmax
+    }
+
+    fn infer(&self, x: ArrayViewD<'_, T>, params: &[Parameter<T>], logits: bool) -> Option<Result<Tensor<T>>> {
+        if self.config.lora.is_some() || params.len() != self.meta.params.len() || x.ndim() < 2 {
+            return None; // adapters (and misuse) take the graph path
+        }
+        let mut act = self.config.activation;
+        if logits && act == Activation::Softmax {
+            act = Activation::Linear;
+        }
+        let bias = self.config.use_bias.then(|| &*params[1].value);
+        Some(crate::fused::dense_value(x, &params[0].value, bias, act))
     }
 
     fn forward_logits(&self, g: &mut Graph<T>, x: Var, params: &[Var], ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {

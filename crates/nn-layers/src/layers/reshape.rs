@@ -32,6 +32,10 @@ impl Flatten {
 impl<T: Element> Layer<T> for Flatten {
     layer_accessors!();
 
+    fn reshapes_in_eval(&self) -> bool {
+        true
+    }
+
     fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
         check_param_count::<T>(self, params)?;
         if g.try_value(x)?.ndim() == 2 {
@@ -68,6 +72,10 @@ impl Reshape {
 
 impl<T: Element> Layer<T> for Reshape {
     layer_accessors!();
+
+    fn reshapes_in_eval(&self) -> bool {
+        true
+    }
 
     fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
         check_param_count::<T>(self, params)?;
