@@ -1,0 +1,96 @@
+//! Whole-model benchmarks through the public API, as `nn-cli fit` and `predict` run
+//! them: one training step at batch 128 (forward to logits, sparse cross-entropy,
+//! backward, Adam update) and inference at batch 1000 (`Sequential::infer`), for
+//! the seed CNN and the MLP 784→128→10, on 1 and 2 threads.
+//!
+//! Throughput is in samples (criterion reports samples/s).
+//!
+//! The allocator is mimalloc, as in nn-cli: with glibc's malloc the step's large
+//! temporaries (megabytes each) are returned to the OS and faulted in again every
+//! step, which costs more than the step's arithmetic (measured here: seed CNN step
+//! 17.7 ms on 1 thread with glibc).
+//!
+//! Run with `cargo bench -p nn-benches --bench model`.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use nn_layers::loss::{Loss, Targets};
+use nn_layers::{ForwardCtx, Graph, Mode, ModelSpec, Sequential, Tensor};
+use nn_optim::{bind, Adam, AdamConfig, Optimizer};
+use nn_tensor::random::seeded_rng;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn models() -> [(&'static str, ModelSpec); 2] {
+    [
+        ("seed_cnn", ModelSpec::seed_cnn(&[28, 28, 1], 10)),
+        ("mlp_784_128_10", ModelSpec::mlp(&[28, 28, 1], 128, 10, 0.0)),
+    ]
+}
+
+fn images(batch: usize, seed: u64) -> Tensor<f32> {
+    Tensor::random_uniform(&[batch, 28, 28, 1], 0.0, 1.0, &mut seeded_rng(seed)).unwrap()
+}
+
+/// One optimisation step: forward to logits, loss, backward, Adam.
+fn train_step(model: &mut Sequential, adam: &mut Adam<f32>, x: &Tensor<f32>, labels: &[usize]) -> f32 {
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
+    let mut g = Graph::<f32>::new();
+    let xv = g.input(x);
+    let mut rng = seeded_rng(0);
+    let logits = model.forward_logits(&mut g, xv, &mut ForwardCtx::new(Mode::Train, &mut rng)).unwrap();
+    let l = loss.compute(&mut g, logits, &Targets::Classes(labels)).unwrap();
+    let value = g.value(l).item();
+    let mut grads = g.backward(l).unwrap();
+    drop(g);
+    let mut bound = bind(
+        model.parameters_mut().iter_mut().map(|p| (p.name.as_str(), Arc::make_mut(&mut p.value))),
+        grads.iter_mut(),
+    )
+    .unwrap();
+    adam.step(&mut bound).unwrap();
+    value
+}
+
+fn bench_train_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("model_train_step_b128");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(128));
+    let x = images(128, 1);
+    let labels: Vec<usize> = (0..128).map(|i| (i * 7) % 10).collect();
+    for (name, spec) in models() {
+        let mut model = Sequential::<f32>::new(spec, 0).unwrap();
+        let mut adam = Adam::new(AdamConfig::new(1e-3)).unwrap();
+        for threads in [1, 2] {
+            nn_tensor::set_num_threads(threads);
+            group.bench_function(BenchmarkId::new(name, format!("{threads}t")), |b| {
+                b.iter(|| train_step(&mut model, &mut adam, &x, &labels))
+            });
+        }
+    }
+    group.finish();
+    nn_tensor::set_num_threads(0);
+}
+
+fn bench_inference(c: &mut Criterion) {
+    let mut group = c.benchmark_group("model_inference_b1000");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(1000));
+    let x = images(1000, 2);
+    for (name, spec) in models() {
+        let model = Sequential::<f32>::new(spec, 0).unwrap();
+        for threads in [1, 2] {
+            nn_tensor::set_num_threads(threads);
+            group.bench_function(BenchmarkId::new(name, format!("{threads}t")), |b| {
+                b.iter(|| model.infer(x.array().view(), false).unwrap())
+            });
+        }
+    }
+    group.finish();
+    nn_tensor::set_num_threads(0);
+}
+
+criterion_group!(benches, bench_train_step, bench_inference);
+criterion_main!(benches);
