@@ -148,14 +148,26 @@ pub fn max_pool2d<T: Element>(input: ArrayView4<'_, T>, g: &Conv2dGeometry) -> R
 pub(crate) fn max_pool_images<T: Element>(xs: &[T], g: &Conv2dGeometry, out: &mut [T], arg: &mut [u32]) {
     let (img_in, img_out, c) = (g.in_h * g.in_w * g.channels, g.out_h * g.out_w * g.channels, g.channels);
     let mut window = Vec::with_capacity(g.kernel_h * g.kernel_w);
+    // A window wholly inside the image is the same pattern of offsets at every
+    // position: computed once, then shifted (no per-position padding checks).
+    let pattern: Vec<usize> =
+        (0..g.kernel_h).flat_map(|kh| (0..g.kernel_w).map(move |kw| (kh * g.in_w + kw) * c)).collect();
+    let inside = |o: usize, s: usize, pad: usize, k: usize, len: usize| o * s >= pad && o * s - pad + k <= len;
     crate::simd::vectorized(
         #[inline(always)]
         || {
             for (j, (out, arg)) in out.chunks_exact_mut(img_out).zip(arg.chunks_exact_mut(img_out)).enumerate() {
                 let x = &xs[j * img_in..][..img_in];
                 for oh in 0..g.out_h {
+                    let row_inside = inside(oh, g.stride_h, g.pad_top, g.kernel_h, g.in_h);
                     for ow in 0..g.out_w {
-                        window_offsets(g, oh, ow, &mut window);
+                        if row_inside && inside(ow, g.stride_w, g.pad_left, g.kernel_w, g.in_w) {
+                            let base = ((oh * g.stride_h - g.pad_top) * g.in_w + ow * g.stride_w - g.pad_left) * c;
+                            window.clear();
+                            window.extend(pattern.iter().map(|&p| base + p));
+                        } else {
+                            window_offsets(g, oh, ow, &mut window);
+                        }
                         if window.is_empty() {
                             continue; // only padding: output 0, no argmax
                         }
