@@ -568,9 +568,15 @@ impl Conv2dGeometry {
         let cols = self.cols_of(x, n, cols);
         let mut dk = ArrayViewMut2::from_shape((patch, filters), dk).expect("patch·filters");
         crate::gemm::gemm_serial(T::one(), cols.t(), gmat, T::zero(), &mut dk).expect("shapes agree");
-        for row in grad.chunks_exact(filters.max(1)) {
-            db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
-        }
+        // Row by row, so each bias entry is summed in row order at any vector width.
+        crate::simd::vectorized(
+            #[inline(always)]
+            || {
+                for row in grad.chunks_exact(filters.max(1)) {
+                    db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
+                }
+            },
+        );
     }
 
     /// Adds the input gradient of `n` consecutive images into `dx` (their

@@ -137,6 +137,7 @@ pub struct ConvPoolGrads<T> {
 /// Per-worker buffers of the backward pass.
 #[derive(Default)]
 struct BackwardScratch<T> {
+    scaled: Vec<T>,
     cols: Vec<T>,
     dy: Vec<T>,
     dcols: Vec<T>,
@@ -223,6 +224,15 @@ pub fn conv2d_max_pool_backward<T: Element>(
     // Windows that cannot overlap route each gradient to a distinct element, so the
     // scaling by f' can follow each routing directly.
     let disjoint = pool.stride_h >= pool.kernel_h && pool.stride_w >= pool.kernel_w;
+    // Disjoint windows with no padding that cover the whole output (2×2 pooling of
+    // an even-sized map): each output element lies in exactly one window.
+    let tiles = disjoint
+        && pool.pad_top == 0
+        && pool.pad_left == 0
+        && pool.stride_h == pool.kernel_h
+        && pool.stride_w == pool.kernel_w
+        && pool.out_h * pool.kernel_h == pool.in_h
+        && pool.out_w * pool.kernel_w == pool.in_w;
 
     let work = |s: &mut BackwardScratch<T>, i: usize, part: &mut [T], dx: Option<&mut [T]>| {
         let first = i * per_chunk;
@@ -232,8 +242,45 @@ pub fn conv2d_max_pool_backward<T: Element>(
             s.dy.resize(rows * filters, T::zero());
         }
         let dy = &mut s.dy[..rows * filters];
-        dy.fill(T::zero());
-        if disjoint {
+        if tiles {
+            // The windows tile the convolution output: write every element once, in
+            // order, the routed and scaled gradient `(0 + g)·f'(y)` at each window's
+            // argmax and 0 elsewhere, with no zero fill first and no scattered writes
+            // (the same values as the unfused zero-fill, scatter and scaling).
+            s.scaled.resize(filters, T::zero());
+            let scaled = &mut s.scaled[..];
+            crate::simd::vectorized(
+                #[inline(always)]
+                || {
+                    for j in 0..n {
+                        let d = &mut dy[j * img_conv..][..img_conv];
+                        for oh in 0..pool.out_h {
+                            for ow in 0..pool.out_w {
+                                let o = (first + j) * img_pool + (oh * pool.out_w + ow) * filters;
+                                let (args, gs, ys) =
+                                    (&argmax[o..][..filters], &gps[o..][..filters], &pys[o..][..filters]);
+                                for ((v, &g), &y) in scaled.iter_mut().zip(gs).zip(ys) {
+                                    *v = (T::zero() + g) * derivative(y);
+                                }
+                                for kh in 0..pool.kernel_h {
+                                    for kw in 0..pool.kernel_w {
+                                        let at =
+                                            ((oh * pool.kernel_h + kh) * pool.in_w + ow * pool.kernel_w + kw) * filters;
+                                        let dst = &mut d[at..][..filters];
+                                        for (ch, ((d, &a), &v)) in
+                                            dst.iter_mut().zip(args).zip(scaled.iter()).enumerate()
+                                        {
+                                            *d = if a == (at + ch) as u32 { v } else { T::zero() };
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
+            );
+        } else if disjoint {
+            dy.fill(T::zero());
             // Each element receives at most one gradient: route and scale in one pass,
             // `(0 + g)·f'(y)` exactly as the unfused zero-fill, scatter and scaling.
             for j in 0..n {
@@ -247,6 +294,7 @@ pub fn conv2d_max_pool_backward<T: Element>(
                 }
             }
         } else {
+            dy.fill(T::zero());
             // Route each pooled gradient to its argmax (overlapping windows add up), as
             // max_pool2d_backward does, then scale each routed element by f'(y) once.
             s.seen.clear();
