@@ -6,7 +6,8 @@ Usage: bench/criterion_table.py GROUP [TARGET_DIR]
 
 Rows are benchmark parameters (e.g. shapes), columns the function names (e.g.
 `gemm/1t`). A group with `Throughput::Elements` prints G-elements per second from the
-median time (for the GEMM group an element is a FLOP, so the figures are GFLOP/s);
+median time (for the GEMM group an element is a FLOP, so the figures are GFLOP/s)
+when that is at least 1, else elements (samples) per second and the median time;
 other groups print the median time in ms.
 """
 import json
@@ -27,8 +28,10 @@ for dirpath, _, files in sorted(os.walk(root)):
     if not param:
         func, param = group, func
     throughput = bench.get("throughput") or {}
-    if "Elements" in throughput:
+    if "Elements" in throughput and throughput["Elements"] / median_ns >= 1:
         value = f"{throughput['Elements'] / median_ns:.1f}"
+    elif "Elements" in throughput:  # samples: a rate per second, and the median time
+        value = f"{throughput['Elements'] / median_ns * 1e9:,.0f}/s ({median_ns / 1e6:.3f} ms)"
     elif "Bytes" in throughput:
         value = f"{throughput['Bytes'] / median_ns:.2f} GB/s"
     else:

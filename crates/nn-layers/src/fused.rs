@@ -485,6 +485,7 @@ pub(crate) fn conv2d_max_pool<T: Element>(
     padding: Padding,
     act: Activation,
     window: PoolWindow,
+    flatten: bool,
 ) -> Result<Var> {
     let op = "conv2d + max_pool2d";
     debug_assert!(pool_fusable(act));
@@ -498,14 +499,19 @@ pub(crate) fn conv2d_max_pool<T: Element>(
     let b1 = bv.map(|b| b.array().view().into_dimensionality::<Ix1>().expect("bias shape checked"));
     let (out, argmax) =
         with_value!(act, |f| conv2d_max_pool_forward(x4, k4, b1, &geo, &pool, f)).map_err(tensor_err(op))?;
-    let value = Tensor::from(out);
+    let pooled_shape = out.raw_dim();
+    let (rows, len) = (pooled_shape[0], out.len());
+    let value = Tensor::from(out.into_dyn());
+    // Flattened in place: an owned array in standard layout reshapes without a copy.
+    let value = if flatten { value.try_into_reshape(&[rows, len / rows.max(1)])? } else { value };
 
     let inputs: Vec<Var> = [Some(x), Some(kernel), bias].into_iter().flatten().collect();
     Ok(g.try_custom(op, &inputs, value, move |ctx, grad, sink| {
         let err = tensor_err(op);
+        // Back to [batch, h, w, filters] (views of standard-layout arrays: no copies).
         let g_std = grad.array().as_standard_layout();
-        let g4 = g_std.view().into_dimensionality::<Ix4>().expect("output shape");
-        let y4 = ctx.output().array().view().into_dimensionality::<Ix4>().expect("output shape");
+        let g4 = g_std.view().into_shape_with_order(pooled_shape).expect("output shape");
+        let y4 = ctx.output().array().view().into_shape_with_order(pooled_shape).expect("standard layout");
         let x4 = ctx.input(0).array().view().into_dimensionality::<Ix4>().expect("rank checked");
         let k4 = ctx.input(1).array().view().into_dimensionality::<Ix4>().expect("rank checked");
         let wants_bias = ctx.num_inputs() == 3 && sink.wants(2);

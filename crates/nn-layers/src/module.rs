@@ -255,7 +255,9 @@ pub trait Layer<T: Element = f32>: std::fmt::Debug + Send + Sync {
     /// the same values and gradients as running the two layers one after the other
     /// (Conv2D fuses its convolution, activation and the pooling so that its full
     /// output is never stored); `None` when the layer has no fused form (the default),
-    /// and the caller runs the two layers apart.
+    /// and the caller runs the two layers apart. With `flatten`, the result is also
+    /// flattened to `[batch, h·w·channels]` (a Flatten layer after the pool), without
+    /// the copy a separate reshape makes.
     ///
     /// # Errors
     /// As [`Layer::forward`].
@@ -265,6 +267,7 @@ pub trait Layer<T: Element = f32>: std::fmt::Debug + Send + Sync {
         _x: Var,
         _params: &[Var],
         _window: PoolWindow,
+        _flatten: bool,
         _ctx: &mut ForwardCtx<'_, T>,
     ) -> Option<Result<Var>> {
         None

@@ -186,10 +186,12 @@ impl<T: Element> Sequential<T> {
             // the layer's full output is never stored. The pool has no parameters.
             let window = self.layers.get(i + 1).and_then(|next| next.max_pool_window());
             // (A pool has no softmax, so this holds for `forward_logits` too.)
+            // A Flatten right after the pool is folded in too (no copy).
             if self.fuse {
-                if let Some(fused) = window.and_then(|w| layer.forward_max_pooled(g, h, &params, w, ctx)) {
+                let flatten = self.layers.get(i + 2).is_some_and(|l| l.kind() == "Flatten");
+                if let Some(fused) = window.and_then(|w| layer.forward_max_pooled(g, h, &params, w, flatten, ctx)) {
                     h = fused.map_err(wrap)?;
-                    i += 2;
+                    i += if flatten { 3 } else { 2 };
                     continue;
                 }
             }

@@ -114,7 +114,10 @@ fn fused_conv_pool_gradcheck() {
         let report = gradcheck_with(&inputs, options, |g: &mut Graph<f64>, v: &[Var]| {
             let mut rng = seeded_rng(0);
             let mut ctx = ForwardCtx::new(Mode::Train, &mut rng);
-            layer.forward_max_pooled(g, v[0], &v[1..], window, &mut ctx).expect("Conv2D fuses").map_err(to_autograd)
+            layer
+                .forward_max_pooled(g, v[0], &v[1..], window, false, &mut ctx)
+                .expect("Conv2D fuses")
+                .map_err(to_autograd)
         })
         .unwrap();
         assert!(report.passes(TOL), "case {i} ({act:?}): {report}");
@@ -132,7 +135,7 @@ fn softmax_conv_is_not_fused() {
     let params: Vec<Var> = random_params(layer.as_ref(), 0).iter().map(|p| g.variable(p)).collect();
     let mut rng = seeded_rng(0);
     assert!(layer
-        .forward_max_pooled(&mut g, x, &params, window, &mut ForwardCtx::new(Mode::Train, &mut rng))
+        .forward_max_pooled(&mut g, x, &params, window, false, &mut ForwardCtx::new(Mode::Train, &mut rng))
         .is_none());
 }
 

@@ -129,6 +129,7 @@ impl<T: Element> Layer<T> for Conv2D {
         x: Var,
         params: &[Var],
         window: PoolWindow,
+        flatten: bool,
         _ctx: &mut ForwardCtx<'_, T>,
     ) -> Option<Result<Var>> {
         let act = self.config.activation;
@@ -137,7 +138,8 @@ impl<T: Element> Layer<T> for Conv2D {
         }
         Some(check_param_count::<T>(self, params).and_then(|()| {
             let (stride, padding) = (self.config.strides.pair(), self.config.padding.into());
-            crate::fused::conv2d_max_pool(g, x, params[0], params.get(1).copied(), stride, padding, act, window)
+            let bias = params.get(1).copied();
+            crate::fused::conv2d_max_pool(g, x, params[0], bias, stride, padding, act, window, flatten)
         }))
     }
 
