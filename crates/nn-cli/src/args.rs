@@ -147,13 +147,13 @@ pub struct FitArgs {
     #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
     pub optimizer: OptimizerKind,
     /// Learning rate (the `lstm` preset defaults to 2e-3).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
     pub lr: f64,
     /// constant | step:EPOCHS:GAMMA | exponential:RATE | cosine[:WARMUP_EPOCHS] | plateau[:PATIENCE[:FACTOR]]
     #[arg(long, default_value = "constant")]
     pub lr_schedule: String,
     /// Fraction of the training part held out for validation, in (0, 1).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub validation_split: f64,
     /// Evaluate on the test part after training (on by default when the data has one).
     #[arg(long, overrides_with = "no_test")]
@@ -162,25 +162,25 @@ pub struct FitArgs {
     #[arg(long)]
     pub no_test: bool,
     /// Fraction held out as the test part for data without one (digits, CSV).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub test_split: f64,
     /// Feature scaling for CSV data.
     #[arg(long, value_enum, default_value_t = ScaleKind::Standard)]
     pub scale: ScaleKind,
     /// L1 penalty λ·Σ|w| on kernels.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub l1: f64,
     /// L2 penalty λ·Σw² on kernels (Keras `l2`).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub l2: f64,
     /// Decoupled weight decay λ (θ ← θ − η·λ·θ); AdamW's default is 0.004.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Dropout rate after the hidden Dense layer (0 = none).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub dropout: f64,
     /// Clip the global gradient norm to this value.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub clip_norm: Option<f64>,
     /// Stop when val_loss has not improved for this many epochs (best weights restored).
     #[arg(long)]

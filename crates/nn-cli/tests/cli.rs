@@ -148,6 +148,21 @@ fn bad_input_gives_one_clear_line() {
     fails_with(nn().args(["fit", "--lr-schedule", "sideways"]), "lr-schedule");
     fails_with(nn().args(["fit", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1"]), "non-finite loss");
     fails_with(nn().args(["evaluate", "--model"]).arg(d.join("missing")).args(["--data", "digits"]), "missing");
+    // Negative numbers are values, not flags: the range check answers.
+    fails_with(nn().args(["fit", "--lr", "-1"]), "--lr must be a positive number, got -1");
+    fails_with(nn().args(["fit", "--validation-split", "-0.5"]), "--validation-split must be in (0, 1), got -0.5");
+    fails_with(
+        nn().args(["fit", "--model", "foo"]),
+        "--model foo: not a preset (mlp, cnn, lstm) and no such model file",
+    );
+    // An --out that is a file is refused before anything is loaded, and left as it was.
+    let file = d.join("taken");
+    write(&file, "keep me");
+    let out = nn().args(["fit", "--out"]).arg(&file).assert().failure().get_output().clone();
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert!(stderr.contains("exists and is not a directory"), "{stderr}");
+    assert!(!stdout.contains("data digits"), "the data was loaded first: {stdout}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
     // Unknown flag values are clap's usage errors (exit 2).
     nn().args(["fit", "--optimizer", "lion"]).assert().code(2);
     nn().args(["fit", "--data", "imagenet"]).assert().code(2);

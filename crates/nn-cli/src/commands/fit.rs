@@ -256,6 +256,10 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         }
     }
     let opt_config = optimizer_config(&args)?;
+    if let Some(out) = args.out.as_ref().filter(|o| o.exists() && !o.is_dir()) {
+        // Said before the data is loaded; nothing is written.
+        return Err(CliError::Usage(format!("--out {}: exists and is not a directory", out.display())));
+    }
 
     // 1. Data.
     let prepared = data::prepare(
@@ -287,6 +291,11 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let regression = classes.is_none();
     let spec = if matches!(args.model.as_str(), "mlp" | "cnn" | "lstm") {
         preset(&args.model, train.sample_shape(), outputs, args.hidden, args.dropout, regression)?
+    } else if !Path::new(&args.model).exists() {
+        return Err(CliError::Usage(format!(
+            "--model {}: not a preset (mlp, cnn, lstm) and no such model file",
+            args.model
+        )));
     } else {
         read_spec(Path::new(&args.model))?
     };

@@ -24,7 +24,7 @@ pub struct ServeArgs {
     pub max_batch: usize,
     /// Longest wait for more requests after a batch's first (milliseconds); 0 takes
     /// only the requests already queued, adding no latency.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub batch_wait_ms: f64,
     /// Largest request body in bytes (larger: 413).
     #[arg(long, default_value_t = 8 << 20)]

@@ -66,10 +66,10 @@ pub struct TuneArgs {
     #[arg(long, default_value_t = 1)]
     pub min_epochs: usize,
     /// Fraction of the training part held out for validation (the objective's data), in (0, 1).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub validation_split: f64,
     /// Fraction held out as the test part for data without one (digits, CSV).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub test_split: f64,
     /// Feature scaling for CSV data.
     #[arg(long, value_enum, default_value_t = ScaleKind::Standard)]
