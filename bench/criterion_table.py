@@ -2,7 +2,8 @@
 """Print a markdown table of criterion results: medians, in the unit the group reports.
 
 Usage: bench/criterion_table.py GROUP [TARGET_DIR]
-  e.g. bench/criterion_table.py gemm_f32   (reads target/criterion/gemm_f32/*/*/new/)
+  e.g. bench/criterion_table.py gemm_f32   (reads target/criterion/gemm_f32/*/*/new/;
+  TARGET_DIR defaults to $CARGO_TARGET_DIR, else ./target)
 
 Rows are benchmark parameters (e.g. shapes), columns the function names (e.g.
 `gemm/1t`). A group with `Throughput::Elements` prints G-elements per second from the
@@ -15,7 +16,8 @@ import os
 import sys
 
 group = sys.argv[1]
-root = os.path.join(sys.argv[2] if len(sys.argv) > 2 else "target", "criterion", group)
+target = sys.argv[2] if len(sys.argv) > 2 else os.environ.get("CARGO_TARGET_DIR", "target")
+root = os.path.join(target, "criterion", group)
 cells, rows, cols = {}, [], []
 for dirpath, _, files in sorted(os.walk(root)):
     if not dirpath.endswith(os.path.join("new")) or "benchmark.json" not in files:

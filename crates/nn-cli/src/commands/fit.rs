@@ -256,6 +256,13 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         }
     }
     let opt_config = optimizer_config(&args)?;
+    if !matches!(args.model.as_str(), "mlp" | "cnn" | "lstm") && !Path::new(&args.model).exists() {
+        // Said before the data is loaded.
+        return Err(CliError::Usage(format!(
+            "--model {}: not a preset (mlp, cnn, lstm) and no such model file",
+            args.model
+        )));
+    }
     if let Some(out) = args.out.as_ref().filter(|o| o.exists() && !o.is_dir()) {
         // Said before the data is loaded; nothing is written.
         return Err(CliError::Usage(format!("--out {}: exists and is not a directory", out.display())));
@@ -291,11 +298,6 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let regression = classes.is_none();
     let spec = if matches!(args.model.as_str(), "mlp" | "cnn" | "lstm") {
         preset(&args.model, train.sample_shape(), outputs, args.hidden, args.dropout, regression)?
-    } else if !Path::new(&args.model).exists() {
-        return Err(CliError::Usage(format!(
-            "--model {}: not a preset (mlp, cnn, lstm) and no such model file",
-            args.model
-        )));
     } else {
         read_spec(Path::new(&args.model))?
     };
@@ -393,8 +395,9 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         ..FitConfig::new(args.epochs, args.batch_size)
     };
     println!(
-        "training {} epochs, batch {}, {} (lr {}), seed {}",
+        "training {} epoch{}, batch {}, {} (lr {}), seed {}",
         args.epochs,
+        if args.epochs == 1 { "" } else { "s" },
         args.batch_size,
         opt_config.name(),
         args.lr,
@@ -427,8 +430,9 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let train_secs: f64 = history.epochs.iter().map(|e| e.train_seconds).sum();
     if !history.epochs.is_empty() {
         println!(
-            "trained {} epochs in {seconds:.1} s ({:.2} s per training epoch)",
+            "trained {} epoch{} in {seconds:.1} s ({:.2} s per training epoch)",
             history.epochs.len(),
+            if history.epochs.len() == 1 { "" } else { "s" },
             train_secs / history.epochs.len() as f64
         );
     }
@@ -438,7 +442,10 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         model.save(out, &metadata)?;
         full.write_csv(&out.join("history.csv"))?;
         crate::plot::learning_curves(&full, &out.join("learning_curves.svg"))?;
-        println!("saved model.json, weights.safetensors, history.csv, learning_curves.svg in {}", out.display());
+        println!(
+            "saved model.json, weights.safetensors, history.csv, learning_curves.svg (with run.json and checkpoint/) in {}",
+            out.display()
+        );
         if model.parameters().iter().any(|p| p.kind == nn_layers::ParamKind::LoraA) {
             let check = prepared.test.as_ref().or(prepared.validation.as_ref()).unwrap_or(train);
             super::finetune::export_merged(&model, out, &metadata, check)?;
