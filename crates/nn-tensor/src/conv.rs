@@ -18,7 +18,7 @@
 //! `[batch·out_h·out_w, filters]` is already the NHWC output, so no transpose is
 //! needed on the way out.
 
-use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2};
+use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, CowArray, Ix4};
 
 use crate::element::Element;
 use crate::error::{Result, TensorError};
@@ -523,6 +523,61 @@ impl Conv2dGeometry {
     }
 }
 
+/// The checked operands of a forward convolution (see
+/// [`Conv2dGeometry::forward_operands`]).
+pub(crate) struct ForwardOperands<'a, T: Element> {
+    /// The input batch in standard layout (borrowed when it already is).
+    pub x: CowArray<'a, T, Ix4>,
+    /// The kernel in standard layout.
+    pub k: CowArray<'a, T, Ix4>,
+    /// The bias, copied (one row of `filters` values).
+    pub bias: Option<Vec<T>>,
+    /// The number of filters.
+    pub filters: usize,
+    patch: usize,
+}
+
+impl<T: Element> ForwardOperands<'_, T> {
+    /// The kernel as the `[patch_len, filters]` matrix that multiplies im2col rows.
+    pub(crate) fn kmat(&self) -> ArrayView2<'_, T> {
+        self.k.view().into_shape_with_order((self.patch, self.filters)).expect("standard layout")
+    }
+}
+
+impl Conv2dGeometry {
+    /// Checks `input`, `kernel` and `bias` against this geometry and the per-chunk
+    /// work sizes, and puts them in the layout the chunk kernels read.
+    ///
+    /// # Errors
+    /// [`TensorError::ShapeMismatch`] for operands that do not match;
+    /// [`TensorError::Overflow`] when a chunk's buffers would overflow `usize`.
+    pub(crate) fn forward_operands<'a, T: Element>(
+        &self,
+        op: &'static str,
+        input: ArrayView4<'a, T>,
+        kernel: ArrayView4<'a, T>,
+        bias: Option<ArrayView1<'_, T>>,
+    ) -> Result<ForwardOperands<'a, T>> {
+        self.check_input(input.shape())?;
+        let filters = self.check_kernel(op, kernel.shape())?;
+        if let Some(b) = &bias {
+            if b.len() != filters {
+                return Err(TensorError::ShapeMismatch { op, lhs: vec![filters], rhs: b.shape().to_vec() });
+            }
+        }
+        let patch = self.patch_len();
+        crate::shape::checked_numel(op, &[self.images_per_chunk(), self.out_h * self.out_w, patch.max(filters)])?;
+        let standard = |v: ArrayView4<'a, T>| -> CowArray<'a, T, Ix4> {
+            if v.is_standard_layout() {
+                v.into()
+            } else {
+                v.as_standard_layout().into_owned().into()
+            }
+        };
+        Ok(ForwardOperands { x: standard(input), k: standard(kernel), bias: bias.map(|b| b.to_vec()), filters, patch })
+    }
+}
+
 impl Conv2dGeometry {
     /// The convolution of `n` consecutive images `x` into `out` (`n·out_h·out_w`
     /// rows of `filters`): `out = bias + im2col(x)·kmat`, one single-threaded GEMM.
@@ -651,28 +706,16 @@ pub fn conv2d_forward_map<T: Element>(
     activation: impl Fn(T) -> T + Send + Sync,
 ) -> Result<Array4<T>> {
     let op = "conv2d";
-    g.check_input(input.shape())?;
-    let filters = g.check_kernel(op, kernel.shape())?;
-    if let Some(b) = &bias {
-        if b.len() != filters {
-            return Err(TensorError::ShapeMismatch { op, lhs: vec![filters], rhs: b.shape().to_vec() });
-        }
-    }
-    let batch = input.shape()[0];
+    let ops = g.forward_operands(op, input, kernel, bias)?;
+    let (filters, batch) = (ops.filters, input.shape()[0]);
     let out_shape = (batch, g.out_h, g.out_w, filters);
     let len = crate::shape::checked_numel(op, &[batch, g.out_h, g.out_w, filters])?;
-    let (patch, rows_per_img) = (g.patch_len(), g.out_h * g.out_w);
+    let (xs, kmat, bias) = (ops.x.as_slice().expect("standard layout"), ops.kmat(), ops.bias.as_deref());
     let per_chunk = g.images_per_chunk();
-    crate::shape::checked_numel(op, &[per_chunk, rows_per_img, patch.max(filters)])?;
-    let x = input.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
-    let k = kernel.as_standard_layout();
-    let kmat = k.view().into_shape_with_order((patch, filters)).expect("standard layout");
-    let bias = bias.map(|b| b.to_vec());
-    let (img_in, img_out) = (g.in_h * g.in_w * g.channels, rows_per_img * filters);
+    let (img_in, img_out) = (g.in_h * g.in_w * g.channels, g.out_h * g.out_w * filters);
     let out = crate::vec_by_chunks(len, per_chunk * img_out, T::zero(), Vec::new, |scratch, i, out_c| {
         let n = out_c.len() / img_out;
-        g.forward_chunk(&xs[i * per_chunk * img_in..][..n * img_in], n, kmat, bias.as_deref(), scratch, out_c);
+        g.forward_chunk(&xs[i * per_chunk * img_in..][..n * img_in], n, kmat, bias, scratch, out_c);
         crate::simd::vectorized(
             #[inline(always)]
             || out_c.iter_mut().for_each(|v| *v = activation(*v)),

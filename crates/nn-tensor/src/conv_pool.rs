@@ -79,24 +79,12 @@ pub fn conv2d_max_pool_forward<T: Element>(
     activation: impl Fn(T) -> T + Send + Sync,
 ) -> Result<(Array4<T>, Vec<u32>)> {
     let op = "conv2d + max_pool2d";
-    conv.check_input(input.shape())?;
-    let filters = conv.check_kernel(op, kernel.shape())?;
-    if let Some(b) = &bias {
-        if b.len() != filters {
-            return Err(TensorError::ShapeMismatch { op, lhs: vec![filters], rhs: b.shape().to_vec() });
-        }
-    }
+    let ops = conv.forward_operands(op, input, kernel, bias)?;
+    let (filters, batch) = (ops.filters, input.shape()[0]);
     check_pool(op, conv, pool, filters)?;
-    let batch = input.shape()[0];
     let len = crate::shape::checked_numel(op, &[batch, pool.out_h, pool.out_w, filters])?;
-    let (patch, rows_per_img) = (conv.patch_len(), conv.out_h * conv.out_w);
-    let per_chunk = conv.images_per_chunk();
-    crate::shape::checked_numel(op, &[per_chunk, rows_per_img, patch.max(filters)])?;
-    let x = input.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
-    let k = kernel.as_standard_layout();
-    let kmat = k.view().into_shape_with_order((patch, filters)).expect("standard layout");
-    let bias = bias.map(|b| b.to_vec());
+    let (xs, kmat, bias) = (ops.x.as_slice().expect("standard layout"), ops.kmat(), ops.bias.as_deref());
+    let (rows_per_img, per_chunk) = (conv.out_h * conv.out_w, conv.images_per_chunk());
     let img_in = conv.in_h * conv.in_w * conv.channels;
     let (img_conv, img_pool) = (rows_per_img * filters, pool.out_h * pool.out_w * filters);
     let chunk = per_chunk * img_pool;
@@ -112,7 +100,7 @@ pub fn conv2d_max_pool_forward<T: Element>(
                 y_buf.resize(rows * filters, T::zero());
             }
             let y = &mut y_buf[..rows * filters];
-            conv.forward_chunk(&xs[i * per_chunk * img_in..][..n * img_in], n, kmat, bias.as_deref(), cols_buf, y);
+            conv.forward_chunk(&xs[i * per_chunk * img_in..][..n * img_in], n, kmat, bias, cols_buf, y);
             crate::simd::vectorized(
                 #[inline(always)]
                 || y.iter_mut().for_each(|v| *v = activation(*v)),
