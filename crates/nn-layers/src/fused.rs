@@ -22,7 +22,7 @@
 use ndarray::{Array2, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, Ix4, Zip};
 use nn_autograd::{AutogradError, Graph, Padding, Var};
 use nn_tensor::conv::{conv2d_backward_filter, conv2d_backward_input, conv2d_forward_map, Conv2dGeometry};
-use nn_tensor::conv_pool::{conv2d_max_pool_backward, conv2d_max_pool_forward};
+use nn_tensor::conv_pool::{conv2d_max_pool_backward, conv2d_max_pool_forward, conv2d_max_pool_infer};
 use nn_tensor::{Element, Tensor, TensorError};
 
 use crate::activation::{Activation, LEAKY_RELU_SLOPE};
@@ -341,7 +341,7 @@ pub(crate) fn dense_value<T: Element>(
 
 /// The value of a Conv2D with activation `act` (not softmax) on plain arrays (no
 /// graph), by the same kernel as [`conv2d`]; with `pool`, the value of
-/// [`conv2d_max_pool`] (the argmax is dropped).
+/// [`conv2d_max_pool`] (its argmax, which only backward needs, is not stored).
 ///
 /// # Shapes
 /// `x: [batch, h, w, in_channels]` matching `geo`, `kernel: [kh, kw, in_channels,
@@ -368,7 +368,7 @@ pub(crate) fn conv2d_value<T: Element>(
             let filters = kernel.shape()[3];
             let pool = Conv2dGeometry::new((geo.out_h, geo.out_w, filters), w.pool_size, w.strides, w.padding)
                 .map_err(tensor_err(op))?;
-            with_value!(act, |f| conv2d_max_pool_forward(x4, k4, b1, geo, &pool, f)).map(|(out, _)| out)
+            with_value!(act, |f| conv2d_max_pool_infer(x4, k4, b1, geo, &pool, f))
         }
     }
     .map_err(tensor_err(op))?;

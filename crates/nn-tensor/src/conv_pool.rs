@@ -78,6 +78,36 @@ pub fn conv2d_max_pool_forward<T: Element>(
     pool: &Conv2dGeometry,
     activation: impl Fn(T) -> T + Send + Sync,
 ) -> Result<(Array4<T>, Vec<u32>)> {
+    let (out, arg) = forward(input, kernel, bias, conv, pool, activation, true)?;
+    Ok((out, arg.expect("kept")))
+}
+
+/// [`conv2d_max_pool_forward`]'s pooled output alone, for inference: the same values,
+/// without storing the argmax (each chunk's argmax stays in a reused buffer).
+///
+/// # Shapes and errors
+/// As [`conv2d_max_pool_forward`].
+pub fn conv2d_max_pool_infer<T: Element>(
+    input: ArrayView4<'_, T>,
+    kernel: ArrayView4<'_, T>,
+    bias: Option<ArrayView1<'_, T>>,
+    conv: &Conv2dGeometry,
+    pool: &Conv2dGeometry,
+    activation: impl Fn(T) -> T + Send + Sync,
+) -> Result<Array4<T>> {
+    Ok(forward(input, kernel, bias, conv, pool, activation, false)?.0)
+}
+
+/// The forward pass of both; the argmax is returned only with `keep_argmax`.
+fn forward<T: Element>(
+    input: ArrayView4<'_, T>,
+    kernel: ArrayView4<'_, T>,
+    bias: Option<ArrayView1<'_, T>>,
+    conv: &Conv2dGeometry,
+    pool: &Conv2dGeometry,
+    activation: impl Fn(T) -> T + Send + Sync,
+    keep_argmax: bool,
+) -> Result<(Array4<T>, Option<Vec<u32>>)> {
     let op = "conv2d + max_pool2d";
     let ops = conv.forward_operands(op, input, kernel, bias)?;
     let (filters, batch) = (ops.filters, input.shape()[0]);
@@ -86,31 +116,43 @@ pub fn conv2d_max_pool_forward<T: Element>(
     let (xs, kmat, bias) = (ops.x.as_slice().expect("standard layout"), ops.kmat(), ops.bias.as_deref());
     let (rows_per_img, per_chunk) = (conv.out_h * conv.out_w, conv.images_per_chunk());
     let img_in = conv.in_h * conv.in_w * conv.channels;
-    let (img_conv, img_pool) = (rows_per_img * filters, pool.out_h * pool.out_w * filters);
+    let img_pool = pool.out_h * pool.out_w * filters;
     let chunk = per_chunk * img_pool;
+    // One chunk of images: convolution and activation into `y` (cache-sized), then
+    // pooled into `out_c` / `arg_c`.
+    let work = |cols_buf: &mut Vec<T>, y_buf: &mut Vec<T>, i: usize, out_c: &mut [T], arg_c: &mut [u32]| {
+        let n = out_c.len() / img_pool.max(1);
+        let rows = n * rows_per_img;
+        if y_buf.len() < rows * filters {
+            y_buf.resize(rows * filters, T::zero());
+        }
+        let y = &mut y_buf[..rows * filters];
+        conv.forward_chunk(&xs[i * per_chunk * img_in..][..n * img_in], n, kmat, bias, cols_buf, y);
+        crate::simd::vectorized(
+            #[inline(always)]
+            || y.iter_mut().for_each(|v| *v = activation(*v)),
+        );
+        max_pool_images(y, pool, out_c, arg_c);
+    };
+    let shape = (batch, pool.out_h, pool.out_w, filters);
+    if !keep_argmax {
+        // The argmax of each chunk goes to a per-worker buffer that stays in cache.
+        let scratch = || (Vec::<T>::new(), Vec::<T>::new(), Vec::<u32>::new());
+        let out = crate::vec_by_chunks(len, chunk, T::zero(), scratch, |(cols, y, arg), i, out_c| {
+            arg.clear();
+            arg.resize(out_c.len(), NO_ARGMAX);
+            work(cols, y, i, out_c, arg);
+        });
+        return Ok((Array4::from_shape_vec(shape, out).expect("len elements"), None));
+    }
     let scratch = || (Vec::<T>::new(), Vec::<T>::new());
     let (out, arg) = crate::vec_pair_by_chunks(
         (len, chunk, T::zero()),
         (len, chunk, NO_ARGMAX),
         scratch,
-        |(cols_buf, y_buf), i, out_c, arg_c| {
-            let n = out_c.len() / img_pool.max(1);
-            let rows = n * rows_per_img;
-            if y_buf.len() < rows * filters {
-                y_buf.resize(rows * filters, T::zero());
-            }
-            let y = &mut y_buf[..rows * filters];
-            conv.forward_chunk(&xs[i * per_chunk * img_in..][..n * img_in], n, kmat, bias, cols_buf, y);
-            crate::simd::vectorized(
-                #[inline(always)]
-                || y.iter_mut().for_each(|v| *v = activation(*v)),
-            );
-            debug_assert_eq!(y.len(), n * img_conv);
-            max_pool_images(y, pool, out_c, arg_c);
-        },
+        |(cols, y), i, out_c, arg_c| work(cols, y, i, out_c, arg_c),
     );
-    let out = Array4::from_shape_vec((batch, pool.out_h, pool.out_w, filters), out).expect("len elements");
-    Ok((out, arg))
+    Ok((Array4::from_shape_vec(shape, out).expect("len elements"), Some(arg)))
 }
 
 /// What [`conv2d_max_pool_backward`] computes besides the input gradient.
@@ -398,6 +440,7 @@ mod tests {
         let y = conv2d_forward_map(x.view(), k.view(), Some(b.view()), &conv, relu).unwrap();
         let (pooled_ref, _) = max_pool2d(y.view(), &pool).unwrap();
         assert_eq!(pooled, pooled_ref);
+        assert_eq!(conv2d_max_pool_infer(x.view(), k.view(), Some(b.view()), &conv, &pool, relu).unwrap(), pooled);
         // Ties: relu makes many zeros; the argmax must point at a zero or the max.
         for (o, (&a, &v)) in arg.iter().zip(pooled.iter()).enumerate() {
             let img = o / (pool.out_h * pool.out_w * filters);
