@@ -131,7 +131,7 @@ pub struct FitArgs {
     /// CSV target column, by header name or 0-based index (default: the last column).
     #[arg(long)]
     pub target: Option<String>,
-    /// mlp | cnn | lstm | FILE.json (a model spec); `cnn` is the seed CNN, `lstm` reads samples as sequences (images row by row).
+    /// mlp | cnn | lstm | resnet | FILE.json (a model spec, version 1 chain or version 2 graph); `cnn` is the seed CNN, `lstm` reads samples as sequences (images row by row), `resnet` a small residual network for images.
     #[arg(long, default_value = "mlp")]
     pub model: String,
     /// Hidden units of the `mlp` preset (and LSTM units of the `lstm` preset).
@@ -208,7 +208,7 @@ pub struct FitArgs {
     #[arg(long, requires = "init_from")]
     #[serde(default)]
     pub num_classes: Option<usize>,
-    /// Freeze parameters: a layer range `0..3` (half-open), a layer index `2`, or a parameter name or prefix `layers.0.kernel` (comma-separated).
+    /// Freeze parameters: a layer range `0..3` (half-open, spec order), a layer index `2`, or a layer name or parameter prefix (`stem`, `layers.0.kernel`; comma-separated).
     #[arg(long, value_delimiter = ',')]
     #[serde(default)]
     pub freeze: Vec<String>,
@@ -224,6 +224,10 @@ pub struct FitArgs {
     #[arg(long, requires = "init_from")]
     #[serde(default)]
     pub lr_loaded: Option<f64>,
+    /// Random image augmentation, off by default: `shift:PIXELS`, `rotate:DEGREES` or `shift:PIXELS,rotate:DEGREES` (each image shifted by whole pixels dx, dy in [-PIXELS, PIXELS] and rotated by an angle in [-DEGREES, DEGREES), DEGREES < 180, background 0). Training batches only (never validation, test or prediction); image data only; seeded by --seed.
+    #[arg(long, value_name = "SPEC")]
+    #[serde(default)]
+    pub augment: Option<String>,
     /// Write model.json, weights.safetensors, history.csv, learning_curves.svg and checkpoint/ here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -285,7 +289,7 @@ pub struct PredictArgs {
 /// `nn-cli summary` flags.
 #[derive(Debug, Args)]
 pub struct SummaryArgs {
-    /// cnn | mlp | FILE.json | DIR (a saved model).
+    /// mlp | cnn | lstm | resnet | FILE.json | DIR (a saved model).
     #[arg(long, default_value = "cnn")]
     pub model: String,
     /// The data whose shape a preset is sized to (default: MNIST's 28×28×1 and 10 classes).

@@ -25,6 +25,9 @@
 //! - [`batch`]: a seeded shuffle per epoch (epoch `k`'s order depends only on the
 //!   seed and `k`), the last partial batch kept unless `drop_last`, one-hot
 //!   encoding ([`one_hot`]).
+//! - [`augment`]: random shifts and rotations of training images ([`Augment`],
+//!   written `shift:PIXELS[,rotate:DEGREES]`), drawn from a generator the caller
+//!   passes ([`augment::batch_rng`] derives one per batch from the run's seed).
 //!
 //! Errors: one enum, [`DataError`], naming the file (and the line and column in a
 //! CSV file) and what is wrong. No input bytes make a reader panic (both readers
@@ -52,6 +55,7 @@
 #![warn(missing_docs)]
 
 pub mod adding;
+pub mod augment;
 pub mod batch;
 pub mod csv;
 mod dataset;
@@ -62,6 +66,7 @@ pub mod mnist;
 pub mod scale;
 pub mod split;
 
+pub use augment::{Augment, AugmentParseError};
 pub use batch::{Batch, Batcher, Batches};
 pub use dataset::{one_hot, Dataset, Targets};
 pub use error::{DataError, Result};

@@ -17,10 +17,12 @@ use thiserror::Error;
 pub enum LayerError {
     /// A layer cannot take the shape its predecessor produces (found when the model
     /// is built, before any training).
-    #[error("layer {index} ({kind}): expected input shape {expected}, got {got:?} (per sample, batch axis left out)")]
+    #[error("{}: expected input shape {expected}, got {got:?} (per sample, batch axis left out)", label(*index, name, kind))]
     BuildShape {
         /// The layer's position in the model (0 for the first layer).
         index: usize,
+        /// The layer's name in a graph model (format version 2), `None` in a chain.
+        name: Option<String>,
         /// The layer's kind, e.g. `"Conv2D"`.
         kind: &'static str,
         /// The shape the layer needs, in words and with its axes, e.g.
@@ -30,10 +32,12 @@ pub enum LayerError {
         got: Vec<usize>,
     },
     /// A layer's settings are unusable (zero units, a dropout rate of 1, ...).
-    #[error("layer {index} ({kind}): {message}")]
+    #[error("{}: {message}", label(*index, name, kind))]
     InvalidConfig {
         /// The layer's position in the model.
         index: usize,
+        /// The layer's name in a graph model (format version 2), `None` in a chain.
+        name: Option<String>,
         /// The layer's kind.
         kind: &'static str,
         /// What is wrong, with the offending value.
@@ -63,10 +67,12 @@ pub enum LayerError {
         message: String,
     },
     /// A layer failed during the forward pass; `source` says how.
-    #[error("layer {index} ({kind}): {source}")]
+    #[error("{}: {source}", label(*index, name, kind))]
     Forward {
         /// The layer's position in the model.
         index: usize,
+        /// The layer's name in a graph model (format version 2), `None` in a chain.
+        name: Option<String>,
         /// The layer's kind.
         kind: &'static str,
         /// The underlying error.
@@ -169,6 +175,35 @@ pub enum LayerError {
     },
 }
 
+/// `layer 2 (Conv2D)` in a chain, `layer "c1" (Conv2D)` in a graph.
+fn label(index: usize, name: &Option<String>, kind: &str) -> String {
+    match name {
+        Some(name) => format!("layer {:?} ({kind})", clip(name)),
+        None => format!("layer {index} ({kind})"),
+    }
+}
+
+/// Longest piece of user text (a name, a type, a value) quoted in an error message.
+pub const MAX_QUOTED: usize = 80;
+
+/// `text` cut to [`MAX_QUOTED`] characters (with `…` and the full length when cut), so
+/// that an error line stays one readable line whatever a file holds.
+pub fn clip(text: &str) -> String {
+    clip_to(text, MAX_QUOTED)
+}
+
+/// `text` cut to `max` characters, as [`clip`] (for whole messages that may quote a
+/// long user string, such as a JSON parser's).
+pub fn clip_to(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    if n <= max {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(max).collect();
+        format!("{head}… ({n} characters)")
+    }
+}
+
 /// `[batch, d0, d1, ...]`.
 fn batch_shape(per_sample: &[usize]) -> String {
     let mut s = String::from("[batch");
@@ -190,6 +225,7 @@ mod tests {
     fn messages_carry_context() {
         let e = LayerError::BuildShape {
             index: 2,
+            name: None,
             kind: "Conv2D",
             expected: "[height, width, channels] (3 axes)".into(),
             got: vec![5408],
@@ -199,6 +235,10 @@ mod tests {
             "layer 2 (Conv2D): expected input shape [height, width, channels] (3 axes), got [5408] \
              (per sample, batch axis left out)"
         );
+        let named =
+            LayerError::InvalidConfig { index: 4, name: Some("c1".into()), kind: "Conv2D", message: "m".into() };
+        assert_eq!(named.to_string(), "layer \"c1\" (Conv2D): m");
+        assert_eq!(clip(&"x".repeat(100)), format!("{}… (100 characters)", "x".repeat(80)));
         let e = LayerError::InputShape { expected: vec![28, 28, 1], got: vec![4, 28, 28] };
         assert_eq!(e.to_string(), "model input: expected shape [batch, 28, 28, 1], got [4, 28, 28]");
         let e = LayerError::MissingWeight {

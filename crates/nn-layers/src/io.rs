@@ -10,8 +10,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LayerError, Result};
-use crate::sequential::Sequential;
-use crate::spec::{ModelSpec, FORMAT_VERSION};
+use crate::model::{Model, ModelSpec, FORMAT_VERSION};
 
 /// File name of the architecture inside a saved model's folder.
 pub const MODEL_FILE: &str = "model.json";
@@ -68,9 +67,9 @@ pub(crate) fn from_bytes<T: Element>(bytes: &[u8]) -> Vec<T> {
     }
 }
 
-impl<T: Element> Sequential<T> {
+impl<T: Element> Model<T> {
     /// Saves the model into folder `dir` (created if needed): `dir/model.json`
-    /// (`{"format_version": 1, "model": <ModelSpec>, "metadata": <metadata>}`) and
+    /// (`{"format_version": <the spec's version>, "model": <ModelSpec>, "metadata": <metadata>}`) and
     /// `dir/weights.safetensors` (see [`Sequential::save_weights`]). Each file is
     /// written atomically (a temporary file, synced, then renamed), so a crash never
     /// leaves a half-written file. `metadata` is any JSON the caller wants back from
@@ -82,7 +81,11 @@ impl<T: Element> Sequential<T> {
     pub fn save(&self, dir: &Path, metadata: &serde_json::Value) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io_err(dir, "creating the folder"))?;
         self.save_weights(&dir.join(WEIGHTS_FILE))?;
-        let file = ModelFile { format_version: FORMAT_VERSION, model: self.spec().clone(), metadata: metadata.clone() };
+        let file = ModelFile {
+            format_version: self.spec().format_version,
+            model: self.spec().clone(),
+            metadata: metadata.clone(),
+        };
         let text = serde_json::to_string_pretty(&file).map_err(|e| format_err(dir, e.to_string()))?;
         let path = dir.join(MODEL_FILE);
         nn_tensor::io::write_atomic(&path, |w| w.write_all(text.as_bytes())).map_err(io_err(&path, "writing"))
@@ -118,7 +121,7 @@ impl<T: Element> Sequential<T> {
             None => return Err(format_err(&path, "no \"format_version\" (a non-negative integer) at the top level")),
         }
         let file: ModelFile = serde_json::from_value(value).map_err(|e| format_err(&path, e.to_string()))?;
-        let mut model = Sequential::build(file.model, None).map_err(|e| format_err(&path, e.to_string()))?;
+        let mut model = Model::build(file.model, None).map_err(|e| format_err(&path, e.to_string()))?;
         model.load_weights(&dir.join(WEIGHTS_FILE))?;
         Ok((model, file.metadata))
     }

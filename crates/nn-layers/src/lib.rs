@@ -23,12 +23,18 @@
 //! | [`Conv2D`](layers::Conv2D) | `[batch, h, w, c] → [batch, oh, ow, filters]` | kernel `[kh, kw, c, filters]`, bias `[filters]` |
 //! | [`MaxPool2D`, `AvgPool2D`](layers::Pool2D) | `[batch, h, w, c] → [batch, oh, ow, c]` | |
 //! | [`GlobalAveragePooling2D`](layers::GlobalAveragePooling2D) | `[batch, h, w, c] → [batch, c]` | |
+//! | [`GlobalMaxPooling2D`](layers::GlobalMaxPooling2D) | `[batch, h, w, c] → [batch, c]` | |
+//! | [`ZeroPadding2D`](layers::ZeroPadding2D) | `[batch, h, w, c] → [batch, top + h + bottom, left + w + right, c]` | |
 //! | [`Flatten`](layers::Flatten) | `[batch, d1, d2, ...] → [batch, d1·d2·…]` | |
 //! | [`Dropout`](layers::Dropout) | unchanged | |
 //! | [`BatchNormalization`](layers::BatchNormalization) | unchanged (features last) | gamma, beta, moving_mean, moving_variance `[features]` |
+//! | [`LayerNormalization`](layers::LayerNormalization) | unchanged (normalised over the last axis) | gamma, beta `[features]` |
 //! | [`Activation`, `ReLU`, `LeakyReLU`, `ELU`, `Softmax`](layers::ActivationLayer) | unchanged | |
 //! | [`Embedding`](layers::Embedding) | `[batch, ...] → [batch, ..., output_dim]` | embeddings `[input_dim, output_dim]` |
 //! | [`Reshape`](layers::Reshape) | `[batch, ...] → [batch, ...target_shape]` | |
+//! | [`Identity`](layers::Identity) | unchanged | |
+//! | [`Add`, `Subtract`, `Multiply`, `Average`, `Maximum`](layers::Merge) | n inputs `[batch, ...s]` (identical shapes; Subtract: 2) `→ [batch, ...s]` | |
+//! | [`Concatenate`](layers::Concatenate) | n inputs `[batch, ..., dₖ, ...] → [batch, ..., Σ dₖ, ...]` along `axis` (default −1) | |
 //! | [`SimpleRNN`](layers::SimpleRNN) | `[batch, time, features] → [batch, units]` (or `[batch, time, units]`) | kernel `[features, units]`, recurrent_kernel `[units, units]`, bias `[units]` |
 //! | [`LSTM`](layers::LSTM) | as SimpleRNN | kernel `[features, 4·units]`, recurrent_kernel `[units, 4·units]`, bias `[4·units]` (gates i, f, c̃, o) |
 //! | [`GRU`](layers::GRU) (`reset_after`) | as SimpleRNN | kernel `[features, 3·units]`, recurrent_kernel `[units, 3·units]`, bias `[2, 3·units]` (gates z, r, h̃) |
@@ -111,25 +117,28 @@ pub mod init;
 mod io;
 pub mod layers;
 pub mod loss;
+mod model;
 mod module;
 pub mod rnn;
-mod sequential;
 pub mod spec;
 mod summary;
 pub mod transfer;
 
 pub use activation::{Activation, LEAKY_RELU_SLOPE};
-pub use error::{LayerError, Result};
+pub use error::{clip, clip_to, LayerError, Result};
 pub use init::{Fans, Initializer};
 pub use io::{MODEL_FILE, WEIGHTS_FILE};
+pub use model::{
+    InputSpec, Model, ModelSpec, NodeSpec, Sequential, Source, FORMAT_VERSION, MAX_LAYERS, MAX_NAME_LEN, MAX_PARAMETERS,
+};
 pub use module::{ForwardCtx, Layer, Mode, Module, ParamKind, ParamSpec, Parameter, PoolWindow};
 pub use nn_autograd::{Graph, Var};
 pub use nn_tensor::Tensor;
-pub use sequential::Sequential;
 pub use spec::{
     ActivationConfig, BatchNormConfig, Conv2DConfig, DenseConfig, DropoutConfig, EluConfig, EmbeddingConfig, LayerSpec,
-    LeakyReluConfig, LoraConfig, ModelSpec, PaddingMode, Pool2DConfig, Size2, FORMAT_VERSION,
+    LeakyReluConfig, LoraConfig, PaddingMode, Pool2DConfig, Size2,
 };
+pub use spec::{ConcatenateConfig, LayerNormConfig, Padding2D, ZeroPadding2DConfig};
 pub use spec::{GruConfig, LstmConfig, ReshapeConfig, SimpleRnnConfig, TargetShape};
 pub use summary::thousands;
 pub use transfer::{name_matches, LoadOptions, LoadReport};

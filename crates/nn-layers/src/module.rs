@@ -30,7 +30,7 @@ pub enum Mode {
 /// Forward passes take the model by `&self`, so a layer that must change its state in
 /// training (BatchNormalization's moving mean and variance) pushes the new values
 /// here as `(parameter name, new value)`; the caller applies them after the step with
-/// [`Sequential::apply_state_updates`](crate::Sequential::apply_state_updates) (or
+/// [`Model::apply_state_updates`](crate::Model::apply_state_updates) (or
 /// drops them, e.g. when a step is skipped).
 pub struct ForwardCtx<'a, T: Element = f32> {
     /// Train or evaluate.
@@ -184,8 +184,8 @@ impl ParamSpec {
     }
 }
 
-/// A max-pooling window as a `MaxPool2D` layer holds it (see
-/// [`Layer::max_pool_window`]).
+/// A max-pooling window, as the fusion planner hands it to the fused
+/// Conv2D → MaxPool2D op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolWindow {
     /// Window (height, width).
@@ -207,8 +207,13 @@ pub trait Layer<T: Element = f32>: std::fmt::Debug + Send + Sync {
     /// The layer's kind, as Keras names the class (`"Dense"`, `"Conv2D"`, ...).
     fn kind(&self) -> &'static str;
 
-    /// The layer's position in its model (its parameters are named `layers.{index}.*`).
+    /// The layer's position in its model (in a chain, its parameters are named
+    /// `layers.{index}.*`).
     fn index(&self) -> usize;
+
+    /// The layer's name in a graph model (format version 2; its parameters are named
+    /// `{name}.*`), `None` in a chain.
+    fn name(&self) -> Option<&str>;
 
     /// The per-sample input shape the layer was built for.
     fn input_shape(&self) -> &[usize];
@@ -229,6 +234,31 @@ pub trait Layer<T: Element = f32>: std::fmt::Debug + Send + Sync {
     /// [`LayerError::InvalidConfig`] when `params` has the wrong length.
     fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], ctx: &mut ForwardCtx<'_, T>) -> Result<Var>;
 
+    /// Runs a layer on several inputs `[batch, ...input_shapes[k]]` (merge layers
+    /// such as Add and Concatenate override it). The default takes exactly one input
+    /// and runs [`Layer::forward`].
+    ///
+    /// # Errors
+    /// As [`Layer::forward`]; [`LayerError::InvalidConfig`] for a number of inputs the
+    /// layer does not take.
+    fn forward_inputs(
+        &self,
+        g: &mut Graph<T>,
+        inputs: &[Var],
+        params: &[Var],
+        ctx: &mut ForwardCtx<'_, T>,
+    ) -> Result<Var> {
+        match inputs {
+            [x] => self.forward(g, *x, params, ctx),
+            _ => Err(LayerError::InvalidConfig {
+                index: self.index(),
+                name: self.name().map(str::to_string),
+                kind: self.kind(),
+                message: format!("takes one input, got {}", inputs.len()),
+            }),
+        }
+    }
+
     /// Whether the layer's last step is a softmax (a Softmax layer, or a Dense or
     /// Conv2D with `activation: "softmax"`).
     fn ends_with_softmax(&self) -> bool {
@@ -244,37 +274,8 @@ pub trait Layer<T: Element = f32>: std::fmt::Debug + Send + Sync {
         self.forward(g, x, params, ctx)
     }
 
-    /// For a max-pooling layer, its window, so that [`crate::Sequential`] can fuse it
-    /// into the layer before it ([`Layer::forward_max_pooled`]); `None` for every
-    /// other layer (the default).
-    fn max_pool_window(&self) -> Option<PoolWindow> {
-        None
-    }
-
-    /// This layer followed by max pooling over `window`, as one fused operation with
-    /// the same values and gradients as running the two layers one after the other
-    /// (Conv2D fuses its convolution, activation and the pooling so that its full
-    /// output is never stored); `None` when the layer has no fused form (the default),
-    /// and the caller runs the two layers apart. With `flatten`, the result is also
-    /// flattened to `[batch, h·w·channels]` (a Flatten layer after the pool), without
-    /// the copy a separate reshape makes.
-    ///
-    /// # Errors
-    /// As [`Layer::forward`].
-    fn forward_max_pooled(
-        &self,
-        _g: &mut Graph<T>,
-        _x: Var,
-        _params: &[Var],
-        _window: PoolWindow,
-        _flatten: bool,
-        _ctx: &mut ForwardCtx<'_, T>,
-    ) -> Option<Result<Var>> {
-        None
-    }
-
     /// The layer in evaluation mode on plain arrays, without a graph (the fast path
-    /// of [`crate::Sequential::infer`]): the same values as [`Layer::forward`] in
+    /// of [`crate::Model::infer`]): the same values as [`Layer::forward`] in
     /// [`Mode::Eval`] (or [`Layer::forward_logits`] when `logits`), with `params` the
     /// layer's parameters in [`Layer::param_specs`] order. `None` when the layer has
     /// no such path (the default); the model then runs it on a no-grad graph.
@@ -288,27 +289,6 @@ pub trait Layer<T: Element = f32>: std::fmt::Debug + Send + Sync {
         _logits: bool,
     ) -> Option<Result<Tensor<T>>> {
         None
-    }
-
-    /// [`Layer::infer`] followed by max pooling over `window` (the graph-free form of
-    /// [`Layer::forward_max_pooled`]); `None` by default.
-    ///
-    /// # Errors
-    /// As [`Layer::forward`].
-    fn infer_max_pooled(
-        &self,
-        _x: ndarray::ArrayViewD<'_, T>,
-        _params: &[Parameter<T>],
-        _window: PoolWindow,
-    ) -> Option<Result<Tensor<T>>> {
-        None
-    }
-
-    /// Whether in evaluation mode the layer only gives its input the shape
-    /// `[batch, ...output_shape]` (Flatten, Reshape, Dropout): the graph-free path
-    /// then reshapes without copying. `false` by default.
-    fn reshapes_in_eval(&self) -> bool {
-        false
     }
 
     /// The initial value of parameter `k` (an index into [`Layer::param_specs`]),
@@ -325,9 +305,12 @@ pub trait Layer<T: Element = f32>: std::fmt::Debug + Send + Sync {
         Ok(p.initializer.init::<T>(&p.shape, p.fans, rng)?)
     }
 
-    /// The parameter prefix, `layers.{index}`.
+    /// The parameter prefix: the name in a graph model, `layers.{index}` in a chain.
     fn prefix(&self) -> String {
-        format!("layers.{}", self.index())
+        match self.name() {
+            Some(name) => name.to_string(),
+            None => format!("layers.{}", self.index()),
+        }
     }
 }
 
@@ -337,6 +320,7 @@ pub(crate) fn check_param_count<T: Element>(layer: &dyn Layer<T>, params: &[Var]
     if params.len() != want {
         return Err(LayerError::InvalidConfig {
             index: layer.index(),
+            name: layer.name().map(str::to_string),
             kind: layer.kind(),
             message: format!("forward expects {want} parameter variables, got {}", params.len()),
         });
@@ -345,7 +329,7 @@ pub(crate) fn check_param_count<T: Element>(layer: &dyn Layer<T>, params: &[Var]
 }
 
 /// Something that runs forward on a graph and owns named parameters: a model.
-/// [`Sequential`](crate::Sequential) implements it; the training loop works on any
+/// [`Model`](crate::Model) implements it; the training loop works on any
 /// `Module`.
 pub trait Module<T: Element = f32> {
     /// Runs the model on a batch `x` in the mode given by `ctx`, binding the

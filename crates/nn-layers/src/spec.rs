@@ -7,10 +7,7 @@ use crate::activation::Activation;
 use crate::error::{LayerError, Result};
 use crate::init::Initializer;
 
-/// The version of the model description format written by this crate (in
-/// [`ModelSpec::format_version`] and in `model.json`). Files with a larger version are
-/// refused with a clear message.
-pub const FORMAT_VERSION: u32 = 1;
+pub use crate::layers::{ConcatenateConfig, LayerNormConfig, Padding2D, ZeroPadding2DConfig};
 
 /// A pair of sizes `(height, width)`: a kernel size, stride or pool size. In JSON it
 /// may be one integer (used for both, as Keras allows) or a pair `[h, w]`; it is
@@ -115,9 +112,6 @@ fn one_f64() -> f64 {
 }
 fn embedding_init() -> Initializer {
     Initializer::RandomUniform { minval: -0.05, maxval: 0.05 }
-}
-fn format_version() -> u32 {
-    FORMAT_VERSION
 }
 fn orthogonal() -> Initializer {
     Initializer::Orthogonal
@@ -758,10 +752,14 @@ pub struct ReshapeConfig {
     pub target_shape: TargetShape,
 }
 
-/// One layer of a [`ModelSpec`], tagged in JSON by `"type"` with the Keras class
-/// name, its settings beside it, e.g.
+/// One layer of a [`ModelSpec`](crate::ModelSpec), tagged in JSON by `"type"` with the
+/// Keras class name, its settings beside it, e.g.
 /// `{"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"}`.
 /// Optional settings take Keras's defaults; unknown keys and types are errors.
+///
+/// The merge layers (`Add`, `Subtract`, `Multiply`, `Average`, `Maximum`,
+/// `Concatenate`) take several inputs, so they appear in graph models (format
+/// version 2) with an `"inputs"` list, e.g. `{"type": "Add", "inputs": ["a", "b"]}`.
 ///
 /// Sigmoid and tanh layers are `{"type": "Activation", "activation": "sigmoid"}`, as
 /// in Keras.
@@ -805,6 +803,26 @@ pub enum LayerSpec {
     GRU(GruConfig),
     /// Per-sample reshape.
     Reshape(ReshapeConfig),
+    /// Element-wise sum of ≥ 2 inputs of one shape (graph models).
+    Add,
+    /// `x₀ − x₁` of exactly 2 inputs of one shape.
+    Subtract,
+    /// Element-wise product of ≥ 2 inputs of one shape.
+    Multiply,
+    /// Element-wise mean of ≥ 2 inputs of one shape.
+    Average,
+    /// Element-wise maximum of ≥ 2 inputs of one shape.
+    Maximum,
+    /// Joins ≥ 2 inputs along an axis.
+    Concatenate(ConcatenateConfig),
+    /// Layer normalization over the last axis.
+    LayerNormalization(LayerNormConfig),
+    /// Zero rows and columns around NHWC images.
+    ZeroPadding2D(ZeroPadding2DConfig),
+    /// Maximum over height and width: `[batch, h, w, c]` → `[batch, c]`.
+    GlobalMaxPooling2D,
+    /// Returns its input.
+    Identity,
 }
 
 /// The serde form of [`LayerSpec`]: parameterless layers are empty struct variants
@@ -834,6 +852,16 @@ enum LayerSpecRepr {
     LSTM(LstmConfig),
     GRU(GruConfig),
     Reshape(ReshapeConfig),
+    Add {},
+    Subtract {},
+    Multiply {},
+    Average {},
+    Maximum {},
+    Concatenate(ConcatenateConfig),
+    LayerNormalization(LayerNormConfig),
+    ZeroPadding2D(ZeroPadding2DConfig),
+    GlobalMaxPooling2D {},
+    Identity {},
 }
 
 impl From<LayerSpecRepr> for LayerSpec {
@@ -857,6 +885,16 @@ impl From<LayerSpecRepr> for LayerSpec {
             LayerSpecRepr::LSTM(c) => LayerSpec::LSTM(c),
             LayerSpecRepr::GRU(c) => LayerSpec::GRU(c),
             LayerSpecRepr::Reshape(c) => LayerSpec::Reshape(c),
+            LayerSpecRepr::Add {} => LayerSpec::Add,
+            LayerSpecRepr::Subtract {} => LayerSpec::Subtract,
+            LayerSpecRepr::Multiply {} => LayerSpec::Multiply,
+            LayerSpecRepr::Average {} => LayerSpec::Average,
+            LayerSpecRepr::Maximum {} => LayerSpec::Maximum,
+            LayerSpecRepr::Concatenate(c) => LayerSpec::Concatenate(c),
+            LayerSpecRepr::LayerNormalization(c) => LayerSpec::LayerNormalization(c),
+            LayerSpecRepr::ZeroPadding2D(c) => LayerSpec::ZeroPadding2D(c),
+            LayerSpecRepr::GlobalMaxPooling2D {} => LayerSpec::GlobalMaxPooling2D,
+            LayerSpecRepr::Identity {} => LayerSpec::Identity,
         }
     }
 }
@@ -882,6 +920,16 @@ impl From<LayerSpec> for LayerSpecRepr {
             LayerSpec::LSTM(c) => LayerSpecRepr::LSTM(c),
             LayerSpec::GRU(c) => LayerSpecRepr::GRU(c),
             LayerSpec::Reshape(c) => LayerSpecRepr::Reshape(c),
+            LayerSpec::Add => LayerSpecRepr::Add {},
+            LayerSpec::Subtract => LayerSpecRepr::Subtract {},
+            LayerSpec::Multiply => LayerSpecRepr::Multiply {},
+            LayerSpec::Average => LayerSpecRepr::Average {},
+            LayerSpec::Maximum => LayerSpecRepr::Maximum {},
+            LayerSpec::Concatenate(c) => LayerSpecRepr::Concatenate(c),
+            LayerSpec::LayerNormalization(c) => LayerSpecRepr::LayerNormalization(c),
+            LayerSpec::ZeroPadding2D(c) => LayerSpecRepr::ZeroPadding2D(c),
+            LayerSpec::GlobalMaxPooling2D => LayerSpecRepr::GlobalMaxPooling2D {},
+            LayerSpec::Identity => LayerSpecRepr::Identity {},
         }
     }
 }
@@ -908,6 +956,16 @@ impl LayerSpec {
             LayerSpec::LSTM(_) => "LSTM",
             LayerSpec::GRU(_) => "GRU",
             LayerSpec::Reshape(_) => "Reshape",
+            LayerSpec::Add => "Add",
+            LayerSpec::Subtract => "Subtract",
+            LayerSpec::Multiply => "Multiply",
+            LayerSpec::Average => "Average",
+            LayerSpec::Maximum => "Maximum",
+            LayerSpec::Concatenate(_) => "Concatenate",
+            LayerSpec::LayerNormalization(_) => "LayerNormalization",
+            LayerSpec::ZeroPadding2D(_) => "ZeroPadding2D",
+            LayerSpec::GlobalMaxPooling2D => "GlobalMaxPooling2D",
+            LayerSpec::Identity => "Identity",
         }
     }
 
@@ -968,153 +1026,5 @@ impl LayerSpec {
     /// As [`TargetShape::new`].
     pub fn reshape(target_shape: &[usize]) -> Result<Self> {
         Ok(LayerSpec::Reshape(ReshapeConfig { target_shape: TargetShape::new(target_shape)? }))
-    }
-}
-
-/// A whole model as data: the per-sample input shape and the layers in order.
-///
-/// JSON: `{"format_version": 1, "input_shape": [28, 28, 1], "layers": [...]}`;
-/// `format_version` may be left out (the current version is assumed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSpec {
-    /// The description format's version ([`FORMAT_VERSION`]).
-    #[serde(default = "format_version")]
-    pub format_version: u32,
-    /// Shape of one sample, without the batch axis: `[height, width, channels]` for
-    /// images (NHWC), `[features]` for vectors, `[sequence]` for Embedding indices.
-    pub input_shape: Vec<usize>,
-    /// The layers, applied in order.
-    pub layers: Vec<LayerSpec>,
-}
-
-impl ModelSpec {
-    /// A model of `layers` over samples of `input_shape`, at the current format version.
-    pub fn new(input_shape: &[usize], layers: Vec<LayerSpec>) -> Self {
-        ModelSpec { format_version: FORMAT_VERSION, input_shape: input_shape.to_vec(), layers }
-    }
-
-    /// The seed CNN: Conv2D(32, 3×3, relu) → MaxPool2D(2×2) → Flatten →
-    /// Dense(128, relu) → Dense(`classes`, softmax). For MNIST use `input_shape`
-    /// `[28, 28, 1]` and 10 classes (693,962 parameters).
-    pub fn seed_cnn(input_shape: &[usize], classes: usize) -> ModelSpec {
-        ModelSpec::new(
-            input_shape,
-            vec![
-                LayerSpec::conv2d(32, 3, Activation::Relu),
-                LayerSpec::max_pool(2),
-                LayerSpec::Flatten,
-                LayerSpec::dense(128, Activation::Relu),
-                LayerSpec::dense(classes, Activation::Softmax),
-            ],
-        )
-    }
-
-    /// A recurrent classifier: LSTM(`units`) → Dense(`classes`, softmax), reading each
-    /// sample as a sequence. Samples `[time, features]` go in as they are; images
-    /// `[height, width, channels]` are read row by row (a Reshape to
-    /// `[height, width·channels]` first: sequential MNIST is 28 steps of 28 features);
-    /// vectors `[n]` as `n` steps of one feature. LSTM(128) on MNIST has 80,384 + 1,290
-    /// parameters.
-    ///
-    /// # Errors
-    /// [`LayerError::Spec`] for an input shape of more than 3 axes or with a zero axis.
-    pub fn lstm_classifier(input_shape: &[usize], units: usize, classes: usize) -> Result<ModelSpec> {
-        let mut layers = Vec::new();
-        match input_shape {
-            [_, _] => {}
-            [h, w, c] => layers.push(LayerSpec::reshape(&[*h, w * c])?),
-            [n] => layers.push(LayerSpec::reshape(&[*n, 1])?),
-            other => {
-                return Err(LayerError::Spec {
-                    message: format!(
-                        "an LSTM classifier reads [time, features], [h, w, c] or [n] samples, got {other:?}"
-                    ),
-                })
-            }
-        }
-        layers.push(LayerSpec::lstm(units));
-        layers.push(LayerSpec::dense(classes, Activation::Softmax));
-        Ok(ModelSpec::new(input_shape, layers))
-    }
-
-    /// A multilayer perceptron: Flatten → Dense(`hidden`, relu) → Dropout(`dropout`)
-    /// when `dropout > 0` → Dense(`classes`, softmax).
-    pub fn mlp(input_shape: &[usize], hidden: usize, classes: usize, dropout: f64) -> ModelSpec {
-        let mut layers = vec![LayerSpec::Flatten, LayerSpec::dense(hidden, Activation::Relu)];
-        if dropout > 0.0 {
-            layers.push(LayerSpec::dropout(dropout));
-        }
-        layers.push(LayerSpec::dense(classes, Activation::Softmax));
-        ModelSpec::new(input_shape, layers)
-    }
-
-    /// Parses a JSON description.
-    ///
-    /// # Errors
-    /// [`LayerError::Spec`] for malformed JSON, an unknown key or layer type, a
-    /// missing required field (serde's message, with line and column), or a
-    /// `format_version` newer than [`FORMAT_VERSION`].
-    pub fn from_json(text: &str) -> Result<ModelSpec> {
-        let spec: ModelSpec = serde_json::from_str(text).map_err(|e| LayerError::Spec { message: e.to_string() })?;
-        spec.check_version()?;
-        Ok(spec)
-    }
-
-    /// Pretty-printed JSON (two-space indent), which [`ModelSpec::from_json`] reads
-    /// back to an equal spec.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a ModelSpec always serialises (plain data, finite keys)")
-    }
-
-    /// Refuses descriptions written by a newer version of this crate.
-    pub(crate) fn check_version(&self) -> Result<()> {
-        if self.format_version == 0 || self.format_version > FORMAT_VERSION {
-            return Err(LayerError::Spec {
-                message: format!(
-                    "format_version {} is not supported (this version of nn-layers reads 1 to {FORMAT_VERSION})",
-                    self.format_version
-                ),
-            });
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_round_trip_and_defaults() {
-        let spec = ModelSpec::seed_cnn(&[28, 28, 1], 10);
-        let text = spec.to_json();
-        assert_eq!(ModelSpec::from_json(&text).unwrap(), spec);
-        let short = r#"{"input_shape": [28, 28, 1], "layers": [
-            {"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"},
-            {"type": "MaxPooling2D"},
-            {"type": "Flatten"},
-            {"type": "Dense", "units": 128, "activation": "relu"},
-            {"type": "Dense", "units": 10, "activation": "softmax"}]}"#;
-        assert_eq!(ModelSpec::from_json(short).unwrap(), spec);
-    }
-
-    #[test]
-    fn unknown_keys_and_types_are_errors() {
-        let bad_key = r#"{"input_shape": [4], "layers": [{"type": "Dense", "units": 3, "unit": 4}]}"#;
-        let e = ModelSpec::from_json(bad_key).unwrap_err().to_string();
-        assert!(e.contains("unknown field `unit`"), "{e}");
-        let bad_type = r#"{"input_shape": [4], "layers": [{"type": "Conv3D", "filters": 3}]}"#;
-        let e = ModelSpec::from_json(bad_type).unwrap_err().to_string();
-        assert!(e.contains("unknown variant `Conv3D`"), "{e}");
-        let bad_unit = r#"{"input_shape": [4], "layers": [{"type": "Flatten", "data_format": "channels_first"}]}"#;
-        let e = ModelSpec::from_json(bad_unit).unwrap_err().to_string();
-        assert!(e.contains("unknown field `data_format`"), "{e}");
-        let bad_top = r#"{"input_shape": [4], "layers": [], "optimizer": "adam"}"#;
-        assert!(ModelSpec::from_json(bad_top).unwrap_err().to_string().contains("unknown field `optimizer`"));
-        let bad_act = r#"{"input_shape": [4], "layers": [{"type": "Dense", "units": 3, "activation": "swish"}]}"#;
-        assert!(ModelSpec::from_json(bad_act).unwrap_err().to_string().contains("unknown variant `swish`"));
-        let newer = r#"{"format_version": 99, "input_shape": [4], "layers": []}"#;
-        assert!(ModelSpec::from_json(newer).unwrap_err().to_string().contains("format_version 99"));
     }
 }

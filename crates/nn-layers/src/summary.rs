@@ -2,7 +2,7 @@
 
 use nn_tensor::Element;
 
-use crate::sequential::Sequential;
+use crate::model::{Model, Source};
 
 /// `1234567` → `"1,234,567"`.
 pub fn thousands(n: usize) -> String {
@@ -29,7 +29,7 @@ fn human_bytes(bytes: usize) -> String {
     format!("{v:.2} {}", units[u])
 }
 
-impl<T: Element> Sequential<T> {
+impl<T: Element> Model<T> {
     /// A Keras-style table: one row per layer with its name and type
     /// (`layers.{i} (Kind)`), output shape (`(None, ...)`, `None` standing for the
     /// batch) and parameter count; then the total, trainable and non-trainable
@@ -62,28 +62,62 @@ impl<T: Element> Sequential<T> {
             out.push(')');
             out
         };
+        // A chain lists `layers.{i} (Kind)` rows; a graph lists `name (Kind)` rows in
+        // execution order with a "Connected to" column, as Keras's functional models.
+        let chain = self.is_chain() && self.spec().format_version == 1;
         let mut rows = Vec::with_capacity(self.layers().len());
-        for (i, layer) in self.layers().iter().enumerate() {
+        let order: Vec<usize> =
+            if chain { (0..self.layers().len()).collect() } else { self.execution_order().to_vec() };
+        for i in order {
+            let layer = &self.layers()[i];
             let count: usize = self.layer_parameters(i).iter().map(|p| p.len()).sum();
-            rows.push((format!("layers.{i} ({})", layer.kind()), shape(layer.output_shape()), thousands(count)));
+            let name = if chain { format!("layers.{i}") } else { self.layer_name(i).to_string() };
+            let from = self
+                .layer_inputs(i)
+                .iter()
+                .map(|s| match *s {
+                    Source::Input(k) => self.inputs()[k].name.clone(),
+                    Source::Layer(j) => self.layer_name(j).to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            rows.push((format!("{name} ({})", layer.kind()), shape(layer.output_shape()), thousands(count), from));
         }
-        let head = ("Layer (type)", "Output Shape", "Param #");
+        let head = ("Layer (type)", "Output Shape", "Param #", "Connected to");
         let w0 = rows.iter().map(|r| r.0.chars().count()).chain([head.0.len()]).max().unwrap_or(0).max(24) + 4;
         let w1 = rows.iter().map(|r| r.1.chars().count()).chain([head.1.len()]).max().unwrap_or(0).max(20) + 4;
         let w2 = rows.iter().map(|r| r.2.chars().count()).chain([head.2.len()]).max().unwrap_or(0).max(11);
-        let width = 1 + w0 + w1 + w2;
+        let w3 = if chain {
+            0
+        } else {
+            4 + rows.iter().map(|r| r.3.chars().count()).chain([head.3.len()]).max().unwrap_or(0)
+        };
+        let width = 1 + w0 + w1 + w2 + w3;
         let (trainable, frozen) = self.num_parameters();
         let size = std::mem::size_of::<T>();
 
         let mut out = String::new();
-        out.push_str(&format!("Model: \"sequential\" (input {}, {})\n", shape(self.input_shape()), T::DTYPE));
+        if chain {
+            out.push_str(&format!("Model: \"sequential\" (input {}, {})\n", shape(self.input_shape()), T::DTYPE));
+        } else {
+            let ins: Vec<String> = self.inputs().iter().map(|i| format!("{} {}", i.name, shape(&i.shape))).collect();
+            out.push_str(&format!("Model: \"functional\" (inputs {}, {})\n", ins.join(", "), T::DTYPE));
+        }
         out.push_str(&"_".repeat(width));
         out.push('\n');
-        out.push_str(&format!(" {:<w0$}{:<w1$}{:>w2$}\n", head.0, head.1, head.2));
+        if chain {
+            out.push_str(&format!(" {:<w0$}{:<w1$}{:>w2$}\n", head.0, head.1, head.2));
+        } else {
+            out.push_str(&format!(" {:<w0$}{:<w1$}{:>w2$}    {}\n", head.0, head.1, head.2, head.3));
+        }
         out.push_str(&"=".repeat(width));
         out.push('\n');
-        for (name, shape, count) in &rows {
-            out.push_str(&format!(" {name:<w0$}{shape:<w1$}{count:>w2$}\n"));
+        for (name, shape, count, from) in &rows {
+            if chain {
+                out.push_str(&format!(" {name:<w0$}{shape:<w1$}{count:>w2$}\n"));
+            } else {
+                out.push_str(&format!(" {name:<w0$}{shape:<w1$}{count:>w2$}    {from}\n"));
+            }
         }
         out.push_str(&"=".repeat(width));
         out.push('\n');

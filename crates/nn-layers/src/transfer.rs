@@ -36,8 +36,8 @@ use safetensors::SafeTensors;
 
 use crate::error::{LayerError, Result};
 use crate::io::{dtype_of, format_err, from_bytes, io_err};
+use crate::model::Model;
 use crate::module::ParamKind;
-use crate::sequential::Sequential;
 use crate::spec::{LayerSpec, LoraConfig};
 
 /// Whether parameter `name` is selected by `pattern`: the exact name
@@ -121,7 +121,7 @@ impl std::fmt::Display for LoadReport {
     }
 }
 
-impl<T: Element> Sequential<T> {
+impl<T: Element> Model<T> {
     /// Loads parameters by name from a safetensors file (e.g. the
     /// `weights.safetensors` of another model), fully or partly, and reports what it
     /// did. Unlike [`Sequential::load_weights`] (all or nothing) the file and the model
@@ -214,22 +214,18 @@ impl<T: Element> Sequential<T> {
         n
     }
 
-    /// Freezes the parameters of layers `range` (indices, half-open, e.g. `0..3`).
-    /// Returns how many parameters were newly frozen.
+    /// Freezes the parameters of layers `range` (indices in spec order, half-open,
+    /// e.g. `0..3`). Returns how many parameters were newly frozen.
     pub fn freeze_layers(&mut self, range: std::ops::Range<usize>) -> usize {
-        self.freeze(|name| {
-            name.strip_prefix("layers.")
-                .and_then(|r| r.split('.').next())
-                .and_then(|i| i.parse::<usize>().ok())
-                .is_some_and(|i| range.contains(&i))
-        })
+        let prefixes: Vec<String> = range.filter(|&i| i < self.layers().len()).map(|i| self.layer_prefix(i)).collect();
+        self.freeze(|name| prefixes.iter().any(|p| name_matches(p, name)))
     }
 
     /// A model with description `spec`, parameters drawn from `seed`, then every
     /// parameter that `self` has under the same name and shape (and `keep` accepts)
     /// copied from `self` with its frozen state.
-    fn rebuild(&self, spec: crate::spec::ModelSpec, seed: u64, keep: impl Fn(&str) -> bool) -> Result<Self> {
-        let mut out = Sequential::new(spec, seed)?;
+    fn rebuild(&self, spec: crate::model::ModelSpec, seed: u64, keep: impl Fn(&str) -> bool) -> Result<Self> {
+        let mut out = Model::new(spec, seed)?;
         for p in out.parameters_mut() {
             if let Some(old) = self.parameter(&p.name) {
                 if old.shape() == p.shape() && keep(&p.name) {
@@ -243,8 +239,8 @@ impl<T: Element> Sequential<T> {
 
     /// The index of the last Dense layer, the output head.
     fn head_index(&self) -> Result<usize> {
-        self.spec().layers.iter().rposition(|l| matches!(l, LayerSpec::Dense(_))).ok_or_else(|| LayerError::Spec {
-            message: "the model has no Dense layer to serve as its output head".into(),
+        self.spec().layers.iter().rposition(|l| matches!(l.layer, LayerSpec::Dense(_))).ok_or_else(|| {
+            LayerError::Spec { message: "the model has no Dense layer to serve as its output head".into() }
         })
     }
 
@@ -260,11 +256,11 @@ impl<T: Element> Sequential<T> {
     pub fn with_new_head(&self, units: usize, seed: u64) -> Result<(Self, usize)> {
         let head = self.head_index()?;
         let mut spec = self.spec().clone();
-        if let LayerSpec::Dense(c) = &mut spec.layers[head] {
+        if let LayerSpec::Dense(c) = &mut spec.layers[head].layer {
             c.units = units;
             c.lora = None;
         }
-        let prefix = format!("layers.{head}");
+        let prefix = self.layer_prefix(head);
         let model = self.rebuild(spec, seed, |name| !name_matches(&prefix, name))?;
         Ok((model, head))
     }
@@ -280,8 +276,8 @@ impl<T: Element> Sequential<T> {
     /// number.
     pub fn with_lora(&self, select: impl Fn(usize) -> bool, lora: LoraConfig, seed: u64) -> Result<Self> {
         let mut spec = self.spec().clone();
-        for (i, layer) in spec.layers.iter_mut().enumerate() {
-            if let LayerSpec::Dense(c) = layer {
+        for (i, node) in spec.layers.iter_mut().enumerate() {
+            if let LayerSpec::Dense(c) = &mut node.layer {
                 if select(i) {
                     c.lora = Some(lora);
                 }
@@ -302,8 +298,8 @@ impl<T: Element> Sequential<T> {
     pub fn merge_lora(&self) -> Result<Self> {
         let mut spec = self.spec().clone();
         let mut merged: Vec<(String, Tensor<T>)> = Vec::new();
-        for (i, layer) in spec.layers.iter_mut().enumerate() {
-            let LayerSpec::Dense(c) = layer else { continue };
+        for (i, node) in spec.layers.iter_mut().enumerate() {
+            let LayerSpec::Dense(c) = &mut node.layer else { continue };
             let Some(lora) = c.lora.take() else { continue };
             let params = self.layer_parameters(i);
             let get = |kind: ParamKind| params.iter().find(|p| p.kind == kind).map(|p| &p.value);
@@ -316,9 +312,9 @@ impl<T: Element> Sequential<T> {
             let s = lora.scaling();
             let k64 = to64(k);
             let sum: Vec<T> = k64.array().iter().zip(ab.array().iter()).map(|(&w, &d)| T::of_f64(w + s * d)).collect();
-            merged.push((format!("layers.{i}.kernel"), Tensor::try_from_vec(k.shape(), sum)?));
+            merged.push((format!("{}.kernel", self.layer_prefix(i)), Tensor::try_from_vec(k.shape(), sum)?));
         }
-        let mut out = Sequential::build(spec, None)?;
+        let mut out = Model::build(spec, None)?;
         for p in out.parameters_mut() {
             if let Some((_, v)) = merged.iter().find(|(n, _)| *n == p.name) {
                 p.value = Arc::new(v.clone());

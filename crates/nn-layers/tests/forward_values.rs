@@ -243,7 +243,12 @@ fn dropout_scales_in_training_and_is_identity_in_evaluation() {
     let err = LayerSpec::dropout(1.0).build::<f64>(3, &[4]).unwrap_err();
     assert_eq!(
         err,
-        LayerError::InvalidConfig { index: 3, kind: "Dropout", message: "rate must be in [0, 1), got 1".into() }
+        LayerError::InvalidConfig {
+            index: 3,
+            name: None,
+            kind: "Dropout",
+            message: "rate must be in [0, 1), got 1".into()
+        }
     );
 }
 

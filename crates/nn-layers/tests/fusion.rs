@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::{random_params, to_autograd, uniform, TOL};
+use common::{to_autograd, uniform, TOL};
 use nn_autograd::{gradcheck_with, GradcheckOptions, Graph, Var};
 use nn_layers::{
-    Activation, Conv2DConfig, ForwardCtx, Layer, LayerSpec, Mode, ModelSpec, PaddingMode, Pool2DConfig, Sequential,
-    Tensor,
+    Activation, Conv2DConfig, ForwardCtx, LayerSpec, Mode, ModelSpec, PaddingMode, Pool2DConfig, Sequential, Tensor,
 };
 use nn_tensor::random::seeded_rng;
 use proptest::prelude::*;
@@ -85,7 +84,21 @@ proptest! {
     }
 }
 
-/// The fused op alone, gradchecked with respect to its input, kernel and bias.
+/// Gradchecks `model` (its fused plan) with respect to the input and every
+/// parameter, through [`Sequential::forward_with_parameters`].
+fn gradcheck_model(model: &Sequential<f64>, x: Tensor<f64>, options: GradcheckOptions) -> nn_autograd::GradcheckReport {
+    let mut inputs = vec![x];
+    inputs.extend(model.parameters().iter().map(|p| (*p.value).clone()));
+    gradcheck_with(&inputs, options, |g: &mut Graph<f64>, v: &[Var]| {
+        let mut rng = seeded_rng(0);
+        let mut ctx = ForwardCtx::new(Mode::Train, &mut rng);
+        Ok(model.forward_with_parameters(g, &v[..1], &v[1..], &mut ctx, false).map_err(to_autograd)?[0])
+    })
+    .unwrap()
+}
+
+/// The fused Conv2D → MaxPool2D stage, gradchecked with respect to its input, kernel
+/// and bias (a model of the two layers, which the planner fuses).
 #[test]
 fn fused_conv_pool_gradcheck() {
     let cases = [
@@ -96,47 +109,55 @@ fn fused_conv_pool_gradcheck() {
     ];
     for (i, (act, k, pool_stride, pool, conv_pad, pool_pad)) in cases.into_iter().enumerate() {
         let (h, w, c) = (7, 6, 2);
-        let spec = LayerSpec::Conv2D(Conv2DConfig::new(3, k).with_padding(conv_pad).with_activation(act));
-        let layer = spec.build::<f64>(0, &[h, w, c]).unwrap();
-        let pool_layer = LayerSpec::MaxPool2D(Pool2DConfig::new(pool).with_strides(pool_stride).with_padding(pool_pad))
-            .build::<f64>(1, layer.output_shape())
-            .unwrap();
-        let window = <dyn Layer<f64>>::max_pool_window(pool_layer.as_ref()).unwrap();
+        let spec = ModelSpec::new(
+            &[h, w, c],
+            vec![
+                LayerSpec::Conv2D(Conv2DConfig::new(3, k).with_padding(conv_pad).with_activation(act)),
+                LayerSpec::MaxPool2D(Pool2DConfig::new(pool).with_strides(pool_stride).with_padding(pool_pad)),
+            ],
+        );
         let seed = i as u64;
-        let mut inputs = vec![uniform(&[2, h, w, c], -1.0, 1.0, seed)];
-        inputs.extend(random_params(layer.as_ref(), seed));
+        let mut model = Sequential::<f64>::new(spec, seed).unwrap();
+        for p in model.parameters_mut() {
+            p.value = std::sync::Arc::new(uniform(p.shape(), -1.0, 1.0, seed + 100));
+        }
+        assert_eq!(model.planned_stages(), 1, "case {i}: the planner fuses the pair");
         // A kernel perturbation moves every convolution output, so a near-tie inside a
         // pool window flips its argmax within the default step (1e-3): the unfused
         // Conv2D → MaxPool2D fails the same way on such draws (seed 2 here). A step of
         // 1e-5 stays on one side of every tie of these draws; its rounding error,
         // about 1.5·ε·|L|/h ≈ 3e-11·|L|, is still far below TOL.
         let options = GradcheckOptions { eps: 1e-5, ..GradcheckOptions::default() };
-        let report = gradcheck_with(&inputs, options, |g: &mut Graph<f64>, v: &[Var]| {
-            let mut rng = seeded_rng(0);
-            let mut ctx = ForwardCtx::new(Mode::Train, &mut rng);
-            layer
-                .forward_max_pooled(g, v[0], &v[1..], window, false, &mut ctx)
-                .expect("Conv2D fuses")
-                .map_err(to_autograd)
-        })
-        .unwrap();
+        let report = gradcheck_model(&model, uniform(&[2, h, w, c], -1.0, 1.0, seed), options);
         assert!(report.passes(TOL), "case {i} ({act:?}): {report}");
     }
 }
 
-/// Softmax is not element-wise: a Conv2D with it is not fused (the model still runs).
+/// Softmax is not element-wise: a Conv2D with it is not fused (the model still runs),
+/// and neither is a Conv2D whose output has a second consumer.
 #[test]
-fn softmax_conv_is_not_fused() {
-    let spec = LayerSpec::Conv2D(Conv2DConfig::new(2, 3).with_activation(Activation::Softmax));
-    let layer = spec.build::<f64>(0, &[5, 5, 1]).unwrap();
-    let window = nn_layers::PoolWindow { pool_size: (2, 2), strides: (2, 2), padding: nn_autograd::Padding::Valid };
-    let mut g = Graph::<f64>::new();
-    let x = g.variable(Tensor::zeros(&[1, 5, 5, 1]));
-    let params: Vec<Var> = random_params(layer.as_ref(), 0).iter().map(|p| g.variable(p)).collect();
-    let mut rng = seeded_rng(0);
-    assert!(layer
-        .forward_max_pooled(&mut g, x, &params, window, false, &mut ForwardCtx::new(Mode::Train, &mut rng))
-        .is_none());
+fn what_the_planner_does_not_fuse() {
+    let spec = ModelSpec::new(
+        &[5, 5, 1],
+        vec![LayerSpec::Conv2D(Conv2DConfig::new(2, 3).with_activation(Activation::Softmax)), LayerSpec::max_pool(2)],
+    );
+    let model = Sequential::<f64>::new(spec, 0).unwrap();
+    assert_eq!(model.planned_stages(), 2);
+    let fused = Sequential::<f64>::new(ModelSpec::seed_cnn(&[12, 12, 1], 4), 0).unwrap();
+    assert_eq!(fused.planned_stages(), 3, "Conv2D + MaxPool2D + Flatten fold into one stage");
+    let branch = ModelSpec::from_json(
+        r#"{"inputs": [{"name": "x", "shape": [6, 6, 1]}], "layers": [
+            {"type": "Conv2D", "name": "c", "filters": 2, "kernel_size": 3, "activation": "relu"},
+            {"type": "MaxPool2D", "name": "p", "pool_size": 2},
+            {"type": "Flatten", "name": "f1"},
+            {"type": "Flatten", "name": "f2", "inputs": ["c"]},
+            {"type": "Dense", "name": "d1", "units": 2, "inputs": ["f1"]},
+            {"type": "Dense", "name": "d2", "units": 2, "inputs": ["f2"]},
+            {"type": "Add", "inputs": ["d1", "d2"]}]}"#,
+    )
+    .unwrap();
+    let model = Sequential::<f64>::new(branch, 0).unwrap();
+    assert_eq!(model.planned_stages(), 7, "c feeds two layers: nothing fused");
 }
 
 /// `Sequential::infer` (no graph where layers allow) against `forward` on a no-grad

@@ -375,12 +375,12 @@ fn specs_round_trip_with_keras_defaults() {
         {"type": "SimpleRNN", "units": 8},
         {"type": "Dense", "units": 10, "activation": "softmax"}]}"#;
     let spec = ModelSpec::from_json(text).unwrap();
-    let LayerSpec::LSTM(l) = spec.layers[1] else { panic!("{:?}", spec.layers[1]) };
+    let LayerSpec::LSTM(l) = spec.layers[1].layer else { panic!("{:?}", spec.layers[1]) };
     assert_eq!(l, LstmConfig::new(32).with_return_sequences(true));
     assert!(l.unit_forget_bias && l.use_bias && !l.return_state);
     assert_eq!(l.recurrent_initializer, Initializer::Orthogonal);
     assert_eq!(l.kernel_initializer, Initializer::GlorotUniform);
-    let LayerSpec::GRU(gc) = spec.layers[2] else { panic!() };
+    let LayerSpec::GRU(gc) = spec.layers[2].layer else { panic!() };
     assert!(gc.reset_after);
     assert_eq!(ModelSpec::from_json(&spec.to_json()).unwrap(), spec);
     let model = Sequential::<f32>::new(spec, 1).unwrap();

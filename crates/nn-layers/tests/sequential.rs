@@ -108,6 +108,7 @@ fn shape_mismatch_is_a_build_error_naming_layer_kind_and_shapes() {
         err,
         LayerError::BuildShape {
             index: 2,
+            name: None,
             kind: "Conv2D",
             expected: "[height, width, channels] (3 axes, NHWC without the batch axis)".into(),
             got: vec![21_632],

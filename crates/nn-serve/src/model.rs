@@ -36,7 +36,7 @@ pub enum OutputKind {
 /// One layer as `GET /v1/model` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LayerInfo {
-    /// The layer's parameter prefix, `layers.{i}`.
+    /// The layer's parameter prefix: `layers.{i}` in a chain, its name in a graph.
     pub name: String,
     /// Its kind as Keras names it (`Dense`, `Conv2D`, ...).
     pub kind: String,
@@ -220,7 +220,7 @@ fn describe(model: &Sequential, meta: &ModelMetadata) -> ModelInfo {
         .iter()
         .enumerate()
         .map(|(i, l)| LayerInfo {
-            name: format!("layers.{i}"),
+            name: model.layer_prefix(i),
             kind: l.kind().to_string(),
             output_shape: l.output_shape().to_vec(),
             parameters: model.layer_parameters(i).iter().map(|p| p.len()).sum(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use nn_autograd::Graph;
-use nn_data::{Batcher, Dataset, Targets};
+use nn_data::{Augment, Batcher, Dataset, Targets};
 use nn_layers::loss::{Loss, Targets as LossTargets};
 use nn_layers::{ForwardCtx, Mode, Sequential};
 use nn_optim::{bind, clip_grad_norm, clip_grad_value, LrSchedule, Optimizer, Regularizer};
@@ -26,7 +26,8 @@ pub struct FitConfig {
     /// Samples per batch; the last partial batch is kept.
     pub batch_size: usize,
     /// Seed of everything random in training: epoch `k`'s shuffle and dropout masks
-    /// derive from `(seed, k)` only, so a run resumed at an epoch boundary continues
+    /// derive from `(seed, k)` only, and the augmentation of its batch `step` from
+    /// `(seed, k, step)` only, so a run resumed at an epoch boundary continues
     /// exactly as an uninterrupted one.
     pub seed: u64,
     /// Reshuffle the training data every epoch (default true).
@@ -45,6 +46,13 @@ pub struct FitConfig {
     pub initial_epoch: usize,
     /// Metadata saved with models written by callbacks.
     pub metadata: serde_json::Value,
+    /// Random shifts and rotations of the training images (default `None`: off).
+    /// Applied to each training batch's features right before the forward pass,
+    /// never to validation, [`evaluate`] or [`predict`]. Batch `step` of epoch `k`
+    /// draws from [`nn_data::augment::batch_rng`]`(seed, k, step)`, a generator of
+    /// its own that depends on nothing else, so runs stay reproducible and resumable.
+    /// Needs image data (samples `[height, width, channels]`).
+    pub augment: Option<Augment>,
 }
 
 impl FitConfig {
@@ -62,6 +70,7 @@ impl FitConfig {
             schedule: None,
             initial_epoch: 0,
             metadata: serde_json::Value::Null,
+            augment: None,
         }
     }
 }
@@ -143,6 +152,19 @@ fn loss_targets<'a>(
     }
 }
 
+/// Checks that `augment` is in range and `train` holds images `[height, width, channels]`.
+fn check_augment(augment: &Augment, train: &Dataset) -> Result<()> {
+    augment.validate().map_err(|e| TrainError::Config(format!("augmentation {augment}: {e}")))?;
+    if train.sample_shape().len() != 3 {
+        return Err(TrainError::Config(format!(
+            "augmentation ({augment}) needs image data with samples [height, width, channels], but training data `{}` has samples of shape {:?}",
+            train.name(),
+            train.sample_shape()
+        )));
+    }
+    Ok(())
+}
+
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     // SplitMix64 of (seed, epoch): distinct, well-mixed streams per epoch.
     let mut z = seed ^ (epoch as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -152,15 +174,17 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 }
 
 /// Trains `model` on `train` (Keras `Model.fit`): for each epoch, a seeded shuffle,
-/// then per batch forward → loss (+ penalties) → backward → clipping → schedule →
-/// optimizer step; then validation in evaluation mode, callbacks, and one line of
-/// progress. Dropout is active only here, never in validation.
+/// then per batch augmentation (when [`FitConfig::augment`] is set) → forward →
+/// loss (+ penalties) → backward → clipping → schedule → optimizer step; then
+/// validation in evaluation mode, callbacks, and one line of progress. Dropout and
+/// augmentation are active only here, never in validation.
 ///
 /// Returns the [`History`]; training that a callback stopped (early stopping, a
 /// non-finite loss) still returns `Ok`, with the reason in [`History::stopped`].
 ///
 /// # Errors
-/// [`TrainError::Config`] for a batch size or epoch count of 0; [`TrainError::Mismatch`]
+/// [`TrainError::Config`] for a batch size or epoch count of 0, or for augmentation
+/// ([`FitConfig::augment`]) of data that is not images; [`TrainError::Mismatch`]
 /// when the data does not fit the model or the loss (checked before training);
 /// errors of the layers, optimizer and callbacks as they occur.
 pub fn fit(
@@ -187,6 +211,9 @@ pub fn fit(
     }
     if let Some(s) = &config.schedule {
         s.validate()?;
+    }
+    if let Some(a) = &config.augment {
+        check_augment(a, train)?;
     }
     let (use_logits, train_loss) = stable_loss(model, loss);
     let classification = is_classification(loss);
@@ -221,8 +248,12 @@ pub fn fit(
         let learning_rate = optimizer.learning_rate();
         for (step, batch) in batcher.batches(train, epoch as u64).enumerate() {
             let n = batch.len();
+            let mut features = batch.features;
+            if let Some(a) = &config.augment {
+                a.apply(&mut features, &mut nn_data::augment::batch_rng(config.seed, epoch as u64, step as u64))?;
+            }
             let mut g = Graph::<f32>::new();
-            let x = g.input(batch.features);
+            let x = g.input(features);
             let mut fctx = ForwardCtx::new(Mode::Train, &mut rng);
             let out = if use_logits {
                 model_ref.forward_logits(&mut g, x, &mut fctx)?

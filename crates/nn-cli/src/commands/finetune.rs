@@ -94,7 +94,7 @@ pub fn build_model(args: &FitArgs, outputs: usize, default_spec: ModelSpec) -> R
                 new_head = Some(head);
                 // The new head is not loaded, unless --load asks for it by name (then
                 // a shape that differs is an error).
-                let prefix = format!("layers.{head}");
+                let prefix = model.layer_prefix(head);
                 let asked = model
                     .parameters()
                     .iter()
@@ -140,7 +140,7 @@ pub fn build_model(args: &FitArgs, outputs: usize, default_spec: ModelSpec) -> R
             .layers
             .iter()
             .enumerate()
-            .filter(|(i, l)| matches!(l, LayerSpec::Dense(_)) && Some(*i) != new_head)
+            .filter(|(i, l)| matches!(l.layer, LayerSpec::Dense(_)) && Some(*i) != new_head)
             .map(|(i, _)| i)
             .collect();
         if dense.is_empty() {
@@ -148,9 +148,9 @@ pub fn build_model(args: &FitArgs, outputs: usize, default_spec: ModelSpec) -> R
         }
         model = model.with_lora(|i| dense.contains(&i), LoraConfig::new(rank, alpha), args.seed)?;
         // Only the adapters (and a new head) train.
-        let head = new_head.map(|h| format!("layers.{h}"));
+        let head = new_head.map(|h| model.layer_prefix(h));
         model.freeze(|n| !is_adapter(n) && !head.as_deref().is_some_and(|h| name_matches(h, n)));
-        let names: Vec<String> = dense.iter().map(|i| format!("layers.{i}")).collect();
+        let names: Vec<String> = dense.iter().map(|&i| model.layer_prefix(i)).collect();
         println!("LoRA rank {rank}, alpha {alpha} on Dense {}; everything else frozen", names.join(", "));
     }
     Ok(Prepared { model, rules })
@@ -190,9 +190,9 @@ pub fn swap_head(model: &mut Sequential, dir: &Path) -> Result<()> {
         .spec()
         .layers
         .iter()
-        .rposition(|l| matches!(l, LayerSpec::Dense(_)))
+        .rposition(|l| matches!(l.layer, LayerSpec::Dense(_)))
         .ok_or_else(|| CliError::Usage(format!("--head-from {}: that model has no Dense layer", dir.display())))?;
-    let prefix = format!("layers.{head}");
+    let prefix = other.layer_prefix(head);
     if model.parameters().iter().any(|p| name_matches(&prefix, &p.name) && is_adapter(&p.name)) {
         return Err(CliError::Usage(format!(
             "--head-from: {prefix} of this model has LoRA adapters; evaluate the merged model (its `merged` folder)"

@@ -20,8 +20,11 @@ use crate::args::{FitArgs, OptimizerKind};
 use crate::data;
 use crate::error::{CliError, Result};
 
-/// The `mlp`, `cnn` and `lstm` presets for `input_shape` and `classes` (a single linear
-/// output replaces the softmax for regression).
+/// The model presets `--model` accepts besides a FILE.json.
+pub const PRESETS: [&str; 4] = ["mlp", "cnn", "lstm", "resnet"];
+
+/// The `mlp`, `cnn`, `lstm` and `resnet` presets for `input_shape` and `classes` (a
+/// single linear output replaces the softmax for regression).
 pub fn preset(
     name: &str,
     input_shape: &[usize],
@@ -42,9 +45,17 @@ pub fn preset(
             if dropout > 0.0 {
                 // After the hidden Dense layer, before the output layer.
                 let at = spec.layers.len() - 1;
-                spec.layers.insert(at, nn_layers::LayerSpec::dropout(dropout));
+                spec.layers.insert(at, nn_layers::LayerSpec::dropout(dropout).into());
             }
             spec
+        }
+        "resnet" => {
+            if dropout > 0.0 {
+                return Err(CliError::Usage(
+                    "--dropout: the resnet preset has no dropout layer (it uses BatchNormalization)".into(),
+                ));
+            }
+            ModelSpec::resnet(input_shape, classes).map_err(|e| CliError::Usage(format!("--model resnet: {e}")))?
         }
         "lstm" => {
             let mut spec = ModelSpec::lstm_classifier(input_shape, hidden, classes)
@@ -52,17 +63,19 @@ pub fn preset(
             if dropout > 0.0 {
                 // After the LSTM, before the output layer.
                 let at = spec.layers.len() - 1;
-                spec.layers.insert(at, nn_layers::LayerSpec::dropout(dropout));
+                spec.layers.insert(at, nn_layers::LayerSpec::dropout(dropout).into());
             }
             spec
         }
         other => {
-            return Err(CliError::Usage(format!("unknown model `{other}`: expected mlp, cnn, lstm or a FILE.json")))
+            return Err(CliError::Usage(format!(
+                "unknown model `{other}`: expected mlp, cnn, lstm, resnet or a FILE.json"
+            )))
         }
     };
     if regression {
         // A regression head: the last Dense layer outputs raw values, no softmax.
-        if let Some(nn_layers::LayerSpec::Dense(last)) = spec.layers.last_mut() {
+        if let Some(nn_layers::LayerSpec::Dense(last)) = spec.layers.last_mut().map(|n| &mut n.layer) {
             last.activation = nn_layers::Activation::Linear;
         }
     }
@@ -71,6 +84,15 @@ pub fn preset(
 
 /// Reads a model spec (JSON) from `path`.
 pub fn read_spec(path: &Path) -> Result<ModelSpec> {
+    /// A spec of the largest models is a few hundred kilobytes of JSON.
+    const MAX_SPEC_BYTES: u64 = 16 << 20;
+    let size = std::fs::metadata(path).map_err(|e| CliError::io(path, e))?.len();
+    if size > MAX_SPEC_BYTES {
+        return Err(CliError::Usage(format!(
+            "{}: {size} bytes is too large for a model spec (at most {MAX_SPEC_BYTES})",
+            path.display()
+        )));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?;
     ModelSpec::from_json(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
 }
@@ -207,6 +229,11 @@ impl Callback for AbortAfter {
     }
 }
 
+/// Parses `--augment SPEC` (`shift:PIXELS[,rotate:DEGREES]` or `rotate:DEGREES`).
+fn parse_augment(spec: Option<&str>) -> Result<Option<nn_data::Augment>> {
+    spec.map(|s| s.parse::<nn_data::Augment>().map_err(|e| CliError::Usage(format!("--augment {e}")))).transpose()
+}
+
 fn write_run_file(dir: &Path, args: &FitArgs) -> Result<()> {
     let path = dir.join("run.json");
     let json = serde_json::to_vec_pretty(args).map_err(|e| CliError::io(&path, e))?;
@@ -255,11 +282,12 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
             return Err(CliError::Usage(format!("--{name} must be >= 0, got {v}")));
         }
     }
+    let augment = parse_augment(args.augment.as_deref())?;
     let opt_config = optimizer_config(&args)?;
-    if !matches!(args.model.as_str(), "mlp" | "cnn" | "lstm") && !Path::new(&args.model).exists() {
+    if !PRESETS.contains(&args.model.as_str()) && !Path::new(&args.model).exists() {
         // Said before the data is loaded.
         return Err(CliError::Usage(format!(
-            "--model {}: not a preset (mlp, cnn, lstm) and no such model file",
+            "--model {}: not a preset (mlp, cnn, lstm, resnet) and no such model file",
             args.model
         )));
     }
@@ -280,6 +308,15 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let prepared = data::restrict(prepared, args.classes.as_deref(), args.per_class, args.seed)?;
     let train = &prepared.train;
     let classes = train.num_classes();
+    if let Some(a) = &augment {
+        if train.sample_shape().len() != 3 {
+            return Err(CliError::Usage(format!(
+                "--augment {a}: needs image data (samples [height, width, channels]), but {} has samples of shape {:?}",
+                args.data,
+                train.sample_shape()
+            )));
+        }
+    }
     println!(
         "data {}: {} training, {} validation, {} test samples of shape {:?}{}",
         args.data,
@@ -296,7 +333,7 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         nn_data::Targets::Real(t) => t.shape()[1..].iter().product(),
     };
     let regression = classes.is_none();
-    let spec = if matches!(args.model.as_str(), "mlp" | "cnn" | "lstm") {
+    let spec = if PRESETS.contains(&args.model.as_str()) {
         preset(&args.model, train.sample_shape(), outputs, args.hidden, args.dropout, regression)?
     } else {
         read_spec(Path::new(&args.model))?
@@ -392,16 +429,18 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         schedule: step_schedule,
         initial_epoch,
         metadata: metadata.clone(),
+        augment,
         ..FitConfig::new(args.epochs, args.batch_size)
     };
     println!(
-        "training {} epoch{}, batch {}, {} (lr {}), seed {}",
+        "training {} epoch{}, batch {}, {} (lr {}), seed {}{}",
         args.epochs,
         if args.epochs == 1 { "" } else { "s" },
         args.batch_size,
         opt_config.name(),
         args.lr,
-        args.seed
+        args.seed,
+        augment.map(|a| format!(", augment {a}")).unwrap_or_default()
     );
     let started = std::time::Instant::now();
     let history = if initial_epoch < args.epochs {

@@ -225,7 +225,7 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
         }
     };
     let model = match args.model.as_str() {
-        "cnn" | "mlp" | "lstm" => {
+        name if fit::PRESETS.contains(&name) => {
             Sequential::new(fit::preset(&args.model, &input_shape, classes, 128, 0.0, false)?, 0)?
         }
         other => {

@@ -41,7 +41,7 @@ pub struct TuneArgs {
     /// CSV target column, by header name or 0-based index (default: the last column).
     #[arg(long)]
     pub target: Option<String>,
-    /// The preset the space tunes: mlp | cnn.
+    /// What the space tunes: the mlp, cnn or resnet preset, or a model spec FILE.json (tuned by learning_rate, batch_size, optimizer and l2).
     #[arg(long, default_value = "mlp")]
     pub model: String,
     /// The search-space file (JSON): hyperparameter lists or ranges, epochs cap, patience, objective.
@@ -104,15 +104,21 @@ impl FitRunner<'_> {
     fn train(&mut self, trial: &Trial, objective: &Objective, patience: usize) -> Result<TrialOutcome> {
         let p = &trial.params;
         let train = &self.prepared.train;
-        let mut spec = preset(self.model, train.sample_shape(), self.outputs, p.hidden, p.dropout, self.regression)?;
+        let mut spec = if super::fit::PRESETS.contains(&self.model) {
+            preset(self.model, train.sample_shape(), self.outputs, p.hidden, p.dropout, self.regression)?
+        } else {
+            super::fit::read_spec(Path::new(self.model))?
+        };
         if self.model == "cnn" {
             // The seed CNN: Conv2D(filters) → pool → flatten → Dense(hidden) → output.
-            if let Some(LayerSpec::Conv2D(c)) = spec.layers.iter_mut().find(|l| matches!(l, LayerSpec::Conv2D(_))) {
+            if let Some(LayerSpec::Conv2D(c)) =
+                spec.layers.iter_mut().map(|n| &mut n.layer).find(|l| matches!(l, LayerSpec::Conv2D(_)))
+            {
                 c.filters = p.filters;
             }
             let last = spec.layers.len() - 1;
             if let Some(LayerSpec::Dense(d)) =
-                spec.layers[..last].iter_mut().rev().find(|l| matches!(l, LayerSpec::Dense(_)))
+                spec.layers[..last].iter_mut().rev().map(|n| &mut n.layer).find(|l| matches!(l, LayerSpec::Dense(_)))
             {
                 d.units = p.hidden;
             }
@@ -192,8 +198,12 @@ fn describe(r: &TrialRecord, metric: &str) -> String {
 /// Runs `nn-cli tune`.
 pub fn run(args: TuneArgs) -> Result<()> {
     // 1. Everything that can be wrong with the input, before any data or training.
-    if !matches!(args.model.as_str(), "mlp" | "cnn") {
-        return Err(CliError::Usage(format!("--model `{}`: tune searches the mlp and cnn presets", args.model)));
+    let is_preset = super::fit::PRESETS.contains(&args.model.as_str());
+    if args.model == "lstm" || !is_preset && !Path::new(&args.model).is_file() {
+        return Err(CliError::Usage(format!(
+            "--model `{}`: tune searches the mlp, cnn and resnet presets or a model spec FILE.json",
+            args.model
+        )));
     }
     let names = optimizer_names();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -207,6 +217,17 @@ pub fn run(args: TuneArgs) -> Result<()> {
             "{}: `filters` applies to --model cnn only (the mlp preset has no convolution)",
             args.space.display()
         )));
+    }
+    if !matches!(args.model.as_str(), "mlp" | "cnn") && (space.hidden.is_some() || space.dropout.is_some()) {
+        return Err(CliError::Usage(format!(
+            "{}: `hidden` and `dropout` apply to the mlp and cnn presets only; --model {} is tuned by learning_rate, batch_size, optimizer and l2",
+            args.space.display(),
+            args.model
+        )));
+    }
+    if !is_preset {
+        // Read and build once now, so a bad spec fails before any data is loaded.
+        super::fit::read_spec(Path::new(&args.model))?;
     }
     if args.trials == Some(0) {
         return Err(CliError::Usage("--trials must be at least 1".into()));

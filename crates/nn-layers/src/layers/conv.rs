@@ -9,7 +9,7 @@ use super::{layer_accessors, Meta};
 use crate::activation::Activation;
 use crate::error::Result;
 use crate::init::Fans;
-use crate::module::{check_param_count, ForwardCtx, Layer, ParamKind, ParamSpec, Parameter, PoolWindow};
+use crate::module::{check_param_count, ForwardCtx, Layer, ParamKind, ParamSpec, Parameter};
 use crate::spec::{Conv2DConfig, PaddingMode};
 
 /// `y = activation(conv2d(x, kernel) + bias)` (Keras's `Conv2D`, channels last):
@@ -87,27 +87,6 @@ impl Conv2D {
         &self.geometry
     }
 
-    /// [`Layer::infer`], pooled with `pool` when given: `None` for softmax, or when
-    /// `x` does not match the geometry the layer was built for.
-    fn infer_with<T: Element>(
-        &self,
-        x: ArrayViewD<'_, T>,
-        params: &[Parameter<T>],
-        pool: Option<PoolWindow>,
-    ) -> Option<Result<Tensor<T>>> {
-        let act = self.config.activation;
-        let g = &self.geometry;
-        if !crate::fused::pool_fusable(act)
-            || params.len() != self.meta.params.len()
-            || x.ndim() != 4
-            || x.shape()[1..] != [g.in_h, g.in_w, g.channels]
-        {
-            return None;
-        }
-        let bias = self.config.use_bias.then(|| &*params[1].value);
-        Some(crate::fused::conv2d_value(x, &params[0].value, bias, g, act, pool))
-    }
-
     fn affine<T: Element>(&self, g: &mut Graph<T>, x: Var, params: &[Var]) -> Result<Var> {
         check_param_count::<T>(self, params)?;
         Ok(g.try_conv2d(x, params[0], params.get(1).copied(), self.config.strides.pair(), self.config.padding.into())?)
@@ -123,41 +102,22 @@ impl<T: Element> Layer<T> for Conv2D {
         crate::fused::conv2d(g, x, params[0], params.get(1).copied(), stride, padding, self.config.activation)
     }
 
-    fn forward_max_pooled(
-        &self,
-        g: &mut Graph<T>,
-        x: Var,
-        params: &[Var],
-        window: PoolWindow,
-        flatten: bool,
-        _ctx: &mut ForwardCtx<'_, T>,
-    ) -> Option<Result<Var>> {
-        let act = self.config.activation;
-        if !crate::fused::pool_fusable(act) {
-            return None;
-        }
-        Some(check_param_count::<T>(self, params).and_then(|()| {
-            let (stride, padding) = (self.config.strides.pair(), self.config.padding.into());
-            let bias = params.get(1).copied();
-            crate::fused::conv2d_max_pool(g, x, params[0], bias, stride, padding, act, window, flatten)
-        }))
-    }
-
     fn ends_with_softmax(&self) -> bool {
         self.config.activation == Activation::Softmax
     }
 
     fn infer(&self, x: ArrayViewD<'_, T>, params: &[Parameter<T>], _logits: bool) -> Option<Result<Tensor<T>>> {
-        self.infer_with(x, params, None)
-    }
-
-    fn infer_max_pooled(
-        &self,
-        x: ArrayViewD<'_, T>,
-        params: &[Parameter<T>],
-        window: PoolWindow,
-    ) -> Option<Result<Tensor<T>>> {
-        self.infer_with(x, params, Some(window))
+        let act = self.config.activation;
+        let g = &self.geometry;
+        if !crate::fused::pool_fusable(act)
+            || params.len() != self.meta.params.len()
+            || x.ndim() != 4
+            || x.shape()[1..] != [g.in_h, g.in_w, g.channels]
+        {
+            return None;
+        }
+        let bias = self.config.use_bias.then(|| &*params[1].value);
+        Some(crate::fused::conv2d_value(x, &params[0].value, bias, g, act, None))
     }
 
     fn forward_logits(&self, g: &mut Graph<T>, x: Var, params: &[Var], ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {

@@ -42,10 +42,6 @@ impl Dropout {
 impl<T: Element> Layer<T> for Dropout {
     layer_accessors!();
 
-    fn reshapes_in_eval(&self) -> bool {
-        true // the identity in evaluation mode
-    }
-
     fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
         check_param_count::<T>(self, params)?;
         if ctx.mode == Mode::Eval || self.config.rate == 0.0 {

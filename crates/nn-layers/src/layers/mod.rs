@@ -15,6 +15,9 @@ mod conv;
 mod dense;
 mod dropout;
 mod embedding;
+mod merge;
+mod norm;
+mod padding;
 mod pool;
 mod recurrent;
 mod reshape;
@@ -25,29 +28,46 @@ pub use conv::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
-pub use pool::{GlobalAveragePooling2D, Pool2D};
+pub use merge::{Concatenate, ConcatenateConfig, Merge, MergeOp};
+pub use norm::{layer_norm, LayerNormConfig, LayerNormalization};
+pub use padding::{Padding2D, ZeroPadding2D, ZeroPadding2DConfig};
+pub use pool::{GlobalAveragePooling2D, GlobalMaxPooling2D, Pool2D};
 pub use recurrent::{RecurrentOutput, SimpleRNN, GRU, LSTM};
-pub use reshape::{Flatten, Reshape};
+pub use reshape::{Flatten, Identity, Reshape};
 
 /// What every built layer knows about itself: position, kind, shapes, parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Meta {
     pub index: usize,
+    /// The layer's name in a graph model (format version 2), `None` in a chain.
+    pub name: Option<String>,
     pub kind: &'static str,
+    /// The first input's per-sample shape.
     pub input_shape: Vec<usize>,
+    /// Every input's per-sample shape (one entry for all but merge layers).
+    pub input_shapes: Vec<Vec<usize>>,
     pub output_shape: Vec<usize>,
     pub params: Vec<ParamSpec>,
 }
 
 impl Meta {
     pub fn new(index: usize, kind: &'static str, input_shape: &[usize]) -> Self {
-        Meta { index, kind, input_shape: input_shape.to_vec(), output_shape: input_shape.to_vec(), params: Vec::new() }
+        Meta {
+            index,
+            name: None,
+            kind,
+            input_shape: input_shape.to_vec(),
+            input_shapes: vec![input_shape.to_vec()],
+            output_shape: input_shape.to_vec(),
+            params: Vec::new(),
+        }
     }
 
     /// A build-time shape error for this layer.
     pub fn shape_error(&self, expected: impl Into<String>) -> LayerError {
         LayerError::BuildShape {
             index: self.index,
+            name: self.name.clone(),
             kind: self.kind,
             expected: expected.into(),
             got: self.input_shape.clone(),
@@ -56,7 +76,12 @@ impl Meta {
 
     /// A build-time settings error for this layer.
     pub fn config_error(&self, message: impl Into<String>) -> LayerError {
-        LayerError::InvalidConfig { index: self.index, kind: self.kind, message: message.into() }
+        LayerError::InvalidConfig {
+            index: self.index,
+            name: self.name.clone(),
+            kind: self.kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -68,6 +93,9 @@ macro_rules! layer_accessors {
         }
         fn index(&self) -> usize {
             self.meta.index
+        }
+        fn name(&self) -> Option<&str> {
+            self.meta.name.as_deref()
         }
         fn input_shape(&self) -> &[usize] {
             &self.meta.input_shape
@@ -94,7 +122,32 @@ impl LayerSpec {
     /// with `return_state` (a model passes one tensor on; use the layer's
     /// `forward_with_state` alone).
     pub fn build<T: Element>(&self, index: usize, input_shape: &[usize]) -> Result<Box<dyn Layer<T>>> {
-        let meta = Meta::new(index, self.kind(), input_shape);
+        self.build_node(index, None, &[input_shape])
+    }
+
+    /// Builds the layer as node `index` of a graph model, named `name` (`None` in a
+    /// chain: errors then name the index), taking tensors of the per-sample shapes
+    /// `input_shapes` (one per input, in order).
+    ///
+    /// # Errors
+    /// As [`LayerSpec::build`]; [`LayerError::InvalidConfig`] when a single-input
+    /// layer is given several inputs (or none), or a merge layer fewer than it needs;
+    /// [`LayerError::BuildShape`] when the shapes of a merge do not agree.
+    pub fn build_node<T: Element>(
+        &self,
+        index: usize,
+        name: Option<&str>,
+        input_shapes: &[&[usize]],
+    ) -> Result<Box<dyn Layer<T>>> {
+        let mut meta = Meta::new(index, self.kind(), input_shapes.first().copied().unwrap_or(&[]));
+        meta.name = name.map(str::to_string);
+        meta.input_shapes = input_shapes.iter().map(|s| s.to_vec()).collect();
+        if let Some(layer) = self.build_multi_input::<T>(&meta)? {
+            return Ok(layer);
+        }
+        if input_shapes.len() != 1 {
+            return Err(meta.config_error(format!("takes one input, got {}", input_shapes.len())));
+        }
         Ok(match self {
             LayerSpec::Dense(c) => Box::new(Dense::new(meta, *c)?),
             LayerSpec::Conv2D(c) => Box::new(Conv2D::new(meta, *c)?),
@@ -123,6 +176,37 @@ impl LayerSpec {
                 Box::new(GRU::new(meta, *c)?)
             }
             LayerSpec::Reshape(c) => Box::new(Reshape::new(meta, *c)?),
+            LayerSpec::LayerNormalization(c) => Box::new(LayerNormalization::new(meta, *c)?),
+            LayerSpec::ZeroPadding2D(c) => Box::new(ZeroPadding2D::new(meta, *c)?),
+            LayerSpec::GlobalMaxPooling2D => Box::new(GlobalMaxPooling2D::new(meta)?),
+            LayerSpec::Identity => Box::new(Identity::new(meta)?),
+            LayerSpec::Add
+            | LayerSpec::Subtract
+            | LayerSpec::Multiply
+            | LayerSpec::Average
+            | LayerSpec::Maximum
+            | LayerSpec::Concatenate(_) => unreachable!("build_multi_input builds the merge layers"),
         })
+    }
+
+    /// The layers that take several inputs (merges) built from `meta` (which holds
+    /// every input shape); `None` for single-input layers.
+    ///
+    /// # Errors
+    /// [`LayerError::InvalidConfig`] for a number of inputs the merge does not take
+    /// (`Subtract`: exactly 2, the others at least 2) or a Concatenate axis that is 0
+    /// or out of range; [`LayerError::BuildShape`] when the inputs' shapes do not
+    /// agree (naming both).
+    fn build_multi_input<T: Element>(&self, meta: &Meta) -> Result<Option<Box<dyn Layer<T>>>> {
+        let op = match self {
+            LayerSpec::Add => MergeOp::Add,
+            LayerSpec::Subtract => MergeOp::Subtract,
+            LayerSpec::Multiply => MergeOp::Multiply,
+            LayerSpec::Average => MergeOp::Average,
+            LayerSpec::Maximum => MergeOp::Maximum,
+            LayerSpec::Concatenate(c) => return Ok(Some(Box::new(Concatenate::new(meta.clone(), *c)?))),
+            _ => return Ok(None),
+        };
+        Ok(Some(Box::new(Merge::new(meta.clone(), op)?)))
     }
 }

@@ -1,4 +1,5 @@
-//! Pooling over NHWC images: MaxPool2D, AvgPool2D, GlobalAveragePooling2D.
+//! Pooling over NHWC images: MaxPool2D, AvgPool2D, GlobalAveragePooling2D,
+//! GlobalMaxPooling2D.
 
 use nn_autograd::{Graph, Var};
 use nn_tensor::conv::{Conv2dGeometry, Padding};
@@ -6,7 +7,7 @@ use nn_tensor::Element;
 
 use super::{layer_accessors, Meta};
 use crate::error::Result;
-use crate::module::{check_param_count, ForwardCtx, Layer, PoolWindow};
+use crate::module::{check_param_count, ForwardCtx, Layer};
 use crate::spec::{PaddingMode, Pool2DConfig};
 
 /// MaxPool2D (each output the maximum of its window, per channel) or AvgPool2D (the
@@ -62,14 +63,6 @@ impl Pool2D {
 impl<T: Element> Layer<T> for Pool2D {
     layer_accessors!();
 
-    fn max_pool_window(&self) -> Option<PoolWindow> {
-        self.max.then(|| PoolWindow {
-            pool_size: self.config.pool_size.pair(),
-            strides: self.config.effective_strides().pair(),
-            padding: self.config.padding.into(),
-        })
-    }
-
     fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
         check_param_count::<T>(self, params)?;
         let (pool, stride) = (self.config.pool_size.pair(), self.config.effective_strides().pair());
@@ -110,5 +103,92 @@ impl<T: Element> Layer<T> for GlobalAveragePooling2D {
     fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
         check_param_count::<T>(self, params)?;
         Ok(g.try_mean_axes(x, &[1, 2], false)?)
+    }
+}
+
+/// The maximum over height and width of each channel (Keras's
+/// `GlobalMaxPooling2D`). No parameters.
+///
+/// Runs as a reshape to `[batch, height·width, channels]` and a maximum along the
+/// middle axis ([`Graph::try_max_axis`]). **Ties:** the whole gradient goes to the
+/// first maximal position in row-major (height, then width) order; the others get 0
+/// (a subgradient, as PyTorch's `max(dim)`).
+///
+/// # Shapes
+/// `[batch, height, width, channels]` → `[batch, channels]`.
+///
+/// # Errors
+/// When built: [`LayerError::BuildShape`](crate::LayerError::BuildShape) for a
+/// per-sample shape that is not `[height ≥ 1, width ≥ 1, channels]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalMaxPooling2D {
+    meta: Meta,
+}
+
+impl GlobalMaxPooling2D {
+    pub(crate) fn new(mut meta: Meta) -> Result<Self> {
+        match meta.input_shape.as_slice() {
+            &[h, w, c] if h > 0 && w > 0 => meta.output_shape = vec![c],
+            _ => {
+                return Err(meta.shape_error("[height ≥ 1, width ≥ 1, channels] (3 axes, NHWC without the batch axis)"))
+            }
+        }
+        Ok(GlobalMaxPooling2D { meta })
+    }
+}
+
+impl<T: Element> Layer<T> for GlobalMaxPooling2D {
+    layer_accessors!();
+
+    fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
+        check_param_count::<T>(self, params)?;
+        let shape = g.try_value(x)?.shape().to_vec();
+        let rows = match shape.as_slice() {
+            &[n, h, w, c] => g.try_reshape(x, &[n, h * w, c])?,
+            // Not an image batch: let max_axis name the shape it refuses.
+            _ => x,
+        };
+        Ok(g.try_max_axis(rows, 1, false)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nn_autograd::gradcheck;
+    use nn_tensor::random::seeded_rng;
+    use nn_tensor::Tensor;
+
+    use crate::error::LayerError;
+    use crate::module::{ForwardCtx, Mode};
+    use crate::spec::LayerSpec;
+    use nn_autograd::{AutogradError, Graph};
+
+    #[test]
+    fn global_max_pooling_values_ties_and_gradcheck() {
+        let layer = LayerSpec::GlobalMaxPooling2D.build::<f64>(0, &[2, 2, 2]).unwrap();
+        assert_eq!(layer.output_shape(), [2]);
+        // Channel 0: [1, 4, 4, 2] (a tie at positions 1 and 2); channel 1: [−1, −3, 0, −2].
+        let x = Tensor::from_vec(&[1, 2, 2, 2], vec![1., -1., 4., -3., 4., 0., 2., -2.]);
+        let mut g = Graph::<f64>::new();
+        let xv = g.variable(x);
+        let mut rng = seeded_rng(0);
+        let y = layer.forward(&mut g, xv, &[], &mut ForwardCtx::new(Mode::Eval, &mut rng)).unwrap();
+        assert_eq!(g.value(y).to_vec(), [4., 0.]);
+        let s = g.sum(y);
+        let grads = g.backward(s).unwrap();
+        assert_eq!(grads.wrt(xv).unwrap().to_vec(), [0., 0., 1., 0., 0., 1., 0., 0.], "ties: the first maximum");
+
+        let x = Tensor::<f64>::random_uniform(&[2, 3, 2, 3], -1.0, 1.0, &mut seeded_rng(7)).unwrap();
+        let layer = LayerSpec::GlobalMaxPooling2D.build::<f64>(0, &[3, 2, 3]).unwrap();
+        let report = gradcheck(&[x], |g, v| {
+            let mut rng = seeded_rng(0);
+            layer.forward(g, v[0], &[], &mut ForwardCtx::new(Mode::Train, &mut rng)).map_err(|e| match e {
+                LayerError::Autograd(e) => e,
+                e => AutogradError::InvalidArgument { op: "layer", message: e.to_string() },
+            })
+        })
+        .unwrap();
+        assert!(report.passes(1e-6), "{report}");
+        assert!(LayerSpec::GlobalMaxPooling2D.build::<f32>(0, &[4, 4]).is_err());
     }
 }

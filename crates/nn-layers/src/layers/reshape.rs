@@ -1,4 +1,4 @@
-//! Flatten and Reshape.
+//! Flatten, Reshape and Identity.
 
 use nn_autograd::{Graph, Var};
 use nn_tensor::Element;
@@ -24,17 +24,16 @@ impl Flatten {
         if meta.input_shape.is_empty() {
             return Err(meta.shape_error("[d1, ...] (at least 1 axis)"));
         }
-        meta.output_shape = vec![meta.input_shape.iter().product()];
+        let Some(features) = meta.input_shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) else {
+            return Err(meta.shape_error("a shape whose element count fits in memory addresses"));
+        };
+        meta.output_shape = vec![features];
         Ok(Flatten { meta })
     }
 }
 
 impl<T: Element> Layer<T> for Flatten {
     layer_accessors!();
-
-    fn reshapes_in_eval(&self) -> bool {
-        true
-    }
 
     fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
         check_param_count::<T>(self, params)?;
@@ -73,15 +72,75 @@ impl Reshape {
 impl<T: Element> Layer<T> for Reshape {
     layer_accessors!();
 
-    fn reshapes_in_eval(&self) -> bool {
-        true
-    }
-
     fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
         check_param_count::<T>(self, params)?;
         let batch = g.try_value(x)?.shape().first().copied().unwrap_or(0);
         let mut shape = vec![batch];
         shape.extend_from_slice(&self.meta.output_shape);
         Ok(g.try_reshape(x, &shape)?)
+    }
+}
+
+/// Returns its input unchanged (Keras's `Identity`): a named pass-through, e.g. a
+/// placeholder for a layer to be swapped in, or a model output that is also an
+/// input. No parameters; no copy on a graph (the same variable comes out).
+///
+/// # Shapes
+/// `[batch, ...]` → the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    meta: Meta,
+}
+
+impl Identity {
+    pub(crate) fn new(meta: Meta) -> Result<Self> {
+        Ok(Identity { meta })
+    }
+}
+
+impl<T: Element> Layer<T> for Identity {
+    layer_accessors!();
+
+    fn forward(&self, _g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
+        check_param_count::<T>(self, params)?;
+        Ok(x)
+    }
+
+    fn infer(
+        &self,
+        x: ndarray::ArrayViewD<'_, T>,
+        _params: &[crate::module::Parameter<T>],
+        _logits: bool,
+    ) -> Option<Result<nn_tensor::Tensor<T>>> {
+        Some(Ok(nn_tensor::Tensor::from(x.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nn_tensor::random::seeded_rng;
+    use nn_tensor::Tensor;
+
+    use crate::module::{ForwardCtx, Mode};
+    use crate::spec::LayerSpec;
+    use nn_autograd::Graph;
+
+    #[test]
+    fn identity_passes_its_input_and_gradient() {
+        let layer = LayerSpec::Identity.build::<f64>(0, &[2, 3]).unwrap();
+        assert_eq!(layer.output_shape(), [2, 3]);
+        assert!(layer.param_specs().is_empty());
+        let x = Tensor::from_vec(&[1, 2, 3], vec![1., -2., 3., 4., 5., -6.]);
+        let mut g = Graph::<f64>::new();
+        let xv = g.variable(x.clone());
+        let mut rng = seeded_rng(0);
+        let y = layer.forward(&mut g, xv, &[], &mut ForwardCtx::new(Mode::Train, &mut rng)).unwrap();
+        assert_eq!(g.value(y), &x);
+        let w = g.constant(Tensor::from_vec(&[1, 2, 3], vec![1., 2., 3., 4., 5., 6.]));
+        let wy = g.mul(y, w);
+        let s = g.sum(wy);
+        let grads = g.backward(s).unwrap();
+        assert_eq!(grads.wrt(xv).unwrap().to_vec(), [1., 2., 3., 4., 5., 6.]);
+        assert_eq!(layer.infer(x.view(), &[], false).unwrap().unwrap(), x);
     }
 }
