@@ -28,12 +28,12 @@
 //! | family | ops |
 //! |---|---|
 //! | arithmetic (broadcasting) | [`add`](Graph::try_add), [`sub`](Graph::try_sub), [`mul`](Graph::try_mul), [`div`](Graph::try_div), [`neg`](Graph::try_neg), [`add_scalar`](Graph::try_add_scalar), [`sub_scalar`](Graph::try_sub_scalar), [`scalar_sub`](Graph::try_scalar_sub), [`mul_scalar`](Graph::try_mul_scalar), [`div_scalar`](Graph::try_div_scalar) |
-//! | products | [`matmul`](Graph::try_matmul), [`matmul_t`](Graph::try_matmul_t) (transposed operands, batched), [`linear`](Graph::try_linear) (`x·W + b`, fused) |
+//! | products | [`matmul`](Graph::try_matmul), [`matmul_t`](Graph::try_matmul_t) (transposed operands, batched), [`linear`](Graph::try_linear) (`x·W + b`, fused), [`linear_act`](Graph::try_linear_act) (`f(x·W + b)`, an [`Epilogue`] fused in) |
 //! | reductions | [`sum`](Graph::try_sum), [`mean`](Graph::try_mean), [`sum_axes`](Graph::try_sum_axes), [`mean_axes`](Graph::try_mean_axes), [`max_axis`](Graph::try_max_axis) |
 //! | shape | [`reshape`](Graph::try_reshape), [`flatten`](Graph::try_flatten), [`permute`](Graph::try_permute), [`transpose`](Graph::try_transpose), [`concat`](Graph::try_concat), [`stack`](Graph::try_stack), [`slice`](Graph::try_slice), [`gather_rows`](Graph::try_gather_rows) |
 //! | element-wise maths | [`exp`](Graph::try_exp), [`ln`](Graph::try_ln), [`sqrt`](Graph::try_sqrt), [`powf`](Graph::try_powf), [`abs`](Graph::try_abs), [`clamp`](Graph::try_clamp) |
-//! | activations | [`relu`](Graph::try_relu), [`leaky_relu`](Graph::try_leaky_relu), [`elu`](Graph::try_elu), [`sigmoid`](Graph::try_sigmoid), [`tanh`](Graph::try_tanh), [`softplus`](Graph::try_softplus), [`softmax`](Graph::try_softmax), [`log_softmax`](Graph::try_log_softmax) |
-//! | convolution, pooling (NHWC) | [`conv2d`](Graph::try_conv2d), [`max_pool2d`](Graph::try_max_pool2d), [`avg_pool2d`](Graph::try_avg_pool2d) |
+//! | activations | [`relu`](Graph::try_relu), [`leaky_relu`](Graph::try_leaky_relu), [`elu`](Graph::try_elu), [`sigmoid`](Graph::try_sigmoid), [`tanh`](Graph::try_tanh), [`softplus`](Graph::try_softplus) (any of these six as an [`Epilogue`]: [`activation`](Graph::try_activation)), [`softmax`](Graph::try_softmax), [`log_softmax`](Graph::try_log_softmax) |
+//! | convolution, pooling (NHWC) | [`conv2d`](Graph::try_conv2d), [`conv2d_act`](Graph::try_conv2d_act) (an [`Epilogue`] fused in), [`conv2d_max_pool`](Graph::try_conv2d_max_pool) (conv2d → epilogue → max-pool (→ flatten) as one op, the convolution's output never stored), [`max_pool2d`](Graph::try_max_pool2d), [`avg_pool2d`](Graph::try_avg_pool2d) |
 //! | regularisation | [`dropout`](Graph::try_dropout) (inverted, caller-supplied mask) |
 //! | losses | [`cross_entropy`](Graph::try_cross_entropy) (+ [`_with`](Graph::try_cross_entropy_with) weights and [`Reduction`]), [`binary_cross_entropy_with_logits`](Graph::try_binary_cross_entropy_with_logits), [`mse`](Graph::try_mse) |
 //!
@@ -42,6 +42,14 @@
 //! element in row-major order, and overlapping pool windows route independently (an
 //! element that is the maximum of 4 windows receives 4 gradients); `sigmoid(±1000)`
 //! has gradient exactly 0, never NaN.
+//!
+//! Fused ops: an [`Epilogue`] is one of the six element-wise activations applied by
+//! `linear_act`, `conv2d_act` and `conv2d_max_pool` to their own output, its
+//! derivative read from that output in backward (each activation's value and
+//! derivative is written once, shared with the activation ops), so no activation
+//! tensor is allocated or traversed; each fused op equals its unfused composition bit
+//! for bit. Their graph-free values, for inference: [`linear_value`],
+//! [`conv2d_value`], [`conv2d_max_pool_value`].
 //!
 //! Custom fused ops from other crates join the tape with [`Graph::try_custom`] and a
 //! backward closure (see [`BackwardFn`]), and are tested with [`gradcheck`].
@@ -84,8 +92,10 @@
 //!   it in place; gathers, `col2im` and the GEMMs of `linear` and `conv2d` accumulate
 //!   straight into the input's gradient buffer ([`GradSink::buffer`]); pooling builds
 //!   its input gradient in one pass, image chunk by image chunk. Saved tensors are kept
-//!   only when some input needs a gradient (`max_pool2d` keeps 32-bit argmax offsets;
-//!   `conv2d` keeps nothing: its backward rebuilds `im2col(x)` chunk by chunk, in cache).
+//!   only when some input needs a gradient (`max_pool2d` and `conv2d_max_pool` keep
+//!   32-bit argmax offsets; `conv2d` keeps nothing: its backward rebuilds `im2col(x)`
+//!   chunk by chunk, in cache). An epilogue's derivative is read from the op's output,
+//!   so no pre-activation is kept either.
 //! - Broadcasting is undone in one place, [`sum_to_shape`].
 //! - Threads ([`nn_tensor::set_num_threads`]): GEMM, the convolution and pooling
 //!   kernels (parallel over fixed chunks of whole images, see [`nn_tensor::conv`] and
@@ -109,7 +119,11 @@ pub use broadcast::sum_to_shape;
 pub use error::{AutogradError, Result};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckEntry, GradcheckOptions, GradcheckReport, Stencil};
 pub use graph::{live_graph_bytes, live_graph_nodes, Graph, LeafValue, NodeKind, Var};
+pub use ops::activation::Epilogue;
+pub use ops::conv::conv2d_value;
+pub use ops::conv_pool::{conv2d_max_pool_value, PoolWindow};
 pub use ops::loss::Reduction;
+pub use ops::matmul::linear_value;
 
 pub use nn_tensor;
 pub use nn_tensor::conv::Padding;

@@ -10,7 +10,11 @@
 //! relu/abs/leaky_relu/elu at 0, clamp bounds, and ties of max and max-pool (values
 //! there are distinct multiples of 0.05).
 
-use nn_autograd::{gradcheck, Graph, Padding, Reduction, Result, Tensor, Var};
+use nn_autograd::{
+    conv2d_max_pool_value, conv2d_value, gradcheck, linear_value, Element, Epilogue, Graph, Padding, PoolWindow,
+    Reduction, Result, Tensor, Var,
+};
+use nn_tensor::conv::Conv2dGeometry;
 use nn_tensor::random::seeded_rng;
 use proptest::prelude::*;
 
@@ -429,6 +433,334 @@ proptest! {
             for (x, y) in ta.iter().zip(tb) {
                 prop_assert!((x - y).abs() <= 1e-4 * scale, "f32 {} vs f64 {}", x, y);
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- fused epilogues
+
+/// No epilogue, or any of the six, with a parameter where it has one.
+fn epilogue() -> impl Strategy<Value = Option<Epilogue>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(Epilogue::Relu)),
+        (0.0f64..1.0).prop_map(|a| Some(Epilogue::LeakyRelu(a))),
+        (0.1f64..2.0).prop_map(|a| Some(Epilogue::Elu(a))),
+        Just(Some(Epilogue::Sigmoid)),
+        Just(Some(Epilogue::Tanh)),
+        Just(Some(Epilogue::Softplus)),
+    ]
+}
+
+/// How far the pre-activations of a fused op stay from the kink at 0 of relu,
+/// leaky_relu and elu, and the maximum of a pool window from its runner-up, in the
+/// gradchecks below. Inputs, kernels and biases lie in `[-1, 1]`, so the stencil's
+/// reach (2h = 2e-3) moves a pre-activation by at most 2e-3 and a gap by 4e-3.
+const FUSED_MARGIN: f64 = 0.005;
+
+/// Whether the epilogue has a kink at 0.
+fn kinked(epilogue: Option<Epilogue>) -> bool {
+    matches!(epilogue, Some(Epilogue::Relu | Epilogue::LeakyRelu(_) | Epilogue::Elu(_)))
+}
+
+/// Whether every pre-activation is at least [`FUSED_MARGIN`] away from 0.
+fn clear_of_zero(z: &Tensor<f64>) -> bool {
+    z.to_vec().iter().all(|v| v.abs() >= FUSED_MARGIN)
+}
+
+/// Whether every max-pool window (`pool` over `z: [n, h, w, c]`) has its largest
+/// pre-activation at least [`FUSED_MARGIN`] above the others, so that no argmax flips
+/// within the stencil's reach. Windows below 0 under an epilogue that is flat there
+/// (relu) are exempt: every output in them is 0 and gets no gradient.
+fn clear_of_ties(z: &Tensor<f64>, pool: &Conv2dGeometry, epilogue: Option<Epilogue>) -> bool {
+    let flat_below_zero =
+        matches!(epilogue, Some(Epilogue::Relu) | Some(Epilogue::LeakyRelu(0.0)) | Some(Epilogue::Elu(0.0)));
+    let s = z.shape();
+    let (n, h, w, c) = (s[0], s[1], s[2], s[3]);
+    let data = z.to_vec();
+    for b in 0..n {
+        for oh in 0..pool.out_h {
+            for ow in 0..pool.out_w {
+                for ch in 0..c {
+                    let mut window = Vec::new();
+                    for i in 0..pool.kernel_h {
+                        for j in 0..pool.kernel_w {
+                            let (r, q) = (oh * pool.stride_h + i, ow * pool.stride_w + j);
+                            if r < pool.pad_top || q < pool.pad_left || r - pool.pad_top >= h || q - pool.pad_left >= w
+                            {
+                                continue;
+                            }
+                            window.push(data[((b * h + r - pool.pad_top) * w + q - pool.pad_left) * c + ch]);
+                        }
+                    }
+                    window.sort_by(|a, b| b.total_cmp(a));
+                    if window.len() >= 2
+                        && window[0] - window[1] < FUSED_MARGIN
+                        && !(flat_below_zero && window[0] < 0.0)
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Applies the epilogue as its own op (the unfused composition).
+fn activation<T: Element>(g: &mut Graph<T>, y: Var, epilogue: Option<Epilogue>) -> Result<Var> {
+    match epilogue {
+        Some(e) => g.try_activation(y, e),
+        None => Ok(y),
+    }
+}
+
+/// A function building an op's output from its input variables.
+type GraphFn<'a, T> = dyn Fn(&mut Graph<T>, &[Var]) -> Result<Var> + 'a;
+
+/// The fused op and its unfused composition give the same value and the same
+/// gradients (seeded with fixed random weights) with respect to every input, bit for
+/// bit, in `T`. With `data_x`, the first input is data (no gradient wanted).
+fn same_bits<T: Element>(
+    inputs: &[Tensor<f64>],
+    data_x: bool,
+    fused: impl Fn(&mut Graph<T>, &[Var]) -> Result<Var>,
+    unfused: impl Fn(&mut Graph<T>, &[Var]) -> Result<Var>,
+) -> std::result::Result<Vec<u64>, TestCaseError> {
+    let bits = |t: &Tensor<T>| t.to_vec().into_iter().map(|v| v.as_f64().to_bits()).collect::<Vec<u64>>();
+    let run = |f: &GraphFn<'_, T>| -> Vec<Vec<u64>> {
+        let mut g = Graph::<T>::new();
+        let vars: Vec<Var> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| if i == 0 && data_x { g.input(t.cast::<T>()) } else { g.variable(t.cast::<T>()) })
+            .collect();
+        let y = f(&mut g, &vars).unwrap();
+        let seed = uniform(g.shape(y), -1.0, 1.0, 99).cast::<T>();
+        let grads = g.backward_with_seed(y, seed).unwrap();
+        let mut out = vec![bits(g.value(y))];
+        out.extend(vars.iter().skip(usize::from(data_x)).map(|&v| bits(grads.wrt(v).unwrap())));
+        out
+    };
+    let (a, b) = (run(&fused), run(&unfused));
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        prop_assert_eq!(a, b, "{} differs (0: the value, then the gradients)", i);
+    }
+    Ok(a.into_iter().next().unwrap())
+}
+
+/// Rounds to multiples of 0.5 when `rounded`: exact zeros before the epilogue and
+/// ties in pool windows, which the fused ops must treat as the unfused ones do.
+fn maybe_rounded(t: Tensor<f64>, rounded: bool) -> Tensor<f64> {
+    if rounded {
+        t.map(|v| (v * 2.0).round() / 2.0)
+    } else {
+        t
+    }
+}
+
+fn padding_of(same: bool) -> Padding {
+    if same {
+        Padding::Same
+    } else {
+        Padding::Valid
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn linear_act_every_epilogue(
+        batch in 1usize..5, time in 0usize..3, in_f in 1usize..6, out_f in 1usize..5, bias in any::<bool>(),
+        epi in epilogue(), seed in any::<u64>(),
+    ) {
+        let xs = if time == 0 { vec![batch, in_f] } else { vec![batch, time, in_f] };
+        let mut inputs = vec![uniform(&xs, -1.0, 1.0, seed), uniform(&[in_f, out_f], -1.0, 1.0, seed ^ 3)];
+        if bias {
+            inputs.push(uniform(&[out_f], -1.0, 1.0, seed ^ 5));
+        }
+        if kinked(epi) {
+            let z = linear_value(inputs[0].view(), &inputs[1], inputs.get(2), None).unwrap();
+            prop_assume!(clear_of_zero(&z));
+        }
+        check(&inputs, |g, v| g.try_linear_act(v[0], v[1], v.get(2).copied(), epi))?;
+    }
+
+    #[test]
+    fn conv2d_act_every_epilogue(
+        n in 1usize..3, h in 1usize..7, w in 1usize..7, c in 1usize..3, f in 1usize..4,
+        kh in 1usize..4, kw in 1usize..4, sh in 1usize..4, sw in 1usize..3, same in any::<bool>(), bias in any::<bool>(),
+        epi in epilogue(), seed in any::<u64>(),
+    ) {
+        prop_assume!(same || (kh <= h && kw <= w));
+        let padding = padding_of(same);
+        let mut inputs = vec![uniform(&[n, h, w, c], -1.0, 1.0, seed), uniform(&[kh, kw, c, f], -1.0, 1.0, seed ^ 13)];
+        if bias {
+            inputs.push(uniform(&[f], -1.0, 1.0, seed ^ 17));
+        }
+        if kinked(epi) {
+            let geo = Conv2dGeometry::new((h, w, c), (kh, kw), (sh, sw), padding).unwrap();
+            let z = conv2d_value(inputs[0].view(), &inputs[1], inputs.get(2), &geo, None).unwrap();
+            prop_assume!(clear_of_zero(&z));
+        }
+        check(&inputs, |g, v| g.try_conv2d_act(v[0], v[1], v.get(2).copied(), (sh, sw), padding, epi))?;
+    }
+
+    #[test]
+    fn conv2d_max_pool_every_epilogue(
+        n in 1usize..3, h in 2usize..8, w in 2usize..8, c in 1usize..3, f in 1usize..3, k in 1usize..4,
+        stride in 1usize..3, same in any::<bool>(), pool in (1usize..4, 1usize..4), pool_stride in (1usize..4, 1usize..3),
+        pool_same in any::<bool>(), bias in any::<bool>(), flatten in any::<bool>(), epi in epilogue(), seed in any::<u64>(),
+    ) {
+        let padding = padding_of(same);
+        let geo = Conv2dGeometry::new((h, w, c), (k, k), (stride, stride), padding);
+        prop_assume!(geo.is_ok());
+        let geo = geo.unwrap();
+        let window = PoolWindow { pool_size: pool, strides: pool_stride, padding: padding_of(pool_same) };
+        let pool_geo = Conv2dGeometry::new((geo.out_h, geo.out_w, f), pool, pool_stride, window.padding);
+        prop_assume!(pool_geo.is_ok());
+        let mut inputs = vec![uniform(&[n, h, w, c], -1.0, 1.0, seed), uniform(&[k, k, c, f], -1.0, 1.0, seed ^ 13)];
+        if bias {
+            inputs.push(uniform(&[f], -1.0, 1.0, seed ^ 17));
+        }
+        let z = conv2d_value(inputs[0].view(), &inputs[1], inputs.get(2), &geo, None).unwrap();
+        prop_assume!(!kinked(epi) || clear_of_zero(&z));
+        prop_assume!(clear_of_ties(&z, &pool_geo.unwrap(), epi));
+        check(&inputs, |g, v| {
+            g.try_conv2d_max_pool(v[0], v[1], v.get(2).copied(), (stride, stride), padding, epi, window, flatten)
+        })?;
+    }
+
+    #[test]
+    fn linear_act_equals_linear_then_activation(
+        batch in 1usize..5, time in 0usize..3, in_f in 1usize..6, out_f in 1usize..5, bias in any::<bool>(),
+        epi in epilogue(), data_x in any::<bool>(), f32 in any::<bool>(), rounded in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let xs = if time == 0 { vec![batch, in_f] } else { vec![batch, time, in_f] };
+        let mut inputs = vec![uniform(&xs, -2.0, 2.0, seed), uniform(&[in_f, out_f], -1.0, 1.0, seed ^ 3)];
+        if bias {
+            inputs.push(uniform(&[out_f], -1.0, 1.0, seed ^ 5));
+        }
+        let inputs: Vec<Tensor<f64>> = inputs.into_iter().map(|t| maybe_rounded(t, rounded)).collect();
+        fn fused<T: Element>(g: &mut Graph<T>, v: &[Var], epi: Option<Epilogue>) -> Result<Var> {
+            g.try_linear_act(v[0], v[1], v.get(2).copied(), epi)
+        }
+        fn unfused<T: Element>(g: &mut Graph<T>, v: &[Var], epi: Option<Epilogue>) -> Result<Var> {
+            let y = g.try_linear(v[0], v[1], v.get(2).copied())?;
+            activation(g, y, epi)
+        }
+        if f32 {
+            same_bits::<f32>(&inputs, data_x, |g, v| fused(g, v, epi), |g, v| unfused(g, v, epi))?;
+        } else {
+            let value = same_bits::<f64>(&inputs, data_x, |g, v| fused(g, v, epi), |g, v| unfused(g, v, epi))?;
+            // The graph-free value is the graph op's, bit for bit.
+            let free = linear_value(inputs[0].view(), &inputs[1], inputs.get(2), epi).unwrap();
+            prop_assert_eq!(free.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), value);
+        }
+    }
+
+    #[test]
+    fn conv2d_act_and_max_pool_equal_the_unfused_ops(
+        n in 1usize..4, h in 2usize..9, w in 2usize..9, c in 1usize..3, f in 1usize..4, k in 1usize..4,
+        stride in (1usize..3, 1usize..3), same in any::<bool>(), pool in (1usize..4, 1usize..4),
+        pool_stride in (1usize..4, 1usize..3), pool_same in any::<bool>(), bias in any::<bool>(), flatten in any::<bool>(),
+        epi in epilogue(), data_x in any::<bool>(), f32 in any::<bool>(), rounded in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let padding = padding_of(same);
+        let geo = Conv2dGeometry::new((h, w, c), (k, k), stride, padding);
+        prop_assume!(geo.is_ok());
+        let geo = geo.unwrap();
+        let window = PoolWindow { pool_size: pool, strides: pool_stride, padding: padding_of(pool_same) };
+        prop_assume!(Conv2dGeometry::new((geo.out_h, geo.out_w, f), pool, pool_stride, window.padding).is_ok());
+        let mut inputs = vec![uniform(&[n, h, w, c], -1.0, 1.0, seed), uniform(&[k, k, c, f], -1.0, 1.0, seed ^ 13)];
+        if bias {
+            inputs.push(uniform(&[f], -1.0, 1.0, seed ^ 17));
+        }
+        let inputs: Vec<Tensor<f64>> = inputs.into_iter().map(|t| maybe_rounded(t, rounded)).collect();
+        fn conv_fused<T: Element>(g: &mut Graph<T>, v: &[Var], s: (usize, usize), p: Padding, e: Option<Epilogue>) -> Result<Var> {
+            g.try_conv2d_act(v[0], v[1], v.get(2).copied(), s, p, e)
+        }
+        fn conv_unfused<T: Element>(g: &mut Graph<T>, v: &[Var], s: (usize, usize), p: Padding, e: Option<Epilogue>) -> Result<Var> {
+            let y = g.try_conv2d(v[0], v[1], v.get(2).copied(), s, p)?;
+            activation(g, y, e)
+        }
+        #[allow(clippy::too_many_arguments)]
+        fn pool_fused<T: Element>(g: &mut Graph<T>, v: &[Var], s: (usize, usize), p: Padding, e: Option<Epilogue>, wd: PoolWindow, flat: bool) -> Result<Var> {
+            g.try_conv2d_max_pool(v[0], v[1], v.get(2).copied(), s, p, e, wd, flat)
+        }
+        #[allow(clippy::too_many_arguments)]
+        fn pool_unfused<T: Element>(g: &mut Graph<T>, v: &[Var], s: (usize, usize), p: Padding, e: Option<Epilogue>, wd: PoolWindow, flat: bool) -> Result<Var> {
+            let y = conv_unfused(g, v, s, p, e)?;
+            let y = g.try_max_pool2d(y, wd.pool_size, wd.strides, wd.padding)?;
+            if flat { g.try_flatten(y) } else { Ok(y) }
+        }
+        let (s, p, e) = (stride, padding, epi);
+        if f32 {
+            same_bits::<f32>(&inputs, data_x, |g, v| conv_fused(g, v, s, p, e), |g, v| conv_unfused(g, v, s, p, e))?;
+            same_bits::<f32>(
+                &inputs, data_x,
+                |g, v| pool_fused(g, v, s, p, e, window, flatten),
+                |g, v| pool_unfused(g, v, s, p, e, window, flatten),
+            )?;
+        } else {
+            let conv = same_bits::<f64>(&inputs, data_x, |g, v| conv_fused(g, v, s, p, e), |g, v| conv_unfused(g, v, s, p, e))?;
+            let pooled = same_bits::<f64>(
+                &inputs, data_x,
+                |g, v| pool_fused(g, v, s, p, e, window, flatten),
+                |g, v| pool_unfused(g, v, s, p, e, window, flatten),
+            )?;
+            // The graph-free values are the graph ops', bit for bit.
+            let bits = |t: Tensor<f64>| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(conv2d_value(inputs[0].view(), &inputs[1], inputs.get(2), &geo, e).unwrap()), conv);
+            let free = conv2d_max_pool_value(inputs[0].view(), &inputs[1], inputs.get(2), &geo, e, window).unwrap();
+            prop_assert_eq!(bits(free), pooled);
+        }
+    }
+}
+
+/// The fused ops refuse an epilogue whose derivative cannot be read from the output;
+/// the activation ops take any slope.
+#[test]
+fn epilogue_parameters_must_be_non_negative() {
+    let mut g = Graph::<f64>::new();
+    let x = g.variable(uniform(&[1, 3, 3, 1], -1.0, 1.0, 1));
+    let k = g.variable(uniform(&[2, 2, 1, 2], -1.0, 1.0, 2));
+    let w = g.variable(uniform(&[1, 2], -1.0, 1.0, 3));
+    let window = PoolWindow { pool_size: (2, 2), strides: (1, 1), padding: Padding::Valid };
+    for e in
+        [Epilogue::LeakyRelu(-0.1), Epilogue::Elu(-1.0), Epilogue::Elu(f64::NAN), Epilogue::LeakyRelu(f64::INFINITY)]
+    {
+        let err = g.try_linear_act(x, w, None, Some(e)).unwrap_err().to_string();
+        assert!(err.contains("non-negative"), "{err}");
+        assert!(g.try_conv2d_act(x, k, None, (1, 1), Padding::Valid, Some(e)).is_err());
+        assert!(g.try_conv2d_max_pool(x, k, None, (1, 1), Padding::Valid, Some(e), window, false).is_err());
+    }
+    assert!(g.try_leaky_relu(x, -0.1).is_ok() && g.try_elu(x, -1.0).is_ok());
+}
+
+/// Each epilogue's value and derivative from the output agree with the activation
+/// op's value and gradient (one definition, seen from both sides).
+#[test]
+fn epilogue_scalars_match_the_activation_ops() {
+    let xs = [-3.0, -0.5, 0.0, 0.25, 2.0];
+    for e in [
+        Epilogue::Relu,
+        Epilogue::LeakyRelu(0.2),
+        Epilogue::Elu(1.5),
+        Epilogue::Sigmoid,
+        Epilogue::Tanh,
+        Epilogue::Softplus,
+    ] {
+        let mut g = Graph::<f64>::new();
+        let x = g.variable(Tensor::from_vec(&[xs.len()], xs.to_vec()));
+        let y = g.activation(x, e);
+        let s = g.sum(y);
+        let grad = g.backward(s).unwrap().wrt(x).unwrap().to_vec();
+        for (i, &v) in xs.iter().enumerate() {
+            let out = g.value(y).to_vec()[i];
+            assert_eq!(e.value(v).to_bits(), out.to_bits(), "{} value at {v}", e.name());
+            assert_eq!(e.derivative_from_output(out).to_bits(), grad[i].to_bits(), "{} derivative at {v}", e.name());
         }
     }
 }

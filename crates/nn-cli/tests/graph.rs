@@ -182,6 +182,12 @@ fn bad_graph_specs_give_one_clear_line() {
         std::fs::write(&path, json).unwrap();
         fails_with(nn().args(["fit", "--epochs", "1", "--model"]).arg(&path), want);
     }
+    // A model with two inputs cannot take one dataset.
+    let two = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models/two_inputs.json");
+    fails_with(
+        nn().args(["fit", "--epochs", "1", "--model"]).arg(&two),
+        "the model has 2 inputs (measurements, history) and 2 outputs",
+    );
     // A 1 MB layer type is quoted cut short.
     let path = dir.path().join("long.json");
     let long = "X".repeat(1 << 20);

@@ -1,6 +1,7 @@
-//! Activation functions by their Keras names, applied on a graph.
+//! Activation functions by their Keras names, applied on a graph; the element-wise
+//! ones map to nn-autograd's [`Epilogue`], which Dense and Conv2D fuse into their op.
 
-use nn_autograd::{Graph, Var};
+use nn_autograd::{Epilogue, Graph, Var};
 use nn_tensor::Element;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,22 @@ impl Activation {
         }
     }
 
+    /// The element-wise activation as nn-autograd's [`Epilogue`] (its value and
+    /// derivative are defined there, once): leaky_relu with slope
+    /// [`LEAKY_RELU_SLOPE`], elu with α = 1. `None` for linear (nothing to apply) and
+    /// softmax (not element-wise).
+    pub fn epilogue(self) -> Option<Epilogue> {
+        match self {
+            Activation::Linear | Activation::Softmax => None,
+            Activation::Relu => Some(Epilogue::Relu),
+            Activation::LeakyRelu => Some(Epilogue::LeakyRelu(LEAKY_RELU_SLOPE)),
+            Activation::Elu => Some(Epilogue::Elu(1.0)),
+            Activation::Sigmoid => Some(Epilogue::Sigmoid),
+            Activation::Tanh => Some(Epilogue::Tanh),
+            Activation::Softplus => Some(Epilogue::Softplus),
+        }
+    }
+
     /// Applies the activation to `x` (softmax over `x`'s last axis). `Linear` returns
     /// `x` itself, recording nothing.
     ///
@@ -65,18 +82,13 @@ impl Activation {
     /// [`AutogradError`](nn_autograd::AutogradError) for a `Var` of another graph or a
     /// 0-d input to softmax.
     pub fn apply<T: Element>(self, g: &mut Graph<T>, x: Var) -> nn_autograd::Result<Var> {
-        match self {
-            Activation::Linear => Ok(x),
-            Activation::Relu => g.try_relu(x),
-            Activation::LeakyRelu => g.try_leaky_relu(x, T::of_f64(LEAKY_RELU_SLOPE)),
-            Activation::Elu => g.try_elu(x, T::one()),
-            Activation::Sigmoid => g.try_sigmoid(x),
-            Activation::Tanh => g.try_tanh(x),
-            Activation::Softmax => {
+        match (self, self.epilogue()) {
+            (_, Some(e)) => g.try_activation(x, e),
+            (Activation::Softmax, None) => {
                 let ndim = g.try_value(x)?.ndim();
                 g.try_softmax(x, ndim.saturating_sub(1))
             }
-            Activation::Softplus => g.try_softplus(x),
+            _ => Ok(x),
         }
     }
 }

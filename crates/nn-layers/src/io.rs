@@ -70,10 +70,10 @@ pub(crate) fn from_bytes<T: Element>(bytes: &[u8]) -> Vec<T> {
 impl<T: Element> Model<T> {
     /// Saves the model into folder `dir` (created if needed): `dir/model.json`
     /// (`{"format_version": <the spec's version>, "model": <ModelSpec>, "metadata": <metadata>}`) and
-    /// `dir/weights.safetensors` (see [`Sequential::save_weights`]). Each file is
+    /// `dir/weights.safetensors` (see [`Model::save_weights`](crate::Model::save_weights)). Each file is
     /// written atomically (a temporary file, synced, then renamed), so a crash never
     /// leaves a half-written file. `metadata` is any JSON the caller wants back from
-    /// [`Sequential::load`] (class names, scaling statistics, ...).
+    /// [`Model::load`](crate::Model::load) (class names, scaling statistics, ...).
     ///
     /// # Errors
     /// [`LayerError::Io`] naming the folder or file that could not be created or
@@ -91,9 +91,9 @@ impl<T: Element> Model<T> {
         nn_tensor::io::write_atomic(&path, |w| w.write_all(text.as_bytes())).map_err(io_err(&path, "writing"))
     }
 
-    /// Loads a model saved by [`Sequential::save`] from folder `dir`: builds it from
+    /// Loads a model saved by [`Model::save`](crate::Model::save) from folder `dir`: builds it from
     /// `model.json`, then loads `weights.safetensors` with every check of
-    /// [`Sequential::load_weights`]. Returns the model and the metadata given at save
+    /// [`Model::load_weights`](crate::Model::load_weights). Returns the model and the metadata given at save
     /// time (`null` if none). Predictions in evaluation mode are bit-identical to
     /// those of the saved model.
     ///
@@ -102,7 +102,7 @@ impl<T: Element> Model<T> {
     /// for a `model.json` that is not valid JSON, lacks `format_version` or `model`,
     /// has an unknown key or a newer format version, or describes an invalid model
     /// (the message carries the underlying error); the errors of
-    /// [`Sequential::load_weights`].
+    /// [`Model::load_weights`](crate::Model::load_weights).
     pub fn load(dir: &Path) -> Result<(Self, serde_json::Value)> {
         let path = dir.join(MODEL_FILE);
         let text = std::fs::read_to_string(&path).map_err(io_err(&path, "reading"))?;
@@ -155,7 +155,7 @@ impl<T: Element> Model<T> {
     }
 
     /// Loads every parameter from a safetensors file written by
-    /// [`Sequential::save_weights`] (or by any tool using the same names, e.g. Keras
+    /// [`Model::save_weights`](crate::Model::save_weights) (or by any tool using the same names, e.g. Keras
     /// weights exported under `layers.{i}.kernel`, ...).
     ///
     /// Every check passes before anything changes: the file must hold exactly the

@@ -1,6 +1,6 @@
 //! # nn-layers
 //!
-//! Layers, losses, initializers and [`Sequential`] models for the nn toolkit, built
+//! Layers, losses, initializers and [`Model`]s for the nn toolkit, built
 //! on [`nn_autograd`]: a model is data (a [`ModelSpec`], JSON in and out), is built
 //! with every shape checked up front, runs forward on a [`Graph`] with an explicit
 //! train/eval [`Mode`], prints a Keras-style [`summary`](Sequential::summary), and
@@ -41,12 +41,20 @@
 //!
 //! ## Speed
 //!
-//! Dense and Conv2D run as one graph op each, activation included: one GEMM with the
-//! bias as its initial value (Conv2D: after im2col), then an element-wise activation
-//! (relu, leaky_relu, elu, sigmoid, tanh, softplus) applied in place on the GEMM's
-//! output, its derivative computed from that output in backward; so no separate
-//! activation tensor is allocated or traversed. Softmax follows as its own op (and
-//! [`Sequential::forward_logits`] leaves it out). BatchNormalization is one fused op
+//! Dense and Conv2D run as one graph op each, activation included (nn-autograd's
+//! [`linear_act`](Graph::try_linear_act) and [`conv2d_act`](Graph::try_conv2d_act),
+//! the activation as its [`Epilogue`](nn_autograd::Epilogue), see
+//! [`Activation::epilogue`]): one GEMM with the bias as its initial value (Conv2D:
+//! after im2col), then an element-wise activation (relu, leaky_relu, elu, sigmoid,
+//! tanh, softplus) applied in place on the GEMM's output, its derivative computed from
+//! that output in backward; so no separate activation tensor is allocated or
+//! traversed. A Conv2D whose output only a MaxPool2D (then perhaps a Flatten) reads
+//! runs with them as one op, [`conv2d_max_pool`](Graph::try_conv2d_max_pool), which
+//! never stores the convolution's output. Without a graph ([`Model::infer`]) the same
+//! kernels run on plain arrays ([`nn_autograd::linear_value`],
+//! [`nn_autograd::conv2d_value`], [`nn_autograd::conv2d_max_pool_value`]). Softmax
+//! follows as its own op (and [`Model::forward_logits`](crate::Model::forward_logits) leaves it out).
+//! BatchNormalization is one fused op
 //! per mode. Each recurrent layer runs its whole sequence as one op
 //! ([`rnn`]): one GEMM for every step's input projection, one small GEMM per step
 //! for the recurrence, gates computed in place, backpropagation through time written
@@ -100,19 +108,18 @@
 //! - [`loss`]: [`Loss`](loss::Loss), [`Targets`](loss::Targets), [`Reduction`](loss::Reduction).
 //! - [`init`]: [`Initializer`] and [`Fans`].
 //! - [`Sequential`], [`Module`], [`Layer`], [`ForwardCtx`], [`Parameter`].
-//! - Saving: [`Sequential::save`], [`Sequential::load`], [`Sequential::save_weights`],
-//!   [`Sequential::load_weights`].
-//! - [`transfer`]: fine-tuning: loading by name ([`Sequential::load_weights_matching`]),
-//!   freezing ([`Sequential::freeze`], [`Sequential::freeze_layers`]), a new output head
-//!   ([`Sequential::with_new_head`]), LoRA adapters on Dense layers
-//!   ([`LoraConfig`], [`Sequential::with_lora`], [`Sequential::merge_lora`]).
+//! - Saving: [`Model::save`](crate::Model::save), [`Model::load`](crate::Model::load), [`Model::save_weights`](crate::Model::save_weights),
+//!   [`Model::load_weights`](crate::Model::load_weights).
+//! - [`transfer`]: fine-tuning: loading by name ([`Model::load_weights_matching`](crate::Model::load_weights_matching)),
+//!   freezing ([`Model::freeze`](crate::Model::freeze), [`Model::freeze_layers`](crate::Model::freeze_layers)), a new output head
+//!   ([`Model::with_new_head`](crate::Model::with_new_head)), LoRA adapters on Dense layers
+//!   ([`LoraConfig`], [`Model::with_lora`](crate::Model::with_lora), [`Model::merge_lora`](crate::Model::merge_lora)).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod activation;
 mod error;
-mod fused;
 pub mod init;
 mod io;
 pub mod layers;
@@ -125,7 +132,7 @@ mod summary;
 pub mod transfer;
 
 pub use activation::{Activation, LEAKY_RELU_SLOPE};
-pub use error::{clip, clip_to, LayerError, Result};
+pub use error::{clip, clip_to, LayerError, Result, MAX_QUOTED};
 pub use init::{Fans, Initializer};
 pub use io::{MODEL_FILE, WEIGHTS_FILE};
 pub use model::{

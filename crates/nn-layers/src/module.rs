@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use nn_autograd::{Graph, Padding, Var};
+use nn_autograd::{Graph, Var};
 use nn_tensor::random::Rng;
 use nn_tensor::{Element, Tensor};
 use serde::{Deserialize, Serialize};
@@ -185,16 +185,8 @@ impl ParamSpec {
 }
 
 /// A max-pooling window, as the fusion planner hands it to the fused
-/// Conv2D → MaxPool2D op.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolWindow {
-    /// Window (height, width).
-    pub pool_size: (usize, usize),
-    /// (vertical, horizontal) stride.
-    pub strides: (usize, usize),
-    /// Border handling.
-    pub padding: Padding,
-}
+/// Conv2D → MaxPool2D op (nn-autograd's [`Graph::try_conv2d_max_pool`]).
+pub use nn_autograd::PoolWindow;
 
 /// A built layer: its settings and the shapes inferred for it, but no parameter
 /// values. Values live in the model ([`Parameter`]) and are handed to

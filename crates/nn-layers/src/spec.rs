@@ -1,13 +1,38 @@
 //! Serde descriptions of layers and models: a model is plain data (JSON).
+//!
+//! This module holds the tagged [`LayerSpec`] enum (one variant per layer type, its
+//! `"type"` tag the Keras class name, with `LayerSpec::kind` and the constructors
+//! such as [`LayerSpec::dense`]), the shared [`Size2`] and [`PaddingMode`], and the
+//! Dense and Conv2D configs ([`DenseConfig`], [`LoraConfig`], [`Conv2DConfig`]).
+//!
+//! Every other layer's config (its struct, serde defaults and builders) lives in its
+//! layer family's file under `crates/nn-layers/src/layers/` and is re-exported here,
+//! so `nn_layers::spec::Pool2DConfig` and `nn_layers::Pool2DConfig` name the same
+//! type:
+//!
+//! - `pool.rs`: [`Pool2DConfig`]
+//! - `dropout.rs`: [`DropoutConfig`]
+//! - `batchnorm.rs`: [`BatchNormConfig`]
+//! - `activation.rs`: [`ActivationConfig`], [`LeakyReluConfig`], [`EluConfig`]
+//! - `embedding.rs`: [`EmbeddingConfig`]
+//! - `recurrent.rs`: [`SimpleRnnConfig`], [`LstmConfig`], [`GruConfig`]
+//! - `reshape.rs`: [`ReshapeConfig`], [`TargetShape`]
+//! - `merge.rs`: [`ConcatenateConfig`]
+//! - `norm.rs`: [`LayerNormConfig`]
+//! - `padding.rs`: [`ZeroPadding2DConfig`], [`Padding2D`]
 
 use nn_tensor::conv::Padding;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::activation::Activation;
-use crate::error::{LayerError, Result};
+use crate::error::Result;
 use crate::init::Initializer;
 
+pub use crate::layers::{ActivationConfig, EluConfig, LeakyReluConfig};
+pub use crate::layers::{BatchNormConfig, DropoutConfig, EmbeddingConfig, Pool2DConfig};
 pub use crate::layers::{ConcatenateConfig, LayerNormConfig, Padding2D, ZeroPadding2DConfig};
+pub use crate::layers::{GruConfig, LstmConfig, SimpleRnnConfig};
+pub use crate::layers::{ReshapeConfig, TargetShape, MAX_TARGET_AXES};
 
 /// A pair of sizes `(height, width)`: a kernel size, stride or pool size. In JSON it
 /// may be one integer (used for both, as Keras allows) or a pair `[h, w]`; it is
@@ -83,38 +108,16 @@ impl From<PaddingMode> for Padding {
     }
 }
 
-fn yes() -> bool {
+/// Serde default `true` (shared by the configs here and in `layers/`).
+pub(crate) fn yes() -> bool {
     true
 }
-fn zeros() -> Initializer {
+/// Serde default `zeros` (shared by the configs here and in `layers/`).
+pub(crate) fn zeros() -> Initializer {
     Initializer::Zeros
-}
-fn ones() -> Initializer {
-    Initializer::Ones
 }
 fn one_by_one() -> Size2 {
     Size2(1, 1)
-}
-fn two_by_two() -> Size2 {
-    Size2(2, 2)
-}
-fn bn_momentum() -> f64 {
-    0.99
-}
-fn bn_epsilon() -> f64 {
-    1e-3
-}
-fn leaky_slope() -> f64 {
-    0.3
-}
-fn one_f64() -> f64 {
-    1.0
-}
-fn embedding_init() -> Initializer {
-    Initializer::RandomUniform { minval: -0.05, maxval: 0.05 }
-}
-fn orthogonal() -> Initializer {
-    Initializer::Orthogonal
 }
 
 /// Settings of a Dense (fully connected) layer: `y = activation(x · kernel + bias)`.
@@ -298,458 +301,6 @@ impl Conv2DConfig {
         self.bias_initializer = init;
         self
     }
-}
-
-/// Settings of MaxPool2D and AvgPool2D.
-///
-/// # Shapes
-/// `[batch, height, width, channels]` → `[batch, out_h, out_w, channels]`, sizes as
-/// for Conv2D with the pool as kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pool2DConfig {
-    /// Window `(height, width)`. Default `(2, 2)`.
-    #[serde(default = "two_by_two")]
-    pub pool_size: Size2,
-    /// Default: the pool size (non-overlapping windows), as Keras.
-    #[serde(default)]
-    pub strides: Option<Size2>,
-    /// Default `valid`.
-    #[serde(default)]
-    pub padding: PaddingMode,
-}
-
-impl Default for Pool2DConfig {
-    fn default() -> Self {
-        Pool2DConfig { pool_size: Size2(2, 2), strides: None, padding: PaddingMode::Valid }
-    }
-}
-
-impl Pool2DConfig {
-    /// A `pool_size` window with stride equal to it, `valid` padding.
-    pub fn new(pool_size: impl Into<Size2>) -> Self {
-        Pool2DConfig { pool_size: pool_size.into(), ..Self::default() }
-    }
-    /// Sets the strides.
-    pub fn with_strides(mut self, strides: impl Into<Size2>) -> Self {
-        self.strides = Some(strides.into());
-        self
-    }
-    /// Sets the padding.
-    pub fn with_padding(mut self, padding: PaddingMode) -> Self {
-        self.padding = padding;
-        self
-    }
-    /// The strides in use: the given ones or the pool size.
-    pub fn effective_strides(&self) -> Size2 {
-        self.strides.unwrap_or(self.pool_size)
-    }
-}
-
-/// Settings of Dropout.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DropoutConfig {
-    /// Fraction of inputs zeroed in training, in `[0, 1)`.
-    pub rate: f64,
-}
-
-/// Settings of BatchNormalization (Keras's defaults; normalises over every axis but
-/// the last).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchNormConfig {
-    /// Weight of the old value in the moving-statistic update. Default 0.99.
-    #[serde(default = "bn_momentum")]
-    pub momentum: f64,
-    /// Added to the variance before the square root. Default 1e-3.
-    #[serde(default = "bn_epsilon")]
-    pub epsilon: f64,
-    /// Whether to add the learned offset β. Default true.
-    #[serde(default = "yes")]
-    pub center: bool,
-    /// Whether to multiply by the learned scale γ. Default true.
-    #[serde(default = "yes")]
-    pub scale: bool,
-    /// Default `zeros`.
-    #[serde(default = "zeros")]
-    pub beta_initializer: Initializer,
-    /// Default `ones`.
-    #[serde(default = "ones")]
-    pub gamma_initializer: Initializer,
-    /// Default `zeros`.
-    #[serde(default = "zeros")]
-    pub moving_mean_initializer: Initializer,
-    /// Default `ones`.
-    #[serde(default = "ones")]
-    pub moving_variance_initializer: Initializer,
-}
-
-impl Default for BatchNormConfig {
-    fn default() -> Self {
-        BatchNormConfig {
-            momentum: 0.99,
-            epsilon: 1e-3,
-            center: true,
-            scale: true,
-            beta_initializer: Initializer::Zeros,
-            gamma_initializer: Initializer::Ones,
-            moving_mean_initializer: Initializer::Zeros,
-            moving_variance_initializer: Initializer::Ones,
-        }
-    }
-}
-
-impl BatchNormConfig {
-    /// Sets the momentum.
-    pub fn with_momentum(mut self, momentum: f64) -> Self {
-        self.momentum = momentum;
-        self
-    }
-    /// Sets epsilon.
-    pub fn with_epsilon(mut self, epsilon: f64) -> Self {
-        self.epsilon = epsilon;
-        self
-    }
-    /// Sets whether β is used.
-    pub fn with_center(mut self, center: bool) -> Self {
-        self.center = center;
-        self
-    }
-    /// Sets whether γ is used.
-    pub fn with_scale(mut self, scale: bool) -> Self {
-        self.scale = scale;
-        self
-    }
-}
-
-/// Settings of an Activation layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActivationConfig {
-    /// The function.
-    pub activation: Activation,
-}
-
-/// Settings of LeakyReLU.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeakyReluConfig {
-    /// Slope for `x ≤ 0`. Default 0.3 (Keras's `LeakyReLU` layer).
-    #[serde(default = "leaky_slope")]
-    pub negative_slope: f64,
-}
-
-impl Default for LeakyReluConfig {
-    fn default() -> Self {
-        LeakyReluConfig { negative_slope: 0.3 }
-    }
-}
-
-/// Settings of ELU.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EluConfig {
-    /// `α` in `α·(eˣ − 1)` for `x ≤ 0`. Default 1.
-    #[serde(default = "one_f64")]
-    pub alpha: f64,
-}
-
-impl Default for EluConfig {
-    fn default() -> Self {
-        EluConfig { alpha: 1.0 }
-    }
-}
-
-/// Settings of Embedding (a lookup table of vectors).
-///
-/// # Shapes
-/// `x: [batch, ...]` holding integer indices in `[0, input_dim)` (stored as floats)
-/// → `[batch, ..., output_dim]`; `embeddings: [input_dim, output_dim]`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmbeddingConfig {
-    /// Vocabulary size (indices run over `0..input_dim`), at least 1.
-    pub input_dim: usize,
-    /// Vector length, at least 1.
-    pub output_dim: usize,
-    /// Default `random_uniform` over `[−0.05, 0.05)` (Keras's default).
-    #[serde(default = "embedding_init")]
-    pub embeddings_initializer: Initializer,
-}
-
-impl EmbeddingConfig {
-    /// A table of `input_dim` vectors of length `output_dim`, Keras's initializer.
-    pub fn new(input_dim: usize, output_dim: usize) -> Self {
-        EmbeddingConfig { input_dim, output_dim, embeddings_initializer: embedding_init() }
-    }
-}
-
-/// Settings shared by the recurrent layers' serde forms (Keras's names and defaults).
-macro_rules! recurrent_setters {
-    () => {
-        /// Sets whether every step's output is returned (`[batch, time, units]`) or
-        /// only the last one (`[batch, units]`).
-        pub fn with_return_sequences(mut self, return_sequences: bool) -> Self {
-            self.return_sequences = return_sequences;
-            self
-        }
-        /// Sets whether the final states are returned too (see the layer's
-        /// `forward_with_state`).
-        pub fn with_return_state(mut self, return_state: bool) -> Self {
-            self.return_state = return_state;
-            self
-        }
-        /// Sets whether biases are used.
-        pub fn with_bias(mut self, use_bias: bool) -> Self {
-            self.use_bias = use_bias;
-            self
-        }
-        /// Sets the input kernel's initializer.
-        pub fn with_kernel_initializer(mut self, init: Initializer) -> Self {
-            self.kernel_initializer = init;
-            self
-        }
-        /// Sets the recurrent kernel's initializer.
-        pub fn with_recurrent_initializer(mut self, init: Initializer) -> Self {
-            self.recurrent_initializer = init;
-            self
-        }
-        /// Sets the bias initializer.
-        pub fn with_bias_initializer(mut self, init: Initializer) -> Self {
-            self.bias_initializer = init;
-            self
-        }
-    };
-}
-
-/// Settings of a SimpleRNN layer (Keras's `SimpleRNN`; tanh activation):
-/// `h_t = tanh(x_t · kernel + h_{t−1} · recurrent_kernel + bias)` (Elman, 1990).
-///
-/// # Shapes
-/// `x: [batch, time, features]` → `[batch, units]`, or `[batch, time, units]` with
-/// `return_sequences`; `kernel: [features, units]`, `recurrent_kernel: [units, units]`,
-/// `bias: [units]`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimpleRnnConfig {
-    /// State size (`units`), at least 1.
-    pub units: usize,
-    /// Return every step's state instead of the last. Default false.
-    #[serde(default)]
-    pub return_sequences: bool,
-    /// Also return the final state (only through `forward_with_state`; a
-    /// [`Sequential`](crate::Sequential) model refuses it). Default false.
-    #[serde(default)]
-    pub return_state: bool,
-    /// Default true.
-    #[serde(default = "yes")]
-    pub use_bias: bool,
-    /// Default `glorot_uniform`.
-    #[serde(default)]
-    pub kernel_initializer: Initializer,
-    /// Default `orthogonal`.
-    #[serde(default = "orthogonal")]
-    pub recurrent_initializer: Initializer,
-    /// Default `zeros`.
-    #[serde(default = "zeros")]
-    pub bias_initializer: Initializer,
-}
-
-impl SimpleRnnConfig {
-    /// `units` state size, Keras's defaults otherwise.
-    pub fn new(units: usize) -> Self {
-        SimpleRnnConfig {
-            units,
-            return_sequences: false,
-            return_state: false,
-            use_bias: true,
-            kernel_initializer: Initializer::GlorotUniform,
-            recurrent_initializer: Initializer::Orthogonal,
-            bias_initializer: Initializer::Zeros,
-        }
-    }
-    recurrent_setters!();
-}
-
-/// Settings of an LSTM layer (Keras's `LSTM`: tanh activation, sigmoid recurrent
-/// activation). Gate equations in [`rnn::lstm`](crate::rnn::lstm).
-///
-/// # Shapes
-/// `x: [batch, time, features]` → `[batch, units]`, or `[batch, time, units]` with
-/// `return_sequences`; `kernel: [features, 4·units]`, `recurrent_kernel:
-/// [units, 4·units]` and `bias: [4·units]` with the gate blocks in Keras's order
-/// `i, f, c̃, o`. Parameters: `4·(features·units + units² + units)`, e.g. 80,384 for
-/// LSTM(128) over 28 features.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LstmConfig {
-    /// State size (`units`), at least 1.
-    pub units: usize,
-    /// Return every step's `h` instead of the last. Default false.
-    #[serde(default)]
-    pub return_sequences: bool,
-    /// Also return the final `h` and `c` (only through `forward_with_state`; a
-    /// [`Sequential`](crate::Sequential) model refuses it). Default false.
-    #[serde(default)]
-    pub return_state: bool,
-    /// Default true.
-    #[serde(default = "yes")]
-    pub use_bias: bool,
-    /// Initialise the forget gate's bias to 1 (Jozefowicz et al., "An empirical
-    /// exploration of recurrent network architectures", ICML 2015), the other gates'
-    /// with `bias_initializer`. Default true, as Keras.
-    #[serde(default = "yes")]
-    pub unit_forget_bias: bool,
-    /// Default `glorot_uniform`.
-    #[serde(default)]
-    pub kernel_initializer: Initializer,
-    /// Default `orthogonal`.
-    #[serde(default = "orthogonal")]
-    pub recurrent_initializer: Initializer,
-    /// Default `zeros`.
-    #[serde(default = "zeros")]
-    pub bias_initializer: Initializer,
-}
-
-impl LstmConfig {
-    /// `units` state size, Keras's defaults otherwise.
-    pub fn new(units: usize) -> Self {
-        LstmConfig {
-            units,
-            return_sequences: false,
-            return_state: false,
-            use_bias: true,
-            unit_forget_bias: true,
-            kernel_initializer: Initializer::GlorotUniform,
-            recurrent_initializer: Initializer::Orthogonal,
-            bias_initializer: Initializer::Zeros,
-        }
-    }
-    recurrent_setters!();
-    /// Sets whether the forget gate's bias starts at 1.
-    pub fn with_unit_forget_bias(mut self, unit_forget_bias: bool) -> Self {
-        self.unit_forget_bias = unit_forget_bias;
-        self
-    }
-}
-
-/// Settings of a GRU layer (Keras's `GRU` with its defaults: tanh activation, sigmoid
-/// recurrent activation, `reset_after: true`). Gate equations in
-/// [`rnn::gru`](crate::rnn::gru).
-///
-/// # Shapes
-/// `x: [batch, time, features]` → `[batch, units]`, or `[batch, time, units]` with
-/// `return_sequences`; `kernel: [features, 3·units]` and `recurrent_kernel:
-/// [units, 3·units]` with the gate blocks in Keras's order `z, r, h̃`; `bias:
-/// [2, 3·units]` (input bias, recurrent bias). Parameters:
-/// `3·(features·units + units² + 2·units)`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GruConfig {
-    /// State size (`units`), at least 1.
-    pub units: usize,
-    /// Return every step's state instead of the last. Default false.
-    #[serde(default)]
-    pub return_sequences: bool,
-    /// Also return the final state (only through `forward_with_state`; a
-    /// [`Sequential`](crate::Sequential) model refuses it). Default false.
-    #[serde(default)]
-    pub return_state: bool,
-    /// Default true.
-    #[serde(default = "yes")]
-    pub use_bias: bool,
-    /// Apply the reset gate after the recurrent product (the only form supported;
-    /// `false`, the original Cho et al. form, is refused when the layer is built).
-    /// Default true, as Keras.
-    #[serde(default = "yes")]
-    pub reset_after: bool,
-    /// Default `glorot_uniform`.
-    #[serde(default)]
-    pub kernel_initializer: Initializer,
-    /// Default `orthogonal`.
-    #[serde(default = "orthogonal")]
-    pub recurrent_initializer: Initializer,
-    /// Default `zeros`.
-    #[serde(default = "zeros")]
-    pub bias_initializer: Initializer,
-}
-
-impl GruConfig {
-    /// `units` state size, Keras's defaults otherwise.
-    pub fn new(units: usize) -> Self {
-        GruConfig {
-            units,
-            return_sequences: false,
-            return_state: false,
-            use_bias: true,
-            reset_after: true,
-            kernel_initializer: Initializer::GlorotUniform,
-            recurrent_initializer: Initializer::Orthogonal,
-            bias_initializer: Initializer::Zeros,
-        }
-    }
-    recurrent_setters!();
-}
-
-/// The most axes a [`TargetShape`] holds.
-pub const MAX_TARGET_AXES: usize = 8;
-
-/// A per-sample shape of up to [`MAX_TARGET_AXES`] axes, each at least 1; JSON: an
-/// array of integers, e.g. `[28, 28]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TargetShape {
-    dims: [usize; MAX_TARGET_AXES],
-    len: usize,
-}
-
-impl TargetShape {
-    /// The shape `dims`.
-    ///
-    /// # Errors
-    /// [`LayerError::Spec`] for no axis, more than [`MAX_TARGET_AXES`] axes or a zero
-    /// axis.
-    pub fn new(dims: &[usize]) -> Result<Self> {
-        if dims.is_empty() || dims.len() > MAX_TARGET_AXES || dims.contains(&0) {
-            return Err(LayerError::Spec {
-                message: format!("target_shape {dims:?} must have 1 to {MAX_TARGET_AXES} axes, each at least 1"),
-            });
-        }
-        let mut d = [0; MAX_TARGET_AXES];
-        d[..dims.len()].copy_from_slice(dims);
-        Ok(TargetShape { dims: d, len: dims.len() })
-    }
-
-    /// The axes.
-    pub fn dims(&self) -> &[usize] {
-        &self.dims[..self.len]
-    }
-}
-
-impl Serialize for TargetShape {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.dims().serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for TargetShape {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let dims = Vec::<usize>::deserialize(d)?;
-        TargetShape::new(&dims).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Settings of Reshape (Keras's `Reshape`, without `-1`).
-///
-/// # Shapes
-/// `[batch, ...]` → `[batch, ...target_shape]`, the same number of elements per sample,
-/// row-major order kept (e.g. `[batch, 28, 28, 1]` → `[batch, 28, 28]` for a recurrent
-/// layer reading images row by row).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReshapeConfig {
-    /// The per-sample output shape.
-    pub target_shape: TargetShape,
 }
 
 /// One layer of a [`ModelSpec`](crate::ModelSpec), tagged in JSON by `"type"` with the

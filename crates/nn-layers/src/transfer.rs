@@ -1,4 +1,4 @@
-//! Transfer learning and fine-tuning on a [`Sequential`] model: loading trained
+//! Transfer learning and fine-tuning on a [`Model`]: loading trained
 //! weights by name (fully or partly), freezing parameters, replacing the output
 //! head, adding LoRA adapters to Dense layers and merging them back for export.
 //!
@@ -48,7 +48,7 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
     name == pattern || (name.starts_with(pattern) && name[pattern.len()..].starts_with('.'))
 }
 
-/// Which tensors [`Sequential::load_weights_matching`] loads.
+/// Which tensors [`Model::load_weights_matching`](crate::Model::load_weights_matching) loads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Parameter names or prefixes (see [`name_matches`]) to load, and only these.
@@ -74,7 +74,7 @@ impl LoadOptions {
     }
 }
 
-/// What [`Sequential::load_weights_matching`] did, name by name.
+/// What [`Model::load_weights_matching`](crate::Model::load_weights_matching) did, name by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadReport {
     /// The file loaded from.
@@ -124,7 +124,7 @@ impl std::fmt::Display for LoadReport {
 impl<T: Element> Model<T> {
     /// Loads parameters by name from a safetensors file (e.g. the
     /// `weights.safetensors` of another model), fully or partly, and reports what it
-    /// did. Unlike [`Sequential::load_weights`] (all or nothing) the file and the model
+    /// did. Unlike [`Model::load_weights`](crate::Model::load_weights) (all or nothing) the file and the model
     /// may differ: a parameter is loaded when it is selected by `options`, present in
     /// the file, and of the same shape; any other parameter keeps its current value.
     /// Values are converted nowhere: the file's element type must be the model's.

@@ -110,6 +110,44 @@ async fn seed_cnn_single_rows_equal_a_full_batch() {
     server.shutdown().await.unwrap();
 }
 
+/// A graph model (a residual block with a two-branch merge) is served like a chain:
+/// answers equal `nn-cli predict`'s bit for bit, and /v1/model lists layers by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_model_answers_equal_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ModelSpec::from_json(
+        r#"{"inputs": [{"name": "image", "shape": [8, 8, 1]}], "layers": [
+            {"type": "Conv2D", "name": "stem", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"},
+            {"type": "Conv2D", "name": "c1", "filters": 4, "kernel_size": 3, "padding": "same"},
+            {"type": "BatchNormalization", "name": "bn"},
+            {"type": "Add", "name": "sum", "inputs": ["stem", "bn"]},
+            {"type": "GlobalMaxPooling2D", "name": "gmax", "inputs": ["sum"]},
+            {"type": "GlobalAveragePooling2D", "name": "gavg", "inputs": ["sum"]},
+            {"type": "Concatenate", "name": "both", "inputs": ["gmax", "gavg"]},
+            {"type": "Dense", "name": "head", "units": 10, "activation": "softmax"}]}"#,
+    )
+    .unwrap();
+    let meta = nn_train::ModelMetadata {
+        data: "digits".into(),
+        target: None,
+        class_names: Some((0..10).map(|d| d.to_string()).collect()),
+        scalers: vec![nn_data::Scaler::constant(1.0 / 16.0, 0.0).unwrap()],
+        seed: 11,
+    };
+    let model = save_model(dir.path(), spec, &meta);
+    let rows = digit_rows(12);
+    let (want, want_classes) = reference(&model, &rows);
+    let server = start(&model, config(4, 0)).await;
+    let each = one_request_per_row(server.addr, &rows).await;
+    let (got, classes): (Vec<_>, Vec<_>) = each.into_iter().unzip();
+    assert_bits_eq(&got, &want, "graph model, one row per request");
+    assert_eq!(classes, want_classes);
+    let info = send(server.addr, "GET", "/v1/model", "").await.json();
+    let names: Vec<&str> = info["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["stem", "c1", "bn", "sum", "gmax", "gavg", "both", "head"]);
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_json_errors_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();

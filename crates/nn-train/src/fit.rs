@@ -92,6 +92,16 @@ fn stable_loss(model: &Sequential, loss: &Loss) -> (bool, Loss) {
 
 /// Checks that `data` fits `model` and `loss` before any work is done.
 fn check_data(model: &Sequential, loss: &Loss, data: &Dataset, what: &str) -> Result<()> {
+    if model.inputs().len() != 1 || model.outputs().len() != 1 {
+        let names: Vec<&str> = model.inputs().iter().map(|i| i.name.as_str()).collect();
+        return Err(TrainError::Mismatch(format!(
+            "the model has {} inputs ({}) and {} outputs; a dataset feeds one input and one target, so train it \
+             through the library (Model::forward_all)",
+            model.inputs().len(),
+            names.join(", "),
+            model.outputs().len()
+        )));
+    }
     if data.sample_shape() != model.input_shape() {
         return Err(TrainError::Mismatch(format!(
             "{what} data `{}` has samples of shape {:?} but the model's input shape is {:?}",

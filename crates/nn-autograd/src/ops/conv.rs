@@ -1,12 +1,15 @@
 //! 2-d convolution over NHWC images, as im2col + GEMM over chunks of whole images
-//! ([`nn_tensor::conv::conv2d_forward`] and its two backward kernels).
+//! ([`nn_tensor::conv::conv2d_forward`] and its two backward kernels):
+//! [`Graph::try_conv2d`], the same with an activation epilogue
+//! [`Graph::try_conv2d_act`], and its graph-free value [`conv2d_value`].
 
-use ndarray::{Ix1, Ix4};
-use nn_tensor::conv::{conv2d_backward_filter, conv2d_backward_input, conv2d_forward, Conv2dGeometry, Padding};
+use ndarray::{ArrayView1, ArrayView4, ArrayViewD, Ix1, Ix4};
+use nn_tensor::conv::{conv2d_backward_filter, conv2d_backward_input, conv2d_forward_map, Conv2dGeometry, Padding};
 use nn_tensor::{Element, Tensor, TensorError};
 
 use crate::error::{tensor_err, AutogradError, Result};
 use crate::graph::{Graph, Var};
+use crate::ops::activation::{scale_by_derivative, with_value, Epilogue};
 use crate::ops::{column_sums, twin};
 
 impl<T: Element> Graph<T> {
@@ -52,49 +55,50 @@ impl<T: Element> Graph<T> {
         stride: (usize, usize),
         padding: Padding,
     ) -> Result<Var> {
+        self.try_conv2d_act(x, kernel, bias, stride, padding, None)
+    }
+    twin!(conv2d => try_conv2d(x: Var, kernel: Var, bias: Option<Var>, stride: (usize, usize), padding: Padding) -> Var);
+
+    /// `epilogue(conv2d(x, kernel) + bias)`: [`Graph::try_conv2d`] with an
+    /// element-wise activation applied to each chunk of images right after its GEMM,
+    /// while it is in cache ([`nn_tensor::conv::conv2d_forward_map`]), as one op: no
+    /// separate activation tensor is allocated or traversed. `None` is
+    /// [`Graph::try_conv2d`] itself. Values and gradients equal [`Graph::try_conv2d`]
+    /// followed by [`Graph::try_activation`] bit for bit.
+    ///
+    /// # Shapes
+    /// As [`Graph::try_conv2d`].
+    ///
+    /// # Gradient
+    /// With `G = g ⊙ f'(y)` (`f'` read from the output `y`, see [`Epilogue`]) in
+    /// place of `g`, as [`Graph::try_conv2d`]: `∂/∂kernel = Cᵀ·G`, `∂/∂bias = Σ_rows G`,
+    /// `∂/∂x = col2im(G·kernelᵀ)`.
+    ///
+    /// # Errors
+    /// As [`Graph::try_conv2d`]; [`AutogradError::InvalidArgument`] for a `LeakyRelu`
+    /// or `Elu` epilogue whose parameter is negative or not finite.
+    pub fn try_conv2d_act(
+        &mut self,
+        x: Var,
+        kernel: Var,
+        bias: Option<Var>,
+        stride: (usize, usize),
+        padding: Padding,
+        epilogue: Option<Epilogue>,
+    ) -> Result<Var> {
         let op = "conv2d";
-        let (ix, ik) = (self.idx(op, x)?, self.idx(op, kernel)?);
-        let ib = bias.map(|b| self.idx(op, b)).transpose()?;
-        let (xv, kv) = (self.val(ix), self.val(ik));
-        for t in [xv, kv] {
-            if t.ndim() != 4 {
-                return Err(AutogradError::Tensor {
-                    op,
-                    source: TensorError::Rank { op, expected: "4", shape: t.shape().to_vec() },
-                });
-            }
-        }
-        let (h, w, c) = (xv.shape()[1], xv.shape()[2], xv.shape()[3]);
-        let (kh, kw, kc, filters) = (kv.shape()[0], kv.shape()[1], kv.shape()[2], kv.shape()[3]);
-        if kc != c {
-            return Err(AutogradError::ShapeMismatch {
-                op,
-                lhs: xv.shape().to_vec(),
-                rhs: kv.shape().to_vec(),
-                expected: "the kernel's in_channels (axis 2) equal to the input's channels (axis 3)",
-            });
-        }
-        if let Some(ib) = ib {
-            if self.val(ib).shape() != [filters] {
-                return Err(AutogradError::ShapeMismatch {
-                    op,
-                    lhs: self.val(ib).shape().to_vec(),
-                    rhs: kv.shape().to_vec(),
-                    expected: "a bias of shape [filters]",
-                });
-            }
-        }
-        let geo = Conv2dGeometry::new((h, w, c), (kh, kw), stride, padding).map_err(tensor_err(op))?;
-        let x4 = xv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
-        let k4 = kv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
-        let b1 = ib.map(|ib| self.val(ib).array().view().into_dimensionality::<Ix1>().expect("shape checked"));
-        let value = Tensor::from(conv2d_forward(x4, k4, b1, &geo).map_err(tensor_err(op))?);
+        let a = self.affine_operands(op, x, kernel, bias, epilogue)?;
+        let (geo, filters) = conv2d_geometry(op, a.x, a.kernel, a.bias, stride, padding)?;
+        let value = conv2d_forward_act(op, a.x.array().view(), a.kernel, a.bias, &geo, epilogue)?;
 
         // Backward reads x and the kernel from the tape (im2col(x) is rebuilt chunk by
         // chunk, in cache, rather than saved): nothing extra is kept.
-        let parents: Vec<usize> = [Some(ix), Some(ik), ib].into_iter().flatten().collect();
-        Ok(self.push_op(op, &parents, value, 0, move |ctx, g, sink| {
+        let parents = a.parents;
+        Ok(self.push_op(op, &parents, value, 0, move |ctx, mut g, sink| {
             let err = tensor_err(op);
+            if let Some(e) = epilogue {
+                scale_by_derivative(e, &mut g, ctx.output());
+            }
             let g4 = g.array().view().into_dimensionality::<Ix4>().expect("output shape");
             let x4 = ctx.input(0).array().view().into_dimensionality::<Ix4>().expect("rank checked");
             let has_bias = ctx.num_inputs() == 3;
@@ -117,5 +121,115 @@ impl<T: Element> Graph<T> {
             Ok(())
         }))
     }
-    twin!(conv2d => try_conv2d(x: Var, kernel: Var, bias: Option<Var>, stride: (usize, usize), padding: Padding) -> Var);
+    twin!(conv2d_act => try_conv2d_act(x: Var, kernel: Var, bias: Option<Var>, stride: (usize, usize), padding: Padding, epilogue: Option<Epilogue>) -> Var);
+}
+
+/// The value of [`Graph::try_conv2d_act`] on plain arrays, without a graph, for a
+/// geometry computed beforehand (e.g. when a layer was built): the same kernel, so
+/// bit-identical to the graph op's value. For inference, where nothing is recorded.
+///
+/// # Shapes
+/// `x: [batch, geometry.in_h, geometry.in_w, geometry.channels]`, `kernel:
+/// [geometry.kernel_h, geometry.kernel_w, channels, filters]`, `bias: [filters]` →
+/// `[batch, geometry.out_h, geometry.out_w, filters]`.
+///
+/// # Errors
+/// [`AutogradError::Tensor`] when `x` or the kernel is not 4-d, the bias not 1-d, or
+/// a shape does not match `geometry` (any epilogue parameter is accepted: no
+/// derivative is taken).
+pub fn conv2d_value<T: Element>(
+    x: ArrayViewD<'_, T>,
+    kernel: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    geometry: &Conv2dGeometry,
+    epilogue: Option<Epilogue>,
+) -> Result<Tensor<T>> {
+    conv2d_forward_act("conv2d", x, kernel, bias, geometry, epilogue)
+}
+
+/// `epilogue(conv2d(x, kernel) + bias)` by nn-tensor's batch-chunked kernel: im2col +
+/// single-threaded GEMM per chunk of images, bias and epilogue applied while the chunk
+/// is in cache.
+fn conv2d_forward_act<T: Element>(
+    op: &'static str,
+    x: ArrayViewD<'_, T>,
+    kernel: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    geometry: &Conv2dGeometry,
+    epilogue: Option<Epilogue>,
+) -> Result<Tensor<T>> {
+    let (x4, k4, b1) = conv2d_views(op, x, kernel, bias)?;
+    let out = with_value!(epilogue, |f| conv2d_forward_map(x4, k4, b1, geometry, f)).map_err(tensor_err(op))?;
+    Ok(Tensor::from(out))
+}
+
+/// A convolution's input and kernel as 4-d views, its bias as a 1-d view.
+pub(crate) type ConvViews<'a, T> = (ArrayView4<'a, T>, ArrayView4<'a, T>, Option<ArrayView1<'a, T>>);
+
+/// The operands of a convolution as 4-d (input, kernel) and 1-d (bias) views.
+///
+/// # Errors
+/// [`AutogradError::Tensor`] with [`TensorError::Rank`] for another rank.
+pub(crate) fn conv2d_views<'a, T: Element>(
+    op: &'static str,
+    x: ArrayViewD<'a, T>,
+    kernel: &'a Tensor<T>,
+    bias: Option<&'a Tensor<T>>,
+) -> Result<ConvViews<'a, T>> {
+    let rank_err = |expected, shape: &[usize]| AutogradError::Tensor {
+        op,
+        source: TensorError::Rank { op, expected, shape: shape.to_vec() },
+    };
+    let x_shape = x.shape().to_vec();
+    let x4 = x.into_dimensionality::<Ix4>().map_err(|_| rank_err("4", &x_shape))?;
+    let k4 = kernel.array().view().into_dimensionality::<Ix4>().map_err(|_| rank_err("4", kernel.shape()))?;
+    let b1 = bias
+        .map(|b| b.array().view().into_dimensionality::<Ix1>().map_err(|_| rank_err("1", b.shape())))
+        .transpose()?;
+    Ok((x4, k4, b1))
+}
+
+/// Checks the operands of a convolution of `x` with `kernel` (and `bias`); returns
+/// its geometry and the number of filters.
+///
+/// # Errors
+/// As [`Graph::try_conv2d`].
+pub(crate) fn conv2d_geometry<T: Element>(
+    op: &'static str,
+    xv: &Tensor<T>,
+    kv: &Tensor<T>,
+    bv: Option<&Tensor<T>>,
+    stride: (usize, usize),
+    padding: Padding,
+) -> Result<(Conv2dGeometry, usize)> {
+    for t in [xv, kv] {
+        if t.ndim() != 4 {
+            return Err(AutogradError::Tensor {
+                op,
+                source: TensorError::Rank { op, expected: "4", shape: t.shape().to_vec() },
+            });
+        }
+    }
+    let (h, w, c) = (xv.shape()[1], xv.shape()[2], xv.shape()[3]);
+    let (kh, kw, kc, filters) = (kv.shape()[0], kv.shape()[1], kv.shape()[2], kv.shape()[3]);
+    if kc != c {
+        return Err(AutogradError::ShapeMismatch {
+            op,
+            lhs: xv.shape().to_vec(),
+            rhs: kv.shape().to_vec(),
+            expected: "the kernel's in_channels (axis 2) equal to the input's channels (axis 3)",
+        });
+    }
+    if let Some(b) = bv {
+        if b.shape() != [filters] {
+            return Err(AutogradError::ShapeMismatch {
+                op,
+                lhs: b.shape().to_vec(),
+                rhs: kv.shape().to_vec(),
+                expected: "a bias of shape [filters]",
+            });
+        }
+    }
+    let geo = Conv2dGeometry::new((h, w, c), (kh, kw), stride, padding).map_err(tensor_err(op))?;
+    Ok((geo, filters))
 }

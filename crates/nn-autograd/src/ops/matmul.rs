@@ -1,12 +1,14 @@
 //! Matrix products: [`Graph::try_matmul`], [`Graph::try_matmul_t`] (transposed
-//! operands without copies) and the fused dense-layer product [`Graph::try_linear`].
-//! Every product runs through [`nn_tensor::gemm`].
+//! operands without copies), the fused dense-layer product [`Graph::try_linear`],
+//! the same with an activation epilogue [`Graph::try_linear_act`], and its graph-free
+//! value [`linear_value`]. Every product runs through [`nn_tensor::gemm`].
 
-use ndarray::{Array2, ArrayView2, Ix2};
+use ndarray::{Array2, ArrayView2, ArrayViewD, Ix2};
 use nn_tensor::{Element, Tensor, TensorError};
 
 use crate::error::{tensor_err, AutogradError, Result};
 use crate::graph::{Graph, Var};
+use crate::ops::activation::{scale_by_derivative, with_value, Epilogue};
 use crate::ops::{column_sums, twin};
 
 /// A 2-d tensor seen as a 3-d one with a leading batch of 1 (for `[k, n]` operands
@@ -103,66 +105,45 @@ impl<T: Element> Graph<T> {
     /// 2-d or a 0-d `x`; [`AutogradError::ShapeMismatch`] when `x`'s last axis is not
     /// `in_features` or the bias is not `[out_features]`.
     pub fn try_linear(&mut self, x: Var, kernel: Var, bias: Option<Var>) -> Result<Var> {
+        self.try_linear_act(x, kernel, bias, None)
+    }
+    twin!(linear => try_linear(x: Var, kernel: Var, bias: Option<Var>) -> Var);
+
+    /// `epilogue(x · kernel + bias)`: [`Graph::try_linear`] with an element-wise
+    /// activation applied in place on the GEMM's output, as one op (a dense layer with
+    /// its activation: no separate activation tensor is allocated or traversed).
+    /// `None` is [`Graph::try_linear`] itself. Values and gradients equal
+    /// [`Graph::try_linear`] followed by [`Graph::try_activation`] bit for bit.
+    ///
+    /// # Shapes
+    /// As [`Graph::try_linear`].
+    ///
+    /// # Gradient
+    /// With `G = g ⊙ f'(y)` (`f'` read from the output `y`, see [`Epilogue`]) as a
+    /// `[rows, out_features]` matrix: `∂/∂x = G·kernelᵀ`, `∂/∂kernel = xᵀ·G`,
+    /// `∂/∂bias = Σ_rows G`. `G` overwrites the incoming gradient: nothing is kept.
+    ///
+    /// # Errors
+    /// As [`Graph::try_linear`]; [`AutogradError::InvalidArgument`] for a `LeakyRelu`
+    /// or `Elu` epilogue whose parameter is negative or not finite.
+    pub fn try_linear_act(
+        &mut self,
+        x: Var,
+        kernel: Var,
+        bias: Option<Var>,
+        epilogue: Option<Epilogue>,
+    ) -> Result<Var> {
         let op = "linear";
-        let (ix, iw) = (self.idx(op, x)?, self.idx(op, kernel)?);
-        let ib = bias.map(|b| self.idx(op, b)).transpose()?;
-        let (xv, wv) = (self.val(ix), self.val(iw));
-        if wv.ndim() != 2 {
-            return Err(AutogradError::Tensor {
-                op,
-                source: TensorError::Rank { op, expected: "2", shape: wv.shape().to_vec() },
-            });
-        }
-        if xv.ndim() == 0 {
-            return Err(AutogradError::Tensor {
-                op,
-                source: TensorError::Rank { op, expected: "at least 1", shape: vec![] },
-            });
-        }
-        let (in_f, out_f) = (wv.shape()[0], wv.shape()[1]);
-        if xv.shape()[xv.ndim() - 1] != in_f {
-            return Err(AutogradError::ShapeMismatch {
-                op,
-                lhs: xv.shape().to_vec(),
-                rhs: wv.shape().to_vec(),
-                expected: "x's last axis equal to the kernel's in_features (axis 0)",
-            });
-        }
-        if let Some(ib) = ib {
-            if self.val(ib).shape() != [out_f] {
-                return Err(AutogradError::ShapeMismatch {
-                    op,
-                    lhs: self.val(ib).shape().to_vec(),
-                    rhs: wv.shape().to_vec(),
-                    expected: "a bias of shape [out_features]",
-                });
-            }
-        }
-        let lead = &xv.shape()[..xv.ndim() - 1];
-        let rows: usize = lead.iter().product();
-        let mut out_shape = lead.to_vec();
-        out_shape.push(out_f);
-        nn_tensor::shape::checked_numel(op, &out_shape).map_err(tensor_err(op))?;
+        let a = self.affine_operands(op, x, kernel, bias, epilogue)?;
+        let (rows, in_f, out_f) = linear_shapes(op, a.x.shape(), a.kernel.shape(), a.bias.map(Tensor::shape))?;
+        let value = linear_forward(op, a.x.array().view(), a.kernel, a.bias, epilogue, rows)?;
 
-        let x_std = xv.array().as_standard_layout();
-        let x2 = x_std.view().into_shape_with_order((rows, in_f)).expect("standard layout, equal count");
-        let w2 = wv.array().view().into_dimensionality::<Ix2>().expect("rank checked");
-        let mut out = Array2::<T>::zeros((rows, out_f));
-        let beta = match ib {
-            Some(ib) => {
-                let b = self.val(ib).array().view().into_shape_with_order(out_f).expect("shape checked");
-                out.rows_mut().into_iter().for_each(|mut r| r.assign(&b));
-                T::one()
-            }
-            None => T::zero(),
-        };
-        nn_tensor::gemm::gemm(T::one(), x2, w2, beta, &mut out.view_mut()).map_err(tensor_err(op))?;
-        let value = Tensor::from(out).try_into_reshape(&out_shape).map_err(tensor_err(op))?;
-        drop(x_std);
-
-        let parents: Vec<usize> = [Some(ix), Some(iw), ib].into_iter().flatten().collect();
-        Ok(self.push_op(op, &parents, value, 0, move |ctx, g, sink| {
+        let parents = a.parents;
+        Ok(self.push_op(op, &parents, value, 0, move |ctx, mut g, sink| {
             let err = tensor_err(op);
+            if let Some(e) = epilogue {
+                scale_by_derivative(e, &mut g, ctx.output());
+            }
             let g_std = g.array().as_standard_layout();
             let g2 = g_std.view().into_shape_with_order((rows, out_f)).expect("output shape");
             let w2 = ctx.input(1).array().view().into_dimensionality::<Ix2>().expect("rank checked");
@@ -184,5 +165,101 @@ impl<T: Element> Graph<T> {
             Ok(())
         }))
     }
-    twin!(linear => try_linear(x: Var, kernel: Var, bias: Option<Var>) -> Var);
+    twin!(linear_act => try_linear_act(x: Var, kernel: Var, bias: Option<Var>, epilogue: Option<Epilogue>) -> Var);
+}
+
+/// The value of [`Graph::try_linear_act`] on plain arrays, without a graph:
+/// `epilogue(x · kernel + bias)` on `x`'s last axis, by the same operations (one GEMM
+/// with the bias as its initial value, then the epilogue in place), so bit-identical
+/// to the graph op's value. For inference, where nothing is recorded.
+///
+/// # Shapes
+/// As [`Graph::try_linear`]: `x: [..., in_features]`, `kernel: [in_features,
+/// out_features]`, `bias: [out_features]` → `[..., out_features]`.
+///
+/// # Errors
+/// As [`Graph::try_linear`] (any epilogue parameter is accepted: no derivative is taken).
+pub fn linear_value<T: Element>(
+    x: ArrayViewD<'_, T>,
+    kernel: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    epilogue: Option<Epilogue>,
+) -> Result<Tensor<T>> {
+    let op = "linear";
+    let (rows, _, _) = linear_shapes(op, x.shape(), kernel.shape(), bias.map(Tensor::shape))?;
+    linear_forward(op, x, kernel, bias, epilogue, rows)
+}
+
+/// Checks the operands of a linear map; returns `(rows, in_features, out_features)`,
+/// `rows` the product of `x`'s leading axes.
+fn linear_shapes(op: &'static str, x: &[usize], w: &[usize], b: Option<&[usize]>) -> Result<(usize, usize, usize)> {
+    let rank_err = |expected, shape: &[usize]| AutogradError::Tensor {
+        op,
+        source: TensorError::Rank { op, expected, shape: shape.to_vec() },
+    };
+    if w.len() != 2 {
+        return Err(rank_err("2", w));
+    }
+    if x.is_empty() {
+        return Err(rank_err("at least 1", x));
+    }
+    let (in_f, out_f) = (w[0], w[1]);
+    if x[x.len() - 1] != in_f {
+        return Err(AutogradError::ShapeMismatch {
+            op,
+            lhs: x.to_vec(),
+            rhs: w.to_vec(),
+            expected: "x's last axis equal to the kernel's in_features (axis 0)",
+        });
+    }
+    if let Some(b) = b {
+        if b != [out_f] {
+            return Err(AutogradError::ShapeMismatch {
+                op,
+                lhs: b.to_vec(),
+                rhs: w.to_vec(),
+                expected: "a bias of shape [out_features]",
+            });
+        }
+    }
+    Ok((x[..x.len() - 1].iter().product(), in_f, out_f))
+}
+
+/// `epilogue(x · kernel + bias)` for checked shapes: the bias written into the output
+/// first, one GEMM accumulating onto it (`β = 1`), then the epilogue in place
+/// (vectorized for the CPU at run time).
+fn linear_forward<T: Element>(
+    op: &'static str,
+    x: ArrayViewD<'_, T>,
+    kernel: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    epilogue: Option<Epilogue>,
+    rows: usize,
+) -> Result<Tensor<T>> {
+    let (in_f, out_f) = (kernel.shape()[0], kernel.shape()[1]);
+    let mut out_shape = x.shape()[..x.ndim() - 1].to_vec();
+    out_shape.push(out_f);
+    nn_tensor::shape::checked_numel(op, &out_shape).map_err(tensor_err(op))?;
+
+    let x_std = x.as_standard_layout();
+    let x2 = x_std.view().into_shape_with_order((rows, in_f)).expect("standard layout, equal count");
+    let w2 = kernel.array().view().into_dimensionality::<Ix2>().expect("rank checked");
+    let mut out = Array2::<T>::zeros((rows, out_f));
+    let beta = match bias {
+        Some(b) => {
+            let b = b.array().view().into_shape_with_order(out_f).expect("shape checked");
+            out.rows_mut().into_iter().for_each(|mut r| r.assign(&b));
+            T::one()
+        }
+        None => T::zero(),
+    };
+    nn_tensor::gemm::gemm(T::one(), x2, w2, beta, &mut out.view_mut()).map_err(tensor_err(op))?;
+    drop(x_std);
+    if epilogue.is_some() {
+        with_value!(epilogue, |f| nn_tensor::simd::vectorized(
+            #[inline(always)]
+            || out.mapv_inplace(f)
+        ));
+    }
+    Tensor::from(out).try_into_reshape(&out_shape).map_err(tensor_err(op))
 }

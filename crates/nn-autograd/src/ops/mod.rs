@@ -3,14 +3,16 @@
 //! states its shapes, its gradient formula, and its conventions at kinks.
 
 use ndarray::Zip;
-use nn_tensor::Element;
+use nn_tensor::{Element, Tensor};
 
 use crate::error::Result;
 use crate::graph::{Graph, Var};
+use activation::Epilogue;
 
 pub mod activation;
 pub mod arith;
 pub mod conv;
+pub mod conv_pool;
 pub mod dropout;
 pub mod loss;
 pub mod matmul;
@@ -22,9 +24,10 @@ pub mod unary;
 
 /// Defines the panicking twin `$name` of `try_$name`-style method `$try`.
 macro_rules! twin {
-    ($name:ident => $try:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {
+    ($(#[$attr:meta])* $name:ident => $try:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {
         #[doc = concat!("Panicking twin of [`Graph::", stringify!($try), "`]: same result, panics with the same message where it returns an error.")]
         #[track_caller]
+        $(#[$attr])*
         pub fn $name(&mut self, $($arg: $ty),*) -> $ret {
             crate::error::unwrap(self.$try($($arg),*))
         }
@@ -45,7 +48,44 @@ pub(crate) fn column_sums<T: Element>(data: &[T], width: usize) -> Vec<T> {
     acc
 }
 
+/// The operands of an affine op with an optional epilogue (`linear_act`,
+/// `conv2d_act`, `conv2d_max_pool`): their tape positions, the op's parents (`x`,
+/// `kernel`, then the bias when given), and their values.
+pub(crate) struct AffineOperands<'g, T: Element> {
+    pub(crate) parents: Vec<usize>,
+    pub(crate) x: &'g Tensor<T>,
+    pub(crate) kernel: &'g Tensor<T>,
+    pub(crate) bias: Option<&'g Tensor<T>>,
+}
+
 impl<T: Element> Graph<T> {
+    /// The operands `x`, `kernel` and `bias` of affine op `op`, after checking that
+    /// the epilogue's derivative can be read from the output ([`Epilogue`]).
+    ///
+    /// # Errors
+    /// [`AutogradError::InvalidArgument`](crate::AutogradError::InvalidArgument) for
+    /// such an epilogue, [`AutogradError::ForeignVar`](crate::AutogradError::ForeignVar).
+    pub(crate) fn affine_operands(
+        &self,
+        op: &'static str,
+        x: Var,
+        kernel: Var,
+        bias: Option<Var>,
+        epilogue: Option<Epilogue>,
+    ) -> Result<AffineOperands<'_, T>> {
+        if let Some(e) = epilogue {
+            e.check(op)?;
+        }
+        let parents =
+            [Some(x), Some(kernel), bias].into_iter().flatten().map(|v| self.idx(op, v)).collect::<Result<Vec<_>>>()?;
+        Ok(AffineOperands {
+            x: self.val(parents[0]),
+            kernel: self.val(parents[1]),
+            bias: parents.get(2).map(|&i| self.val(i)),
+            parents,
+        })
+    }
+
     /// Records an element-wise op `y = f(x)` whose backward rule maps each upstream
     /// gradient `g` to `dg(g, x, y)` in place (`x` the input, `y` the output element).
     pub(crate) fn unary_op(

@@ -14,18 +14,22 @@ use crate::error::{tensor_err, AutogradError, Result};
 use crate::graph::{bytes_of, Graph, Var};
 use crate::ops::twin;
 
-/// Checked geometry of a pooling window over `x: [batch, h, w, channels]`.
-fn pool_geometry<T: Element>(
+/// Checked geometry of a pooling window over an input of shape `[batch, h, w,
+/// channels]` (shared with the fused convolution + max-pool op).
+///
+/// # Errors
+/// As [`Graph::try_max_pool2d`].
+pub(crate) fn pool_geometry(
     op: &'static str,
-    x: &Tensor<T>,
+    shape: &[usize],
     pool: (usize, usize),
     stride: (usize, usize),
     padding: Padding,
 ) -> Result<Conv2dGeometry> {
-    if x.ndim() != 4 {
+    if shape.len() != 4 {
         return Err(AutogradError::Tensor {
             op,
-            source: TensorError::Rank { op, expected: "4", shape: x.shape().to_vec() },
+            source: TensorError::Rank { op, expected: "4", shape: shape.to_vec() },
         });
     }
     if let Padding::Explicit { top, bottom, left, right } = padding {
@@ -39,8 +43,7 @@ fn pool_geometry<T: Element>(
             });
         }
     }
-    let s = x.shape();
-    Conv2dGeometry::new((s[1], s[2], s[3]), pool, stride, padding).map_err(tensor_err(op))
+    Conv2dGeometry::new((shape[1], shape[2], shape[3]), pool, stride, padding).map_err(tensor_err(op))
 }
 
 impl<T: Element> Graph<T> {
@@ -72,7 +75,7 @@ impl<T: Element> Graph<T> {
         let op = "max_pool2d";
         let i = self.idx(op, x)?;
         let xv = self.val(i);
-        let geo = pool_geometry(op, xv, pool, stride, padding)?;
+        let geo = pool_geometry(op, xv.shape(), pool, stride, padding)?;
         let x4 = xv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
         let (value, arg) = nn_tensor::pool::max_pool2d(x4, &geo).map_err(tensor_err(op))?;
         let arg = if self.needs_grad(&[i]) { arg } else { Vec::new() };
@@ -111,7 +114,7 @@ impl<T: Element> Graph<T> {
         let op = "avg_pool2d";
         let i = self.idx(op, x)?;
         let xv = self.val(i);
-        let geo = pool_geometry(op, xv, pool, stride, padding)?;
+        let geo = pool_geometry(op, xv.shape(), pool, stride, padding)?;
         let x4 = xv.array().view().into_dimensionality::<Ix4>().expect("rank checked");
         let value = nn_tensor::pool::avg_pool2d(x4, &geo).map_err(tensor_err(op))?;
         Ok(self.push_op(op, &[i], Tensor::from(value), 0, move |_, g, sink| {

@@ -1,13 +1,62 @@
 //! Activation layers: Activation, ReLU, LeakyReLU, ELU, Softmax.
+//!
+//! The serde settings ([`ActivationConfig`], [`LeakyReluConfig`], [`EluConfig`]) live
+//! here too; `crate::spec` re-exports them.
 
 use nn_autograd::{Graph, Var};
 use nn_tensor::Element;
+use serde::{Deserialize, Serialize};
 
 use super::{layer_accessors, Meta};
 use crate::activation::Activation;
 use crate::error::Result;
 use crate::module::{check_param_count, ForwardCtx, Layer};
 use crate::spec::LayerSpec;
+
+fn leaky_slope() -> f64 {
+    0.3
+}
+fn one_f64() -> f64 {
+    1.0
+}
+
+/// Settings of an Activation layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationConfig {
+    /// The function.
+    pub activation: Activation,
+}
+
+/// Settings of LeakyReLU.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeakyReluConfig {
+    /// Slope for `x ≤ 0`. Default 0.3 (Keras's `LeakyReLU` layer).
+    #[serde(default = "leaky_slope")]
+    pub negative_slope: f64,
+}
+
+impl Default for LeakyReluConfig {
+    fn default() -> Self {
+        LeakyReluConfig { negative_slope: 0.3 }
+    }
+}
+
+/// Settings of ELU.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EluConfig {
+    /// `α` in `α·(eˣ − 1)` for `x ≤ 0`. Default 1.
+    #[serde(default = "one_f64")]
+    pub alpha: f64,
+}
+
+impl Default for EluConfig {
+    fn default() -> Self {
+        EluConfig { alpha: 1.0 }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Function {

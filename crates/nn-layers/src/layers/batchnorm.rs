@@ -1,13 +1,95 @@
 //! Batch normalization, with its two fused graph operations (training and evaluation).
+//!
+//! The serde settings ([`BatchNormConfig`]) live here too; `crate::spec` re-exports it.
 
 use nn_autograd::{AutogradError, Graph, Var};
 use nn_tensor::{Element, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::{layer_accessors, Meta};
 use crate::error::Result;
-use crate::init::Fans;
+use crate::init::{Fans, Initializer};
 use crate::module::{check_param_count, ForwardCtx, Layer, Mode, ParamKind, ParamSpec};
-use crate::spec::BatchNormConfig;
+use crate::spec::{yes, zeros};
+
+fn ones() -> Initializer {
+    Initializer::Ones
+}
+fn bn_momentum() -> f64 {
+    0.99
+}
+fn bn_epsilon() -> f64 {
+    1e-3
+}
+
+/// Settings of BatchNormalization (Keras's defaults; normalises over every axis but
+/// the last).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNormConfig {
+    /// Weight of the old value in the moving-statistic update. Default 0.99.
+    #[serde(default = "bn_momentum")]
+    pub momentum: f64,
+    /// Added to the variance before the square root. Default 1e-3.
+    #[serde(default = "bn_epsilon")]
+    pub epsilon: f64,
+    /// Whether to add the learned offset β. Default true.
+    #[serde(default = "yes")]
+    pub center: bool,
+    /// Whether to multiply by the learned scale γ. Default true.
+    #[serde(default = "yes")]
+    pub scale: bool,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub beta_initializer: Initializer,
+    /// Default `ones`.
+    #[serde(default = "ones")]
+    pub gamma_initializer: Initializer,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub moving_mean_initializer: Initializer,
+    /// Default `ones`.
+    #[serde(default = "ones")]
+    pub moving_variance_initializer: Initializer,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        BatchNormConfig {
+            momentum: 0.99,
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+            beta_initializer: Initializer::Zeros,
+            gamma_initializer: Initializer::Ones,
+            moving_mean_initializer: Initializer::Zeros,
+            moving_variance_initializer: Initializer::Ones,
+        }
+    }
+}
+
+impl BatchNormConfig {
+    /// Sets the momentum.
+    pub fn with_momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+    /// Sets epsilon.
+    pub fn with_epsilon(mut self, epsilon: f64) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+    /// Sets whether β is used.
+    pub fn with_center(mut self, center: bool) -> Self {
+        self.center = center;
+        self
+    }
+    /// Sets whether γ is used.
+    pub fn with_scale(mut self, scale: bool) -> Self {
+        self.scale = scale;
+        self
+    }
+}
 
 /// Batch normalization (Ioffe & Szegedy, 2015, "Batch Normalization: Accelerating
 /// Deep Network Training by Reducing Internal Covariate Shift", Algorithm 1) over

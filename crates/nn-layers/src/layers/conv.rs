@@ -16,9 +16,9 @@ use crate::spec::{Conv2DConfig, PaddingMode};
 /// `y[n, i, j, f] = b[f] + Σ_{u, v, c} x[n, i·s_h + u − p_top, j·s_w + v − p_left, c] · k[u, v, c, f]`
 /// (cross-correlation, zeros outside the image).
 ///
-/// One graph op: im2col and a single GEMM (bias included), with an element-wise
-/// activation applied in place on its output; softmax runs after it over the last
-/// axis.
+/// One graph op ([`Graph::try_conv2d_act`]): im2col and a single GEMM (bias
+/// included), with an element-wise activation applied in place on its output (see
+/// [`Activation::epilogue`]); softmax runs after it over the last axis.
 ///
 /// # Shapes
 /// - input: `[batch, height, width, in_channels]`
@@ -99,7 +99,12 @@ impl<T: Element> Layer<T> for Conv2D {
     fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
         check_param_count::<T>(self, params)?;
         let (stride, padding) = (self.config.strides.pair(), self.config.padding.into());
-        crate::fused::conv2d(g, x, params[0], params.get(1).copied(), stride, padding, self.config.activation)
+        let act = self.config.activation;
+        let y = g.try_conv2d_act(x, params[0], params.get(1).copied(), stride, padding, act.epilogue())?;
+        match act {
+            Activation::Softmax => Ok(act.apply(g, y)?),
+            _ => Ok(y),
+        }
     }
 
     fn ends_with_softmax(&self) -> bool {
@@ -109,7 +114,7 @@ impl<T: Element> Layer<T> for Conv2D {
     fn infer(&self, x: ArrayViewD<'_, T>, params: &[Parameter<T>], _logits: bool) -> Option<Result<Tensor<T>>> {
         let act = self.config.activation;
         let g = &self.geometry;
-        if !crate::fused::pool_fusable(act)
+        if act == Activation::Softmax
             || params.len() != self.meta.params.len()
             || x.ndim() != 4
             || x.shape()[1..] != [g.in_h, g.in_w, g.channels]
@@ -117,7 +122,7 @@ impl<T: Element> Layer<T> for Conv2D {
             return None;
         }
         let bias = self.config.use_bias.then(|| &*params[1].value);
-        Some(crate::fused::conv2d_value(x, &params[0].value, bias, g, act, None))
+        Some(nn_autograd::conv2d_value(x, &params[0].value, bias, g, act.epilogue()).map_err(Into::into))
     }
 
     fn forward_logits(&self, g: &mut Graph<T>, x: Var, params: &[Var], ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {

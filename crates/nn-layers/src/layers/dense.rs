@@ -13,9 +13,9 @@ use crate::spec::DenseConfig;
 
 /// `y = activation(x · kernel + bias)` on the last axis (Keras's `Dense`).
 ///
-/// One graph op: a single GEMM with the bias as its initial value, and an
-/// element-wise activation applied in place on its output (see the fused ops'
-/// notes in the crate docs); softmax runs after it over the last axis.
+/// One graph op ([`Graph::try_linear_act`]): a single GEMM with the bias as its
+/// initial value, and an element-wise activation applied in place on its output (see
+/// [`Activation::epilogue`]); softmax runs after it over the last axis.
 ///
 /// # Shapes
 /// - input: `[batch, ..., in_features]`
@@ -123,7 +123,12 @@ impl<T: Element> Layer<T> for Dense {
             let z = self.affine(g, x, params)?;
             return Ok(self.config.activation.apply(g, z)?);
         }
-        crate::fused::dense(g, x, params[0], self.bias(params), self.config.activation)
+        let act = self.config.activation;
+        let y = g.try_linear_act(x, params[0], self.bias(params), act.epilogue())?;
+        match act {
+            Activation::Softmax => Ok(act.apply(g, y)?),
+            _ => Ok(y),
+        }
     }
 
     fn ends_with_softmax(&self) -> bool {
@@ -139,7 +144,15 @@ impl<T: Element> Layer<T> for Dense {
             act = Activation::Linear;
         }
         let bias = self.config.use_bias.then(|| &*params[1].value);
-        Some(crate::fused::dense_value(x, &params[0].value, bias, act))
+        let value = nn_autograd::linear_value(x, &params[0].value, bias, act.epilogue());
+        let value = match act {
+            Activation::Softmax => value.and_then(|v| {
+                let last = v.ndim() - 1;
+                v.try_softmax(last).map_err(|source| nn_autograd::AutogradError::Tensor { op: "softmax", source })
+            }),
+            _ => value,
+        };
+        Some(value.map_err(Into::into))
     }
 
     fn forward_logits(&self, g: &mut Graph<T>, x: Var, params: &[Var], ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {

@@ -1,12 +1,22 @@
 //! Dropout.
+//!
+//! The serde settings ([`DropoutConfig`]) live here too; `crate::spec` re-exports it.
 
 use nn_autograd::{Graph, Var};
 use nn_tensor::{Element, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::{layer_accessors, Meta};
 use crate::error::Result;
 use crate::module::{check_param_count, ForwardCtx, Layer, Mode};
-use crate::spec::DropoutConfig;
+
+/// Settings of Dropout.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropoutConfig {
+    /// Fraction of inputs zeroed in training, in `[0, 1)`.
+    pub rate: f64,
+}
 
 /// Inverted dropout (Srivastava et al., 2014, "Dropout: a simple way to prevent
 /// neural networks from overfitting", as Keras implements it). In training each

@@ -1,13 +1,43 @@
 //! Embedding (a lookup table of vectors).
+//!
+//! The serde settings ([`EmbeddingConfig`]) live here too; `crate::spec` re-exports it.
 
 use nn_autograd::{Graph, Var};
 use nn_tensor::Element;
+use serde::{Deserialize, Serialize};
 
 use super::{layer_accessors, Meta};
 use crate::error::{LayerError, Result};
-use crate::init::Fans;
+use crate::init::{Fans, Initializer};
 use crate::module::{check_param_count, ForwardCtx, Layer, ParamKind, ParamSpec};
-use crate::spec::EmbeddingConfig;
+
+fn embedding_init() -> Initializer {
+    Initializer::RandomUniform { minval: -0.05, maxval: 0.05 }
+}
+
+/// Settings of Embedding (a lookup table of vectors).
+///
+/// # Shapes
+/// `x: [batch, ...]` holding integer indices in `[0, input_dim)` (stored as floats)
+/// → `[batch, ..., output_dim]`; `embeddings: [input_dim, output_dim]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// Vocabulary size (indices run over `0..input_dim`), at least 1.
+    pub input_dim: usize,
+    /// Vector length, at least 1.
+    pub output_dim: usize,
+    /// Default `random_uniform` over `[−0.05, 0.05)` (Keras's default).
+    #[serde(default = "embedding_init")]
+    pub embeddings_initializer: Initializer,
+}
+
+impl EmbeddingConfig {
+    /// A table of `input_dim` vectors of length `output_dim`, Keras's initializer.
+    pub fn new(input_dim: usize, output_dim: usize) -> Self {
+        EmbeddingConfig { input_dim, output_dim, embeddings_initializer: embedding_init() }
+    }
+}
 
 /// Maps integer indices to rows of a learned table (Keras's `Embedding`):
 /// `y[n, ..., :] = embeddings[x[n, ...], :]`.

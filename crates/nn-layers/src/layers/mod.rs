@@ -22,18 +22,18 @@ mod pool;
 mod recurrent;
 mod reshape;
 
-pub use activation::ActivationLayer;
-pub use batchnorm::{batch_norm_eval, batch_norm_train, BatchNormalization};
+pub use activation::{ActivationConfig, ActivationLayer, EluConfig, LeakyReluConfig};
+pub use batchnorm::{batch_norm_eval, batch_norm_train, BatchNormConfig, BatchNormalization};
 pub use conv::Conv2D;
 pub use dense::Dense;
-pub use dropout::Dropout;
-pub use embedding::Embedding;
+pub use dropout::{Dropout, DropoutConfig};
+pub use embedding::{Embedding, EmbeddingConfig};
 pub use merge::{Concatenate, ConcatenateConfig, Merge, MergeOp};
 pub use norm::{layer_norm, LayerNormConfig, LayerNormalization};
 pub use padding::{Padding2D, ZeroPadding2D, ZeroPadding2DConfig};
-pub use pool::{GlobalAveragePooling2D, GlobalMaxPooling2D, Pool2D};
-pub use recurrent::{RecurrentOutput, SimpleRNN, GRU, LSTM};
-pub use reshape::{Flatten, Identity, Reshape};
+pub use pool::{GlobalAveragePooling2D, GlobalMaxPooling2D, Pool2D, Pool2DConfig};
+pub use recurrent::{GruConfig, LstmConfig, RecurrentOutput, SimpleRNN, SimpleRnnConfig, GRU, LSTM};
+pub use reshape::{Flatten, Identity, Reshape, ReshapeConfig, TargetShape, MAX_TARGET_AXES};
 
 /// What every built layer knows about itself: position, kind, shapes, parameters.
 #[derive(Debug, Clone, PartialEq)]

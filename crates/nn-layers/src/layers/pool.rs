@@ -1,14 +1,67 @@
 //! Pooling over NHWC images: MaxPool2D, AvgPool2D, GlobalAveragePooling2D,
 //! GlobalMaxPooling2D.
+//!
+//! The serde settings ([`Pool2DConfig`]) live here too; `crate::spec` re-exports it.
 
 use nn_autograd::{Graph, Var};
 use nn_tensor::conv::{Conv2dGeometry, Padding};
 use nn_tensor::Element;
+use serde::{Deserialize, Serialize};
 
 use super::{layer_accessors, Meta};
 use crate::error::Result;
 use crate::module::{check_param_count, ForwardCtx, Layer};
-use crate::spec::{PaddingMode, Pool2DConfig};
+use crate::spec::{PaddingMode, Size2};
+
+fn two_by_two() -> Size2 {
+    Size2(2, 2)
+}
+
+/// Settings of MaxPool2D and AvgPool2D.
+///
+/// # Shapes
+/// `[batch, height, width, channels]` → `[batch, out_h, out_w, channels]`, sizes as
+/// for Conv2D with the pool as kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool2DConfig {
+    /// Window `(height, width)`. Default `(2, 2)`.
+    #[serde(default = "two_by_two")]
+    pub pool_size: Size2,
+    /// Default: the pool size (non-overlapping windows), as Keras.
+    #[serde(default)]
+    pub strides: Option<Size2>,
+    /// Default `valid`.
+    #[serde(default)]
+    pub padding: PaddingMode,
+}
+
+impl Default for Pool2DConfig {
+    fn default() -> Self {
+        Pool2DConfig { pool_size: Size2(2, 2), strides: None, padding: PaddingMode::Valid }
+    }
+}
+
+impl Pool2DConfig {
+    /// A `pool_size` window with stride equal to it, `valid` padding.
+    pub fn new(pool_size: impl Into<Size2>) -> Self {
+        Pool2DConfig { pool_size: pool_size.into(), ..Self::default() }
+    }
+    /// Sets the strides.
+    pub fn with_strides(mut self, strides: impl Into<Size2>) -> Self {
+        self.strides = Some(strides.into());
+        self
+    }
+    /// Sets the padding.
+    pub fn with_padding(mut self, padding: PaddingMode) -> Self {
+        self.padding = padding;
+        self
+    }
+    /// The strides in use: the given ones or the pool size.
+    pub fn effective_strides(&self) -> Size2 {
+        self.strides.unwrap_or(self.pool_size)
+    }
+}
 
 /// MaxPool2D (each output the maximum of its window, per channel) or AvgPool2D (the
 /// mean of the window positions inside the image; padding is not counted, as Keras).

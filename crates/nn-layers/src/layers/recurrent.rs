@@ -1,15 +1,230 @@
 //! Recurrent layers: SimpleRNN, LSTM and GRU (Keras semantics and defaults), each
 //! running the whole sequence as one graph op from [`crate::rnn`].
+//!
+//! The serde settings ([`SimpleRnnConfig`], [`LstmConfig`], [`GruConfig`]) live here
+//! too; `crate::spec` re-exports them.
 
 use nn_autograd::{Graph, Var};
 use nn_tensor::random::Rng;
 use nn_tensor::{Element, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::{layer_accessors, Meta};
 use crate::error::Result;
 use crate::init::{Fans, Initializer};
 use crate::module::{check_param_count, ForwardCtx, Layer, ParamKind, ParamSpec};
-use crate::spec::{GruConfig, LstmConfig, SimpleRnnConfig};
+use crate::spec::{yes, zeros};
+
+fn orthogonal() -> Initializer {
+    Initializer::Orthogonal
+}
+
+/// Settings shared by the recurrent layers' serde forms (Keras's names and defaults).
+macro_rules! recurrent_setters {
+    () => {
+        /// Sets whether every step's output is returned (`[batch, time, units]`) or
+        /// only the last one (`[batch, units]`).
+        pub fn with_return_sequences(mut self, return_sequences: bool) -> Self {
+            self.return_sequences = return_sequences;
+            self
+        }
+        /// Sets whether the final states are returned too (see the layer's
+        /// `forward_with_state`).
+        pub fn with_return_state(mut self, return_state: bool) -> Self {
+            self.return_state = return_state;
+            self
+        }
+        /// Sets whether biases are used.
+        pub fn with_bias(mut self, use_bias: bool) -> Self {
+            self.use_bias = use_bias;
+            self
+        }
+        /// Sets the input kernel's initializer.
+        pub fn with_kernel_initializer(mut self, init: Initializer) -> Self {
+            self.kernel_initializer = init;
+            self
+        }
+        /// Sets the recurrent kernel's initializer.
+        pub fn with_recurrent_initializer(mut self, init: Initializer) -> Self {
+            self.recurrent_initializer = init;
+            self
+        }
+        /// Sets the bias initializer.
+        pub fn with_bias_initializer(mut self, init: Initializer) -> Self {
+            self.bias_initializer = init;
+            self
+        }
+    };
+}
+
+/// Settings of a SimpleRNN layer (Keras's `SimpleRNN`; tanh activation):
+/// `h_t = tanh(x_t · kernel + h_{t−1} · recurrent_kernel + bias)` (Elman, 1990).
+///
+/// # Shapes
+/// `x: [batch, time, features]` → `[batch, units]`, or `[batch, time, units]` with
+/// `return_sequences`; `kernel: [features, units]`, `recurrent_kernel: [units, units]`,
+/// `bias: [units]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimpleRnnConfig {
+    /// State size (`units`), at least 1.
+    pub units: usize,
+    /// Return every step's state instead of the last. Default false.
+    #[serde(default)]
+    pub return_sequences: bool,
+    /// Also return the final state (only through `forward_with_state`; a
+    /// [`Sequential`](crate::Sequential) model refuses it). Default false.
+    #[serde(default)]
+    pub return_state: bool,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// Default `glorot_uniform`.
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+    /// Default `orthogonal`.
+    #[serde(default = "orthogonal")]
+    pub recurrent_initializer: Initializer,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub bias_initializer: Initializer,
+}
+
+impl SimpleRnnConfig {
+    /// `units` state size, Keras's defaults otherwise.
+    pub fn new(units: usize) -> Self {
+        SimpleRnnConfig {
+            units,
+            return_sequences: false,
+            return_state: false,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            recurrent_initializer: Initializer::Orthogonal,
+            bias_initializer: Initializer::Zeros,
+        }
+    }
+    recurrent_setters!();
+}
+
+/// Settings of an LSTM layer (Keras's `LSTM`: tanh activation, sigmoid recurrent
+/// activation). Gate equations in [`rnn::lstm`](crate::rnn::lstm).
+///
+/// # Shapes
+/// `x: [batch, time, features]` → `[batch, units]`, or `[batch, time, units]` with
+/// `return_sequences`; `kernel: [features, 4·units]`, `recurrent_kernel:
+/// [units, 4·units]` and `bias: [4·units]` with the gate blocks in Keras's order
+/// `i, f, c̃, o`. Parameters: `4·(features·units + units² + units)`, e.g. 80,384 for
+/// LSTM(128) over 28 features.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LstmConfig {
+    /// State size (`units`), at least 1.
+    pub units: usize,
+    /// Return every step's `h` instead of the last. Default false.
+    #[serde(default)]
+    pub return_sequences: bool,
+    /// Also return the final `h` and `c` (only through `forward_with_state`; a
+    /// [`Sequential`](crate::Sequential) model refuses it). Default false.
+    #[serde(default)]
+    pub return_state: bool,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// Initialise the forget gate's bias to 1 (Jozefowicz et al., "An empirical
+    /// exploration of recurrent network architectures", ICML 2015), the other gates'
+    /// with `bias_initializer`. Default true, as Keras.
+    #[serde(default = "yes")]
+    pub unit_forget_bias: bool,
+    /// Default `glorot_uniform`.
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+    /// Default `orthogonal`.
+    #[serde(default = "orthogonal")]
+    pub recurrent_initializer: Initializer,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub bias_initializer: Initializer,
+}
+
+impl LstmConfig {
+    /// `units` state size, Keras's defaults otherwise.
+    pub fn new(units: usize) -> Self {
+        LstmConfig {
+            units,
+            return_sequences: false,
+            return_state: false,
+            use_bias: true,
+            unit_forget_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            recurrent_initializer: Initializer::Orthogonal,
+            bias_initializer: Initializer::Zeros,
+        }
+    }
+    recurrent_setters!();
+    /// Sets whether the forget gate's bias starts at 1.
+    pub fn with_unit_forget_bias(mut self, unit_forget_bias: bool) -> Self {
+        self.unit_forget_bias = unit_forget_bias;
+        self
+    }
+}
+
+/// Settings of a GRU layer (Keras's `GRU` with its defaults: tanh activation, sigmoid
+/// recurrent activation, `reset_after: true`). Gate equations in
+/// [`rnn::gru`](crate::rnn::gru).
+///
+/// # Shapes
+/// `x: [batch, time, features]` → `[batch, units]`, or `[batch, time, units]` with
+/// `return_sequences`; `kernel: [features, 3·units]` and `recurrent_kernel:
+/// [units, 3·units]` with the gate blocks in Keras's order `z, r, h̃`; `bias:
+/// [2, 3·units]` (input bias, recurrent bias). Parameters:
+/// `3·(features·units + units² + 2·units)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GruConfig {
+    /// State size (`units`), at least 1.
+    pub units: usize,
+    /// Return every step's state instead of the last. Default false.
+    #[serde(default)]
+    pub return_sequences: bool,
+    /// Also return the final state (only through `forward_with_state`; a
+    /// [`Sequential`](crate::Sequential) model refuses it). Default false.
+    #[serde(default)]
+    pub return_state: bool,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// Apply the reset gate after the recurrent product (the only form supported;
+    /// `false`, the original Cho et al. form, is refused when the layer is built).
+    /// Default true, as Keras.
+    #[serde(default = "yes")]
+    pub reset_after: bool,
+    /// Default `glorot_uniform`.
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+    /// Default `orthogonal`.
+    #[serde(default = "orthogonal")]
+    pub recurrent_initializer: Initializer,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub bias_initializer: Initializer,
+}
+
+impl GruConfig {
+    /// `units` state size, Keras's defaults otherwise.
+    pub fn new(units: usize) -> Self {
+        GruConfig {
+            units,
+            return_sequences: false,
+            return_state: false,
+            use_bias: true,
+            reset_after: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            recurrent_initializer: Initializer::Orthogonal,
+            bias_initializer: Initializer::Zeros,
+        }
+    }
+    recurrent_setters!();
+}
 
 /// What a recurrent layer returns from
 /// [`forward_with_state`](LSTM::forward_with_state), as Keras's `return_state`

@@ -1,12 +1,75 @@
 //! Flatten, Reshape and Identity.
+//!
+//! The serde settings ([`ReshapeConfig`], [`TargetShape`]) live here too; `crate::spec`
+//! re-exports them.
 
 use nn_autograd::{Graph, Var};
 use nn_tensor::Element;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{layer_accessors, Meta};
-use crate::error::Result;
+use crate::error::{LayerError, Result};
 use crate::module::{check_param_count, ForwardCtx, Layer};
-use crate::spec::ReshapeConfig;
+
+/// The most axes a [`TargetShape`] holds.
+pub const MAX_TARGET_AXES: usize = 8;
+
+/// A per-sample shape of up to [`MAX_TARGET_AXES`] axes, each at least 1; JSON: an
+/// array of integers, e.g. `[28, 28]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TargetShape {
+    dims: [usize; MAX_TARGET_AXES],
+    len: usize,
+}
+
+impl TargetShape {
+    /// The shape `dims`.
+    ///
+    /// # Errors
+    /// [`LayerError::Spec`] for no axis, more than [`MAX_TARGET_AXES`] axes or a zero
+    /// axis.
+    pub fn new(dims: &[usize]) -> Result<Self> {
+        if dims.is_empty() || dims.len() > MAX_TARGET_AXES || dims.contains(&0) {
+            return Err(LayerError::Spec {
+                message: format!("target_shape {dims:?} must have 1 to {MAX_TARGET_AXES} axes, each at least 1"),
+            });
+        }
+        let mut d = [0; MAX_TARGET_AXES];
+        d[..dims.len()].copy_from_slice(dims);
+        Ok(TargetShape { dims: d, len: dims.len() })
+    }
+
+    /// The axes.
+    pub fn dims(&self) -> &[usize] {
+        &self.dims[..self.len]
+    }
+}
+
+impl Serialize for TargetShape {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.dims().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TargetShape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let dims = Vec::<usize>::deserialize(d)?;
+        TargetShape::new(&dims).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Settings of Reshape (Keras's `Reshape`, without `-1`).
+///
+/// # Shapes
+/// `[batch, ...]` → `[batch, ...target_shape]`, the same number of elements per sample,
+/// row-major order kept (e.g. `[batch, 28, 28, 1]` → `[batch, 28, 28]` for a recurrent
+/// layer reading images row by row).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReshapeConfig {
+    /// The per-sample output shape.
+    pub target_shape: TargetShape,
+}
 
 /// Flattens each sample in row-major order (for images, NHWC order: channel
 /// fastest, as Keras with `channels_last`, so a Keras-trained Dense kernel after

@@ -460,8 +460,8 @@ impl<T: Element> Model<T> {
         }
     }
 
-    /// Whether [`Model::forward`] runs the fused plan (the default; see
-    /// [`plan`]). The results are the same either way; turning it off is for tests and
+    /// Whether [`Model::forward`] runs the fused plan (the default; see the fusion
+    /// planner in `docs/ARCHITECTURE.md`). The results are the same either way; turning it off is for tests and
     /// benchmarks that compare the two paths.
     pub fn set_fusion(&mut self, fuse: bool) {
         self.fuse = fuse;
@@ -601,18 +601,18 @@ impl<T: Element> Model<T> {
                     let x = get(&values, self.sources[conv][0]);
                     let c = self.conv_config(conv);
                     let bias = c.use_bias.then(|| params[1]);
-                    let v = crate::fused::conv2d_max_pool(
-                        g,
-                        x,
-                        params[0],
-                        bias,
-                        c.strides.pair(),
-                        c.padding.into(),
-                        c.activation,
-                        window,
-                        flatten.is_some(),
-                    )
-                    .map_err(self.wrap(conv))?;
+                    let v = g
+                        .try_conv2d_max_pool(
+                            x,
+                            params[0],
+                            bias,
+                            c.strides.pair(),
+                            c.padding.into(),
+                            c.activation.epilogue(),
+                            window,
+                            flatten.is_some(),
+                        )
+                        .map_err(|e| self.wrap(conv)(e.into()))?;
                     values[flatten.unwrap_or(pool)] = Some(v);
                 }
             }
@@ -759,15 +759,15 @@ impl<T: Element> Model<T> {
                     let params = self.layer_parameters(conv);
                     let c = self.conv_config(conv);
                     let bias = c.use_bias.then(|| &*params[1].value);
-                    let out = crate::fused::conv2d_value(
+                    let out = nn_autograd::conv2d_max_pool_value(
                         h.view(),
                         &params[0].value,
                         bias,
                         geometry,
-                        c.activation,
-                        Some(window),
+                        c.activation.epilogue(),
+                        window,
                     )
-                    .map_err(self.wrap(conv))?;
+                    .map_err(|e| self.wrap(conv)(e.into()))?;
                     let last = flatten.unwrap_or(pool);
                     let mut target = vec![batch];
                     target.extend_from_slice(self.layers[last].output_shape());

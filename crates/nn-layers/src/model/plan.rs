@@ -8,8 +8,8 @@
 //!
 //! Dense and Conv2D already run with their activation as one op (their `activation`
 //! setting), so Dense + activation needs no stage of its own. In evaluation without a
-//! graph ([`Model::infer`](crate::Model::infer)), Flatten, Reshape and Dropout are
-//! [`Stage::Reshape`]: a reshape of the array, without a copy.
+//! graph ([`Model::infer`](crate::Model::infer)), Flatten, Reshape, Dropout and
+//! Identity are [`Stage::Reshape`]: a reshape of the array, without a copy.
 //!
 //! The layers know nothing of this: the planner reads the layers' settings
 //! ([`LayerSpec`]) and the graph's edges. The fused and unfused plans give
@@ -29,7 +29,7 @@ pub(crate) enum Stage {
     /// One layer on its own.
     Layer(usize),
     /// In evaluation without a graph, a layer that only reshapes its input (Flatten,
-    /// Reshape, and Dropout, the identity in evaluation).
+    /// Reshape, Identity, and Dropout, the identity in evaluation).
     Reshape(usize),
     /// A Conv2D, the MaxPool2D that alone consumes it, and a Flatten that alone
     /// consumes the pool: one op (nn-tensor's `conv_pool`). The result is the value of
@@ -117,7 +117,10 @@ pub(crate) fn infer_plan(view: &GraphView<'_>, fuse: bool) -> Vec<Stage> {
         .into_iter()
         .map(|s| match s {
             Stage::Layer(i)
-                if matches!(view.specs[i], LayerSpec::Flatten | LayerSpec::Reshape(_) | LayerSpec::Dropout(_)) =>
+                if matches!(
+                    view.specs[i],
+                    LayerSpec::Flatten | LayerSpec::Reshape(_) | LayerSpec::Dropout(_) | LayerSpec::Identity
+                ) =>
             {
                 Stage::Reshape(i)
             }
