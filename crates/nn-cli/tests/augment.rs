@@ -108,6 +108,13 @@ fn bad_augment_flags_give_one_clear_line() {
     fails_with_code_1(nn().args(["fit", "--data", &data, "--augment", "rotate:180"]), &["--augment", "180"]);
     fails_with_code_1(nn().args(["fit", "--data", &data, "--augment", "zoom:2"]), &["unknown key `zoom`"]);
     fails_with_code_1(nn().args(["fit", "--data", &data, "--augment", ""]), &["--augment `` is empty"]);
+    // A shift of half the image or more (the digits are 8×8) is refused, as is a
+    // whole number too large to represent.
+    fails_with_code_1(
+        nn().args(["fit", "--augment", "shift:4"]),
+        &["--augment shift:4", "out of the frame", "at most 3"],
+    );
+    fails_with_code_1(nn().args(["fit", "--augment", "shift:99999999999999999999999"]), &["too large"]);
     // CSV rows are not images: refused before training, with the shape.
     let csv = dir.path().join("rows.csv");
     let mut text = String::from("x,y,label\n");

@@ -142,7 +142,10 @@ fn fine_tuning_flags_are_checked() {
     );
     fails_with(&mut fit(&["--num-classes", "10", "--load", "layers.7"]), "unknown parameter \"layers.7\"");
     fails_with(&mut fit(&["--num-classes", "10", "--freeze", "1..9"]), "--freeze `1..9`");
-    fails_with(&mut fit(&["--num-classes", "10", "--freeze", "layers.1.kernal"]), "no parameter has this name");
+    fails_with(
+        &mut fit(&["--num-classes", "10", "--freeze", "layers.1.kernal"]),
+        "no layer or parameter has this name",
+    );
     fails_with(&mut fit(&["--num-classes", "10", "--lr-loaded=-1"]), "--lr-loaded must be a number >= 0");
     fails_with(&mut fit(&["--classes", "0-4", "--lora-rank", "0"]), "--lora-rank must be at least 1");
     // --classes and --per-class.

@@ -75,10 +75,25 @@ fn a_graph_model_resumes_exactly() {
     let common = ["fit", "--epochs", "3", "--seed", "5", "--model"];
     nn().args(common).arg(&spec).arg("--out").arg(&full).assert().success();
     nn().args(common).arg(&spec).arg("--out").arg(&cut).args(["--abort-after-epochs", "1"]).assert().failure();
+    // The spec file is edited after the run started: the resume rebuilds the
+    // architecture its checkpoint saved, not the edited file.
+    std::fs::write(
+        &spec,
+        RESIDUAL_DIGITS.replace("\"units\": 16, \"activation\": \"relu\"", "\"units\": 16, \"activation\": \"tanh\""),
+    )
+    .unwrap();
     nn().args(["fit", "--resume"]).arg(&cut).assert().success();
     let a = std::fs::read(full.join("weights.safetensors")).unwrap();
     let b = std::fs::read(cut.join("weights.safetensors")).unwrap();
     assert!(a == b, "resumed weights differ from the uninterrupted run's");
+    // ... and with the file gone, from another working directory.
+    let cut2 = dir.path().join("cut2");
+    std::fs::write(&spec, RESIDUAL_DIGITS).unwrap();
+    nn().args(common).arg(&spec).arg("--out").arg(&cut2).args(["--abort-after-epochs", "1"]).assert().failure();
+    std::fs::remove_file(&spec).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    nn().current_dir(elsewhere.path()).args(["fit", "--resume"]).arg(&cut2).assert().success();
+    assert!(a == std::fs::read(cut2.join("weights.safetensors")).unwrap(), "resume without the spec file differs");
 }
 
 #[test]
@@ -105,6 +120,11 @@ fn fine_tuning_a_graph_model_by_layer_name() {
     assert_eq!(b[0], f[0], "a frozen convolution kept its weights");
     assert_eq!(b[1], f[1]);
     assert_ne!(b[2], f[2], "the head trained");
+    // A layer without parameters cannot be frozen, and the message says so.
+    fails_with(
+        nn().args(["fit", "--epochs", "1", "--init-from"]).arg(&base).args(["--freeze", "sum"]),
+        "--freeze `sum`: layer 3 (Add) has no parameters to freeze",
+    );
     // LoRA on the graph's Dense layers, merged for export.
     let lora = dir.path().join("lora");
     stdout(
@@ -145,7 +165,7 @@ fn bad_graph_specs_give_one_clear_line() {
     let cases = [
         (
             r#"{"input_shape": [8, 8, 1], "layers": [{"type": "Flatten", "name": "f"}, {"type": "Dense", "units": 10, "name": "f"}]}"#,
-            "named \"f\", like another layer",
+            "layer 1 (Dense) is named \"f\", like layer 0 (Flatten)",
         ),
         (
             r#"{"input_shape": [8, 8, 1], "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "inputs": ["nope"]}]}"#,
@@ -164,8 +184,13 @@ fn bad_graph_specs_give_one_clear_line() {
             "layer \"s\" (Add)",
         ),
         (
-            r#"{"input_shape": [8, 8, 1], "layers": [{"type": "Dense", "units": 1000000000000}]}"#,
-            "parameters, more than the limit",
+            r#"{"input_shape": [8, 8, 1], "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1000000000000, "name": "big"}]}"#,
+            "layer \"big\" (Dense): 65000000000000 parameters, and the model 65000000000000 in all, more than the limit",
+        ),
+        (r#"{"input_shape": [8, 8, 1], "layers": [{"type": "Dense", "units": 1e12}]}"#, "expected a whole number ≥ 0"),
+        (
+            r#"{"input_shape": [8, 8, 1], "layers": [{"type": "Conv2D", "filters": 4, "kernel_size": 3}, {"type": "Dense", "units": 10}]}"#,
+            "add a Flatten or GlobalAveragePooling2D",
         ),
         (
             r#"{"input_shape": [4294967296, 4294967296], "layers": [{"type": "Flatten"}]}"#,
@@ -194,6 +219,8 @@ fn bad_graph_specs_give_one_clear_line() {
     std::fs::write(&path, format!(r#"{{"input_shape": [4], "layers": [{{"type": "{long}"}}]}}"#)).unwrap();
     let out = nn().args(["fit", "--model"]).arg(&path).assert().failure().get_output().clone();
     assert!(out.stderr.len() < 1000, "{} bytes of error", out.stderr.len());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("(1048576 characters)") && err.contains("expected one of `Dense`"), "{err}");
 }
 
 #[test]

@@ -201,8 +201,19 @@ impl FromStr for Augment {
                         return Err(AugmentParseError::Duplicate { spec: owned(), key: key.to_string() });
                     }
                     let digits = value.strip_prefix('-').unwrap_or(value);
-                    let Ok(px) = digits.parse::<u64>() else {
-                        return Err(AugmentParseError::NotANumber { spec: owned(), key: "shift", value: value.into() });
+                    let px = match digits.parse::<u64>() {
+                        Ok(px) => px,
+                        // All digits but beyond u64: a whole number, too large.
+                        Err(_) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && !negative => {
+                            return Err(AugmentParseError::ShiftTooLarge { spec: owned(), value: value.into() });
+                        }
+                        Err(_) => {
+                            return Err(AugmentParseError::NotANumber {
+                                spec: owned(),
+                                key: "shift",
+                                value: value.into(),
+                            })
+                        }
                     };
                     if negative {
                         return Err(AugmentParseError::Negative { spec: owned(), key: "shift", value: value.into() });

@@ -2,14 +2,14 @@
 //!
 //! This module holds the tagged [`LayerSpec`] enum (one variant per layer type, its
 //! `"type"` tag the Keras class name, with `LayerSpec::kind` and the constructors
-//! such as [`LayerSpec::dense`]), the shared [`Size2`] and [`PaddingMode`], and the
-//! Dense and Conv2D configs ([`DenseConfig`], [`LoraConfig`], [`Conv2DConfig`]).
+//! such as [`LayerSpec::dense`]) and the shared [`Size2`] and [`PaddingMode`].
 //!
-//! Every other layer's config (its struct, serde defaults and builders) lives in its
-//! layer family's file under `crates/nn-layers/src/layers/` and is re-exported here,
-//! so `nn_layers::spec::Pool2DConfig` and `nn_layers::Pool2DConfig` name the same
-//! type:
+//! Every layer's config (its struct, serde defaults and builders) lives in its layer
+//! family's file under `crates/nn-layers/src/layers/` and is re-exported here, so
+//! `nn_layers::spec::Pool2DConfig` and `nn_layers::Pool2DConfig` name the same type:
 //!
+//! - `dense.rs`: [`DenseConfig`], [`LoraConfig`]
+//! - `conv.rs`: [`Conv2DConfig`]
 //! - `pool.rs`: [`Pool2DConfig`]
 //! - `dropout.rs`: [`DropoutConfig`]
 //! - `batchnorm.rs`: [`BatchNormConfig`]
@@ -31,6 +31,7 @@ use crate::init::Initializer;
 pub use crate::layers::{ActivationConfig, EluConfig, LeakyReluConfig};
 pub use crate::layers::{BatchNormConfig, DropoutConfig, EmbeddingConfig, Pool2DConfig};
 pub use crate::layers::{ConcatenateConfig, LayerNormConfig, Padding2D, ZeroPadding2DConfig};
+pub use crate::layers::{Conv2DConfig, DenseConfig, LoraConfig};
 pub use crate::layers::{GruConfig, LstmConfig, SimpleRnnConfig};
 pub use crate::layers::{ReshapeConfig, TargetShape, MAX_TARGET_AXES};
 
@@ -108,199 +109,13 @@ impl From<PaddingMode> for Padding {
     }
 }
 
-/// Serde default `true` (shared by the configs here and in `layers/`).
+/// Serde default `true` (shared by the configs in `layers/`).
 pub(crate) fn yes() -> bool {
     true
 }
-/// Serde default `zeros` (shared by the configs here and in `layers/`).
+/// Serde default `zeros` (shared by the configs in `layers/`).
 pub(crate) fn zeros() -> Initializer {
     Initializer::Zeros
-}
-fn one_by_one() -> Size2 {
-    Size2(1, 1)
-}
-
-/// Settings of a Dense (fully connected) layer: `y = activation(x · kernel + bias)`.
-///
-/// # Shapes
-/// `x: [batch, ..., in_features]` → `[batch, ..., units]` (applied to the last axis,
-/// as Keras does); `kernel: [in_features, units]`, `bias: [units]`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DenseConfig {
-    /// Output features (`out_features`), at least 1.
-    pub units: usize,
-    /// Applied after the affine map. Default `linear`.
-    #[serde(default)]
-    pub activation: Activation,
-    /// Whether to add a bias. Default true.
-    #[serde(default = "yes")]
-    pub use_bias: bool,
-    /// Default `glorot_uniform`.
-    #[serde(default)]
-    pub kernel_initializer: Initializer,
-    /// Default `zeros`.
-    #[serde(default = "zeros")]
-    pub bias_initializer: Initializer,
-    /// Low-rank adapters (LoRA, Hu et al. 2021) on the kernel; default none. With
-    /// them, kernel and bias are frozen and only `lora_a`, `lora_b` train (see
-    /// [`LoraConfig`]). Left out of JSON when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lora: Option<LoraConfig>,
-}
-
-/// Low-rank adaptation of a Dense layer's kernel (LoRA; E. Hu et al., "LoRA: Low-Rank
-/// Adaptation of Large Language Models", 2021, eq. 3): the layer computes
-/// `y = activation(x · (kernel + (α/r) · A · B) + bias)`, evaluated as
-/// `x · kernel + bias + (α/r) · ((x · A) · B)` so the `[in_features, units]` update is
-/// never formed.
-///
-/// # Shapes
-/// `lora_a: [in_features, rank]`, `lora_b: [rank, units]` (the paper's `A` and `B`
-/// transposed, since our kernels are `[in_features, out_features]`).
-///
-/// # Initialisation
-/// `A ~ N(0, 1/in_features)` (Gaussian, as the paper; the variance keeps `x · A` at
-/// the scale of `x`'s features), `B = 0`, so a fresh adapter leaves the layer's
-/// output exactly unchanged and training starts from the base model.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoraConfig {
-    /// The rank `r` of the update, at least 1.
-    pub rank: usize,
-    /// The scale numerator `α` (the update is multiplied by `α / r`); finite and > 0.
-    pub alpha: f64,
-}
-
-impl LoraConfig {
-    /// Rank `rank` and scale numerator `alpha`.
-    pub fn new(rank: usize, alpha: f64) -> Self {
-        LoraConfig { rank, alpha }
-    }
-
-    /// The factor `α / r` on `A · B`.
-    pub fn scaling(&self) -> f64 {
-        self.alpha / self.rank as f64
-    }
-}
-
-impl DenseConfig {
-    /// `units` outputs, Keras's defaults otherwise.
-    pub fn new(units: usize) -> Self {
-        DenseConfig {
-            units,
-            activation: Activation::Linear,
-            use_bias: true,
-            kernel_initializer: Initializer::GlorotUniform,
-            bias_initializer: Initializer::Zeros,
-            lora: None,
-        }
-    }
-    /// Adds (or, with `None`, removes) low-rank adapters.
-    pub fn with_lora(mut self, lora: Option<LoraConfig>) -> Self {
-        self.lora = lora;
-        self
-    }
-    /// Sets the activation.
-    pub fn with_activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-    /// Sets whether a bias is used.
-    pub fn with_bias(mut self, use_bias: bool) -> Self {
-        self.use_bias = use_bias;
-        self
-    }
-    /// Sets the kernel initializer.
-    pub fn with_kernel_initializer(mut self, init: Initializer) -> Self {
-        self.kernel_initializer = init;
-        self
-    }
-    /// Sets the bias initializer.
-    pub fn with_bias_initializer(mut self, init: Initializer) -> Self {
-        self.bias_initializer = init;
-        self
-    }
-}
-
-/// Settings of a 2-d convolution over NHWC images (cross-correlation, as Keras).
-///
-/// # Shapes
-/// `x: [batch, height, width, in_channels]` → `[batch, out_h, out_w, filters]`;
-/// `kernel: [kernel_h, kernel_w, in_channels, filters]`, `bias: [filters]`;
-/// `valid`: `out = floor((in − k) / s) + 1`, `same`: `out = ceil(in / s)`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Conv2DConfig {
-    /// Output channels, at least 1.
-    pub filters: usize,
-    /// `(kernel_h, kernel_w)`, or one integer for both.
-    pub kernel_size: Size2,
-    /// `(stride_h, stride_w)`. Default `(1, 1)`.
-    #[serde(default = "one_by_one")]
-    pub strides: Size2,
-    /// Default `valid`.
-    #[serde(default)]
-    pub padding: PaddingMode,
-    /// Default `linear`.
-    #[serde(default)]
-    pub activation: Activation,
-    /// Default true.
-    #[serde(default = "yes")]
-    pub use_bias: bool,
-    /// Default `glorot_uniform`.
-    #[serde(default)]
-    pub kernel_initializer: Initializer,
-    /// Default `zeros`.
-    #[serde(default = "zeros")]
-    pub bias_initializer: Initializer,
-}
-
-impl Conv2DConfig {
-    /// `filters` output channels and a `kernel_size` window, Keras's defaults
-    /// otherwise (stride 1, `valid`, no activation, bias).
-    pub fn new(filters: usize, kernel_size: impl Into<Size2>) -> Self {
-        Conv2DConfig {
-            filters,
-            kernel_size: kernel_size.into(),
-            strides: Size2(1, 1),
-            padding: PaddingMode::Valid,
-            activation: Activation::Linear,
-            use_bias: true,
-            kernel_initializer: Initializer::GlorotUniform,
-            bias_initializer: Initializer::Zeros,
-        }
-    }
-    /// Sets the strides.
-    pub fn with_strides(mut self, strides: impl Into<Size2>) -> Self {
-        self.strides = strides.into();
-        self
-    }
-    /// Sets the padding.
-    pub fn with_padding(mut self, padding: PaddingMode) -> Self {
-        self.padding = padding;
-        self
-    }
-    /// Sets the activation.
-    pub fn with_activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-    /// Sets whether a bias is used.
-    pub fn with_bias(mut self, use_bias: bool) -> Self {
-        self.use_bias = use_bias;
-        self
-    }
-    /// Sets the kernel initializer.
-    pub fn with_kernel_initializer(mut self, init: Initializer) -> Self {
-        self.kernel_initializer = init;
-        self
-    }
-    /// Sets the bias initializer.
-    pub fn with_bias_initializer(mut self, init: Initializer) -> Self {
-        self.bias_initializer = init;
-        self
-    }
 }
 
 /// One layer of a [`ModelSpec`](crate::ModelSpec), tagged in JSON by `"type"` with the

@@ -26,11 +26,11 @@ fn bad_graphs_fail_with_one_message_naming_the_layer() {
     let cases = [
         (
             r#"{"input_shape": [4], "layers": [{"type": "Dense", "units": 3, "name": "a"}, {"type": "Dense", "units": 3, "name": "a"}]}"#,
-            "layer 1 is named \"a\", like another layer",
+            "layer 1 (Dense) is named \"a\", like layer 0 (Dense)",
         ),
         (
             r#"{"inputs": [{"name": "x", "shape": [4]}], "layers": [{"type": "Dense", "units": 3, "name": "x"}]}"#,
-            "layer 0 is named \"x\", like a model input",
+            "layer 0 (Dense) is named \"x\", like a model input",
         ),
         (
             r#"{"input_shape": [4], "layers": [{"type": "Dense", "units": 3, "name": "a", "inputs": ["nope"]}]}"#,

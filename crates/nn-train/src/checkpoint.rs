@@ -1,7 +1,7 @@
 //! Resumable training checkpoints.
 //!
 //! `DIR/` holds `weights.safetensors` (the model, as [`Sequential::save_weights`]
-//! writes it), `optimizer.safetensors` (configuration, learning rate, iteration
+//! writes it), `spec.json` (the architecture, [`SPEC_FILE`]), `optimizer.safetensors` (configuration, learning rate, iteration
 //! count and every moment, as [`nn_optim::save_checkpoint`] writes it, with the
 //! schedule) and `state.json` (epochs done, seed, the history so far). The RNG state
 //! needs no file: all randomness of epoch `k` derives from `(seed, k)`, so a run
@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nn_layers::Sequential;
+use nn_layers::{ModelSpec, Sequential};
 use nn_optim::{LrSchedule, Optimizer};
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +66,10 @@ pub fn save(
     let _ = std::fs::remove_dir_all(&new);
     std::fs::create_dir_all(&new).map_err(|e| TrainError::io(&new, e))?;
     model.save_weights(&new.join("weights.safetensors"))?;
+    let spec_path = new.join(SPEC_FILE);
+    let spec = model.spec().to_json();
+    nn_tensor::io::write_atomic(&spec_path, |w| w.write_all(spec.as_bytes()))
+        .map_err(|e| TrainError::io(&spec_path, e))?;
     nn_optim::save_checkpoint(new.join("optimizer.safetensors"), optimizer, schedule, None)?;
     let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::io(&new, e))?;
     let state_path = new.join("state.json");
@@ -77,6 +81,28 @@ pub fn save(
     std::fs::rename(&new, dir).map_err(|e| TrainError::io(dir, e))?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
+}
+
+/// The file of a checkpoint that holds the model's architecture (its [`ModelSpec`]
+/// as JSON), so that a resumed run rebuilds the model it checkpointed even when the
+/// spec file it started from has changed or gone.
+pub const SPEC_FILE: &str = "spec.json";
+
+/// The architecture saved in the checkpoint in `dir` (or `DIR.old/`), or `None` for a
+/// checkpoint written before checkpoints held it.
+///
+/// # Errors
+/// [`TrainError::Io`] when the file cannot be read or is not a model spec.
+pub fn load_spec(dir: &Path) -> Result<Option<ModelSpec>> {
+    let dir = if dir.join("state.json").exists() { dir.to_path_buf() } else { sibling(dir, ".old") };
+    let path = dir.join(SPEC_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    ModelSpec::from_json(&text)
+        .map(Some)
+        .map_err(|e| TrainError::io(&path, std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())))
 }
 
 /// Loads the checkpoint in `dir` (or `DIR.old/` when a crash interrupted a swap) into

@@ -91,15 +91,24 @@ fn stable_loss(model: &Sequential, loss: &Loss) -> (bool, Loss) {
 }
 
 /// Checks that `data` fits `model` and `loss` before any work is done.
+/// `1 input`, `2 inputs`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn check_data(model: &Sequential, loss: &Loss, data: &Dataset, what: &str) -> Result<()> {
     if model.inputs().len() != 1 || model.outputs().len() != 1 {
         let names: Vec<&str> = model.inputs().iter().map(|i| i.name.as_str()).collect();
         return Err(TrainError::Mismatch(format!(
-            "the model has {} inputs ({}) and {} outputs; a dataset feeds one input and one target, so train it \
+            "the model has {} ({}) and {}; a dataset feeds one input and one target, so train it \
              through the library (Model::forward_all)",
-            model.inputs().len(),
+            plural(model.inputs().len(), "input"),
             names.join(", "),
-            model.outputs().len()
+            plural(model.outputs().len(), "output")
         )));
     }
     if data.sample_shape() != model.input_shape() {
@@ -112,6 +121,13 @@ fn check_data(model: &Sequential, loss: &Loss, data: &Dataset, what: &str) -> Re
     }
     let outputs: usize = model.output_shape().iter().product();
     match data.targets() {
+        Targets::Classes { .. } if model.output_shape().len() != 1 => {
+            return Err(TrainError::Mismatch(format!(
+                "the model's output has shape {:?} per sample, but a classifier's must be [classes]: \
+                 add a Flatten or GlobalAveragePooling2D before the last Dense layer",
+                model.output_shape()
+            )));
+        }
         Targets::Classes { num_classes, .. } => {
             if !is_classification(loss) {
                 return Err(TrainError::Mismatch(format!(

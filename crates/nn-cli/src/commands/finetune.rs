@@ -54,7 +54,10 @@ fn freeze_one(model: &mut Sequential, entry: &str) -> Result<usize> {
         Some(r) => model.freeze_layers(r),
         None => {
             if !model.parameters().iter().any(|p| name_matches(entry, &p.name)) {
-                return Err(bad("no parameter has this name or prefix".into()));
+                if let Some(i) = model.layer_index(entry.trim()) {
+                    return Err(bad(format!("layer {i} ({}) has no parameters to freeze", model.layers()[i].kind())));
+                }
+                return Err(bad("no layer or parameter has this name or prefix".into()));
             }
             model.freeze(|n| name_matches(entry, n))
         }

@@ -284,7 +284,13 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     }
     let augment = parse_augment(args.augment.as_deref())?;
     let opt_config = optimizer_config(&args)?;
-    if !PRESETS.contains(&args.model.as_str()) && !Path::new(&args.model).exists() {
+    // A resumed run rebuilds the architecture its checkpoint saved, not what the spec
+    // file (which may have been edited, moved or deleted since) says now.
+    let checkpointed = match &resume_dir {
+        Some(dir) => nn_train::checkpoint::load_spec(&dir.join("checkpoint"))?,
+        None => None,
+    };
+    if !PRESETS.contains(&args.model.as_str()) && checkpointed.is_none() && !Path::new(&args.model).exists() {
         // Said before the data is loaded.
         return Err(CliError::Usage(format!(
             "--model {}: not a preset (mlp, cnn, lstm, resnet) and no such model file",
@@ -309,11 +315,19 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let train = &prepared.train;
     let classes = train.num_classes();
     if let Some(a) = &augment {
-        if train.sample_shape().len() != 3 {
+        let &[h, w, _] = train.sample_shape() else {
             return Err(CliError::Usage(format!(
                 "--augment {a}: needs image data (samples [height, width, channels]), but {} has samples of shape {:?}",
                 args.data,
                 train.sample_shape()
+            )));
+        };
+        // A shift of half the image or more moves most of a digit out of the frame.
+        if a.shift > 0 && 2 * a.shift >= h.min(w) {
+            return Err(CliError::Usage(format!(
+                "--augment {a}: a shift of {} pixels moves most of a {h}×{w} image out of the frame (at most {})",
+                a.shift,
+                (h.min(w) - 1) / 2
             )));
         }
     }
@@ -335,10 +349,20 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let regression = classes.is_none();
     let spec = if PRESETS.contains(&args.model.as_str()) {
         preset(&args.model, train.sample_shape(), outputs, args.hidden, args.dropout, regression)?
+    } else if let Some(spec) = &checkpointed {
+        spec.clone()
     } else {
         read_spec(Path::new(&args.model))?
     };
     let super::finetune::Prepared { mut model, rules } = super::finetune::build_model(&args, outputs, spec)?;
+    if let (Some(saved), Some(dir)) = (&checkpointed, &resume_dir) {
+        if model.spec() != saved {
+            return Err(CliError::Usage(format!(
+                "{}: the model to resume differs from the architecture its checkpoint saved (was --init-from's model changed?); start a new run",
+                dir.display()
+            )));
+        }
+    }
     let (trainable, frozen) = model.num_parameters();
     let name = args.init_from.as_ref().map_or(args.model.clone(), |d| format!("from {}", d.display()));
     println!("model {name}: {} parameters ({trainable} trainable, {frozen} non-trainable)", trainable + frozen);

@@ -199,7 +199,16 @@ fn describe(r: &TrialRecord, metric: &str) -> String {
 pub fn run(args: TuneArgs) -> Result<()> {
     // 1. Everything that can be wrong with the input, before any data or training.
     let is_preset = super::fit::PRESETS.contains(&args.model.as_str());
-    if args.model == "lstm" || !is_preset && !Path::new(&args.model).is_file() {
+    if !is_preset && !args.model.ends_with(".json") && !Path::new(&args.model).exists() {
+        return Err(CliError::Usage(format!(
+            "--model {}: not a preset (mlp, cnn, resnet) and no such model file",
+            args.model
+        )));
+    }
+    if !is_preset && !Path::new(&args.model).is_file() {
+        return Err(CliError::Usage(format!("--model {}: no such model spec file", args.model)));
+    }
+    if args.model == "lstm" {
         return Err(CliError::Usage(format!(
             "--model `{}`: tune searches the mlp, cnn and resnet presets or a model spec FILE.json",
             args.model
@@ -214,8 +223,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let space = SearchSpace::read(&args.space, &name_refs).map_err(bare)?;
     if space.filters.is_some() && args.model != "cnn" {
         return Err(CliError::Usage(format!(
-            "{}: `filters` applies to --model cnn only (the mlp preset has no convolution)",
-            args.space.display()
+            "{}: `filters` applies to --model cnn only (--model {} is not the seed CNN)",
+            args.space.display(),
+            args.model
         )));
     }
     if !matches!(args.model.as_str(), "mlp" | "cnn") && (space.hidden.is_some() || space.dropout.is_some()) {

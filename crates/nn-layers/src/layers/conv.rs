@@ -1,16 +1,103 @@
 //! 2-d convolution over NHWC images.
+//!
+//! The serde settings ([`Conv2DConfig`]) live here too; `crate::spec` re-exports it.
 
 use ndarray::ArrayViewD;
 use nn_autograd::{Graph, Var};
 use nn_tensor::conv::{Conv2dGeometry, Padding};
 use nn_tensor::{Element, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::{layer_accessors, Meta};
 use crate::activation::Activation;
 use crate::error::Result;
-use crate::init::Fans;
+use crate::init::{Fans, Initializer};
 use crate::module::{check_param_count, ForwardCtx, Layer, ParamKind, ParamSpec, Parameter};
-use crate::spec::{Conv2DConfig, PaddingMode};
+use crate::spec::{yes, zeros, PaddingMode, Size2};
+
+fn one_by_one() -> Size2 {
+    Size2(1, 1)
+}
+
+/// Settings of a 2-d convolution over NHWC images (cross-correlation, as Keras).
+///
+/// # Shapes
+/// `x: [batch, height, width, in_channels]` → `[batch, out_h, out_w, filters]`;
+/// `kernel: [kernel_h, kernel_w, in_channels, filters]`, `bias: [filters]`;
+/// `valid`: `out = floor((in − k) / s) + 1`, `same`: `out = ceil(in / s)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conv2DConfig {
+    /// Output channels, at least 1.
+    pub filters: usize,
+    /// `(kernel_h, kernel_w)`, or one integer for both.
+    pub kernel_size: Size2,
+    /// `(stride_h, stride_w)`. Default `(1, 1)`.
+    #[serde(default = "one_by_one")]
+    pub strides: Size2,
+    /// Default `valid`.
+    #[serde(default)]
+    pub padding: PaddingMode,
+    /// Default `linear`.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// Default `glorot_uniform`.
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub bias_initializer: Initializer,
+}
+
+impl Conv2DConfig {
+    /// `filters` output channels and a `kernel_size` window, Keras's defaults
+    /// otherwise (stride 1, `valid`, no activation, bias).
+    pub fn new(filters: usize, kernel_size: impl Into<Size2>) -> Self {
+        Conv2DConfig {
+            filters,
+            kernel_size: kernel_size.into(),
+            strides: Size2(1, 1),
+            padding: PaddingMode::Valid,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+        }
+    }
+    /// Sets the strides.
+    pub fn with_strides(mut self, strides: impl Into<Size2>) -> Self {
+        self.strides = strides.into();
+        self
+    }
+    /// Sets the padding.
+    pub fn with_padding(mut self, padding: PaddingMode) -> Self {
+        self.padding = padding;
+        self
+    }
+    /// Sets the activation.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+    /// Sets whether a bias is used.
+    pub fn with_bias(mut self, use_bias: bool) -> Self {
+        self.use_bias = use_bias;
+        self
+    }
+    /// Sets the kernel initializer.
+    pub fn with_kernel_initializer(mut self, init: Initializer) -> Self {
+        self.kernel_initializer = init;
+        self
+    }
+    /// Sets the bias initializer.
+    pub fn with_bias_initializer(mut self, init: Initializer) -> Self {
+        self.bias_initializer = init;
+        self
+    }
+}
 
 /// `y = activation(conv2d(x, kernel) + bias)` (Keras's `Conv2D`, channels last):
 /// `y[n, i, j, f] = b[f] + Σ_{u, v, c} x[n, i·s_h + u − p_top, j·s_w + v − p_left, c] · k[u, v, c, f]`

@@ -1,15 +1,122 @@
 //! Dense (fully connected) layer.
+//!
+//! The serde settings ([`DenseConfig`], [`LoraConfig`]) live here too; `crate::spec`
+//! re-exports them.
 
 use ndarray::ArrayViewD;
 use nn_autograd::{Graph, Var};
 use nn_tensor::{Element, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::{layer_accessors, Meta};
 use crate::activation::Activation;
 use crate::error::Result;
 use crate::init::{Fans, Initializer};
 use crate::module::{check_param_count, ForwardCtx, Layer, ParamKind, ParamSpec, Parameter};
-use crate::spec::DenseConfig;
+use crate::spec::{yes, zeros};
+
+/// Settings of a Dense (fully connected) layer: `y = activation(x · kernel + bias)`.
+///
+/// # Shapes
+/// `x: [batch, ..., in_features]` → `[batch, ..., units]` (applied to the last axis,
+/// as Keras does); `kernel: [in_features, units]`, `bias: [units]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenseConfig {
+    /// Output features (`out_features`), at least 1.
+    pub units: usize,
+    /// Applied after the affine map. Default `linear`.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Whether to add a bias. Default true.
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// Default `glorot_uniform`.
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+    /// Default `zeros`.
+    #[serde(default = "zeros")]
+    pub bias_initializer: Initializer,
+    /// Low-rank adapters (LoRA, Hu et al. 2021) on the kernel; default none. With
+    /// them, kernel and bias are frozen and only `lora_a`, `lora_b` train (see
+    /// [`LoraConfig`]). Left out of JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
+}
+
+/// Low-rank adaptation of a Dense layer's kernel (LoRA; E. Hu et al., "LoRA: Low-Rank
+/// Adaptation of Large Language Models", 2021, eq. 3): the layer computes
+/// `y = activation(x · (kernel + (α/r) · A · B) + bias)`, evaluated as
+/// `x · kernel + bias + (α/r) · ((x · A) · B)` so the `[in_features, units]` update is
+/// never formed.
+///
+/// # Shapes
+/// `lora_a: [in_features, rank]`, `lora_b: [rank, units]` (the paper's `A` and `B`
+/// transposed, since our kernels are `[in_features, out_features]`).
+///
+/// # Initialisation
+/// `A ~ N(0, 1/in_features)` (Gaussian, as the paper; the variance keeps `x · A` at
+/// the scale of `x`'s features), `B = 0`, so a fresh adapter leaves the layer's
+/// output exactly unchanged and training starts from the base model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraConfig {
+    /// The rank `r` of the update, at least 1.
+    pub rank: usize,
+    /// The scale numerator `α` (the update is multiplied by `α / r`); finite and > 0.
+    pub alpha: f64,
+}
+
+impl LoraConfig {
+    /// Rank `rank` and scale numerator `alpha`.
+    pub fn new(rank: usize, alpha: f64) -> Self {
+        LoraConfig { rank, alpha }
+    }
+
+    /// The factor `α / r` on `A · B`.
+    pub fn scaling(&self) -> f64 {
+        self.alpha / self.rank as f64
+    }
+}
+
+impl DenseConfig {
+    /// `units` outputs, Keras's defaults otherwise.
+    pub fn new(units: usize) -> Self {
+        DenseConfig {
+            units,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+            lora: None,
+        }
+    }
+    /// Adds (or, with `None`, removes) low-rank adapters.
+    pub fn with_lora(mut self, lora: Option<LoraConfig>) -> Self {
+        self.lora = lora;
+        self
+    }
+    /// Sets the activation.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+    /// Sets whether a bias is used.
+    pub fn with_bias(mut self, use_bias: bool) -> Self {
+        self.use_bias = use_bias;
+        self
+    }
+    /// Sets the kernel initializer.
+    pub fn with_kernel_initializer(mut self, init: Initializer) -> Self {
+        self.kernel_initializer = init;
+        self
+    }
+    /// Sets the bias initializer.
+    pub fn with_bias_initializer(mut self, init: Initializer) -> Self {
+        self.bias_initializer = init;
+        self
+    }
+}
 
 /// `y = activation(x · kernel + bias)` on the last axis (Keras's `Dense`).
 ///

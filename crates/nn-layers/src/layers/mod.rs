@@ -24,8 +24,8 @@ mod reshape;
 
 pub use activation::{ActivationConfig, ActivationLayer, EluConfig, LeakyReluConfig};
 pub use batchnorm::{batch_norm_eval, batch_norm_train, BatchNormConfig, BatchNormalization};
-pub use conv::Conv2D;
-pub use dense::Dense;
+pub use conv::{Conv2D, Conv2DConfig};
+pub use dense::{Dense, DenseConfig, LoraConfig};
 pub use dropout::{Dropout, DropoutConfig};
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use merge::{Concatenate, ConcatenateConfig, Merge, MergeOp};

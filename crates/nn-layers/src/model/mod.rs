@@ -170,10 +170,17 @@ impl<T: Element> Model<T> {
             };
             if let Some(prev) = by_name.insert(name.clone(), Source::Layer(i)) {
                 let what = match prev {
-                    Source::Input(_) => "a model input",
-                    Source::Layer(_) => "another layer",
+                    Source::Input(_) => "a model input".to_string(),
+                    Source::Layer(j) if spec.layers[j].name.is_none() => {
+                        format!("layer {j} ({}), which has that name by default", spec.layers[j].layer.kind())
+                    }
+                    Source::Layer(j) => format!("layer {j} ({})", spec.layers[j].layer.kind()),
                 };
-                return Err(spec_err(format!("layer {i} is named {:?}, like {what}", clip(&name))));
+                return Err(spec_err(format!(
+                    "layer {i} ({}) is named {:?}, like {what}",
+                    node.layer.kind(),
+                    clip(&name)
+                )));
             }
             names.push(name);
         }
@@ -276,6 +283,7 @@ impl<T: Element> Model<T> {
         let layers: Vec<Arc<dyn Layer<T>>> = built.into_iter().map(|l| l.expect("every layer built")).collect();
         // Every shape and the parameter count are checked before anything is allocated.
         let mut total = 0usize;
+        let mut largest = (0usize, 0usize);
         for (i, layer) in layers.iter().enumerate() {
             let too_big = |what: String| spec_err(format!("{}: {what}", label(i)));
             let mut batch_of_one = vec![1];
@@ -287,10 +295,16 @@ impl<T: Element> Model<T> {
                     .map_err(|_| too_big(format!("parameter shape {:?} has too many elements", p.shape)))?;
                 total = total.saturating_add(n);
             }
+            let own: usize = layer.param_specs().iter().map(|p| p.shape.iter().product::<usize>()).sum();
+            if own > largest.1 {
+                largest = (i, own);
+            }
         }
         if total > max_parameters {
             return Err(spec_err(format!(
-                "the model has {total} parameters, more than the limit of {max_parameters} ({} GiB as {})",
+                "{}: {} parameters, and the model {total} in all, more than the limit of {max_parameters} ({} GiB as {})",
+                label(largest.0),
+                largest.1,
                 (max_parameters as f64 * std::mem::size_of::<T>() as f64 / (1u64 << 30) as f64).round(),
                 T::DTYPE
             )));
@@ -659,9 +673,9 @@ impl<T: Element> Model<T> {
         if self.inputs.len() != 1 || self.outputs.len() != 1 {
             return Err(LayerError::Spec {
                 message: format!(
-                    "the model has {} inputs and {} outputs; this takes one of each (use forward_all)",
-                    self.inputs.len(),
-                    self.outputs.len()
+                    "the model has {} and {}; this takes one of each (use forward_all)",
+                    plural(self.inputs.len(), "input"),
+                    plural(self.outputs.len(), "output")
                 ),
             });
         }
@@ -920,6 +934,15 @@ impl<T: Element> Module<T> for Model<T> {
 
     fn apply_state_updates(&mut self, updates: Vec<(String, Tensor<T>)>) -> Result<()> {
         Model::apply_state_updates(self, updates)
+    }
+}
+
+/// `1 input`, `2 inputs`.
+pub(crate) fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 

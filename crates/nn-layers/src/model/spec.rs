@@ -371,7 +371,7 @@ impl ModelSpec {
     /// references, shapes) is checked when the model is built.
     pub fn from_json(text: &str) -> Result<ModelSpec> {
         let spec: ModelSpec = serde_json::from_str(text)
-            .map_err(|e| LayerError::Spec { message: crate::error::clip_to(&e.to_string(), 400) })?;
+            .map_err(|e| LayerError::Spec { message: readable_serde_error(&e.to_string()) })?;
         spec.check_version()?;
         Ok(spec)
     }
@@ -394,6 +394,26 @@ impl ModelSpec {
         }
         Ok(())
     }
+}
+
+/// serde's message in words a user of the JSON format knows (`expected usize` →
+/// `expected a whole number ≥ 0`), cut to a sensible length (it may quote a long
+/// user string).
+fn readable_serde_error(message: &str) -> String {
+    let message = message
+        .replace("expected usize", "expected a whole number ≥ 0 (in range)")
+        .replace("expected u32", "expected a whole number ≥ 0 (in range)")
+        .replace("expected i64", "expected a whole number (in range)")
+        .replace("expected f64", "expected a number");
+    // Quoted user text (between backquotes: a type, a key, a value) is cut on its own,
+    // so that the rest of the message (what was expected) stays readable.
+    let message: String = message
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { crate::error::clip(part) } else { part.to_string() })
+        .collect::<Vec<_>>()
+        .join("`");
+    crate::error::clip_to(&message, 1200)
 }
 
 /// `"Conv2D"` → `"conv2d"`, `"MaxPool2D"` → `"max_pool2d"`, `"ReLU"` → `"re_lu"`,
