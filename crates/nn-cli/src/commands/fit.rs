@@ -325,7 +325,7 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         // A shift of half the image or more moves most of a digit out of the frame.
         if a.shift > 0 && 2 * a.shift >= h.min(w) {
             return Err(CliError::Usage(format!(
-                "--augment {a}: a shift of {} pixels moves most of a {h}×{w} image out of the frame (at most {})",
+                "--augment {a}: a shift of {} pixels moves most of the {h}×{w} images out of the frame (at most {})",
                 a.shift,
                 (h.min(w) - 1) / 2
             )));
@@ -364,7 +364,11 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         }
     }
     let (trainable, frozen) = model.num_parameters();
-    let name = args.init_from.as_ref().map_or(args.model.clone(), |d| format!("from {}", d.display()));
+    let name = match (&args.init_from, &checkpointed, &resume_dir) {
+        (Some(d), _, _) => format!("from {}", d.display()),
+        (None, Some(_), Some(dir)) => format!("{} (as saved in {})", args.model, dir.join("checkpoint").display()),
+        _ => args.model.clone(),
+    };
     println!("model {name}: {} parameters ({trainable} trainable, {frozen} non-trainable)", trainable + frozen);
     let loss = loss_for(train.targets(), &model);
 
