@@ -64,6 +64,7 @@ mod error;
 pub mod idx;
 pub mod mnist;
 pub mod scale;
+pub mod schema;
 pub mod split;
 
 pub use augment::{Augment, AugmentParseError};
@@ -71,3 +72,4 @@ pub use batch::{Batch, Batcher, Batches};
 pub use dataset::{one_hot, Dataset, Targets};
 pub use error::{DataError, Result};
 pub use scale::{Granularity, Scaler};
+pub use schema::{ColumnKind, FeatureColumn, FeatureSchema, Missing, TargetScaler, Task};

@@ -23,6 +23,18 @@ pub struct ModelMetadata {
     pub scalers: Vec<nn_data::Scaler>,
     /// The training run's seed.
     pub seed: u64,
+    /// Classification or regression (absent in models saved before it was recorded:
+    /// classification when `class_names` is present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<nn_data::Task>,
+    /// The CSV feature columns the model was trained on, by name and in input order
+    /// (absent for image data and for models saved before columns were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<nn_data::FeatureSchema>,
+    /// The standardisation of regression targets: model outputs are mapped back with
+    /// [`nn_data::TargetScaler::invert`] (absent: outputs are in the target's units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_scaler: Option<nn_data::TargetScaler>,
 }
 
 impl ModelMetadata {

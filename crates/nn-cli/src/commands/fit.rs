@@ -152,6 +152,7 @@ pub fn model_metadata(
             .or_else(|| train.num_classes().map(|c| (0..c).map(|i| i.to_string()).collect())),
         scalers: prepared.scalers.clone(),
         seed,
+        ..Metadata::default()
     };
     serde_json::to_value(&metadata).map_err(|e| CliError::Usage(e.to_string()))
 }

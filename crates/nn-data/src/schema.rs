@@ -1,0 +1,222 @@
+//! What a model knows about its table: the feature columns it was trained on (names,
+//! order, types, categories), how missing values are handled, the task, and the
+//! scaling of real-valued targets. Saved with a model (model.json `metadata`) so that
+//! prediction selects columns by name and maps outputs back to the target's units.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{invalid, Result};
+
+/// Whether a model predicts classes or real values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Class labels (softmax output, sparse categorical cross-entropy).
+    Classification,
+    /// Real values (linear output, mean squared error).
+    Regression,
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Task::Classification => "classification",
+            Task::Regression => "regression",
+        })
+    }
+}
+
+/// What to do with an empty cell (or `NA`, `NaN`, `null`, `?`) in a feature column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Missing {
+    /// Refuse the file with an error naming the row and column (the default).
+    #[default]
+    Error,
+    /// Drop every row with a missing feature value (the count is reported).
+    Drop,
+    /// Replace a missing value by its column's mean over the training part
+    /// (scikit-learn `SimpleImputer(strategy="mean")`); the means are saved with the
+    /// model and used at prediction time too.
+    Mean,
+}
+
+/// How one feature column is encoded into the model's input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ColumnKind {
+    /// A number: one input.
+    Numeric,
+    /// Text categories, one-hot encoded: one input per category, in this order. A
+    /// category not in the list (unseen in training) encodes as all zeros
+    /// (scikit-learn `OneHotEncoder(handle_unknown="ignore")`).
+    Categorical {
+        /// The categories seen in the training file, sorted.
+        categories: Vec<String>,
+    },
+}
+
+/// One feature column of the table a model was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureColumn {
+    /// The header name.
+    pub name: String,
+    /// Its encoding.
+    #[serde(flatten)]
+    pub kind: ColumnKind,
+}
+
+impl FeatureColumn {
+    /// The number of model inputs this column encodes to (1, or its categories).
+    pub fn width(&self) -> usize {
+        match &self.kind {
+            ColumnKind::Numeric => 1,
+            ColumnKind::Categorical { categories } => categories.len(),
+        }
+    }
+}
+
+/// The feature columns of a table in the order the model sees them, and the policy
+/// for missing values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSchema {
+    /// The columns, in model-input order.
+    pub columns: Vec<FeatureColumn>,
+    /// What a missing feature value does.
+    #[serde(default)]
+    pub missing: Missing,
+}
+
+impl FeatureSchema {
+    /// A schema of numeric columns with these names.
+    pub fn numeric<S: Into<String>>(names: impl IntoIterator<Item = S>) -> FeatureSchema {
+        FeatureSchema {
+            columns: names.into_iter().map(|n| FeatureColumn { name: n.into(), kind: ColumnKind::Numeric }).collect(),
+            missing: Missing::Error,
+        }
+    }
+
+    /// The number of model inputs: the sum of the columns' widths.
+    pub fn width(&self) -> usize {
+        self.columns.iter().map(FeatureColumn::width).sum()
+    }
+
+    /// The name of each model input: a numeric column's name, or `column=category`
+    /// for each category of a categorical column.
+    pub fn input_names(&self) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.width());
+        for c in &self.columns {
+            match &c.kind {
+                ColumnKind::Numeric => out.push(c.name.clone()),
+                ColumnKind::Categorical { categories } => {
+                    out.extend(categories.iter().map(|k| format!("{}={k}", c.name)))
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Standardisation of real-valued targets, fitted on the training part:
+/// `z = (y − mean) / std` per output, so that a regression model trains on values of
+/// unit scale; predictions are mapped back with `y = z · std + mean`
+/// (scikit-learn `TransformedTargetRegressor` with a `StandardScaler`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetScaler {
+    /// The mean of each output over the training part.
+    pub mean: Vec<f64>,
+    /// The population standard deviation of each output (1 where it is 0).
+    pub std: Vec<f64>,
+}
+
+impl TargetScaler {
+    /// Fits the mean and standard deviation of each of the `k` outputs of `values`
+    /// (row-major `[N, k]`, or `[N]` when `k = 1`), accumulated in `f64`.
+    ///
+    /// # Errors
+    /// [`crate::DataError::InvalidArgument`] when `k` is 0, `values` is empty, its length
+    /// is not a multiple of `k`, or a value is not finite.
+    pub fn fit(values: &[f32], k: usize) -> Result<TargetScaler> {
+        if k == 0 || values.is_empty() || !values.len().is_multiple_of(k) {
+            return Err(invalid(
+                "TargetScaler::fit",
+                format!(" {} values do not form rows of {k} outputs", values.len()),
+            ));
+        }
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            return Err(invalid("TargetScaler::fit", format!("a target value is {v}")));
+        }
+        let n = (values.len() / k) as f64;
+        let mut mean = vec![0.0f64; k];
+        for row in values.chunks_exact(k) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0.0f64; k];
+        for row in values.chunks_exact(k) {
+            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (v as f64 - m) * (v as f64 - m);
+            }
+        }
+        let std = var.iter().map(|s| (s / n).sqrt()).map(|s| if s > 0.0 { s } else { 1.0 }).collect();
+        Ok(TargetScaler { mean, std })
+    }
+
+    /// The number of outputs.
+    pub fn outputs(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// `(y − mean) / std` for each value of row-major `[N, k]` data, rounded to `f32` once.
+    pub fn apply(&self, values: &[f32]) -> Vec<f32> {
+        let k = self.mean.len().max(1);
+        values.iter().enumerate().map(|(i, &v)| ((v as f64 - self.mean[i % k]) / self.std[i % k]) as f32).collect()
+    }
+
+    /// `z · std + mean` for each value of row-major `[N, k]` data, rounded to `f32` once.
+    pub fn invert(&self, values: &[f32]) -> Vec<f32> {
+        let k = self.mean.len().max(1);
+        values.iter().enumerate().map(|(i, &z)| (z as f64 * self.std[i % k] + self.mean[i % k]) as f32).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_scaler_round_trip() {
+        // Outputs [1, 3] and [10, 10]: means 2 and 10, stds 1 and 0 (→ 1).
+        let s = TargetScaler::fit(&[1.0, 10.0, 3.0, 10.0], 2).unwrap();
+        assert_eq!(s.mean, [2.0, 10.0]);
+        assert_eq!(s.std, [1.0, 1.0]);
+        assert_eq!(s.apply(&[1.0, 10.0, 3.0, 12.0]), [-1.0, 0.0, 1.0, 2.0]);
+        assert_eq!(s.invert(&[-1.0, 0.0, 1.0, 2.0]), [1.0, 10.0, 3.0, 12.0]);
+        assert!(TargetScaler::fit(&[1.0, 2.0, 3.0], 2).is_err());
+        assert!(TargetScaler::fit(&[1.0, f32::NAN], 1).is_err());
+    }
+
+    #[test]
+    fn schema_widths_and_names() {
+        let schema = FeatureSchema {
+            columns: vec![
+                FeatureColumn { name: "age".into(), kind: ColumnKind::Numeric },
+                FeatureColumn {
+                    name: "city".into(),
+                    kind: ColumnKind::Categorical { categories: vec!["Oslo".into(), "Rome".into()] },
+                },
+            ],
+            missing: Missing::Mean,
+        };
+        assert_eq!(schema.width(), 3);
+        assert_eq!(schema.input_names(), ["age", "city=Oslo", "city=Rome"]);
+        let json = serde_json::to_string(&schema).unwrap();
+        assert_eq!(
+            json,
+            r#"{"columns":[{"name":"age","type":"numeric"},{"name":"city","type":"categorical","categories":["Oslo","Rome"]}],"missing":"mean"}"#
+        );
+        assert_eq!(serde_json::from_str::<FeatureSchema>(&json).unwrap(), schema);
+    }
+}
