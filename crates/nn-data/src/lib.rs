@@ -72,4 +72,4 @@ pub use batch::{Batch, Batcher, Batches};
 pub use dataset::{one_hot, Dataset, Targets};
 pub use error::{DataError, Result};
 pub use scale::{Granularity, Scaler};
-pub use schema::{ColumnKind, FeatureColumn, FeatureSchema, Missing, TargetScaler, Task};
+pub use schema::{is_missing, CellError, ColumnKind, FeatureColumn, FeatureSchema, Missing, TargetScaler, Task};

@@ -61,7 +61,8 @@ pub enum ColumnKind {
 pub struct FeatureColumn {
     /// The header name.
     pub name: String,
-    /// Its encoding.
+    /// Its encoding. The categories of a categorical column are sorted (byte-wise
+    /// string order), which [`FeatureSchema::encode_row`] relies on.
     #[serde(flatten)]
     pub kind: ColumnKind,
 }
@@ -114,6 +115,109 @@ impl FeatureSchema {
             }
         }
         out
+    }
+}
+
+/// Whether a raw cell means "no value": empty, `NA`, `N/A`, `NaN`, `nan`, `null`,
+/// `NULL`, `None` or `?` (after trimming spaces), as pandas' `read_csv` reads them.
+pub fn is_missing(field: &str) -> bool {
+    matches!(field.trim(), "" | "NA" | "N/A" | "NaN" | "nan" | "null" | "NULL" | "None" | "?")
+}
+
+/// Why one cell of a row could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellError {
+    /// The schema column (index into [`FeatureSchema::columns`]).
+    pub column: usize,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl FeatureSchema {
+    /// Encodes one row into [`width`](Self::width) model inputs appended to `out`.
+    /// `field(i)` gives the raw text of schema column `i` (`None` when the row has
+    /// no such value, which counts as missing).
+    ///
+    /// - A numeric column parses its text as `f32` (correctly rounded); a missing
+    ///   value ([`is_missing`]) becomes `NaN` under [`Missing::Mean`] (the model's
+    ///   imputing scaler replaces it by the training mean) and is an error otherwise.
+    /// - A categorical column writes a one-hot block; a category not seen in
+    ///   training, and a missing value, write all zeros.
+    ///
+    /// Returns the number of unseen categories met in the row.
+    ///
+    /// # Errors
+    /// [`CellError`] naming the column: a missing numeric value (unless
+    /// [`Missing::Mean`]), text in a numeric column, a number outside `f32`'s range.
+    /// On error `out` may hold part of the row.
+    pub fn encode_row<'a>(
+        &self,
+        mut field: impl FnMut(usize) -> Option<&'a str>,
+        out: &mut Vec<f32>,
+    ) -> std::result::Result<usize, CellError> {
+        let mut unseen = 0;
+        for (i, column) in self.columns.iter().enumerate() {
+            let raw = field(i).map(str::trim);
+            let missing = raw.is_none_or(is_missing);
+            match &column.kind {
+                ColumnKind::Numeric => {
+                    if missing {
+                        if self.missing == Missing::Mean {
+                            out.push(f32::NAN);
+                            continue;
+                        }
+                        let hint = match self.missing {
+                            Missing::Drop => {
+                                "the model was trained with --missing drop, which cannot drop a row to predict"
+                            }
+                            _ => "use --missing drop or --missing mean",
+                        };
+                        return Err(CellError { column: i, message: format!("missing value ({hint})") });
+                    }
+                    let text = raw.unwrap_or_default();
+                    match text.parse::<f32>() {
+                        Ok(v) if v.is_finite() => out.push(v),
+                        Ok(_) => {
+                            return Err(CellError {
+                                column: i,
+                                message: format!("not a finite f32 number: {}", quote(text)),
+                            })
+                        }
+                        Err(_) => {
+                            return Err(CellError {
+                                column: i,
+                                message: format!(
+                                    "not a number: {} (a text column needs --categorical {})",
+                                    quote(text),
+                                    quote(&column.name)
+                                ),
+                            })
+                        }
+                    }
+                }
+                ColumnKind::Categorical { categories } => {
+                    let start = out.len();
+                    out.resize(start + categories.len(), 0.0);
+                    if let Some(text) = raw.filter(|_| !missing) {
+                        match categories.binary_search_by(|c| c.as_str().cmp(text)) {
+                            Ok(k) => out[start + k] = 1.0,
+                            Err(_) => unseen += 1,
+                        }
+                    }
+                }
+            }
+        }
+        Ok(unseen)
+    }
+}
+
+/// `text` quoted for a message, cut to 40 characters.
+fn quote(text: &str) -> String {
+    let cut: String = text.chars().take(40).collect();
+    if cut.len() < text.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
     }
 }
 
@@ -218,5 +322,24 @@ mod tests {
             r#"{"columns":[{"name":"age","type":"numeric"},{"name":"city","type":"categorical","categories":["Oslo","Rome"]}],"missing":"mean"}"#
         );
         assert_eq!(serde_json::from_str::<FeatureSchema>(&json).unwrap(), schema);
+
+        let mut out = Vec::new();
+        let row = ["41.5", "Rome"];
+        assert_eq!(schema.encode_row(|i| Some(row[i]), &mut out), Ok(0));
+        assert_eq!(out, [41.5, 0.0, 1.0]);
+        // A missing age becomes NaN under Missing::Mean; an unseen city all zeros.
+        out.clear();
+        let row = ["NA", "Paris"];
+        assert_eq!(schema.encode_row(|i| Some(row[i]), &mut out), Ok(1));
+        assert!(out[0].is_nan());
+        assert_eq!(out[1..], [0.0, 0.0]);
+        let strict = FeatureSchema { missing: Missing::Error, ..schema.clone() };
+        out.clear();
+        let err = strict.encode_row(|i| Some(["", "Oslo"][i]), &mut out).unwrap_err();
+        assert_eq!(err.column, 0);
+        assert!(err.message.starts_with("missing value"), "{}", err.message);
+        out.clear();
+        let err = strict.encode_row(|i| Some(["old", "Oslo"][i]), &mut out).unwrap_err();
+        assert_eq!(err.message, "not a number: \"old\" (a text column needs --categorical \"age\")");
     }
 }
