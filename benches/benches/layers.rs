@@ -11,7 +11,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nn_autograd::Padding;
-use nn_layers::loss::{Loss, Targets};
+use nn_layers::loss::{Loss, LossTargets};
 use nn_layers::{Activation, ForwardCtx, Graph, LayerSpec, Mode, ModelSpec, Sequential, Tensor};
 use nn_tensor::random::seeded_rng;
 
@@ -25,7 +25,7 @@ fn train_step(c: &mut Criterion) {
     let model = Sequential::<f32>::new(ModelSpec::seed_cnn(&[28, 28, 1], 10), 0).unwrap();
     let x = images();
     let labels: Vec<usize> = (0..BATCH).map(|i| i % 10).collect();
-    let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: true, label_smoothing: 0.0 };
     // conv: forward + kernel gradient; dense 5408→128 and 128→10: forward + 2 backward.
     let flops = BATCH * (2 * 2 * 26 * 26 * 9 * 32 + 3 * 2 * 5408 * 128 + 3 * 2 * 128 * 10);
     let mut group = c.benchmark_group("seed_cnn");
@@ -36,7 +36,7 @@ fn train_step(c: &mut Criterion) {
             let xv = g.input(&x);
             let mut rng = seeded_rng(0);
             let logits = model.forward_logits(&mut g, xv, &mut ForwardCtx::new(Mode::Train, &mut rng)).unwrap();
-            let l = loss.compute(&mut g, logits, &Targets::Classes(&labels)).unwrap();
+            let l = loss.compute(&mut g, logits, &LossTargets::Classes(&labels)).unwrap();
             g.backward(l).unwrap()
         })
     });

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nn_layers::loss::{Loss, Targets};
+use nn_layers::loss::{Loss, LossTargets};
 use nn_layers::{ForwardCtx, Graph, Mode, ModelSpec, Sequential, Tensor};
 use nn_optim::{bind, Adam, AdamConfig, Optimizer};
 use nn_tensor::random::seeded_rng;
@@ -36,12 +36,12 @@ fn images(batch: usize, seed: u64) -> Tensor<f32> {
 
 /// One optimisation step: forward to logits, loss, backward, Adam.
 fn train_step(model: &mut Sequential, adam: &mut Adam<f32>, x: &Tensor<f32>, labels: &[usize]) -> f32 {
-    let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: true, label_smoothing: 0.0 };
     let mut g = Graph::<f32>::new();
     let xv = g.input(x);
     let mut rng = seeded_rng(0);
     let logits = model.forward_logits(&mut g, xv, &mut ForwardCtx::new(Mode::Train, &mut rng)).unwrap();
-    let l = loss.compute(&mut g, logits, &Targets::Classes(labels)).unwrap();
+    let l = loss.compute(&mut g, logits, &LossTargets::Classes(labels)).unwrap();
     let value = g.value(l).item();
     let mut grads = g.backward(l).unwrap();
     drop(g);

@@ -40,8 +40,9 @@ pub enum Command {
 pub enum DataSource {
     /// The embedded 8×8 digits (1,797 samples).
     Digits,
-    /// MNIST IDX files in a folder.
-    Mnist(PathBuf),
+    /// MNIST IDX files in a folder; without one, downloaded once into a cache folder
+    /// ([`nn_data::download::mnist`]).
+    Mnist(Option<PathBuf>),
     /// Fashion-MNIST IDX files in a folder.
     FashionMnist(PathBuf),
     /// A CSV file with a header row.
@@ -64,7 +65,8 @@ impl FromStr for DataSource {
         };
         match kind {
             "digits" if rest.is_none() => Ok(DataSource::Digits),
-            "mnist" => path("mnist").map(DataSource::Mnist),
+            "mnist" if rest.is_none() => Ok(DataSource::Mnist(None)),
+            "mnist" => path("mnist").map(|p| DataSource::Mnist(Some(p))),
             "fashion-mnist" => path("fashion-mnist").map(DataSource::FashionMnist),
             "csv" => path("csv").map(DataSource::Csv),
             "adding" => match rest.and_then(|r| r.parse::<usize>().ok()) {
@@ -72,7 +74,7 @@ impl FromStr for DataSource {
                 _ => Err(format!("`{s}`: adding needs a sequence length of at least 2, e.g. adding:50")),
             },
             _ => Err(format!(
-                "unknown data `{s}`: expected digits, mnist:DIR, fashion-mnist:DIR, csv:PATH or adding:LENGTH"
+                "unknown data `{s}`: expected digits, mnist[:DIR], fashion-mnist:DIR, csv:PATH or adding:LENGTH"
             )),
         }
     }
@@ -82,7 +84,8 @@ impl std::fmt::Display for DataSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DataSource::Digits => write!(f, "digits"),
-            DataSource::Mnist(p) => write!(f, "mnist:{}", p.display()),
+            DataSource::Mnist(None) => write!(f, "mnist"),
+            DataSource::Mnist(Some(p)) => write!(f, "mnist:{}", p.display()),
             DataSource::FashionMnist(p) => write!(f, "fashion-mnist:{}", p.display()),
             DataSource::Csv(p) => write!(f, "csv:{}", p.display()),
             DataSource::Adding(n) => write!(f, "adding:{n}"),
@@ -122,72 +125,91 @@ pub enum ScaleKind {
     None,
 }
 
-/// `nn-cli fit` flags. Saved as `run.json` in `--out` so `--resume` can rebuild the run.
-#[derive(Debug, Clone, Args, Serialize, Deserialize)]
-pub struct FitArgs {
-    /// digits | mnist:DIR | fashion-mnist:DIR | csv:PATH | adding:LENGTH
+/// `--task`: what the target column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Class labels (text or numbers): softmax output, sparse categorical cross-entropy, accuracy.
+    Classification,
+    /// Real values: linear output, MSE on standardised targets; RMSE, MAE and R² reported.
+    Regression,
+}
+
+impl From<TaskKind> for nn_data::Task {
+    fn from(t: TaskKind) -> Self {
+        match t {
+            TaskKind::Classification => nn_data::Task::Classification,
+            TaskKind::Regression => nn_data::Task::Regression,
+        }
+    }
+}
+
+/// `--missing`: what an empty or `NA` feature cell does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingKind {
+    /// Refuse the file, naming the row and column.
+    #[default]
+    Error,
+    /// Drop rows with a missing feature value (the count is printed).
+    Drop,
+    /// Replace a missing value by its column's training mean (saved with the model).
+    Mean,
+}
+
+impl From<MissingKind> for nn_data::Missing {
+    fn from(m: MissingKind) -> Self {
+        match m {
+            MissingKind::Error => nn_data::Missing::Error,
+            MissingKind::Drop => nn_data::Missing::Drop,
+            MissingKind::Mean => nn_data::Missing::Mean,
+        }
+    }
+}
+
+fn default_delimiter() -> String {
+    ",".into()
+}
+
+/// The data group: where the data comes from, how a CSV file is read, and how it is split and scaled.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Data")]
+pub struct DataArgs {
+    /// digits | mnist[:DIR] | fashion-mnist:DIR | csv:PATH | adding:LENGTH (`mnist` alone downloads MNIST once into a cache folder)
     #[arg(long, default_value = "digits")]
     pub data: DataSource,
     /// CSV target column, by header name or 0-based index (default: the last column).
     #[arg(long)]
     pub target: Option<String>,
-    /// mlp | cnn | lstm | resnet | FILE.json (a model spec, version 1 chain or version 2 graph); `cnn` is the seed CNN, `lstm` reads samples as sequences (images row by row), `resnet` a small residual network for images.
-    #[arg(long, default_value = "mlp")]
-    pub model: String,
-    /// Hidden units of the `mlp` preset (and LSTM units of the `lstm` preset).
-    #[arg(long, default_value_t = 128)]
-    pub hidden: usize,
-    /// Epochs to train.
-    #[arg(long, default_value_t = 20)]
-    pub epochs: usize,
-    /// Samples per batch.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// The optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
-    pub optimizer: OptimizerKind,
-    /// Learning rate (the `lstm` preset defaults to 2e-3).
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
-    pub lr: f64,
-    /// constant | step:EPOCHS:GAMMA | exponential:RATE | cosine[:WARMUP_EPOCHS] | plateau[:PATIENCE[:FACTOR]]
-    #[arg(long, default_value = "constant")]
-    pub lr_schedule: String,
-    /// Fraction of the training part held out for validation, in (0, 1).
+    /// classification | regression. Default: classification when the target column holds any text, regression when it holds only numbers (the choice is printed). Numeric class labels (1, 2, 3) need `--task classification`.
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub task: Option<TaskKind>,
+    /// CSV columns to ignore, by name or 0-based index (comma-separated), e.g. an `id` column.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// CSV text columns to one-hot encode, by name or 0-based index (comma-separated); categories unseen in training encode as all zeros at prediction time.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub categorical: Vec<String>,
+    /// CSV field delimiter: `,` `;` `|` `tab` or any one ASCII character.
+    #[arg(long, default_value = ",")]
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// Missing feature values (empty, NA, NaN, null, ?) in a CSV file: error | drop | mean.
+    #[arg(long, value_enum, default_value_t = MissingKind::Error)]
+    #[serde(default)]
+    pub missing: MissingKind,
+    /// Fraction of the training part held out for validation, in [0, 1) (0: no validation part).
     #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub validation_split: f64,
-    /// Evaluate on the test part after training (on by default when the data has one).
-    #[arg(long, overrides_with = "no_test")]
-    pub test: bool,
-    /// Skip the test evaluation.
-    #[arg(long)]
-    pub no_test: bool,
-    /// Fraction held out as the test part for data without one (digits, CSV).
+    /// Fraction held out as the test part for data without one (digits, CSV), in [0, 1) (0: train on every row).
     #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub test_split: f64,
     /// Feature scaling for CSV data.
     #[arg(long, value_enum, default_value_t = ScaleKind::Standard)]
     pub scale: ScaleKind,
-    /// L1 penalty λ·Σ|w| on kernels.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub l1: f64,
-    /// L2 penalty λ·Σw² on kernels (Keras `l2`).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub l2: f64,
-    /// Decoupled weight decay λ (θ ← θ − η·λ·θ); AdamW's default is 0.004.
-    #[arg(long, allow_negative_numbers = true)]
-    pub weight_decay: Option<f64>,
-    /// Dropout rate after the hidden Dense layer (0 = none).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub dropout: f64,
-    /// Clip the global gradient norm to this value.
-    #[arg(long, allow_negative_numbers = true)]
-    pub clip_norm: Option<f64>,
-    /// Stop when val_loss has not improved for this many epochs (best weights restored).
-    #[arg(long)]
-    pub early_stopping: Option<usize>,
-    /// Seed of initialisation, splits, shuffles and dropout.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
     /// Keep only these classes, re-indexed from 0 in the order given: `0-4`, `5-9`, `1,3,7` (all parts of the data).
     #[arg(long)]
     #[serde(default)]
@@ -196,6 +218,46 @@ pub struct FitArgs {
     #[arg(long)]
     #[serde(default)]
     pub per_class: Option<usize>,
+    /// Random image augmentation, off by default: `shift:PIXELS`, `rotate:DEGREES` or `shift:PIXELS,rotate:DEGREES` (each image shifted by whole pixels dx, dy in [-PIXELS, PIXELS] and rotated by an angle in [-DEGREES, DEGREES), DEGREES < 180, background 0). Training batches only (never validation, test or prediction); image data only; seeded by --seed.
+    #[arg(long, value_name = "SPEC")]
+    #[serde(default)]
+    pub augment: Option<String>,
+}
+
+impl DataArgs {
+    /// The data group of `fit`'s defaults, reading `data`.
+    pub fn defaults_for(data: DataSource) -> DataArgs {
+        DataArgs {
+            data,
+            target: None,
+            task: None,
+            drop: Vec::new(),
+            categorical: Vec::new(),
+            delimiter: default_delimiter(),
+            missing: MissingKind::Error,
+            validation_split: 0.2,
+            test_split: 0.2,
+            scale: ScaleKind::Standard,
+            classes: None,
+            per_class: None,
+            augment: None,
+        }
+    }
+}
+
+/// The model group: the architecture, and where its first weights come from.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Model")]
+pub struct ModelArgs {
+    /// mlp | cnn | lstm | resnet | FILE.json (a model spec, version 1 chain or version 2 graph); `cnn` is the seed CNN, `lstm` reads samples as sequences (images row by row), `resnet` a small residual network for images.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
+    /// Hidden units of the `mlp` preset (and LSTM units of the `lstm` preset).
+    #[arg(long, default_value_t = 128)]
+    pub hidden: usize,
+    /// Dropout rate after the hidden Dense layer (0 = none).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub dropout: f64,
     /// Start from the weights of a model saved by `fit --out` (its architecture replaces --model); loaded by name, reported tensor by tensor.
     #[arg(long)]
     #[serde(default)]
@@ -220,28 +282,198 @@ pub struct FitArgs {
     #[arg(long, requires = "lora_rank")]
     #[serde(default)]
     pub lora_alpha: Option<f64>,
+}
+
+/// The optimizer group: the update rule, its learning rate and schedule, and the penalties.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Optimizer")]
+pub struct OptimizerArgs {
+    /// The optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    pub optimizer: OptimizerKind,
+    /// Learning rate (the `lstm` preset defaults to 2e-3).
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    pub lr: f64,
+    /// constant | step:EPOCHS:GAMMA | exponential:RATE | cosine[:WARMUP_EPOCHS] | plateau[:PATIENCE[:FACTOR]]
+    #[arg(long, default_value = "constant")]
+    pub lr_schedule: String,
+    /// Decoupled weight decay λ (θ ← θ − η·λ·θ); AdamW's default is 0.004.
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    /// L1 penalty λ·Σ|w| on kernels.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub l1: f64,
+    /// L2 penalty λ·Σw² on kernels (Keras `l2`).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub l2: f64,
+    /// Clip the global gradient norm to this value.
+    #[arg(long, allow_negative_numbers = true)]
+    pub clip_norm: Option<f64>,
     /// With --init-from: multiply the learning rate of the loaded, trainable parameters by F (discriminative learning rates).
     #[arg(long, requires = "init_from")]
     #[serde(default)]
     pub lr_loaded: Option<f64>,
-    /// Random image augmentation, off by default: `shift:PIXELS`, `rotate:DEGREES` or `shift:PIXELS,rotate:DEGREES` (each image shifted by whole pixels dx, dy in [-PIXELS, PIXELS] and rotated by an angle in [-DEGREES, DEGREES), DEGREES < 180, background 0). Training batches only (never validation, test or prediction); image data only; seeded by --seed.
-    #[arg(long, value_name = "SPEC")]
+}
+
+/// The training group: epochs, batches, seed, stopping, and how classes are weighted.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Training")]
+pub struct TrainingArgs {
+    /// Epochs to train.
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Samples per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Seed of initialisation, splits, shuffles and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Stop when val_loss has not improved for this many epochs (best weights restored).
+    #[arg(long)]
+    pub early_stopping: Option<usize>,
+    /// Class weights in the loss (Keras `class_weight`): `balanced` (n_samples / (n_classes · count), from the training part) or FILE.json (`{"class name": weight, ...}`, every class named).
+    #[arg(long, value_name = "balanced|FILE.json")]
     #[serde(default)]
-    pub augment: Option<String>,
-    /// Write model.json, weights.safetensors, history.csv, learning_curves.svg and checkpoint/ here.
+    pub class_weight: Option<String>,
+    /// Label smoothing s of the classification loss: targets (1 − s)·one-hot + s/K, in [0, 1).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[serde(default)]
+    pub label_smoothing: f64,
+}
+
+fn default_verbose() -> u8 {
+    1
+}
+
+/// The output group: where the run is written and what is printed.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Write model.json, weights.safetensors, history.csv, learning_curves.svg, run.json and checkpoint/ here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Evaluate on the test part after training (on by default when the data has one).
+    #[arg(long, overrides_with = "no_test")]
+    pub test: bool,
+    /// Skip the test evaluation, and hold no test part out of data without one (train on every row but the validation part).
+    #[arg(long)]
+    pub no_test: bool,
+    /// Keras's `verbose`: 0 silent, 1 a progress bar on a terminal (one line per epoch otherwise), 2 one line per epoch.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+    #[serde(default = "default_verbose")]
+    pub verbose: u8,
+    /// Write TensorBoard event files here (DIR/train, DIR/validation): losses, metrics and the learning rate per epoch.
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    pub tensorboard: Option<PathBuf>,
+}
+
+/// The names of [`RunConfig`]'s groups, as run.json writes them.
+const GROUPS: [&str; 5] = ["data", "model", "optimizer", "training", "output"];
+
+/// Everything that defines a training run, in five groups, checked once by
+/// [`RunConfig::validate`]. Saved as `run.json` in `--out`; `fit --config run.json`
+/// and `fit --resume DIR` read it back.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The data group.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The model group.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The optimizer group.
+    #[command(flatten)]
+    pub optimizer: OptimizerArgs,
+    /// The training group.
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    /// The output group.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+impl RunConfig {
+    /// Parses run.json: the grouped form, or the flat form of earlier versions.
+    ///
+    /// # Errors
+    /// The JSON error of the grouped form (or of the flat form when the text has no
+    /// `"data"` object).
+    pub fn from_json(text: &str) -> Result<RunConfig, serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        // Grouped: {"data": {"data": ...}}; flat: {"data": "Digits" or {"Csv": ...}}.
+        if value.get("data").and_then(|d| d.get("data")).is_some() {
+            return serde_json::from_value(value);
+        }
+        // The flat form: each field goes to the group that has it; fields the file
+        // lacks keep their command-line defaults.
+        let serde_json::Value::Object(flat) = value else {
+            return serde_json::from_value(value);
+        };
+        let mut grouped = serde_json::to_value(RunConfig::defaults())?;
+        for (key, v) in flat {
+            for group in GROUPS {
+                if grouped[group].get(&key).is_some() {
+                    grouped[group][&key] = v;
+                    break;
+                }
+            }
+        }
+        serde_json::from_value(grouped)
+    }
+
+    /// The configuration of `nn-cli fit` with no flag.
+    pub fn defaults() -> RunConfig {
+        use clap::FromArgMatches;
+        let cmd = <RunConfig as Args>::augment_args(clap::Command::new("fit"));
+        let matches = cmd.get_matches_from(["fit"]);
+        RunConfig::from_arg_matches(&matches).unwrap_or_else(|e| unreachable!("every flag has a default: {e}"))
+    }
+
+    /// Replaces each field the command line gave explicitly (`matches`) by its value
+    /// in `cli`, keeping this configuration's value for every other field. The clap
+    /// argument ids are the field names, unique across the groups.
+    ///
+    /// # Errors
+    /// A message when a field cannot be carried over (never for these types).
+    pub fn override_with(&mut self, cli: &RunConfig, matches: &clap::ArgMatches) -> Result<Vec<String>, String> {
+        let mut mine = serde_json::to_value(&*self).map_err(|e| e.to_string())?;
+        let theirs = serde_json::to_value(cli).map_err(|e| e.to_string())?;
+        let mut changed = Vec::new();
+        for id in matches.ids() {
+            let id = id.as_str();
+            if matches.value_source(id) != Some(clap::parser::ValueSource::CommandLine) {
+                continue;
+            }
+            for group in GROUPS {
+                if let Some(v) = theirs[group].get(id) {
+                    mine[group][id] = v.clone();
+                    changed.push(id.replace('_', "-"));
+                }
+            }
+        }
+        *self = serde_json::from_value(mine).map_err(|e| e.to_string())?;
+        Ok(changed)
+    }
+}
+
+/// `nn-cli fit` flags: the run's configuration, and how this invocation starts it.
+#[derive(Debug, Clone, Args)]
+pub struct FitArgs {
+    /// The run.
+    #[command(flatten)]
+    pub run: RunConfig,
+    /// Start from the configuration in FILE (a run.json written by `fit --out`); flags given on the command line override its values.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub config: Option<PathBuf>,
     /// Continue the run saved in DIR (its run.json and checkpoint/); --epochs may raise the total.
     #[arg(long, conflicts_with = "out")]
-    #[serde(skip)]
     pub resume: Option<PathBuf>,
-    /// One line per epoch even on a terminal.
-    #[arg(long)]
-    #[serde(skip)]
+    /// One line per epoch even on a terminal (the same as --verbose 2).
+    #[arg(long, hide = true)]
     pub quiet_progress: bool,
     /// (testing) abort the process after this many epochs, as a kill would.
     #[arg(long, hide = true)]
-    #[serde(skip)]
     pub abort_after_epochs: Option<usize>,
 }
 
@@ -266,6 +498,9 @@ pub struct EvaluateArgs {
     /// Samples per batch.
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
+    /// CSV field delimiter: `,` `;` `|` `tab` or any one ASCII character.
+    #[arg(long, default_value = ",")]
+    pub delimiter: String,
     /// Also time inference: samples/s at `--batch-size` (median of 3 passes over the
     /// data) and the median latency of 200 single-sample predictions.
     #[arg(long)]
@@ -278,9 +513,12 @@ pub struct PredictArgs {
     /// A folder written by `nn-cli fit --out`.
     #[arg(long)]
     pub model: PathBuf,
-    /// A CSV file (header row; the target column, if present, is ignored) or an IDX image file.
+    /// A CSV file or an IDX image file. CSV columns are taken by the names the model was trained on, in any order; other columns (an id, the target) are ignored.
     #[arg(long)]
     pub input: PathBuf,
+    /// CSV field delimiter: `,` `;` `|` `tab` or any one ASCII character.
+    #[arg(long, default_value = ",")]
+    pub delimiter: String,
     /// Samples per batch.
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
@@ -295,4 +533,50 @@ pub struct SummaryArgs {
     /// The data whose shape a preset is sized to (default: MNIST's 28×28×1 and 10 classes).
     #[arg(long)]
     pub data: Option<DataSource>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run.json as the flat `FitArgs` of the previous release wrote it.
+    const FLAT_RUN_JSON: &str = r#"{
+  "data": {"Mnist": "/data/mnist"}, "target": null, "model": "cnn", "hidden": 64, "epochs": 3,
+  "batch_size": 128, "optimizer": "adam", "lr": 0.002, "lr_schedule": "cosine:1",
+  "validation_split": 0.1, "test": false, "no_test": false, "test_split": 0.2, "scale": "standard",
+  "l1": 0.0, "l2": 0.0001, "weight_decay": null, "dropout": 0.25, "clip_norm": 1.0,
+  "early_stopping": 4, "seed": 7, "classes": "0-4", "per_class": null, "init_from": null,
+  "load": [], "num_classes": null, "freeze": [], "lora_rank": null, "lora_alpha": null,
+  "lr_loaded": null, "augment": "shift:2", "out": "runs/cnn"
+}"#;
+
+    #[test]
+    fn flat_run_json_of_the_previous_release_reads_into_groups() {
+        let cfg = RunConfig::from_json(FLAT_RUN_JSON).unwrap();
+        assert_eq!(cfg.data.data, DataSource::Mnist(Some("/data/mnist".into())));
+        assert_eq!(cfg.data.validation_split, 0.1);
+        assert_eq!(cfg.data.classes.as_deref(), Some("0-4"));
+        assert_eq!(cfg.data.augment.as_deref(), Some("shift:2"));
+        assert_eq!(cfg.data.delimiter, ",");
+        assert_eq!((cfg.model.model.as_str(), cfg.model.hidden, cfg.model.dropout), ("cnn", 64, 0.25));
+        assert_eq!((cfg.optimizer.lr, cfg.optimizer.l2, cfg.optimizer.clip_norm), (0.002, 0.0001, Some(1.0)));
+        assert_eq!(cfg.optimizer.lr_schedule, "cosine:1");
+        assert_eq!((cfg.training.epochs, cfg.training.batch_size, cfg.training.seed), (3, 128, 7));
+        assert_eq!(cfg.training.early_stopping, Some(4));
+        assert_eq!(cfg.training.label_smoothing, 0.0);
+        assert_eq!(cfg.output.out, Some(PathBuf::from("runs/cnn")));
+        assert_eq!(cfg.output.verbose, 1);
+        // Written back grouped, it reads back equal.
+        let grouped = serde_json::to_string(&cfg).unwrap();
+        assert!(grouped.starts_with(r#"{"data":{"data":{"Mnist":"/data/mnist"}"#), "{grouped}");
+        assert_eq!(RunConfig::from_json(&grouped).unwrap(), cfg);
+    }
+
+    #[test]
+    fn mnist_without_a_folder_means_the_download_cache() {
+        assert_eq!("mnist".parse::<DataSource>().unwrap(), DataSource::Mnist(None));
+        assert_eq!("mnist:d".parse::<DataSource>().unwrap(), DataSource::Mnist(Some("d".into())));
+        assert_eq!(DataSource::Mnist(None).to_string(), "mnist");
+        assert!("mnist:".parse::<DataSource>().is_err());
+    }
 }

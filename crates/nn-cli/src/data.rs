@@ -1,39 +1,51 @@
 //! Turning a `--data` source into training, validation and test sets.
 
-use nn_data::csv::{Column, CsvOptions};
-use nn_data::{digits, mnist, Dataset, Granularity, Scaler};
+use nn_data::csv::{Column, CsvOptions, TargetKind};
+use nn_data::{digits, mnist, Dataset, FeatureSchema, Granularity, Scaler, TargetScaler, Targets, Task};
+use nn_tensor::Tensor;
 
-use crate::args::{DataSource, ScaleKind};
+use crate::args::{DataArgs, DataSource, ScaleKind, TaskKind};
 use crate::error::{CliError, Result};
 
 /// The parts of a dataset a run uses, scaled with statistics of the training part.
 pub struct Prepared {
-    /// The training part.
+    /// The training part (regression targets standardised when `target_scaler` is set).
     pub train: Dataset,
-    /// The validation part (absent when the split is 0).
+    /// The validation part (absent when the split is 0), scaled as the training part.
     pub validation: Option<Dataset>,
-    /// The test part.
+    /// The test part: features scaled, targets in their own units.
     pub test: Option<Dataset>,
     /// The feature transforms, saved with the model and applied by `predict`.
     pub scalers: Vec<Scaler>,
+    /// Classification or regression.
+    pub task: Task,
+    /// The CSV feature columns (absent for other sources).
+    pub schema: Option<FeatureSchema>,
+    /// The standardisation of real-valued targets (regression on CSV data).
+    pub target_scaler: Option<TargetScaler>,
+    /// The CSV target column's header name.
+    pub target_name: Option<String>,
 }
 
 /// The CSV target column: a header name, or a 0-based index when it parses as one.
 pub fn target_column(target: Option<&str>) -> Column {
     match target {
         None => Column::Last,
-        Some(t) => match t.parse::<usize>() {
-            Ok(i) => Column::Index(i),
-            Err(_) => Column::Name(t.to_string()),
-        },
+        Some(t) => column(t),
     }
 }
 
-fn check_fraction(name: &str, v: f64, allow_zero: bool) -> Result<()> {
-    let ok = v.is_finite() && v < 1.0 && (v > 0.0 || (allow_zero && v == 0.0));
-    if !ok {
-        let range = if allow_zero { "[0, 1)" } else { "(0, 1)" };
-        return Err(CliError::Usage(format!("--{name} must be in {range}, got {v}")));
+/// A column given by name, or by 0-based index when it parses as one.
+fn column(t: &str) -> Column {
+    match t.parse::<usize>() {
+        Ok(i) => Column::Index(i),
+        Err(_) => Column::Name(t.to_string()),
+    }
+}
+
+fn check_fraction(name: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+        return Err(CliError::Usage(format!("--{name} must be in [0, 1), got {v}")));
     }
     Ok(())
 }
@@ -46,25 +58,106 @@ pub const ADDING_TEST: usize = 1_000;
 /// test set as `fit` (the run's `--seed` still drives everything else).
 pub const ADDING_SEED: u64 = 1997;
 
-/// Loads the whole of `source` as `(data, test part if the source has its own)`, unscaled.
-pub fn load(source: &DataSource, target: Option<&str>) -> Result<(Dataset, Option<Dataset>)> {
-    Ok(match source {
-        DataSource::Digits => (digits::load(), None),
+/// How a CSV file is read: `--target`, `--task`, `--drop`, `--categorical`,
+/// `--delimiter`, `--missing`.
+pub fn csv_options(args: &DataArgs) -> Result<CsvOptions> {
+    Ok(CsvOptions {
+        targets: vec![target_column(args.target.as_deref())],
+        kind: match args.task {
+            None => TargetKind::Auto,
+            Some(TaskKind::Classification) => TargetKind::Classes,
+            Some(TaskKind::Regression) => TargetKind::Real,
+        },
+        delimiter: parse_delimiter(&args.delimiter)?,
+        drop: args.drop.iter().map(|c| column(c)).collect(),
+        categorical: args.categorical.iter().map(|c| column(c)).collect(),
+        missing: args.missing.into(),
+    })
+}
+
+/// The file stem of `path`, naming a dataset read from it.
+pub fn file_stem(path: &std::path::Path) -> String {
+    path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Parses `--delimiter`.
+pub fn parse_delimiter(text: &str) -> Result<u8> {
+    nn_data::csv::parse_delimiter(text).map_err(|e| CliError::Usage(format!("--delimiter {text:?}: {e}")))
+}
+
+/// What [`load`] read: the data, its own test part, and for a CSV file its schema and
+/// how the task was chosen.
+pub struct Loaded {
+    /// The whole data (the training part when the source has its own test part).
+    pub data: Dataset,
+    /// The source's own test part (MNIST, the adding problem).
+    pub test: Option<Dataset>,
+    /// The CSV feature columns.
+    pub schema: Option<FeatureSchema>,
+    /// Classification or regression, and why (for a CSV file).
+    pub task: (Task, Option<String>),
+    /// The CSV target column's header name (the first, for several).
+    pub target_name: Option<String>,
+}
+
+/// Loads the whole of `args.data`, unscaled, printing what a CSV file's reading
+/// decided (the task, dropped rows).
+pub fn load(args: &DataArgs) -> Result<Loaded> {
+    let plain = |data: Dataset, test: Option<Dataset>| {
+        let task = if data.num_classes().is_some() { Task::Classification } else { Task::Regression };
+        Loaded { data, test, schema: None, task: (task, None), target_name: None }
+    };
+    if args.task.is_some() && !matches!(args.data, DataSource::Csv(_)) {
+        return Err(CliError::Usage(format!("--task applies to CSV data; {} has its own task", args.data)));
+    }
+    Ok(match &args.data {
+        DataSource::Digits => plain(digits::load(), None),
         DataSource::Mnist(dir) => {
-            let tt = mnist::load_mnist(dir)?;
-            (tt.train, Some(tt.test))
+            let dir = match dir {
+                Some(d) => d.clone(),
+                None => nn_data::download::mnist(&nn_data::download::DownloadOptions {
+                    progress: true,
+                    ..Default::default()
+                })?,
+            };
+            let tt = mnist::load_mnist(&dir)?;
+            plain(tt.train, Some(tt.test))
         }
         DataSource::FashionMnist(dir) => {
             let tt = mnist::load_fashion_mnist(dir)?;
-            (tt.train, Some(tt.test))
+            plain(tt.train, Some(tt.test))
         }
         DataSource::Csv(path) => {
-            let data = nn_data::csv::read(path, &CsvOptions::default().target(target_column(target)))?;
-            (data, None)
+            let table = nn_data::csv::read_table(path, &csv_options(args)?)?;
+            if table.dropped_rows > 0 {
+                println!("--missing drop: dropped {} rows with a missing value", table.dropped_rows);
+            }
+            if table.rows_with_missing > 0 {
+                println!(
+                    "--missing mean: {} rows have missing values, replaced by their column's training mean",
+                    table.rows_with_missing
+                );
+            }
+            let reason = if args.task.is_some() {
+                None
+            } else {
+                let other = match table.task {
+                    Task::Classification => "regression",
+                    Task::Regression => "classification",
+                };
+                Some(format!("{} ({}; pass --task {other} to override)", table.task, table.task_reason))
+            };
+            Loaded {
+                target_name: table.target_names.first().cloned(),
+                data: table.data,
+                test: None,
+                schema: Some(table.schema),
+                task: (table.task, reason),
+            }
         }
         DataSource::Adding(length) => {
             let tt = nn_data::adding::train_test(*length, ADDING_TRAIN, ADDING_TEST, ADDING_SEED)?;
-            (tt.train, Some(tt.test))
+            plain(tt.train, Some(tt.test))
         }
     })
 }
@@ -78,61 +171,87 @@ fn pixel_scale(source: &DataSource) -> Option<f64> {
     }
 }
 
-/// Splits and scales `source` for training.
-///
-/// - Sources with a test set (MNIST) keep it; the validation part is the last
-///   `validation_split` of the training set, as Keras's `validation_split`.
-/// - Sources without one (digits, CSV) are split once, seeded, into training,
-///   validation and test parts (stratified when the targets are classes), since their
-///   rows are often sorted by class.
-/// - Image pixels are scaled to [0, 1]; CSV features as `scale` says, fitted on the
-///   training part only.
-pub fn prepare(
-    source: &DataSource,
-    target: Option<&str>,
-    validation_split: f64,
-    test_split: f64,
-    scale: ScaleKind,
+/// Splits `data` into training, validation and test parts as [`prepare`] does.
+fn split(
+    args: &DataArgs,
     seed: u64,
-) -> Result<Prepared> {
-    check_fraction("validation-split", validation_split, false)?;
-    check_fraction("test-split", test_split, false)?;
-    let (data, test) = load(source, target)?;
-    let (train, validation, test) = match test {
+    hold_test: bool,
+    data: Dataset,
+    test: Option<Dataset>,
+) -> Result<(Dataset, Option<Dataset>, Option<Dataset>)> {
+    Ok(match test {
         Some(test) => {
-            if validation_split > 0.0 {
-                let (train, val) = data.split_validation(validation_split)?;
+            if args.validation_split > 0.0 {
+                let (train, val) = data.split_validation(args.validation_split)?;
                 (train, Some(val), Some(test))
             } else {
                 (data, None, Some(test))
             }
         }
         None => {
+            let test_split = if hold_test { args.test_split } else { 0.0 };
             let keep = 1.0 - test_split;
-            let fractions = [keep * (1.0 - validation_split), keep * validation_split, test_split];
+            let fractions = [keep * (1.0 - args.validation_split), keep * args.validation_split, test_split];
             let mut parts = if data.num_classes().is_some() {
                 data.split_stratified(&fractions, seed)?
             } else {
                 data.split_shuffled(&fractions, seed)?
             };
-            let test = parts.pop();
+            let test = parts.pop().filter(|t| !t.is_empty());
             let val = parts.pop().filter(|v| !v.is_empty());
-            let train = parts.pop().expect("three fractions give three parts");
+            let train = parts.pop().unwrap_or_else(|| data.clone());
             (train, val, test)
         }
-    };
-    if train.is_empty() {
-        return Err(CliError::Usage(format!("the training part of {source} is empty")));
+    })
+}
+
+/// The test part a `fit` run with configuration `args`, `seed` and `hold_test` held
+/// out of `data` (unscaled, targets in their own units); `None` when it held none.
+pub fn held_out_test(args: &DataArgs, seed: u64, hold_test: bool, data: Dataset) -> Result<Option<Dataset>> {
+    Ok(split(args, seed, hold_test, data, None)?.2)
+}
+
+/// Splits and scales the data of `args` for training, with `seed` for the splits.
+///
+/// - Sources with a test set (MNIST) keep it; the validation part is the last
+///   `validation_split` of the training set, as Keras's `validation_split`.
+/// - Sources without one (digits, CSV) are split once, seeded, into training,
+///   validation and test parts (stratified when the targets are classes), since their
+///   rows are often sorted by class. `hold_test = false` (`--no-test`) or
+///   `--test-split 0` holds no test part out.
+/// - Image pixels are scaled to [0, 1]; CSV features as `--scale` says, fitted on the
+///   training part only, after `--missing mean`'s imputer (also fitted there).
+/// - Real-valued CSV targets are standardised with the training part's mean and
+///   standard deviation in the training and validation parts; the test part keeps
+///   them in their own units.
+pub fn prepare(args: &DataArgs, seed: u64, hold_test: bool) -> Result<Prepared> {
+    check_fraction("validation-split", args.validation_split)?;
+    check_fraction("test-split", args.test_split)?;
+    let loaded = load(args)?;
+    if let Some(line) = &loaded.task.1 {
+        println!("task: {line}");
     }
-    let scaler = match (pixel_scale(source), scale) {
-        (Some(s), _) => Some(Scaler::constant(s, 0.0)?),
-        // Values in [0, 1) and 0/1 markers: already on a good scale.
-        (None, _) if matches!(source, DataSource::Adding(_)) => None,
-        (None, ScaleKind::Standard) => Some(Scaler::fit_standard(&train, Granularity::PerFeature)?),
-        (None, ScaleKind::Minmax) => Some(Scaler::fit_min_max(&train, Granularity::PerFeature, 0.0, 1.0)?),
-        (None, ScaleKind::None) => None,
+    let (train, validation, test) = split(args, seed, hold_test, loaded.data, loaded.test)?;
+    if train.is_empty() {
+        return Err(CliError::Usage(format!("the training part of {} is empty", args.data)));
+    }
+    let mut scalers: Vec<Scaler> = Vec::new();
+    let imputing = loaded.schema.as_ref().is_some_and(|s| s.missing == nn_data::Missing::Mean);
+    if imputing {
+        scalers.push(Scaler::fit_impute_mean(&train)?);
+    }
+    let imputed = match scalers.first() {
+        Some(s) => train.clone().with_scaler(s.clone())?,
+        None => train.clone(),
     };
-    let scalers: Vec<Scaler> = scaler.into_iter().collect();
+    match (pixel_scale(&args.data), args.scale) {
+        (Some(s), _) => scalers.push(Scaler::constant(s, 0.0)?),
+        // Values in [0, 1) and 0/1 markers: already on a good scale.
+        (None, _) if matches!(args.data, DataSource::Adding(_)) => {}
+        (None, ScaleKind::Standard) => scalers.push(Scaler::fit_standard(&imputed, Granularity::PerFeature)?),
+        (None, ScaleKind::Minmax) => scalers.push(Scaler::fit_min_max(&imputed, Granularity::PerFeature, 0.0, 1.0)?),
+        (None, ScaleKind::None) => {}
+    }
     let apply = |d: Dataset| -> Result<Dataset> {
         let mut d = d;
         for s in &scalers {
@@ -140,11 +259,32 @@ pub fn prepare(
         }
         Ok(d)
     };
+    // Regression targets of a CSV file: standardised on the training part.
+    let target_scaler = match (train.targets(), &args.data) {
+        (Targets::Real(t), DataSource::Csv(_)) => {
+            let k = t.shape()[1..].iter().product::<usize>().max(1);
+            Some(TargetScaler::fit(&t.to_vec(), k)?)
+        }
+        _ => None,
+    };
+    let standardise = |d: Dataset| -> Result<Dataset> {
+        match (&target_scaler, d.targets()) {
+            (Some(ts), Targets::Real(t)) => {
+                let z = Tensor::try_from_vec(t.shape(), ts.apply(&t.to_vec())).map_err(nn_data::DataError::from)?;
+                Ok(d.with_targets(Targets::real(z)?)?)
+            }
+            _ => Ok(d),
+        }
+    };
     Ok(Prepared {
-        train: apply(train)?,
-        validation: validation.map(apply).transpose()?,
+        train: standardise(apply(train)?)?,
+        validation: validation.map(|v| apply(v).and_then(standardise)).transpose()?,
         test: test.map(apply).transpose()?,
         scalers: scalers.clone(),
+        task: loaded.task.0,
+        schema: loaded.schema,
+        target_scaler,
+        target_name: loaded.target_name,
     })
 }
 
@@ -192,7 +332,7 @@ pub fn keep_classes(data: &Dataset, classes: &[usize]) -> Result<Dataset> {
     let indices: Vec<usize> = (0..labels.len()).filter(|&i| map[labels[i]].is_some()).collect();
     let picked = data.subset(&indices)?;
     let relabelled: Vec<usize> = indices.iter().filter_map(|&i| map[labels[i]]).collect();
-    let targets = nn_data::Targets::classes(relabelled, classes.len())?;
+    let targets = Targets::classes(relabelled, classes.len())?;
     let names: Vec<String> = classes
         .iter()
         .map(|&c| data.class_names().and_then(|n| n.get(c).cloned()).unwrap_or_else(|| c.to_string()))

@@ -7,6 +7,7 @@ mod commands;
 mod data;
 mod error;
 mod plot;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,9 @@ fn version() -> String {
 }
 
 fn main() -> ExitCode {
+    // Printing into a closed pipe (`nn-cli summary | head -1`) ends the process
+    // quietly, as with `cat`, instead of a panic; `serve` ignores SIGPIPE again below.
+    signals::sigpipe_default();
     let version: &'static str = Box::leak(version().into_boxed_str());
     let matches = Cli::command().version(version).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
@@ -40,6 +44,10 @@ fn main() -> ExitCode {
         }
         nn_tensor::set_num_threads(n);
     }
+    if matches!(cli.command, Command::Serve(_)) {
+        // A client that disconnects must not end the server.
+        signals::sigpipe_ignore();
+    }
     let fit_matches = matches.subcommand_matches("fit");
     let result = match cli.command {
         Command::Fit(args) => commands::fit::run(*args, fit_matches),
@@ -49,11 +57,14 @@ fn main() -> ExitCode {
         Command::Tune(args) => commands::tune::run(*args),
         Command::Serve(args) => commands::serve::run(args),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+    if let Err(e) = &result {
+        eprintln!("error: {e}");
+    }
+    // A command that stopped early on SIGINT or SIGTERM (after `signals::install`)
+    // exits as a shell reports a process killed by that signal: 130 or 143.
+    match (signals::received(), result) {
+        (Some(signal), _) => ExitCode::from(signals::exit_code(signal)),
+        (None, Ok(())) => ExitCode::SUCCESS,
+        (None, Err(_)) => ExitCode::FAILURE,
     }
 }

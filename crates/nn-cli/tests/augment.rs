@@ -73,7 +73,7 @@ fn fit_with_augment_runs_on_images_and_is_saved_in_run_json() {
     assert!(text.contains("test accuracy:"), "{text}");
     assert!(out.join("weights.safetensors").exists());
     let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
-    assert_eq!(run["augment"], "shift:1", "{run}");
+    assert_eq!(run["data"]["augment"], "shift:1", "{run}");
 }
 
 #[test]

@@ -150,7 +150,7 @@ fn bad_input_gives_one_clear_line() {
     fails_with(nn().args(["evaluate", "--model"]).arg(d.join("missing")).args(["--data", "digits"]), "missing");
     // Negative numbers are values, not flags: the range check answers.
     fails_with(nn().args(["fit", "--lr", "-1"]), "--lr must be a positive number, got -1");
-    fails_with(nn().args(["fit", "--validation-split", "-0.5"]), "--validation-split must be in (0, 1), got -0.5");
+    fails_with(nn().args(["fit", "--validation-split", "-0.5"]), "--validation-split must be in [0, 1), got -0.5");
     fails_with(
         nn().args(["fit", "--model", "foo"]),
         "--model foo: not a preset (mlp, cnn, lstm, resnet) and no such model file",
@@ -337,4 +337,30 @@ fn bad_sequence_data_is_a_clear_usage_error() {
         let err = String::from_utf8(out.stderr).unwrap();
         assert!(err.starts_with("error: invalid value") && err.contains(needle) && !err.contains("panicked"), "{err}");
     }
+}
+
+#[test]
+fn verbose_levels_and_tensorboard_event_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = dir.path().join("tb");
+    // --verbose 2: one line per epoch; --verbose 0: no epoch line at all.
+    let text = stdout(nn().args(["fit", "--epochs", "3", "--verbose", "2", "--tensorboard"]).arg(&tb));
+    assert_eq!(text.lines().filter(|l| l.starts_with("Epoch ")).count(), 3, "{text}");
+    let quiet = stdout(nn().args(["fit", "--epochs", "3", "--verbose", "0"]));
+    assert!(!quiet.lines().any(|l| l.starts_with("Epoch ")), "{quiet}");
+    assert!(quiet.contains("test accuracy:"), "{quiet}");
+    // Keras's layout: train/ and validation/ event files, one scalar per epoch and tag.
+    for (sub, tag) in [("train", "epoch_loss"), ("train", "epoch_learning_rate"), ("validation", "epoch_accuracy")] {
+        let files: Vec<_> = std::fs::read_dir(tb.join(sub)).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let events = nn_train::read_events(&files[0]).unwrap();
+        let steps: Vec<i64> = events
+            .iter()
+            .filter(|e| e.summary.as_ref().is_some_and(|s| s.value.iter().any(|v| v.tag == tag)))
+            .map(|e| e.step)
+            .collect();
+        assert_eq!(steps, [0, 1, 2], "{sub}/{tag}");
+    }
+    let out = nn().args(["fit", "--verbose", "3"]).assert().failure().get_output().stderr.clone();
+    assert!(String::from_utf8(out).unwrap().starts_with("error: invalid value '3' for '--verbose"));
 }

@@ -300,6 +300,27 @@ impl Dataset {
         }
     }
 
+    /// The same features with other targets (e.g. standardised regression targets);
+    /// class names are dropped unless the new targets are classes of the same count.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidArgument`] when the new targets are invalid or their
+    /// number differs from the number of samples.
+    pub fn with_targets(mut self, targets: Targets) -> Result<Dataset> {
+        targets.check()?;
+        if targets.len() != self.len {
+            return Err(invalid(
+                "Dataset::with_targets",
+                format!("{} targets for {} samples", targets.len(), self.len),
+            ));
+        }
+        if targets.num_classes() != self.targets.num_classes() {
+            self.class_names = None;
+        }
+        self.targets = targets;
+        Ok(self)
+    }
+
     /// Renames the dataset.
     pub fn with_name(mut self, name: impl Into<String>) -> Dataset {
         self.name = name.into();

@@ -104,13 +104,15 @@ pub enum DataError {
         /// The file names tried, in order.
         tried: Vec<String>,
     },
-    /// A CSV cell, row or header is wrong. `line` is 1-based and counts the header
-    /// line; `column` is 1-based, with the header name when there is one.
+    /// A CSV cell, row or header is wrong. `line` is 1-based and counts every
+    /// physical line of the file (the header, blank lines, and line breaks inside
+    /// quoted fields); `column` is 1-based, with the header name when there is one
+    /// (shown cut to 40 characters).
     #[error(
         "{}:{line}{}: {message}",
         path.display(),
         match (column, column_name) {
-            (Some(c), Some(n)) => format!(", column {c} ({n:?})"),
+            (Some(c), Some(n)) => format!(", column {c} ({})", crate::schema::quote(n)),
             (Some(c), None) => format!(", column {c}"),
             _ => String::new(),
         }

@@ -12,6 +12,15 @@
 //!   fully validated), [`mnist`] (MNIST and Fashion-MNIST directories), [`csv`]
 //!   (header row, target column by name or index, text labels to class indices).
 //!   Each reader also takes bytes or any [`std::io::Read`].
+//! - Your own tables, safely: [`csv::read_table`] records what the model needs to
+//!   read new files the same way, a [`FeatureSchema`] (feature names in order,
+//!   one-hot categories of text columns, the missing-value policy), and the task
+//!   with the reason it was chosen; columns can be dropped, missing cells refused,
+//!   dropped or imputed ([`Missing`]). [`csv::read_by_schema`] reads a prediction
+//!   or evaluation file by that schema: columns by name in any order, extra columns
+//!   listed and ignored, unseen categories counted, labels mapped to the model's
+//!   classes. Both encode rows with [`FeatureSchema::encode_row`].
+//! - [`download`]: MNIST fetched once into a cache folder and verified by SHA-256 (Keras-style `--data mnist`).
 //! - The embedded default, [`digits`]: 1,797 handwritten 8×8 digits compiled into
 //!   the crate, so training needs no file. Source: the *Optical Recognition of
 //!   Handwritten Digits* data set (E. Alpaydin, C. Kaynak, 1998), UCI Machine
@@ -20,8 +29,10 @@
 //!   synthetic sequence-regression task for recurrent networks.
 //! - [`split`]: Keras `validation_split` (the last fraction, before shuffling),
 //!   seeded shuffled and stratified splits, exact counts that sum to `N`.
-//! - [`scale`]: constant, min-max and standard scalers, fitted on the training part
-//!   only, serde-serialisable so a saved model applies the same transform.
+//! - [`scale`]: constant, min-max and standard scalers and mean imputation of
+//!   missing (`NaN`) values ([`Scaler::fit_impute_mean`], first in a chain), fitted on
+//!   the training part only, serde-serialisable so a saved model applies the same
+//!   transform.
 //! - [`batch`]: a seeded shuffle per epoch (epoch `k`'s order depends only on the
 //!   seed and `k`), the last partial batch kept unless `drop_last`, one-hot
 //!   encoding ([`one_hot`]).
@@ -29,8 +40,8 @@
 //!   written `shift:PIXELS[,rotate:DEGREES]`), drawn from a generator the caller
 //!   passes ([`augment::batch_rng`] derives one per batch from the run's seed).
 //!
-//! Errors: one enum, [`DataError`], naming the file (and the line and column in a
-//! CSV file) and what is wrong. No input bytes make a reader panic (both readers
+//! Errors: one enum, [`DataError`], naming the file (and the line, counted exactly
+//! whatever the line ends, and the column in a CSV file) and what is wrong. No input bytes make a reader panic (both readers
 //! are fuzzed: see `fuzz/` at the workspace root).
 //!
 //! ```
@@ -60,6 +71,7 @@ pub mod batch;
 pub mod csv;
 mod dataset;
 pub mod digits;
+pub mod download;
 mod error;
 pub mod idx;
 pub mod mnist;

@@ -1,6 +1,6 @@
-//! Feature scaling: by a constant, min-max, and standardization, fitted on the
-//! training part only and stored as data (serde) so a saved model applies the same
-//! transform at prediction time.
+//! Feature scaling: by a constant, min-max, and standardization, and mean imputation
+//! of missing values, fitted on the training part only and stored as data (serde) so a
+//! saved model applies the same transform at prediction time.
 //!
 //! # Statistics and the sample shape
 //! A fitted [`Scaler`] holds one statistic per *feature*. Which elements share a
@@ -21,6 +21,35 @@
 //! Each step maps an `f32` to `f64`, applies its formula in `f64`, and rounds to
 //! `f32` once, so applying a chain step by step to a tensor ([`apply_all`]) and a
 //! [`Dataset`]'s lazy batches give the same bits.
+//!
+//! # Missing values (`NaN`)
+//! A feature value of `NaN` means "missing" (a CSV table read with
+//! [`Missing::Mean`](crate::Missing::Mean)); a [`Dataset`] holds such features as
+//! they are ([`Dataset::from_tensor`] and [`Dataset::with_scaler`] do not look at the
+//! values). [`Scaler::Impute`], fitted by [`Scaler::fit_impute_mean`] on the non-`NaN`
+//! values, replaces `NaN` by the feature's training mean. **The imputer must come
+//! first in a chain**: fit it on the raw training part, add it
+//! ([`Dataset::with_scaler`]), then fit the other scalers on the dataset carrying it,
+//! which they see imputed, so that no `NaN` reaches the model. [`Scaler::fit_standard`]
+//! and [`Scaler::fit_min_max`] refuse a `NaN` they see (the imputer is missing or
+//! comes later), as every fit refuses infinities; applied to a `NaN` they give `NaN`.
+//!
+//! ```
+//! use nn_data::{Dataset, Granularity, Scaler, Targets};
+//! use nn_tensor::Tensor;
+//! // Feature 0 holds 1, missing, 3: the imputer's mean is 2.
+//! let x = Tensor::from_vec(&[3, 1], vec![1.0, f32::NAN, 3.0]);
+//! let train = Dataset::from_tensor("t", x, Targets::classes(vec![0, 0, 0], 1)?)?;
+//! let impute = Scaler::fit_impute_mean(&train)?;
+//! assert_eq!(impute, Scaler::Impute { values: vec![2.0] });
+//! let train = train.with_scaler(impute)?;
+//! let standard = Scaler::fit_standard(&train, Granularity::PerFeature)?;
+//! let train = train.with_scaler(standard)?;
+//! // 1, 2, 3 standardized: mean 2, population std sqrt(2/3).
+//! let z = (1.0f64 / (2.0f64 / 3.0).sqrt()) as f32;
+//! assert_eq!(train.features().to_vec(), vec![-z, 0.0, z]);
+//! # Ok::<(), nn_data::DataError>(())
+//! ```
 
 use nn_tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -80,6 +109,16 @@ pub enum Scaler {
         /// Per-feature population standard deviation, 0 replaced by 1.
         std: Vec<f64>,
     },
+    /// `y = values_j` where `x` is `NaN` (a missing value), else `y = x` unchanged
+    /// (bit for bit): mean imputation, scikit-learn
+    /// `SimpleImputer(strategy="mean")`. Serialised as
+    /// `{"kind":"impute","values":[..]}`. Put it first in a chain of scalers (see the
+    /// [module docs](self)).
+    Impute {
+        /// Per-feature replacement of a missing value: the mean of the feature's
+        /// non-missing training values (0 when it had none).
+        values: Vec<f64>,
+    },
 }
 
 impl Scaler {
@@ -95,11 +134,12 @@ impl Scaler {
     }
 
     /// Fits a min-max scaler onto `[low, high]` on `train`'s features (after any
-    /// scalers `train` already carries).
+    /// scalers `train` already carries: the imputer first when values are missing).
     ///
     /// # Errors
     /// [`DataError::InvalidArgument`] for an empty dataset, a non-finite feature
-    /// value, or unless `low < high` (both finite).
+    /// value (`NaN` included: add the imputer first), or unless `low < high` (both
+    /// finite).
     pub fn fit_min_max(train: &Dataset, granularity: Granularity, low: f64, high: f64) -> Result<Scaler> {
         if !(low.is_finite() && high.is_finite() && low < high) {
             return Err(invalid(
@@ -110,7 +150,7 @@ impl Scaler {
         let l = stat_count(train.sample_shape(), granularity);
         let mut min = vec![f64::INFINITY; l];
         let mut max = vec![f64::NEG_INFINITY; l];
-        for_each_value(train, "Scaler::fit_min_max", |j, x| {
+        for_each_value(train, "Scaler::fit_min_max", false, |j, x| {
             let k = j % l;
             min[k] = min[k].min(x);
             max[k] = max[k].max(x);
@@ -119,22 +159,23 @@ impl Scaler {
     }
 
     /// Fits a standardization on `train`'s features (after any scalers `train`
-    /// already carries): per-feature mean, then population standard deviation in a
-    /// second pass, both accumulated in `f64`.
+    /// already carries: the imputer first when values are missing): per-feature mean,
+    /// then population standard deviation in a second pass, both accumulated in `f64`.
     ///
     /// # Errors
-    /// [`DataError::InvalidArgument`] for an empty dataset or a non-finite value.
+    /// [`DataError::InvalidArgument`] for an empty dataset or a non-finite value
+    /// (`NaN` included: add the imputer first).
     pub fn fit_standard(train: &Dataset, granularity: Granularity) -> Result<Scaler> {
         let l = stat_count(train.sample_shape(), granularity);
         let mut sum = vec![0.0f64; l];
         let mut count = vec![0u64; l];
-        for_each_value(train, "Scaler::fit_standard", |j, x| {
+        for_each_value(train, "Scaler::fit_standard", false, |j, x| {
             sum[j % l] += x;
             count[j % l] += 1;
         })?;
         let mean: Vec<f64> = sum.iter().zip(&count).map(|(s, &c)| s / c as f64).collect();
         let mut sq = vec![0.0f64; l];
-        for_each_value(train, "Scaler::fit_standard", |j, x| {
+        for_each_value(train, "Scaler::fit_standard", false, |j, x| {
             let d = x - mean[j % l];
             sq[j % l] += d * d;
         })?;
@@ -153,20 +194,41 @@ impl Scaler {
         Ok(Scaler::Standard { mean, std })
     }
 
+    /// Fits mean imputation on `train`'s features (after any scalers `train` already
+    /// carries, which should be none: the imputer comes first): for each element of a
+    /// sample (one per CSV feature, [`Granularity::PerFeature`]), the mean of its
+    /// non-`NaN` values, accumulated in `f64`; 0 for a feature whose every value is
+    /// `NaN`.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidArgument`] for an empty dataset or an infinite value.
+    pub fn fit_impute_mean(train: &Dataset) -> Result<Scaler> {
+        let l = stat_count(train.sample_shape(), Granularity::PerFeature);
+        let mut sum = vec![0.0f64; l];
+        let mut count = vec![0u64; l];
+        for_each_value(train, "Scaler::fit_impute_mean", true, |j, x| {
+            sum[j % l] += x;
+            count[j % l] += 1;
+        })?;
+        let values = sum.iter().zip(&count).map(|(s, &c)| if c == 0 { 0.0 } else { s / c as f64 }).collect();
+        Ok(Scaler::Impute { values })
+    }
+
     /// The number of per-feature statistics (0 for [`Scaler::Constant`]).
     pub fn num_stats(&self) -> usize {
         match self {
             Scaler::Constant { .. } => 0,
             Scaler::MinMax { min, .. } => min.len(),
             Scaler::Standard { mean, .. } => mean.len(),
+            Scaler::Impute { values } => values.len(),
         }
     }
 
     /// Checks that this scaler fits samples of `sample_shape` (see the
     /// [module docs](self)) and that its statistics are usable: finite, as many
     /// minima as maxima (at least one, each `min ≤ max`), as many means as standard
-    /// deviations (at least one, each `std > 0`). Deserialised scalers are checked
-    /// here before use.
+    /// deviations (at least one, each `std > 0`), at least one imputed value.
+    /// Deserialised scalers are checked here before use.
     ///
     /// # Errors
     /// [`DataError::InvalidArgument`] naming both shapes.
@@ -186,6 +248,7 @@ impl Scaler {
                     && mean.iter().all(|m| m.is_finite())
                     && std.iter().all(|s| s.is_finite() && *s > 0.0)
             }
+            Scaler::Impute { values } => !values.is_empty() && values.iter().all(|v| v.is_finite()),
         };
         if !consistent {
             return Err(invalid("Scaler", format!("inconsistent scaler {self:?}")));
@@ -212,21 +275,22 @@ impl Scaler {
     /// [`Scaler::num_stats`]; call [`Scaler::check`] first.
     #[inline]
     pub(crate) fn apply_one(&self, j: usize, x: f32) -> f32 {
-        let x = f64::from(x);
-        let y = match self {
-            Scaler::Constant { scale, offset } => x * scale + offset,
+        let wide = f64::from(x);
+        match self {
+            Scaler::Constant { scale, offset } => (wide * scale + offset) as f32,
             Scaler::MinMax { min, max, low, high } => {
                 let k = j % min.len();
                 let range = max[k] - min[k];
                 let range = if range == 0.0 { 1.0 } else { range };
-                low + (x - min[k]) / range * (high - low)
+                (low + (wide - min[k]) / range * (high - low)) as f32
             }
             Scaler::Standard { mean, std } => {
                 let k = j % mean.len();
-                (x - mean[k]) / std[k]
+                ((wide - mean[k]) / std[k]) as f32
             }
-        };
-        y as f32
+            Scaler::Impute { values } if x.is_nan() => values[j % values.len()] as f32,
+            Scaler::Impute { .. } => x,
+        }
     }
 
     /// Transforms `values`, a row-major run of whole samples whose trailing axes fit
@@ -253,6 +317,16 @@ impl Scaler {
                 for chunk in values.chunks_exact_mut(mean.len()) {
                     for ((v, m), s) in chunk.iter_mut().zip(mean).zip(std) {
                         *v = ((f64::from(*v) - m) / s) as f32;
+                    }
+                }
+            }
+            Scaler::Impute { values: fill } => {
+                let fill: Vec<f32> = fill.iter().map(|&m| m as f32).collect();
+                for chunk in values.chunks_exact_mut(fill.len()) {
+                    for (v, &m) in chunk.iter_mut().zip(&fill) {
+                        if v.is_nan() {
+                            *v = m;
+                        }
                     }
                 }
             }
@@ -300,8 +374,9 @@ fn stat_count(sample_shape: &[usize], granularity: Granularity) -> usize {
 
 /// Calls `f(j, x)` for every element of every sample of `data` (as its batches would
 /// hold it), with `j` its row-major position in the sample; samples are decoded in
-/// chunks so byte-stored datasets are never materialised whole.
-fn for_each_value(data: &Dataset, op: &'static str, mut f: impl FnMut(usize, f64)) -> Result<()> {
+/// chunks so byte-stored datasets are never materialised whole. A `NaN` (a missing
+/// value) is skipped when `skip_nan`, else an error; an infinity is an error.
+fn for_each_value(data: &Dataset, op: &'static str, skip_nan: bool, mut f: impl FnMut(usize, f64)) -> Result<()> {
     const CHUNK: usize = 1024;
     if data.is_empty() {
         return Err(invalid(op, format!("cannot fit on the empty dataset {:?}", data.name())));
@@ -315,11 +390,15 @@ fn for_each_value(data: &Dataset, op: &'static str, mut f: impl FnMut(usize, f64
         let end = (start + CHUNK).min(data.len());
         data.decode_range_into(start, end, &mut buf);
         for (i, &x) in buf.iter().enumerate() {
+            if x.is_nan() && skip_nan {
+                continue;
+            }
             if !x.is_finite() {
                 let sample = start + i / sample_len;
+                let hint = if x.is_nan() { " (a missing value: add the mean imputer first)" } else { "" };
                 return Err(DataError::InvalidArgument {
                     op,
-                    message: format!("non-finite value {x} in sample {sample} of {:?}", data.name()),
+                    message: format!("non-finite value {x} in sample {sample} of {:?}{hint}", data.name()),
                 });
             }
             f(i % sample_len, f64::from(x));

@@ -97,6 +97,50 @@ impl FeatureSchema {
         }
     }
 
+    /// A schema of `n` numeric columns without names: a file is read by position
+    /// (see [`crate::csv::read_by_schema`]). For models saved before schemas
+    /// recorded column names.
+    pub fn positional(n: usize) -> FeatureSchema {
+        FeatureSchema::numeric(std::iter::repeat_n("", n))
+    }
+
+    /// Whether the columns have no names (every name empty): files are then read by
+    /// position.
+    pub fn is_positional(&self) -> bool {
+        self.columns.iter().all(|c| c.name.is_empty())
+    }
+
+    /// Checks what a schema read from a model file must hold before use: at least
+    /// one column; names either all empty ([`positional`](Self::positional)) or all
+    /// non-empty and distinct; the categories of each categorical column sorted
+    /// (byte-wise) and distinct, as [`encode_row`](Self::encode_row) relies on.
+    ///
+    /// # Errors
+    /// [`crate::DataError::InvalidArgument`] naming the first problem.
+    pub fn check(&self) -> Result<()> {
+        if self.columns.is_empty() {
+            return Err(invalid("FeatureSchema", "the schema has no column"));
+        }
+        let positional = self.is_positional();
+        for (i, c) in self.columns.iter().enumerate() {
+            if !positional && c.name.is_empty() {
+                return Err(invalid("FeatureSchema", format!("column {} has no name while others do", i + 1)));
+            }
+            if !positional && self.columns[..i].iter().any(|o| o.name == c.name) {
+                return Err(invalid("FeatureSchema", format!("column {} appears twice", quote(&c.name))));
+            }
+            if let ColumnKind::Categorical { categories } = &c.kind {
+                if !categories.windows(2).all(|w| w[0] < w[1]) {
+                    return Err(invalid(
+                        "FeatureSchema",
+                        format!("the categories of column {} are not sorted and distinct", quote(&c.name)),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The number of model inputs: the sum of the columns' widths.
     pub fn width(&self) -> usize {
         self.columns.iter().map(FeatureColumn::width).sum()
@@ -212,7 +256,7 @@ impl FeatureSchema {
 }
 
 /// `text` quoted for a message, cut to 40 characters.
-fn quote(text: &str) -> String {
+pub(crate) fn quote(text: &str) -> String {
     let cut: String = text.chars().take(40).collect();
     if cut.len() < text.len() {
         format!("{cut:?}…")
@@ -300,6 +344,38 @@ mod tests {
         assert_eq!(s.invert(&[-1.0, 0.0, 1.0, 2.0]), [1.0, 10.0, 3.0, 12.0]);
         assert!(TargetScaler::fit(&[1.0, 2.0, 3.0], 2).is_err());
         assert!(TargetScaler::fit(&[1.0, f32::NAN], 1).is_err());
+    }
+
+    #[test]
+    fn positional_and_checked_schemas() {
+        let p = FeatureSchema::positional(3);
+        assert!(p.is_positional());
+        assert_eq!((p.width(), p.input_names()), (3, vec![String::new(); 3]));
+        assert!(p.check().is_ok());
+        assert!(!FeatureSchema::numeric(["a", "b"]).is_positional());
+        assert!(FeatureSchema::numeric(["a", "b"]).check().is_ok());
+        let bad = [
+            FeatureSchema::numeric(Vec::<String>::new()),
+            FeatureSchema::numeric(["a", ""]),
+            FeatureSchema::numeric(["a", "a"]),
+            FeatureSchema {
+                columns: vec![FeatureColumn {
+                    name: "c".into(),
+                    kind: ColumnKind::Categorical { categories: vec!["x".into(), "x".into()] },
+                }],
+                missing: Missing::Error,
+            },
+        ];
+        let messages: Vec<String> = bad.iter().map(|s| s.check().unwrap_err().to_string()).collect();
+        assert_eq!(
+            messages,
+            [
+                "FeatureSchema: the schema has no column",
+                "FeatureSchema: column 2 has no name while others do",
+                "FeatureSchema: column \"a\" appears twice",
+                "FeatureSchema: the categories of column \"c\" are not sorted and distinct",
+            ]
+        );
     }
 
     #[test]

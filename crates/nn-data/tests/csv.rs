@@ -62,18 +62,31 @@ fn bad_cells_name_line_and_column() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(e.to_string(), "dir/t.csv:3, column 2 (\"b\"): not a number: \"oops\"");
+    assert_eq!(
+        e.to_string(),
+        "dir/t.csv:3, column 2 (\"b\"): not a number: \"oops\" \
+         (a text column needs --categorical \"b\", or --drop \"b\" to ignore it)"
+    );
 
     let e = err("a,b,label\n1,,x\n", &CsvOptions::default());
-    assert_eq!(e.to_string(), "dir/t.csv:2, column 2 (\"b\"): missing value");
+    assert_eq!(e.to_string(), "dir/t.csv:2, column 2 (\"b\"): missing value (use --missing drop or --missing mean)");
     let e = err("a,b,label\n1,2,x\n1,2\n", &CsvOptions::default());
     assert_eq!(e.to_string(), "dir/t.csv:3: expected 3 fields as in the header, found 2");
+    // `NaN` (like `NA`, `?`, `null`) is a missing value.
     let e = err("a,b,label\n1,NaN,x\n", &CsvOptions::default());
-    assert!(e.to_string().ends_with("column 2 (\"b\"): not a finite f32 number: \"NaN\""), "{e}");
+    assert!(
+        e.to_string().ends_with("column 2 (\"b\"): missing value \"NaN\" (use --missing drop or --missing mean)"),
+        "{e}"
+    );
+    let e = err("a,b,label\n1,inf,x\n", &CsvOptions::default());
+    assert!(e.to_string().ends_with("column 2 (\"b\"): not a finite f32 number: \"inf\""), "{e}");
     let e = err("a,b,label\n1,1e39,x\n", &CsvOptions::default());
     assert!(e.to_string().contains("not a finite f32 number: \"1e39\""), "{e}");
     let e = err("a,b,label\n1,2,\n", &CsvOptions::default());
-    assert_eq!(e.to_string(), "dir/t.csv:2, column 3 (\"label\"): missing target value");
+    assert_eq!(
+        e.to_string(),
+        "dir/t.csv:2, column 3 (\"label\"): missing target value (--missing drop drops such rows)"
+    );
     // A bad real target names its cell too.
     let e = err("a,y\n1,2\n2,zz\n", &CsvOptions::default().kind(TargetKind::Real));
     assert_eq!(e.to_string(), "dir/t.csv:3, column 2 (\"y\"): not a number: \"zz\"");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use nn_tensor::{DType, Element, Tensor};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LayerError, Result};
@@ -68,34 +69,82 @@ pub(crate) fn from_bytes<T: Element>(bytes: &[u8]) -> Vec<T> {
 }
 
 impl<T: Element> Model<T> {
-    /// Saves the model into folder `dir` (created if needed): `dir/model.json`
-    /// (`{"format_version": <the spec's version>, "model": <ModelSpec>, "metadata": <metadata>}`) and
-    /// `dir/weights.safetensors` (see [`Model::save_weights`](crate::Model::save_weights)). Each file is
-    /// written atomically (a temporary file, synced, then renamed), so a crash never
-    /// leaves a half-written file. `metadata` is any JSON the caller wants back from
-    /// [`Model::load`](crate::Model::load) (class names, scaling statistics, ...).
+    /// Saves the model into folder `dir` (created if needed), with no metadata:
+    /// `dir/model.json` (`{"format_version": <the spec's version>, "model": <ModelSpec>,
+    /// "metadata": null}`) and `dir/weights.safetensors` (see
+    /// [`Model::save_weights`](crate::Model::save_weights)). Each file is written
+    /// atomically (a temporary file, synced, then renamed), so a crash never leaves a
+    /// half-written file. [`Model::save_with_metadata`](crate::Model::save_with_metadata)
+    /// also stores data of the caller's (class names, scaling statistics, ...).
+    ///
+    /// ```
+    /// use nn_layers::{ModelSpec, Sequential};
+    /// let dir = tempfile::tempdir()?;
+    /// let model = Sequential::<f32>::new(ModelSpec::mlp(&[4], 8, 3, 0.0), 1)?;
+    /// model.save(dir.path())?;
+    /// let (loaded, metadata) = Sequential::<f32>::load(dir.path())?;
+    /// assert_eq!(loaded.parameters(), model.parameters());
+    /// assert!(metadata.is_null());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// [`LayerError::Io`] naming the folder or file that could not be created or
     /// written.
-    pub fn save(&self, dir: &Path, metadata: &serde_json::Value) -> Result<()> {
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        self.write_model(dir, serde_json::Value::Null)
+    }
+
+    /// As [`Model::save`](crate::Model::save), with `metadata` stored under
+    /// `"metadata"` in `model.json`: any value serde can serialise as JSON (a struct
+    /// deriving `Serialize`, a map, a `serde_json::Value`, ...), read back by
+    /// [`Model::load`](crate::Model::load) as a `serde_json::Value` or by
+    /// [`Model::load_with_metadata`](crate::Model::load_with_metadata) as the caller's
+    /// type. The value is first converted to a `serde_json::Value`, so object keys are
+    /// written in sorted order whatever order the type declares them in, and the file
+    /// is byte for byte the one the same value given as a `serde_json::Value` gives.
+    ///
+    /// ```
+    /// use nn_layers::{ModelSpec, Sequential};
+    /// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    /// struct Info {
+    ///     class_names: Vec<String>,
+    /// }
+    /// let dir = tempfile::tempdir()?;
+    /// let model = Sequential::<f32>::new(ModelSpec::mlp(&[4], 8, 2, 0.0), 1)?;
+    /// let info = Info { class_names: vec!["cat".into(), "dog".into()] };
+    /// model.save_with_metadata(dir.path(), &info)?;
+    /// let (_, back) = Sequential::<f32>::load_with_metadata::<Info>(dir.path())?;
+    /// assert_eq!(back, info);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LayerError::Format`] when `metadata` cannot be represented as JSON (its
+    /// `Serialize` implementation fails, or a map has keys that are neither strings nor numbers);
+    /// otherwise as [`Model::save`](crate::Model::save).
+    pub fn save_with_metadata<M: Serialize + ?Sized>(&self, dir: &Path, metadata: &M) -> Result<()> {
+        let metadata = serde_json::to_value(metadata)
+            .map_err(|e| format_err(&dir.join(MODEL_FILE), format!("metadata cannot be written as JSON: {e}")))?;
+        self.write_model(dir, metadata)
+    }
+
+    /// Writes `dir/weights.safetensors`, then `dir/model.json` with `metadata`.
+    fn write_model(&self, dir: &Path, metadata: serde_json::Value) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io_err(dir, "creating the folder"))?;
         self.save_weights(&dir.join(WEIGHTS_FILE))?;
-        let file = ModelFile {
-            format_version: self.spec().format_version,
-            model: self.spec().clone(),
-            metadata: metadata.clone(),
-        };
+        let file = ModelFile { format_version: self.spec().format_version, model: self.spec().clone(), metadata };
         let text = serde_json::to_string_pretty(&file).map_err(|e| format_err(dir, e.to_string()))?;
         let path = dir.join(MODEL_FILE);
         nn_tensor::io::write_atomic(&path, |w| w.write_all(text.as_bytes())).map_err(io_err(&path, "writing"))
     }
 
-    /// Loads a model saved by [`Model::save`](crate::Model::save) from folder `dir`: builds it from
-    /// `model.json`, then loads `weights.safetensors` with every check of
-    /// [`Model::load_weights`](crate::Model::load_weights). Returns the model and the metadata given at save
-    /// time (`null` if none). Predictions in evaluation mode are bit-identical to
-    /// those of the saved model.
+    /// Loads a model saved by [`Model::save`](crate::Model::save) or
+    /// [`Model::save_with_metadata`](crate::Model::save_with_metadata) from folder `dir`:
+    /// builds it from `model.json`, then loads `weights.safetensors` with every check
+    /// of [`Model::load_weights`](crate::Model::load_weights). Returns the model and
+    /// the metadata given at save time as JSON (`null` if none). Predictions in
+    /// evaluation mode are bit-identical to those of the saved model.
     ///
     /// # Errors
     /// [`LayerError::Io`] for a missing or unreadable file; [`LayerError::Format`]
@@ -124,6 +173,22 @@ impl<T: Element> Model<T> {
         let mut model = Model::build(file.model, None).map_err(|e| format_err(&path, e.to_string()))?;
         model.load_weights(&dir.join(WEIGHTS_FILE))?;
         Ok((model, file.metadata))
+    }
+
+    /// As [`Model::load`](crate::Model::load), with the metadata read as an `M` (the
+    /// type given to [`Model::save_with_metadata`](crate::Model::save_with_metadata),
+    /// or any type that reads the same JSON). A model saved without metadata has
+    /// `null` there, which reads as `None` for `M = Option<_>` and as `()`, and is an
+    /// error for a struct.
+    ///
+    /// # Errors
+    /// As [`Model::load`](crate::Model::load); [`LayerError::Format`] naming
+    /// `model.json` when the metadata does not deserialise as an `M`.
+    pub fn load_with_metadata<M: DeserializeOwned>(dir: &Path) -> Result<(Self, M)> {
+        let (model, metadata) = Self::load(dir)?;
+        let metadata = serde_json::from_value(metadata)
+            .map_err(|e| format_err(&dir.join(MODEL_FILE), format!("metadata: {e}")))?;
+        Ok((model, metadata))
     }
 
     /// Writes every parameter (trainable and not: BatchNormalization's moving

@@ -64,7 +64,7 @@
 //! ## A training step
 //!
 //! ```
-//! use nn_layers::loss::{Loss, Targets};
+//! use nn_layers::loss::{Loss, LossTargets};
 //! use nn_layers::{ForwardCtx, Graph, Mode, ModelSpec, Sequential, Tensor};
 //! use nn_tensor::random::seeded_rng;
 //! use std::sync::Arc;
@@ -88,8 +88,8 @@
 //! let mut ctx = ForwardCtx::new(Mode::Train, &mut rng);
 //! // The model ends with a softmax: take the logits and the loss from logits (stable).
 //! let logits = model.forward_logits(&mut g, xv, &mut ctx)?;
-//! let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
-//! let l = loss.compute(&mut g, logits, &Targets::Classes(&labels))?;
+//! let loss = Loss::SparseCategoricalCrossentropy { from_logits: true, label_smoothing: 0.0 };
+//! let l = loss.compute(&mut g, logits, &LossTargets::Classes(&labels))?;
 //! let grads = g.backward(l)?;
 //! let updates = std::mem::take(&mut ctx.state_updates); // BatchNorm's moving statistics
 //! drop(g);
@@ -105,7 +105,7 @@
 //! - [`spec`]: [`ModelSpec`], [`LayerSpec`] and the per-layer configs (serde).
 //! - [`layers`]: the built layers ([`Layer`] implementations) and the fused
 //!   BatchNormalization ops.
-//! - [`loss`]: [`Loss`](loss::Loss), [`Targets`](loss::Targets), [`Reduction`](loss::Reduction).
+//! - [`loss`]: [`Loss`](loss::Loss), [`LossTargets`](loss::LossTargets), [`Reduction`](loss::Reduction).
 //! - [`init`]: [`Initializer`] and [`Fans`].
 //! - [`Sequential`], [`Module`], [`Layer`], [`ForwardCtx`], [`Parameter`].
 //! - Saving: [`Model::save`](crate::Model::save), [`Model::load`](crate::Model::load), [`Model::save_weights`](crate::Model::save_weights),

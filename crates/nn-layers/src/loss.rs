@@ -26,6 +26,17 @@
 //! `ln 1 = 0` exact, and a term whose target weight is 0 contributes `0 · ln ε = 0`,
 //! so a perfect prediction (hard targets, `p = t`) gives **exactly 0**. Where a clamp
 //! is active its gradient is 0 (as Keras's clip).
+//!
+//! ## Class weights
+//!
+//! [`WeightedLoss`] (made by [`Loss::with_class_weights`]) weights each sample of a
+//! categorical or sparse categorical cross-entropy by the weight `w_c` of its class,
+//! as Keras's `fit(class_weight=...)` does through sample weights:
+//! [`Reduction::Mean`] returns `(1/N) Σ_n w_{c_n} ℓ_n`, divided by the number of
+//! samples `N` (Keras's `sum_over_batch_size`), **not** by `Σ_n w_{c_n}` as PyTorch's
+//! `CrossEntropyLoss(weight=w, reduction="mean")` does; [`Reduction::Sum`] returns
+//! `Σ_n w_{c_n} ℓ_n`. [`balanced_class_weights`] gives scikit-learn's "balanced"
+//! weights.
 
 use ndarray::Zip;
 use nn_autograd::{Graph, Var};
@@ -39,7 +50,7 @@ pub const EPSILON: f64 = 1e-7;
 
 /// What a loss compares the model's output with.
 #[derive(Debug, Clone, Copy)]
-pub enum Targets<'a, T: Element = f32> {
+pub enum LossTargets<'a, T: Element = f32> {
     /// One class index per sample (`[N]`, each `< classes`): sparse categorical
     /// cross-entropy; also accepted by categorical cross-entropy (as one-hot rows)
     /// and binary cross-entropy (each 0 or 1, one per output element).
@@ -100,10 +111,18 @@ pub enum Loss {
         label_smoothing: f64,
     },
     /// Categorical cross-entropy with class-index targets: `−ln q_{t}` per sample,
-    /// from logits (the stable fused op of nn-autograd) or from probabilities.
+    /// from logits (the stable fused op of nn-autograd) or from probabilities. With
+    /// label smoothing `s` the target row becomes `(1 − s)·onehot(t) + s/K` for K
+    /// classes, so `ℓ = −(1 − s)·ln q_t − (s/K)·Σ_k ln q_k` (PyTorch's
+    /// `CrossEntropyLoss(label_smoothing=s)`; the same as categorical cross-entropy
+    /// with one-hot targets and the same `s`).
     SparseCategoricalCrossentropy {
         /// Whether the output is logits (no softmax applied). Default false.
         from_logits: bool,
+        /// The target row becomes `(1 − s)·onehot + s/K` for K classes; in `[0, 1]`.
+        /// Default 0 (left out of the serde form when 0, so files written before this
+        /// setting existed read and write unchanged).
+        label_smoothing: f64,
     },
 }
 
@@ -133,7 +152,13 @@ enum LossRepr {
     SparseCategoricalCrossentropy {
         #[serde(default)]
         from_logits: bool,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        label_smoothing: f64,
     },
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl From<LossRepr> for Loss {
@@ -148,8 +173,8 @@ impl From<LossRepr> for Loss {
             LossRepr::CategoricalCrossentropy { from_logits, label_smoothing } => {
                 Loss::CategoricalCrossentropy { from_logits, label_smoothing }
             }
-            LossRepr::SparseCategoricalCrossentropy { from_logits } => {
-                Loss::SparseCategoricalCrossentropy { from_logits }
+            LossRepr::SparseCategoricalCrossentropy { from_logits, label_smoothing } => {
+                Loss::SparseCategoricalCrossentropy { from_logits, label_smoothing }
             }
         }
     }
@@ -167,8 +192,8 @@ impl From<Loss> for LossRepr {
             Loss::CategoricalCrossentropy { from_logits, label_smoothing } => {
                 LossRepr::CategoricalCrossentropy { from_logits, label_smoothing }
             }
-            Loss::SparseCategoricalCrossentropy { from_logits } => {
-                LossRepr::SparseCategoricalCrossentropy { from_logits }
+            Loss::SparseCategoricalCrossentropy { from_logits, label_smoothing } => {
+                LossRepr::SparseCategoricalCrossentropy { from_logits, label_smoothing }
             }
         }
     }
@@ -194,7 +219,7 @@ impl Loss {
         match *self {
             Loss::BinaryCrossentropy { from_logits, .. }
             | Loss::CategoricalCrossentropy { from_logits, .. }
-            | Loss::SparseCategoricalCrossentropy { from_logits } => from_logits,
+            | Loss::SparseCategoricalCrossentropy { from_logits, .. } => from_logits,
             _ => false,
         }
     }
@@ -208,8 +233,8 @@ impl Loss {
             Loss::CategoricalCrossentropy { from_logits: false, label_smoothing } => {
                 Some(Loss::CategoricalCrossentropy { from_logits: true, label_smoothing })
             }
-            Loss::SparseCategoricalCrossentropy { from_logits: false } => {
-                Some(Loss::SparseCategoricalCrossentropy { from_logits: true })
+            Loss::SparseCategoricalCrossentropy { from_logits: false, label_smoothing } => {
+                Some(Loss::SparseCategoricalCrossentropy { from_logits: true, label_smoothing })
             }
             _ => None,
         }
@@ -221,7 +246,7 @@ impl Loss {
     ///
     /// # Errors
     /// As [`Loss::compute_with`].
-    pub fn compute<T: Element>(&self, g: &mut Graph<T>, output: Var, targets: &Targets<'_, T>) -> Result<Var> {
+    pub fn compute<T: Element>(&self, g: &mut Graph<T>, output: Var, targets: &LossTargets<'_, T>) -> Result<Var> {
         self.compute_with(g, output, targets, Reduction::Mean)
     }
 
@@ -243,14 +268,42 @@ impl Loss {
         &self,
         g: &mut Graph<T>,
         output: Var,
-        targets: &Targets<'_, T>,
+        targets: &LossTargets<'_, T>,
         reduction: Reduction,
+    ) -> Result<Var> {
+        self.compute_inner(g, output, targets, reduction, None)
+    }
+
+    /// This loss with per-class weights `weights[c]` (Keras's `class_weight`): see
+    /// [`WeightedLoss`]. Only categorical and sparse categorical cross-entropy accept
+    /// class weights; the weights are checked when the loss is computed.
+    pub fn with_class_weights(self, weights: Vec<f64>) -> WeightedLoss {
+        WeightedLoss { loss: self, class_weights: weights }
+    }
+
+    /// [`Loss::compute_with`], with each sample's loss multiplied by the weight of its
+    /// class when `class_weights` is given (checked here: one finite weight ≥ 0 per
+    /// class, categorical losses only).
+    fn compute_inner<T: Element>(
+        &self,
+        g: &mut Graph<T>,
+        output: Var,
+        targets: &LossTargets<'_, T>,
+        reduction: Reduction,
+        class_weights: Option<&[f64]>,
     ) -> Result<Var> {
         let name = self.name();
         let err = |message: String| LayerError::Loss { loss: name, message };
         let shape = g.try_value(output)?.shape().to_vec();
         if shape.iter().product::<usize>() == 0 {
             return Err(err(format!("the output has shape {shape:?}, with no element")));
+        }
+        if class_weights.is_some()
+            && !matches!(self, Loss::CategoricalCrossentropy { .. } | Loss::SparseCategoricalCrossentropy { .. })
+        {
+            return Err(
+                err("class weights apply to categorical and sparse categorical cross-entropy only".to_string()),
+            );
         }
         match *self {
             Loss::MeanSquaredError => {
@@ -331,7 +384,7 @@ impl Loss {
                 check_smoothing(name, label_smoothing)?;
                 let (rows, classes) = as_rows(name, &shape)?;
                 let mut t = match targets {
-                    Targets::Values(v) => {
+                    LossTargets::Values(v) => {
                         if v.shape() != shape.as_slice() {
                             return Err(err(format!(
                                 "targets have shape {:?}, the output has shape {shape:?}; give one-hot or probability \
@@ -341,11 +394,16 @@ impl Loss {
                         }
                         v.to_contiguous().try_into_reshape(&[rows, classes])?
                     }
-                    Targets::Classes(c) => one_hot(name, c, rows, classes)?,
+                    LossTargets::Classes(c) => one_hot(name, c, rows, classes)?,
                 };
-                if label_smoothing > 0.0 {
-                    let (keep, add) = (T::of_f64(1.0 - label_smoothing), T::of_f64(label_smoothing / classes as f64));
-                    t.map_inplace(|v| v * keep + add);
+                // Each row's class: its index, or the first largest target (Keras's argmax).
+                let row_classes: Option<Vec<usize>> = class_weights.map(|_| match targets {
+                    LossTargets::Classes(c) => c.to_vec(),
+                    LossTargets::Values(_) => argmax_rows(&t, classes),
+                });
+                smooth_rows(&mut t, label_smoothing, classes);
+                if let (Some(w), Some(c)) = (class_weights, &row_classes) {
+                    scale_rows(&mut t, &sample_weights(name, w, c, classes)?, classes);
                 }
                 let out2 = if shape.len() == 2 { output } else { g.try_reshape(output, &[rows, classes])? };
                 if from_logits {
@@ -354,12 +412,12 @@ impl Loss {
                     probability_cross_entropy(g, name, out2, t, reduction)
                 }
             }
-            Loss::SparseCategoricalCrossentropy { from_logits } => {
+            Loss::SparseCategoricalCrossentropy { from_logits, label_smoothing } => {
                 let (rows, classes) = as_rows(name, &shape)?;
                 let owned;
                 let c: &[usize] = match targets {
-                    Targets::Classes(c) => c,
-                    Targets::Values(v) => {
+                    LossTargets::Classes(c) => c,
+                    LossTargets::Values(v) => {
                         owned = class_values(name, v, rows)?;
                         &owned
                     }
@@ -375,20 +433,123 @@ impl Loss {
                         "target class {bad} of sample {row} is out of range for {classes} classes"
                     )));
                 }
+                check_smoothing(name, label_smoothing)?;
+                let weights = match class_weights {
+                    Some(w) => Some(sample_weights::<T>(name, w, c, classes)?),
+                    None => None,
+                };
                 let out2 = if shape.len() == 2 { output } else { g.try_reshape(output, &[rows, classes])? };
-                if from_logits {
+                if from_logits && label_smoothing == 0.0 {
+                    // The fused op; its `Mean` divides by the batch size, weights or not.
                     let r = match reduction {
                         Reduction::Mean => nn_autograd::Reduction::Mean,
                         Reduction::Sum => nn_autograd::Reduction::Sum,
                     };
-                    Ok(g.try_cross_entropy_with(out2, c, None, r)?)
+                    Ok(g.try_cross_entropy_with(out2, c, weights.as_deref(), r)?)
                 } else {
-                    let t = one_hot(name, c, rows, classes)?;
-                    probability_cross_entropy(g, name, out2, t, reduction)
+                    let mut t = one_hot(name, c, rows, classes)?;
+                    smooth_rows(&mut t, label_smoothing, classes);
+                    if let Some(w) = &weights {
+                        scale_rows(&mut t, w, classes);
+                    }
+                    if from_logits {
+                        softmax_cross_entropy(g, name, out2, t, reduction)
+                    } else {
+                        probability_cross_entropy(g, name, out2, t, reduction)
+                    }
                 }
             }
         }
     }
+}
+
+/// A categorical or sparse categorical cross-entropy whose samples are weighted by
+/// their class (Keras's `Model.fit(class_weight=...)`): sample `n` of class `c_n`
+/// contributes `w_{c_n} · ℓ_n`, with `ℓ_n` the unweighted per-sample loss of
+/// [`Loss`] (label smoothing included).
+///
+/// - [`Reduction::Mean`]: `(1/N) Σ_n w_{c_n} ℓ_n`, divided by the number of samples
+///   `N` as Keras's `sum_over_batch_size` does. PyTorch's
+///   `CrossEntropyLoss(weight=w, reduction="mean")` divides by `Σ_n w_{c_n}` instead,
+///   so its value is this one times `N / Σ_n w_{c_n}`.
+/// - [`Reduction::Sum`]: `Σ_n w_{c_n} ℓ_n`.
+///
+/// The class of a sample is its index for [`LossTargets::Classes`] (and for the
+/// whole-number targets of sparse categorical cross-entropy); for one-hot or
+/// probability rows ([`LossTargets::Values`], categorical cross-entropy) it is the
+/// row's first largest target, as Keras takes `argmax(y)`. With label smoothing the
+/// smoothed row is weighted by the weight of its (hard) class.
+///
+/// Serialised as `{"loss": {"type": "SparseCategoricalCrossentropy", ...},
+/// "class_weights": [1.0, 2.5, ...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedLoss {
+    /// The loss: [`Loss::CategoricalCrossentropy`] or
+    /// [`Loss::SparseCategoricalCrossentropy`].
+    pub loss: Loss,
+    /// One finite weight `≥ 0` per class (`class_weights[c]` for class `c`); its
+    /// length must be the number of classes (the output's last axis).
+    pub class_weights: Vec<f64>,
+}
+
+impl WeightedLoss {
+    /// Keras's function name of the underlying loss ([`Loss::name`]).
+    pub fn name(&self) -> &'static str {
+        self.loss.name()
+    }
+
+    /// For a loss from probabilities, the same weighted loss from logits (see
+    /// [`Loss::with_logits`]); `None` when the loss already takes logits.
+    pub fn with_logits(&self) -> Option<WeightedLoss> {
+        self.loss.with_logits().map(|loss| WeightedLoss { loss, class_weights: self.class_weights.clone() })
+    }
+
+    /// The weighted loss with [`Reduction::Mean`] (divided by the number of samples),
+    /// as a 0-d `Var`.
+    ///
+    /// # Errors
+    /// As [`WeightedLoss::compute_with`].
+    pub fn compute<T: Element>(&self, g: &mut Graph<T>, output: Var, targets: &LossTargets<'_, T>) -> Result<Var> {
+        self.compute_with(g, output, targets, Reduction::Mean)
+    }
+
+    /// The weighted loss with `reduction`, as a 0-d `Var`.
+    ///
+    /// # Shapes
+    /// `output: [..., classes]` (rank ≥ 2); targets as for [`Loss::compute_with`];
+    /// `class_weights: [classes]`.
+    ///
+    /// # Errors
+    /// [`LayerError::Loss`] naming the loss for a loss other than categorical or
+    /// sparse categorical cross-entropy, a number of class weights other than the
+    /// number of classes, a weight that is negative or not finite, and every error of
+    /// [`Loss::compute_with`].
+    pub fn compute_with<T: Element>(
+        &self,
+        g: &mut Graph<T>,
+        output: Var,
+        targets: &LossTargets<'_, T>,
+        reduction: Reduction,
+    ) -> Result<Var> {
+        self.loss.compute_inner(g, output, targets, reduction, Some(&self.class_weights))
+    }
+}
+
+/// Class weights that balance the classes, scikit-learn's
+/// `compute_class_weight("balanced")`: `w_c = n_samples / (n_classes · count_c)`, with
+/// `n_samples = Σ_c count_c` and `n_classes` the number of classes that occur
+/// (`count_c > 0`). A class with `count_c = 0` gets weight 0 (scikit-learn refuses
+/// classes absent from the data instead); leaving it out of `n_classes` keeps
+/// `Σ_c w_c · count_c = n_samples`, so the weighted loss stays on the scale of the
+/// unweighted one. All-zero counts give all-zero weights.
+///
+/// `counts[c]` is the number of training samples of class `c`; the result has the
+/// same length, ready for [`Loss::with_class_weights`].
+pub fn balanced_class_weights(counts: &[usize]) -> Vec<f64> {
+    let n_samples: usize = counts.iter().sum();
+    let n_classes = counts.iter().filter(|&&c| c > 0).count();
+    counts.iter().map(|&c| if c == 0 { 0.0 } else { n_samples as f64 / (n_classes as f64 * c as f64) }).collect()
 }
 
 /// `sign(x)`, 0 at 0.
@@ -409,6 +570,50 @@ fn check_smoothing(loss: &'static str, s: f64) -> Result<()> {
     Ok(())
 }
 
+/// Label smoothing of target rows `[rows, classes]`: `t·(1 − s) + s/K`.
+fn smooth_rows<T: Element>(t: &mut Tensor<T>, s: f64, classes: usize) {
+    if s > 0.0 {
+        let (keep, add) = (T::of_f64(1.0 - s), T::of_f64(s / classes as f64));
+        t.map_inplace(|v| v * keep + add);
+    }
+}
+
+/// Multiplies row `r` of the contiguous `[rows, classes]` targets by `w[r]`: the
+/// cross-entropy `−Σ_k t_k ln q_k` and its gradient are linear in the targets, so
+/// this weights sample `r`'s loss and gradient by `w[r]`.
+fn scale_rows<T: Element>(t: &mut Tensor<T>, w: &[T], classes: usize) {
+    let ts = t.as_slice_mut().expect("contiguous targets");
+    for (row, &wr) in ts.chunks_exact_mut(classes).zip(w) {
+        row.iter_mut().for_each(|v| *v *= wr);
+    }
+}
+
+/// The index of each row's first largest value, for `[rows, classes]` targets.
+fn argmax_rows<T: Element>(t: &Tensor<T>, classes: usize) -> Vec<usize> {
+    let ts = t.as_slice().expect("contiguous targets");
+    ts.chunks_exact(classes)
+        .map(|row| row.iter().enumerate().fold(0, |best, (k, &v)| if v > row[best] { k } else { best }))
+        .collect()
+}
+
+/// Per-sample weights `w[c_n]` from class weights, checked: one finite weight ≥ 0 per
+/// class.
+fn sample_weights<T: Element>(loss: &'static str, w: &[f64], c: &[usize], classes: usize) -> Result<Vec<T>> {
+    if w.len() != classes {
+        return Err(LayerError::Loss {
+            loss,
+            message: format!("{} class weights given for {classes} classes", w.len()),
+        });
+    }
+    if let Some((k, bad)) = w.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
+        return Err(LayerError::Loss {
+            loss,
+            message: format!("class weight {bad} of class {k} is not finite and ≥ 0"),
+        });
+    }
+    Ok(c.iter().map(|&k| T::of_f64(w[k])).collect())
+}
+
 /// `[..., classes]` as `(rows, classes)`; rank ≥ 2.
 fn as_rows(loss: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
     if shape.len() < 2 {
@@ -422,26 +627,26 @@ fn as_rows(loss: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
 }
 
 /// `Values` targets of exactly `shape`, contiguous.
-fn values<T: Element>(loss: &'static str, targets: &Targets<'_, T>, shape: &[usize]) -> Result<Tensor<T>> {
+fn values<T: Element>(loss: &'static str, targets: &LossTargets<'_, T>, shape: &[usize]) -> Result<Tensor<T>> {
     match targets {
-        Targets::Values(v) if v.shape() == shape => Ok(v.to_contiguous()),
-        Targets::Values(v) => Err(LayerError::Loss {
+        LossTargets::Values(v) if v.shape() == shape => Ok(v.to_contiguous()),
+        LossTargets::Values(v) => Err(LayerError::Loss {
             loss,
             message: format!("targets have shape {:?}, the output has shape {shape:?}", v.shape()),
         }),
-        Targets::Classes(_) => Err(LayerError::Loss {
+        LossTargets::Classes(_) => Err(LayerError::Loss {
             loss,
             message: format!(
-                "needs target values (Targets::Values) of the output's shape {shape:?}, not class indices"
+                "needs target values (LossTargets::Values) of the output's shape {shape:?}, not class indices"
             ),
         }),
     }
 }
 
 /// Binary targets of `shape`: `Values` as given, or `Classes` that are all 0 or 1.
-fn binary_targets<T: Element>(loss: &'static str, targets: &Targets<'_, T>, shape: &[usize]) -> Result<Tensor<T>> {
+fn binary_targets<T: Element>(loss: &'static str, targets: &LossTargets<'_, T>, shape: &[usize]) -> Result<Tensor<T>> {
     match targets {
-        Targets::Classes(c) => {
+        LossTargets::Classes(c) => {
             let n: usize = shape.iter().product();
             if c.len() != n {
                 return Err(LayerError::Loss {

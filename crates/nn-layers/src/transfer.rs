@@ -10,7 +10,7 @@
 //! // A model trained on task A (5 classes), saved.
 //! let dir = tempfile::tempdir()?;
 //! let task_a = Sequential::<f32>::new(ModelSpec::mlp(&[8], 16, 5, 0.0), 1)?;
-//! task_a.save(dir.path(), &serde_json::Value::Null)?;
+//! task_a.save(dir.path())?;
 //!
 //! // Task B: same body, a fresh 3-class head, the first Dense frozen.
 //! let mut model = Sequential::<f32>::new(ModelSpec::mlp(&[8], 16, 3, 0.0), 2)?;

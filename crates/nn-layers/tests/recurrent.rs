@@ -455,7 +455,7 @@ fn lstm_model_saves_and_loads_bit_identically() {
         ],
     );
     let model = Sequential::<f32>::new(spec, 11).unwrap();
-    model.save(dir.path(), &serde_json::Value::Null).unwrap();
+    model.save(dir.path()).unwrap();
     let (loaded, _) = Sequential::<f32>::load(dir.path()).unwrap();
     let names: Vec<&str> = loaded.parameters().iter().map(|p| p.name.as_str()).collect();
     assert_eq!(

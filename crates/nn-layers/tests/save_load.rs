@@ -51,7 +51,7 @@ fn round_trip_gives_bit_identical_predictions() {
     let out = dir.path().join("run/model"); // created on save
     let m = model();
     let meta = serde_json::json!({"class_names": ["a", "b", "c", "d", "e"], "scale": [0.5, 2.0]});
-    m.save(&out, &meta).unwrap();
+    m.save_with_metadata(&out, &meta).unwrap();
     assert!(out.join(MODEL_FILE).is_file() && out.join(WEIGHTS_FILE).is_file());
     // Only the two files: no temporary file left behind.
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
@@ -72,7 +72,7 @@ fn round_trip_gives_bit_identical_predictions() {
     assert_eq!(json["metadata"]["scale"][1], 2.0);
 
     // Saving again over the old files replaces them atomically.
-    m.save(&out, &serde_json::Value::Null).unwrap();
+    m.save(&out).unwrap();
     assert_eq!(Sequential::<f32>::load(&out).unwrap().1, serde_json::Value::Null);
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
 }
@@ -224,7 +224,7 @@ fn bad_model_json_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
     let m = model();
-    m.save(out, &serde_json::Value::Null).unwrap();
+    m.save(out).unwrap();
     let json_path = out.join(MODEL_FILE);
     let original = std::fs::read_to_string(&json_path).unwrap();
     let cases: HashMap<&str, String> = HashMap::from([

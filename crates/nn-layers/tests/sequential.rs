@@ -379,3 +379,31 @@ fn dropout_in_a_model_uses_the_context_rng_and_mode() {
     assert_eq!(run(Mode::Eval, 1), run(Mode::Eval, 2));
     assert_eq!(run(Mode::Eval, 1), model.predict(&x).unwrap());
 }
+
+#[test]
+fn shapes_too_large_for_memory_are_refused_when_building() {
+    use nn_layers::{ReshapeConfig, TargetShape};
+    let build = |input: &[usize], layers: Vec<LayerSpec>| {
+        Sequential::<f32>::new(ModelSpec::new(input, layers), 0).expect_err("the build must fail").to_string()
+    };
+    // [5, 2^62]: the element count overflows usize.
+    let err = build(&[5, 1 << 62], vec![LayerSpec::Flatten]);
+    assert_eq!(err, "model spec: input \"input\" has shape [5, 4611686018427387904]: too many elements");
+    // [2^62]: a valid count, but 2^65 bytes as f64 (it used to build 4.6e18 features).
+    let err = build(&[1 << 62], vec![LayerSpec::Flatten]);
+    assert_eq!(err, "model spec: input \"input\" has shape [4611686018427387904]: too many elements");
+    // [2^32, 2^32] would wrap to 0 elements.
+    let err = build(&[1 << 32, 1 << 32], vec![LayerSpec::Flatten]);
+    assert!(err.contains("[4294967296, 4294967296]: too many elements"), "{err}");
+    // A Reshape target too large is the layer's settings error, naming the layer.
+    let target = TargetShape::new(&[1 << 32, 1 << 32]).unwrap();
+    let err = build(&[4], vec![LayerSpec::Reshape(ReshapeConfig { target_shape: target })]);
+    assert_eq!(
+        err,
+        "layer 0 (Reshape): target_shape [4294967296, 4294967296] has too many elements (at most \
+         1152921504606846975 per sample)"
+    );
+    // A large but possible shape still builds.
+    let model = Sequential::<f32>::new(ModelSpec::new(&[1 << 20, 1 << 10], vec![LayerSpec::Flatten]), 0).unwrap();
+    assert_eq!(model.output_shape(), [1 << 30]);
+}

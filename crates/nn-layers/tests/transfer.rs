@@ -165,7 +165,7 @@ fn lora_settings_are_checked() {
 
 fn saved(model: &Sequential<f32>) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    model.save(dir.path(), &serde_json::Value::Null).unwrap();
+    model.save(dir.path()).unwrap();
     let path = dir.path().join(WEIGHTS_FILE);
     (dir, path)
 }

@@ -69,6 +69,27 @@ impl<'a, T: Element> ParamMut<'a, T> {
 /// assert_eq!(bound[0].name, "layers.0.kernel");
 /// ```
 ///
+/// With a model (nn-layers), a hand-written training step binds the trainable
+/// parameters to the gradients of the step's graph, in this order:
+///
+/// ```text
+/// let mut grads = g.backward(loss)?;             // Gradients, keyed by parameter name
+/// let state_updates = std::mem::take(&mut ctx.state_updates);
+/// drop(g);                                        // the graph holds the weights' Arcs
+/// let mut bound = bind(
+///     model.parameters_mut().iter_mut()
+///         .filter(|p| p.trainable)                // not BatchNorm's moving statistics
+///         .map(|p| (p.name.as_str(), Arc::make_mut(&mut p.value))),
+///     grads.iter_mut(),
+/// )?;
+/// optimizer.step(&mut bound)?;
+/// model.apply_state_updates(state_updates)?;    // BatchNorm's moving statistics, last
+/// ```
+///
+/// Drop the graph before `Arc::make_mut`: while it lives it shares every weight, and
+/// `make_mut` would copy them all. The `nn` crate's example `03-custom-loop` runs
+/// this loop end to end.
+///
 /// Shapes are not checked here; the consumers ([`Optimizer::step`](crate::Optimizer::step),
 /// [`Regularizer::apply`](crate::Regularizer::apply), clipping) check them.
 ///

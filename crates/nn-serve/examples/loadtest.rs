@@ -105,7 +105,7 @@ fn model_and_bodies(name: &str) -> (ModelService, Vec<Bytes>) {
                 .take(256)
                 .map(|r| Bytes::from(serde_json::to_vec(&serde_json::json!({ "inputs": [r] })).unwrap()))
                 .collect();
-            (ModelService::new(model, meta), bodies)
+            (ModelService::new(model, meta).expect("the metadata fits the model"), bodies)
         }
         "cnn" => {
             let model = Sequential::<f32>::new(ModelSpec::seed_cnn(&[28, 28, 1], 10), 42).unwrap();
@@ -127,7 +127,7 @@ fn model_and_bodies(name: &str) -> (ModelService, Vec<Bytes>) {
                     Bytes::from(serde_json::to_vec(&serde_json::json!({ "inputs": [row] })).unwrap())
                 })
                 .collect();
-            (ModelService::new(model, meta), bodies)
+            (ModelService::new(model, meta).expect("the metadata fits the model"), bodies)
         }
         other => usage(&format!("unknown model {other}: digits or cnn")),
     }

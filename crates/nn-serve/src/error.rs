@@ -23,6 +23,11 @@ pub enum ServeError {
     /// A setting is out of range (a batch size of 0, a zero body limit, ...).
     #[error("invalid server setting: {0}")]
     Config(String),
+    /// The model's metadata does not fit the model (feature columns that encode to
+    /// another number of inputs than the model takes, a target scaler for another
+    /// number of outputs, non-finite target statistics).
+    #[error("the model's metadata does not fit the model: {0}")]
+    Metadata(String),
     /// Binding, accepting or starting a thread failed.
     #[error("{context}: {source}")]
     Io {
@@ -42,7 +47,8 @@ impl ServeError {
 }
 
 /// Why one request failed. Each kind maps to one HTTP status and a stable `kind`
-/// string in the JSON body `{"error": message, "kind": kind}`.
+/// string in the JSON body `{"error": message, "kind": kind}` (plus `"column": name`
+/// for errors about one column of a row given as an object).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ApiError {
     /// 400: the body is not valid JSON, or not the expected object (serde's message,
@@ -56,6 +62,37 @@ pub enum ApiError {
     /// 422: a value is not a finite `f32` (e.g. `1e39`, which overflows `f32`).
     #[error("{0}")]
     NonFinite(String),
+    /// 400: a row given as an object lacks one of the model's feature columns.
+    #[error("{message}")]
+    MissingColumn {
+        /// What is wrong, naming the row and the column.
+        message: String,
+        /// The column's name (the JSON body's `column`).
+        column: String,
+    },
+    /// 400: a row was given as an object to a model that has no column names (not
+    /// trained on a CSV file with a header): rows must be arrays.
+    #[error("{0}")]
+    NoColumnNames(String),
+    /// 422: a value of a row given as an object does not fit its column (text in a
+    /// numeric column, a missing value the model cannot impute, a boolean, ...).
+    #[error("{message}")]
+    BadValue {
+        /// What is wrong, naming the row and the column.
+        message: String,
+        /// The column's name (the JSON body's `column`).
+        column: String,
+    },
+    /// 422 (or 500): the model's output for a row is NaN or infinite. 422 when the
+    /// model's parameters are finite (the input drove it out of range); 500 when
+    /// the model itself holds NaN or infinite parameters.
+    #[error("{message}")]
+    NonFiniteOutput {
+        /// What is wrong, naming the rows.
+        message: String,
+        /// Whether the model is at fault (500) rather than the input (422).
+        model_fault: bool,
+    },
     /// 413: the body exceeds the configured limit.
     #[error("{0}")]
     TooLarge(String),
@@ -77,8 +114,14 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadJson(_) => StatusCode::BAD_REQUEST,
-            ApiError::BadShape(_) | ApiError::NonFinite(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadJson(_) | ApiError::MissingColumn { .. } | ApiError::NoColumnNames(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::BadShape(_) | ApiError::NonFinite(_) | ApiError::BadValue { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::NonFiniteOutput { model_fault: false, .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NonFiniteOutput { model_fault: true, .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -88,13 +131,18 @@ impl ApiError {
     }
 
     /// The stable `kind` string of the JSON body (`bad_json`, `bad_shape`,
-    /// `non_finite`, `too_large`, `not_found`, `method_not_allowed`, `unavailable`,
-    /// `internal`).
+    /// `non_finite`, `missing_column`, `no_column_names`, `bad_value`,
+    /// `non_finite_output`, `too_large`, `not_found`, `method_not_allowed`,
+    /// `unavailable`, `internal`).
     pub fn kind(&self) -> &'static str {
         match self {
             ApiError::BadJson(_) => "bad_json",
             ApiError::BadShape(_) => "bad_shape",
             ApiError::NonFinite(_) => "non_finite",
+            ApiError::MissingColumn { .. } => "missing_column",
+            ApiError::NoColumnNames(_) => "no_column_names",
+            ApiError::BadValue { .. } => "bad_value",
+            ApiError::NonFiniteOutput { .. } => "non_finite_output",
             ApiError::TooLarge(_) => "too_large",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -104,9 +152,23 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The column an error is about (`MissingColumn`, `BadValue`), given as the JSON
+    /// body's `column`.
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            ApiError::MissingColumn { column, .. } | ApiError::BadValue { column, .. } => Some(column),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.to_string(), "kind": self.kind() });
+        let mut body = serde_json::json!({ "error": self.to_string(), "kind": self.kind() });
+        if let Some(column) = self.column() {
+            body["column"] = serde_json::Value::String(column.to_string());
+        }
         (self.status(), axum::Json(body)).into_response()
     }
 }

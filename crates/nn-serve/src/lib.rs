@@ -21,18 +21,24 @@
 //! # API
 //! | route | answer |
 //! |---|---|
-//! | `POST /v1/predict` | body `{"inputs": [row, ...]}`, each row the raw features of one sample (the scalers saved with the model are applied, as `nn-cli predict` does): a flat array of `features` numbers in row-major order, or nested arrays of the input shape (`[8][8]` or `[8][8][1]` for `[8, 8, 1]`). Answer `{"predictions": [{"class", "name", "probability", "probabilities"}, ...]}` in row order; a model without a final softmax answers `logits` instead of the two probability fields, a regression model (no class names) only `outputs`. |
-//! | `GET /v1/model` | [`ModelInfo`] (input shape, input and output kinds, class names, parameter counts, layers, summary, architecture) plus `max_batch`, `batch_wait_ms`, `max_body_bytes` |
+//! | `POST /v1/predict` | body `{"inputs": [row, ...]}` (or `"instances"`), each row the raw features of one sample (the scalers saved with the model are applied, as `nn-cli predict` does): a flat array of `features` numbers in row-major order, nested arrays of the input shape (`[8][8]` or `[8][8][1]` for `[8, 8, 1]`), or, for a model trained on a CSV file with a header, an object keyed by column name (`{"sepal_length": 5.1, "soil": "clay", "age": null}`: numbers, numbers as text, categories, `null` for a missing value; see [`request`]). Answer `{"predictions": [{"class", "name", "probability", "probabilities"}, ...]}` in row order; a model without a final softmax answers `logits` instead of the two probability fields, a regression model (no class names) only `outputs`, in the target's units (mapped back from standardised units when the model was trained on standardised targets). `"ignored": [keys]` lists object keys that are not columns, `"unseen_categories": n` counts categories not seen in training (both only when there are any). |
+//! | `GET /v1/model` | [`ModelInfo`] (input shape, input and output kinds, class names, task, feature columns with their types and categories, parameter counts, layers, summary, architecture) plus `max_batch`, `batch_wait_ms`, `max_body_bytes` |
 //! | `GET /healthz` | `{"status": "ok", "queued": n}` |
 //! | `GET /metrics` | Prometheus text format: `nn_serve_requests_total{route,code}`, `nn_serve_request_errors_total{route,code}`, the latency histogram `nn_serve_request_duration_seconds{route}`, batch histograms `nn_serve_batch_rows` and `nn_serve_batch_requests`, `nn_serve_rows_predicted_total`, `nn_serve_queue_depth` and the settings |
-//! | `GET /` | a page to try the model by hand: a canvas for one-channel image models (the drawing is cropped, scaled and centred as MNIST digits were, or block-counted as the 8×8 UCI digits were), a form of the input columns otherwise, and the answer as probability bars |
+//! | `GET /` | a page to try the model by hand: a canvas for one-channel image models (the strokes are redrawn with a pen in proportion to the digit, then cropped, scaled into a 20×20 box and centred by centre of mass as MNIST digits were; or block-counted as the 8×8 UCI digits were), a form of the input columns otherwise (by name when the model knows them), and the answer as probability bars |
 //!
 //! Errors are JSON `{"error": message, "kind": kind}` with a 4xx status (see
-//! [`ApiError`]): 400 malformed JSON or a body that is not `{"inputs": [...]}`, 413 a
-//! body over `max_body_bytes`, 422 a row with the wrong number of values or shape or
-//! a non-finite value (a number beyond `f32`'s range, JSON's `1e999`, or the
-//! non-JSON `NaN`/`Infinity`), 404/405 unknown routes and methods, 503 a full
-//! queue. The server keeps serving after any of them.
+//! [`ApiError`]), plus `"column": name` for an error about one column: 400 malformed
+//! JSON or a body that is not `{"inputs": [...]}`, an object row without one of the
+//! model's columns (`missing_column`), an object row for a model without column
+//! names (`no_column_names`); 413 a body over `max_body_bytes`; 422 a row with the
+//! wrong number of values or shape, a non-finite value (a number beyond `f32`'s
+//! range, JSON's `1e999`, or the non-JSON `NaN`/`Infinity`), a value that does not fit
+//! its column (`bad_value`: text in a numeric column, a missing value the model does
+//! not impute), or a model output that is NaN or infinite for the input
+//! (`non_finite_output`; 500 when the model's own parameters are not finite); 404/405
+//! unknown routes and methods; 503 a full queue. The server keeps serving after any of
+//! them.
 //!
 //! # Batching
 //! See the [batching rule](batcher): a batch takes the queued requests up to

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use nn_data::{FeatureColumn, Missing, Task};
 use nn_layers::Sequential;
 use nn_tensor::Tensor;
 use nn_train::ModelMetadata;
@@ -75,6 +76,30 @@ pub struct ModelInfo {
     pub architecture: serde_json::Value,
     /// The data the model was trained on (`--data` of `nn-cli fit`, e.g. `digits`).
     pub data: String,
+    /// Classification or regression: as saved, else classification for a model
+    /// with class names or a final softmax, regression otherwise.
+    pub task: Task,
+    /// The target column of a CSV-trained model, when one was named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The feature columns of a model trained on a CSV file, in input order: each
+    /// `{"name", "type": "numeric" | "categorical", "categories": [...]}`. Rows may
+    /// then be sent as objects keyed by these names. Absent for image data and
+    /// models saved without them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<FeatureColumn>>,
+    /// What a missing (null) value does, when the columns are known: `error`,
+    /// `drop` (also refused when predicting) or `mean` (imputed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Missing>,
+    /// The name of each model input, when the columns are known: a numeric
+    /// column's name, or `column=category` for each category of a categorical
+    /// column (the order of a row sent as an array).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_names: Option<Vec<String>>,
+    /// Whether regression outputs are mapped back from standardised units to the
+    /// target's (the model was trained on standardised targets).
+    pub target_scaled: bool,
 }
 
 /// Parameter counts of a model.
@@ -98,6 +123,7 @@ pub struct ModelService {
     model: Sequential,
     meta: ModelMetadata,
     info: ModelInfo,
+    parameters_finite: bool,
 }
 
 impl ModelService {
@@ -105,17 +131,56 @@ impl ModelService {
     /// weights.safetensors) with [`nn_train::load_model`].
     ///
     /// # Errors
-    /// [`ServeError::Model`] for a missing or damaged model folder.
+    /// [`ServeError::Model`] for a missing or damaged model folder;
+    /// [`ServeError::Metadata`] as [`ModelService::new`].
     pub fn load(dir: &Path) -> Result<Self, ServeError> {
         let (model, meta) = nn_train::load_model(dir)
             .map_err(|source| ServeError::Model { path: dir.to_path_buf(), source: Box::new(source) })?;
-        Ok(Self::new(model, meta))
+        Self::new(model, meta)
     }
 
     /// Wraps a model and its metadata (for models built in code).
-    pub fn new(model: Sequential, meta: ModelMetadata) -> Self {
+    ///
+    /// # Errors
+    /// [`ServeError::Metadata`] when the metadata does not fit the model: feature
+    /// columns that encode to another number of values than the model's input, or
+    /// a target scaler for another number of outputs or with non-finite
+    /// statistics.
+    pub fn new(model: Sequential, meta: ModelMetadata) -> Result<Self, ServeError> {
         let info = describe(&model, &meta);
-        ModelService { model, meta, info }
+        if let Some(schema) = &meta.features {
+            if schema.width() != info.features {
+                return Err(ServeError::Metadata(format!(
+                    "its {} feature columns encode to {} values, the model's input has {} (shape {:?})",
+                    schema.columns.len(),
+                    schema.width(),
+                    info.features,
+                    info.input_shape
+                )));
+            }
+        }
+        if let Some(ts) = &meta.target_scaler {
+            if ts.outputs() != info.outputs || ts.std.len() != ts.mean.len() {
+                return Err(ServeError::Metadata(format!(
+                    "the target scaler has {} means and {} standard deviations, the model has {} outputs",
+                    ts.mean.len(),
+                    ts.std.len(),
+                    info.outputs
+                )));
+            }
+            if ts.mean.iter().chain(&ts.std).any(|v| !v.is_finite()) {
+                return Err(ServeError::Metadata("the target scaler's statistics are not all finite".into()));
+            }
+        }
+        let parameters_finite = model.parameters().iter().all(|p| all_finite(&p.value));
+        Ok(ModelService { model, meta, info, parameters_finite })
+    }
+
+    /// Whether every parameter of the model is finite. When one is not, the model
+    /// cannot give finite answers, and a non-finite answer is the model's fault
+    /// (HTTP 500) rather than the input's (422).
+    pub fn parameters_finite(&self) -> bool {
+        self.parameters_finite
     }
 
     /// The network.
@@ -135,7 +200,10 @@ impl ModelService {
 
     /// Runs raw features `[n, ...input_shape]` through the saved scalers and the
     /// model in evaluation mode, at most `chunk` rows per forward pass, and returns
-    /// the outputs `[n, outputs]` and each row's largest-output class.
+    /// the outputs `[n, outputs]` and each row's largest-output class. When the
+    /// metadata has a target scaler (a regression model trained on standardised
+    /// targets), the outputs are mapped back to the target's units with
+    /// [`nn_data::TargetScaler::invert`].
     ///
     /// This is what `nn-cli predict` computes: [`ModelMetadata::scale`] then
     /// [`nn_train::predict`], with one difference. A forward pass over a single row
@@ -180,7 +248,21 @@ impl ModelService {
             let refs: Vec<&Tensor<f32>> = outputs.iter().collect();
             Tensor::try_concat(0, &refs).map_err(|e| e.to_string())?
         };
+        let outputs = match &self.meta.target_scaler {
+            Some(ts) => {
+                let shape = outputs.shape().to_vec();
+                Tensor::try_from_vec(&shape, ts.invert(&outputs.to_vec())).map_err(|e| e.to_string())?
+            }
+            None => outputs,
+        };
         Ok((outputs, classes))
+    }
+}
+
+fn all_finite(t: &Tensor<f32>) -> bool {
+    match t.as_slice() {
+        Some(values) => values.iter().all(|v| v.is_finite()),
+        None => t.to_vec().iter().all(|v| v.is_finite()),
     }
 }
 
@@ -227,6 +309,11 @@ fn describe(model: &Sequential, meta: &ModelMetadata) -> ModelInfo {
         })
         .collect();
     let (trainable, non_trainable) = model.num_parameters();
+    let task = meta.task.unwrap_or(match output_kind {
+        OutputKind::Values => Task::Regression,
+        OutputKind::Probabilities | OutputKind::Logits => Task::Classification,
+    });
+    let schema = meta.features.as_ref();
     ModelInfo {
         features: input_shape.iter().product(),
         input_shape,
@@ -240,5 +327,11 @@ fn describe(model: &Sequential, meta: &ModelMetadata) -> ModelInfo {
         summary: model.summary(),
         architecture: serde_json::to_value(model.spec()).unwrap_or(serde_json::Value::Null),
         data: meta.data.clone(),
+        task,
+        target: meta.target.clone(),
+        columns: schema.map(|s| s.columns.clone()),
+        missing: schema.map(|s| s.missing),
+        input_names: schema.map(|s| s.input_names()),
+        target_scaled: meta.target_scaler.is_some(),
     }
 }

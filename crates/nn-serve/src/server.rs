@@ -296,6 +296,16 @@ struct Prediction<'a> {
 #[derive(Serialize)]
 struct PredictBody<'a> {
     predictions: Vec<Prediction<'a>>,
+    /// Keys of object rows that are not feature columns.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    ignored: &'a [String],
+    /// Categories not seen in training, over all rows.
+    #[serde(skip_serializing_if = "is_zero")]
+    unseen_categories: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 async fn predict(
@@ -312,15 +322,15 @@ async fn predict(
             ApiError::BadJson(format!("could not read the request body: {}", e.body_text()))
         }
     })?;
-    let shape = state.service.model().input_shape().to_vec();
     let parsed = if body.len() <= PARSE_INLINE_LIMIT {
-        parse_predict_body(&body, &shape)?
+        parse_for(&state.service, &body)?
     } else {
-        tokio::task::spawn_blocking(move || parse_predict_body(&body, &shape))
+        let service = Arc::clone(&state.service);
+        tokio::task::spawn_blocking(move || parse_for(&service, &body))
             .await
             .map_err(|e| ApiError::Internal(format!("parsing the body failed: {e}")))??
     };
-    let ParsedRows { rows, values } = parsed;
+    let ParsedRows { rows, values, ignored, unseen_categories } = parsed;
     let output = if rows == 0 {
         BatchOutput { outputs: Vec::new(), classes: Vec::new() }
     } else {
@@ -328,10 +338,53 @@ async fn predict(
         state.batcher.submit(Job { rows, values, reply })?;
         answer.await.map_err(|_| ApiError::Internal("the inference thread stopped".into()))??
     };
-    Ok(render_predictions(&state.service, &output))
+    check_finite(&state.service, &output)?;
+    Ok(render_predictions(&state.service, &output, &ignored, unseen_categories))
 }
 
-fn render_predictions(service: &ModelService, output: &BatchOutput) -> Response {
+fn parse_for(service: &ModelService, body: &[u8]) -> Result<ParsedRows, ApiError> {
+    parse_predict_body(body, service.model().input_shape(), service.metadata().features.as_ref())
+}
+
+/// Refuses an answer with a NaN or infinite output: 422 when the model's
+/// parameters are finite (the input drove it out of range), else 500.
+fn check_finite(service: &ModelService, output: &BatchOutput) -> Result<(), ApiError> {
+    let k = service.info().outputs.max(1);
+    let bad: Vec<usize> = output
+        .outputs
+        .chunks(k)
+        .enumerate()
+        .filter(|(_, row)| row.iter().any(|v| !v.is_finite()))
+        .map(|(i, _)| i)
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let mut rows = bad.iter().take(10).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    if bad.len() > 10 {
+        rows.push_str(&format!(" and {} more", bad.len() - 10));
+    }
+    let which = if bad.len() == 1 { "row" } else { "rows" };
+    Err(if service.parameters_finite() {
+        ApiError::NonFiniteOutput {
+            message: format!(
+                "the model's output is not finite (NaN or infinite) for {which} {rows}: the input is probably \
+                 far outside the range of the training data"
+            ),
+            model_fault: false,
+        }
+    } else {
+        ApiError::NonFiniteOutput {
+            message: format!(
+                "the model's output is not finite (NaN or infinite) for {which} {rows}: the model's parameters \
+                 hold NaN or infinite values (did its training diverge?), so it cannot give finite answers"
+            ),
+            model_fault: true,
+        }
+    })
+}
+
+fn render_predictions(service: &ModelService, output: &BatchOutput, ignored: &[String], unseen: usize) -> Response {
     let info = service.info();
     let k = info.outputs.max(1);
     let predictions = output
@@ -368,7 +421,7 @@ fn render_predictions(service: &ModelService, output: &BatchOutput) -> Response 
             }
         })
         .collect();
-    match serde_json::to_vec(&PredictBody { predictions }) {
+    match serde_json::to_vec(&PredictBody { predictions, ignored, unseen_categories: unseen }) {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => ApiError::Internal(format!("encoding the answer: {e}")).into_response(),
     }

@@ -133,6 +133,7 @@ async fn graph_model_answers_equal_predict() {
         class_names: Some((0..10).map(|d| d.to_string()).collect()),
         scalers: vec![nn_data::Scaler::constant(1.0 / 16.0, 0.0).unwrap()],
         seed: 11,
+        ..ModelMetadata::default()
     };
     let model = save_model(dir.path(), spec, &meta);
     let rows = digit_rows(12);
@@ -293,6 +294,7 @@ async fn tabular_and_regression_models() {
         class_names: Some(vec!["setosa".into(), "versicolor".into(), "virginica".into()]),
         scalers: vec![scaler],
         seed: 1,
+        ..ModelMetadata::default()
     };
     let model = save_model(dir.path(), ModelSpec::mlp(&[4], 8, 3, 0.0), &meta);
     let server = start(&model, ServeConfig::default()).await;
@@ -368,4 +370,271 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     assert_eq!(metrics.requests("/v1/predict", 200), 1);
     // And the port is closed.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// A model with one `Dense(2 → 1)` of known weights: `z = 0.5·a − 1·b + 0.25`.
+fn known_dense(kernel: [f32; 2], bias: f32) -> nn_layers::Sequential {
+    let spec = ModelSpec::new(&[2], vec![LayerSpec::dense(1, Activation::Linear)]);
+    let mut model = nn_layers::Sequential::<f32>::new(spec, 1).unwrap();
+    model.set_parameter("layers.0.kernel", nn_tensor::Tensor::try_from_vec(&[2, 1], kernel.to_vec()).unwrap()).unwrap();
+    model.set_parameter("layers.0.bias", nn_tensor::Tensor::try_from_vec(&[1], vec![bias]).unwrap()).unwrap();
+    model
+}
+
+fn save(dir: &std::path::Path, model: &nn_layers::Sequential, meta: &ModelMetadata) -> std::path::PathBuf {
+    let out = dir.join("known");
+    model.save_with_metadata(&out, &serde_json::to_value(meta).unwrap()).unwrap();
+    out
+}
+
+fn outputs(answer: &Answer) -> Vec<Vec<f64>> {
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["outputs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_answers_are_in_the_targets_units() {
+    let dir = tempfile::tempdir().unwrap();
+    // Targets were standardised with mean 10 and std 2: the answer is z·2 + 10.
+    let meta = ModelMetadata {
+        data: "csv:houses.csv".into(),
+        target: Some("price".into()),
+        task: Some(nn_data::Task::Regression),
+        features: Some(nn_data::FeatureSchema::numeric(["a", "b"])),
+        target_scaler: Some(nn_data::TargetScaler { mean: vec![10.0], std: vec![2.0] }),
+        ..ModelMetadata::default()
+    };
+    let model = save(dir.path(), &known_dense([0.5, -1.0], 0.25), &meta);
+    let server = start(&model, ServeConfig::default()).await;
+    // Row 0: z = 0.5·2 − 0.5 + 0.25 = 0.75 → 11.5. Row 1: z = 0.5·4 − 1 + 0.25 = 1.25 → 12.5.
+    // Row 2 (an object, keys in any order): z = 0.5·(−6) − 3 + 0.25 = −5.75 → −1.5.
+    let body = r#"{"inputs": [[2, 0.5], [4, 1], {"b": 3, "a": -6}]}"#;
+    let a = send(server.addr, "POST", "/v1/predict", body).await;
+    assert_eq!(outputs(&a), vec![vec![11.5], vec![12.5], vec![-1.5]]);
+    let j = a.json();
+    assert!(j.get("ignored").is_none() && j.get("unseen_categories").is_none(), "{j}");
+    let info = send(server.addr, "GET", "/v1/model", "").await.json();
+    assert_eq!(info["task"], "regression");
+    assert_eq!(info["target"], "price");
+    assert_eq!(info["target_scaled"], true);
+    assert_eq!(info["output_kind"], "values");
+    assert_eq!(
+        info["columns"],
+        serde_json::json!([{"name": "a", "type": "numeric"}, {"name": "b", "type": "numeric"}])
+    );
+    server.shutdown().await.unwrap();
+
+    // Without the target scaler the same model answers z itself.
+    let meta = ModelMetadata { target_scaler: None, ..meta };
+    let dir2 = tempfile::tempdir().unwrap();
+    let model = save(dir2.path(), &known_dense([0.5, -1.0], 0.25), &meta);
+    let server = start(&model, ServeConfig::default()).await;
+    let a = send(server.addr, "POST", "/v1/predict", r#"{"inputs": [[2, 0.5]]}"#).await;
+    assert_eq!(outputs(&a), vec![vec![0.75]]);
+    assert_eq!(send(server.addr, "GET", "/v1/model", "").await.json()["target_scaled"], false);
+    server.shutdown().await.unwrap();
+}
+
+/// A model trained on a CSV file with a header: rows may be objects keyed by column
+/// name, encoded exactly as the arrays of the model's inputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_as_objects_keyed_by_column_name() {
+    use nn_data::{ColumnKind, FeatureColumn, FeatureSchema, Missing};
+    let dir = tempfile::tempdir().unwrap();
+    let schema = FeatureSchema {
+        columns: vec![
+            FeatureColumn { name: "sepal_length".into(), kind: ColumnKind::Numeric },
+            FeatureColumn {
+                name: "soil".into(),
+                kind: ColumnKind::Categorical { categories: vec!["3".into(), "clay".into(), "sand".into()] },
+            },
+            FeatureColumn { name: "petal_width".into(), kind: ColumnKind::Numeric },
+        ],
+        missing: Missing::Error,
+    };
+    let meta = ModelMetadata {
+        data: "csv:iris.csv".into(),
+        target: Some("species".into()),
+        class_names: Some(vec!["setosa".into(), "versicolor".into(), "virginica".into()]),
+        scalers: vec![nn_data::Scaler::Standard {
+            mean: vec![5.8, 0.3, 0.3, 0.3, 1.2],
+            std: vec![0.8, 0.5, 0.5, 0.5, 0.8],
+        }],
+        task: Some(nn_data::Task::Classification),
+        features: Some(schema),
+        ..ModelMetadata::default()
+    };
+    let model = save_model(dir.path(), ModelSpec::mlp(&[5], 8, 3, 0.0), &meta);
+    let server = start(&model, ServeConfig::default()).await;
+
+    let info = send(server.addr, "GET", "/v1/model", "").await.json();
+    assert_eq!(info["task"], "classification");
+    assert_eq!(info["missing"], "error");
+    assert_eq!(
+        info["columns"],
+        serde_json::json!([
+            {"name": "sepal_length", "type": "numeric"},
+            {"name": "soil", "type": "categorical", "categories": ["3", "clay", "sand"]},
+            {"name": "petal_width", "type": "numeric"}
+        ])
+    );
+    assert_eq!(
+        info["input_names"],
+        serde_json::json!(["sepal_length", "soil=3", "soil=clay", "soil=sand", "petal_width"])
+    );
+
+    // Objects (a number as a category, numbers as text, extra keys, an unseen
+    // category) answer exactly what the equivalent arrays answer.
+    let objects = r#"{"instances": [
+        {"sepal_length": 5.1, "soil": "sand", "petal_width": 0.2, "id": 7},
+        {"petal_width": "1.8", "soil": 3, "sepal_length": "6.3", "note": "x", "id": 8},
+        {"sepal_length": 4.9, "soil": "loam", "petal_width": 0.1}
+    ]}"#;
+    let arrays = r#"{"inputs": [[5.1, 0, 0, 1, 0.2], [6.3, 1, 0, 0, 1.8], [4.9, 0, 0, 0, 0.1]]}"#;
+    let a = send(server.addr, "POST", "/v1/predict", objects).await;
+    let b = send(server.addr, "POST", "/v1/predict", arrays).await;
+    assert_eq!((a.status, b.status), (200, 200), "{} {}", a.text(), b.text());
+    let (ja, jb) = (a.json(), b.json());
+    assert_eq!(ja["predictions"], jb["predictions"]);
+    assert_eq!(ja["ignored"], serde_json::json!(["id", "note"]));
+    assert_eq!(ja["unseen_categories"], 1);
+    assert!(jb.get("ignored").is_none() && jb.get("unseen_categories").is_none(), "{jb}");
+    let rows = vec![vec![5.1, 0.0, 0.0, 1.0, 0.2], vec![6.3, 1.0, 0.0, 0.0, 1.8], vec![4.9, 0.0, 0.0, 0.0, 0.1]];
+    let (want, _) = reference(&model, &rows);
+    let got: Vec<Vec<f32>> = ja["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
+        .collect();
+    assert_bits_eq(&got, &want, "object rows");
+
+    // Errors: JSON naming the column.
+    let cases = [
+        (r#"{"inputs": [{"sepal_length": 5, "soil": "clay"}]}"#, 400, "missing_column", Some("petal_width")),
+        (
+            r#"{"inputs": [{"sepal_length": null, "soil": "clay", "petal_width": 1}]}"#,
+            422,
+            "bad_value",
+            Some("sepal_length"),
+        ),
+        (
+            r#"{"inputs": [{"sepal_length": "tall", "soil": "clay", "petal_width": 1}]}"#,
+            422,
+            "bad_value",
+            Some("sepal_length"),
+        ),
+        (r#"{"inputs": [{"sepal_length": 5, "soil": false, "petal_width": 1}]}"#, 422, "bad_value", Some("soil")),
+    ];
+    for (body, status, kind, column) in cases {
+        let a = send(server.addr, "POST", "/v1/predict", body).await;
+        let j = a.json();
+        assert_eq!((a.status, j["kind"].as_str().unwrap()), (status, kind), "{body}: {j}");
+        assert_eq!(j["column"].as_str(), column, "{j}");
+        assert!(j["error"].as_str().unwrap().contains(column.unwrap()), "{j}");
+    }
+    let a = send(server.addr, "POST", "/v1/predict", r#"{"inputs": [{"sepal_length": 5, "soil": "clay"}]}"#).await;
+    assert_eq!(a.json()["error"], "row 0 has no value for the column \"petal_width\" (send null for a missing value)");
+    server.shutdown().await.unwrap();
+
+    // A model without column names refuses objects with a 400 saying so.
+    let dir2 = tempfile::tempdir().unwrap();
+    let model = digits_model(dir2.path());
+    let server = start(&model, ServeConfig::default()).await;
+    let a = send(server.addr, "POST", "/v1/predict", r#"{"inputs": [{"pixel0": 1}]}"#).await;
+    let j = a.json();
+    assert_eq!((a.status, j["kind"].as_str().unwrap()), (400, "no_column_names"), "{j}");
+    assert!(j["error"].as_str().unwrap().contains("has no column names"), "{j}");
+    assert!(send(server.addr, "GET", "/v1/model", "").await.json().get("columns").is_none());
+    server.shutdown().await.unwrap();
+}
+
+/// Missing values under `--missing mean`: null becomes NaN, which the saved
+/// imputing scaler replaces by the training mean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_values_are_imputed_when_the_model_was_trained_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut schema = nn_data::FeatureSchema::numeric(["a", "b"]);
+    schema.missing = nn_data::Missing::Mean;
+    let meta = ModelMetadata {
+        features: Some(schema),
+        // The imputer of `--missing mean`: column means 4 and 1.
+        scalers: imputer(&[4.0, 1.0]),
+        ..ModelMetadata::default()
+    };
+    let model = save(dir.path(), &known_dense([0.5, -1.0], 0.25), &meta);
+    let server = start(&model, ServeConfig::default()).await;
+    // a missing → 4: z = 2 − 0.5 + 0.25 = 1.75; b missing → 1: z = 1 − 1 + 0.25 = 0.25.
+    let body = r#"{"inputs": [{"a": null, "b": 0.5}, {"a": 2, "b": "NA"}]}"#;
+    let a = send(server.addr, "POST", "/v1/predict", body).await;
+    assert_eq!(outputs(&a), vec![vec![1.75], vec![0.25]]);
+    server.shutdown().await.unwrap();
+}
+
+/// The saved scaler that imputes `means` for NaN, as `fit --missing mean` saves it.
+fn imputer(means: &[f64]) -> Vec<nn_data::Scaler> {
+    vec![nn_data::Scaler::Impute { values: means.to_vec() }]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_finite_answers_are_errors_not_nulls() {
+    // Finite parameters, an input that overflows f32 inside the model: 422.
+    let dir = tempfile::tempdir().unwrap();
+    let model = save(dir.path(), &known_dense([3e38, 0.0], 0.0), &ModelMetadata::default());
+    let server = start(&model, ServeConfig::default()).await;
+    let a = send(server.addr, "POST", "/v1/predict", r#"{"inputs": [[0.5, 0], [10, 0], [-10, 0]]}"#).await;
+    let j = a.json();
+    assert_eq!((a.status, j["kind"].as_str().unwrap()), (422, "non_finite_output"), "{j}");
+    assert!(
+        j["error"].as_str().unwrap().starts_with("the model's output is not finite (NaN or infinite) for rows 1, 2:"),
+        "{j}"
+    );
+    // The same server answers finite rows.
+    let a = send(server.addr, "POST", "/v1/predict", r#"{"inputs": [[0.5, 0]]}"#).await;
+    assert_eq!(outputs(&a), vec![vec![1.5e38]]);
+    server.shutdown().await.unwrap();
+
+    // A model holding a NaN parameter: every answer is NaN, a 500 naming the cause.
+    let dir = tempfile::tempdir().unwrap();
+    let meta = ModelMetadata { class_names: Some(vec!["only".into()]), ..ModelMetadata::default() };
+    let model = save(dir.path(), &known_dense([f32::NAN, 1.0], 0.0), &meta);
+    let server = start(&model, ServeConfig::default()).await;
+    let a = send(server.addr, "POST", "/v1/predict", r#"{"inputs": [[1, 2]]}"#).await;
+    let j = a.json();
+    assert_eq!((a.status, j["kind"].as_str().unwrap()), (500, "non_finite_output"), "{j}");
+    assert!(j["error"].as_str().unwrap().contains("row 0: the model's parameters hold NaN"), "{j}");
+    assert!(!a.text().contains("null"), "{}", a.text());
+    server.shutdown().await.unwrap();
+}
+
+#[test]
+fn metadata_that_does_not_fit_the_model_is_refused_at_load() {
+    let model = || known_dense([1.0, 1.0], 0.0);
+    let meta =
+        ModelMetadata { features: Some(nn_data::FeatureSchema::numeric(["a", "b", "c"])), ..ModelMetadata::default() };
+    let e = nn_serve::ModelService::new(model(), meta).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the model's metadata does not fit the model: its 3 feature columns encode to 3 values, \
+         the model's input has 2 (shape [2])"
+    );
+    let meta = ModelMetadata {
+        target_scaler: Some(nn_data::TargetScaler { mean: vec![1.0, 2.0], std: vec![1.0, 1.0] }),
+        ..ModelMetadata::default()
+    };
+    let e = nn_serve::ModelService::new(model(), meta).unwrap_err();
+    assert!(
+        e.to_string().contains("the target scaler has 2 means and 2 standard deviations, the model has 1 outputs"),
+        "{e}"
+    );
+    let meta = ModelMetadata {
+        target_scaler: Some(nn_data::TargetScaler { mean: vec![f64::NAN], std: vec![1.0] }),
+        ..ModelMetadata::default()
+    };
+    assert!(nn_serve::ModelService::new(model(), meta).is_err());
 }

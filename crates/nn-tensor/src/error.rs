@@ -31,12 +31,18 @@ pub enum TensorError {
         /// Elements supplied.
         got: usize,
     },
-    /// The product of a shape's dimensions overflows `usize`.
-    #[error("{op}: the element count of shape {shape:?} overflows usize")]
+    /// A shape too large to exist: the product of its dimensions overflows `usize`,
+    /// or its size in bytes exceeds `isize::MAX` (see
+    /// [`checked_numel_of`](crate::shape::checked_numel_of)).
+    #[error(
+        "{op}: shape {shape:?} is too large: its element count overflows usize or its size exceeds \
+         isize::MAX ({}) bytes",
+        isize::MAX
+    )]
     Overflow {
         /// The operation.
         op: &'static str,
-        /// The shape whose product overflowed.
+        /// The shape that is too large.
         shape: Vec<usize>,
     },
     /// The tensor has the wrong number of dimensions for the operation.

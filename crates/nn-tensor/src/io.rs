@@ -5,10 +5,21 @@
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+/// The prefix of the temporary files [`write_atomic`] creates (`.nn-tmp-` and random
+/// characters): hidden from `ls`, and recognisable, so that one left behind by a
+/// process killed mid-write (`kill -9`, a second Ctrl-C) can be found and removed.
+pub const TEMP_PREFIX: &str = ".nn-tmp-";
+
 /// Writes `path` through `write` atomically: the bytes go to a temporary file in the
-/// same folder (created by the `tempfile` crate), which is flushed, synced to disk and
-/// only then renamed over `path` (rename is atomic within a file system on POSIX). On
-/// any error the temporary file is removed and `path` is left as it was.
+/// same folder (created by the `tempfile` crate, named [`TEMP_PREFIX`] and random
+/// characters), which is flushed, synced to disk and only then renamed over `path`
+/// (rename is atomic within a file system on POSIX). On any error the temporary file
+/// is removed and `path` is left as it was.
+///
+/// Permissions: on Unix the file is created with mode `0o666` less the process's
+/// umask, as `std::fs::File::create` would (`0o644` under the usual umask `022`),
+/// not `tempfile`'s private default `0o600`, so a model saved by one account can
+/// be served by another. A replaced file's own mode is not carried over.
 ///
 /// # Errors
 /// The first I/O error of creating, writing, syncing or renaming, or the error
@@ -18,7 +29,15 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TEMP_PREFIX);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // open(2) applies the umask to this mode, as it does for File::create.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir)?;
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
         write(&mut w)?;

@@ -12,7 +12,7 @@
 //! - Convolution in NHWC layout ([`conv`]): padding rules, output sizes, im2col and
 //!   col2im, and the forward/backward kernels (im2col + GEMM over chunks of whole
 //!   images, in parallel); max and average pooling kernels ([`pool`]).
-//! - Stable `log_sum_exp`, `softmax`, `log_softmax` ([`softmax`](mod@softmax)).
+//! - Stable [`Tensor::log_sum_exp`], [`Tensor::softmax`] and [`Tensor::log_softmax`].
 //! - Seeded, portable random fills ([`random`]).
 //!
 //! Threads: GEMM, the convolution and pooling kernels and [`Tensor::map_par`] run on
@@ -22,7 +22,10 @@
 //!
 //! Errors: one enum, [`TensorError`], naming the operation and the shapes involved.
 //! Every operation that can fail on caller input has a `try_` form returning it; the
-//! plain form panics with the same message.
+//! plain form panics with the same message. Every shape that is allocated is first
+//! checked by one function, [`shape::checked_numel_of`] (no overflowing element count,
+//! at most `isize::MAX` bytes), so a shape too large is [`TensorError::Overflow`], never
+//! a "capacity overflow" panic or a wrapped-around size.
 //!
 //! ```
 //! use nn_tensor::Tensor;

@@ -2,13 +2,28 @@
 
 use crate::error::{Result, TensorError};
 
-/// The number of elements of `shape`, or [`TensorError::Overflow`] if the shape is
-/// too large to allocate: the product of its dimensions overflows `usize`, or the
-/// product of its non-zero dimensions exceeds `isize::MAX` (ndarray's limit, which
-/// applies even when another dimension is 0).
+/// The widest element a tensor holds (`f64`), in bytes: the size [`checked_numel`]
+/// checks shapes against, so a shape it accepts can be allocated for any
+/// [`Element`](crate::Element) type.
+pub const MAX_ELEMENT_SIZE: usize = 8;
+
+/// The number of elements of `shape`, checked so that a buffer of them, each
+/// `elem_size` bytes, can exist: every shape that nn-tensor allocates goes through
+/// this function (directly or through [`checked_numel`]).
 ///
-/// The empty shape `[]` (a scalar) holds one element.
-pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+/// A shape without a zero dimension must hold at most `isize::MAX` bytes (Rust's
+/// limit on the size of one allocation; the product is computed with checked
+/// multiplication, so it cannot wrap around). A shape with a zero dimension holds 0
+/// elements and allocates nothing, but the product of its other dimensions must
+/// still be at most `isize::MAX` (ndarray's limit on any shape), whatever
+/// `elem_size` is. The empty shape `[]` (a scalar) holds one element. An
+/// `elem_size` of 0 counts as 1.
+///
+/// # Errors
+/// [`TensorError::Overflow`] naming `op` and `shape` when either limit is passed:
+/// e.g. `[4611686018427387904]` (2^62) with `elem_size` 4 (2^64 bytes), or
+/// `[4294967296, 4294967296]` whose product wraps `usize` to 0.
+pub fn checked_numel_of(op: &'static str, shape: &[usize], elem_size: usize) -> Result<usize> {
     let overflow = || TensorError::Overflow { op, shape: shape.to_vec() };
     let nonzero = shape
         .iter()
@@ -16,7 +31,27 @@ pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .filter(|&n| n <= isize::MAX as usize)
         .ok_or_else(overflow)?;
-    Ok(if shape.contains(&0) { 0 } else { nonzero })
+    if shape.contains(&0) {
+        return Ok(0);
+    }
+    match nonzero.checked_mul(elem_size.max(1)) {
+        Some(bytes) if bytes <= isize::MAX as usize => Ok(nonzero),
+        _ => Err(overflow()),
+    }
+}
+
+/// The number of elements of `shape`, checked as by [`checked_numel_of`] for
+/// elements of [`MAX_ELEMENT_SIZE`] bytes: the product of the dimensions must not
+/// overflow, and (for a shape without a zero dimension) `8 · product` must be at most
+/// `isize::MAX` bytes, so that a tensor of `shape` can be allocated as `f32` or `f64`.
+///
+/// The empty shape `[]` (a scalar) holds one element; a shape with a zero dimension
+/// holds none (its other dimensions must still multiply to at most `isize::MAX`).
+///
+/// # Errors
+/// [`TensorError::Overflow`] naming `op` and `shape`.
+pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    checked_numel_of(op, shape, MAX_ELEMENT_SIZE)
 }
 
 /// The shape that `lhs` and `rhs` broadcast to under NumPy's rules.
@@ -88,6 +123,29 @@ mod tests {
         assert!(checked_numel("t", &[0, usize::MAX / 2, 4]).is_err());
         assert!(checked_numel("t", &[0, 1 << 40, 1 << 30]).is_err());
         assert_eq!(checked_numel("t", &[0, 1 << 20]).unwrap(), 0);
+    }
+
+    #[test]
+    fn byte_size_is_checked_against_isize_max() {
+        // 2^62 elements: a valid element count, but 2^64 bytes as f32.
+        assert_eq!(checked_numel_of("t", &[1 << 62], 1).unwrap(), 1 << 62);
+        let err = checked_numel_of("full", &[1 << 62], 4).unwrap_err();
+        assert_eq!(err, TensorError::Overflow { op: "full", shape: vec![1 << 62] });
+        assert!(err.to_string().contains("[4611686018427387904]"), "{err}");
+        // The largest f32 shape that fits, and one element more.
+        let max_f32 = isize::MAX as usize / 4;
+        assert_eq!(checked_numel_of("t", &[max_f32], 4).unwrap(), max_f32);
+        assert!(checked_numel_of("t", &[max_f32 + 1], 4).is_err());
+        // A product that wraps around to 0 is an overflow, not an empty shape.
+        let err = checked_numel_of("t", &[1 << 32, 1 << 32], 4).unwrap_err();
+        assert!(err.to_string().contains("[4294967296, 4294967296]"), "{err}");
+        // checked_numel checks for the widest element type (8 bytes).
+        assert!(checked_numel("t", &[1 << 60]).is_err());
+        assert_eq!(checked_numel("t", &[(1 << 60) - 1]).unwrap(), (1 << 60) - 1);
+        // Empty shapes stay allowed: the byte limit applies to what is allocated.
+        assert_eq!(checked_numel_of("t", &[0, 1 << 62], 8).unwrap(), 0);
+        assert_eq!(checked_numel_of("t", &[], 8).unwrap(), 1);
+        assert_eq!(checked_numel_of("t", &[3, 2], 0).unwrap(), 6);
     }
 
     #[test]

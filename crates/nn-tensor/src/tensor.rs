@@ -4,7 +4,7 @@ use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn, Slice};
 
 use crate::element::{DType, Element};
 use crate::error::{Result, TensorError};
-use crate::shape::checked_numel;
+use crate::shape::checked_numel_of;
 
 /// An n-dimensional array of `f32` (training) or `f64` (gradient checks).
 ///
@@ -54,13 +54,40 @@ pub(crate) fn unwrap<U>(r: Result<U>) -> U {
 impl<T: Element> Tensor<T> {
     // ---------------------------------------------------------------- constructors
 
+    /// The element count of `shape` for a buffer of `T`, checked by
+    /// [`checked_numel_of`] (no overflow, at most `isize::MAX` bytes).
+    fn checked_len(op: &'static str, shape: &[usize]) -> Result<usize> {
+        checked_numel_of(op, shape, std::mem::size_of::<T>())
+    }
+
     /// A tensor of `shape` filled with `value`.
     ///
     /// # Errors
-    /// [`TensorError::Overflow`] if the element count of `shape` overflows `usize`.
+    /// [`TensorError::Overflow`] if the element count of `shape` overflows `usize`
+    /// or the tensor would take more than `isize::MAX` bytes (checked by
+    /// [`checked_numel_of`](crate::shape::checked_numel_of) before anything is
+    /// allocated). A shape with a zero dimension gives an empty tensor.
     pub fn try_full(shape: &[usize], value: T) -> Result<Self> {
-        checked_numel("full", shape)?;
+        Self::checked_len("full", shape)?;
         Ok(Tensor { data: ArrayD::from_elem(IxDyn(shape), value) })
+    }
+
+    /// A tensor of zeros.
+    ///
+    /// # Errors
+    /// As [`Tensor::try_full`] (the operation is named `zeros`).
+    pub fn try_zeros(shape: &[usize]) -> Result<Self> {
+        Self::checked_len("zeros", shape)?;
+        Ok(Tensor { data: ArrayD::from_elem(IxDyn(shape), T::zero()) })
+    }
+
+    /// A tensor of ones.
+    ///
+    /// # Errors
+    /// As [`Tensor::try_full`] (the operation is named `ones`).
+    pub fn try_ones(shape: &[usize]) -> Result<Self> {
+        Self::checked_len("ones", shape)?;
+        Ok(Tensor { data: ArrayD::from_elem(IxDyn(shape), T::one()) })
     }
 
     /// A tensor of `shape` filled with `value`. Panics where [`Tensor::try_full`] errs.
@@ -69,16 +96,16 @@ impl<T: Element> Tensor<T> {
         unwrap(Self::try_full(shape, value))
     }
 
-    /// A tensor of zeros. Panics if the element count overflows `usize`.
+    /// A tensor of zeros. Panics where [`Tensor::try_zeros`] errs.
     #[track_caller]
     pub fn zeros(shape: &[usize]) -> Self {
-        Self::full(shape, T::zero())
+        unwrap(Self::try_zeros(shape))
     }
 
-    /// A tensor of ones. Panics if the element count overflows `usize`.
+    /// A tensor of ones. Panics where [`Tensor::try_ones`] errs.
     #[track_caller]
     pub fn ones(shape: &[usize]) -> Self {
-        Self::full(shape, T::one())
+        unwrap(Self::try_ones(shape))
     }
 
     /// A 0-d tensor (shape `[]`) holding `value`.
@@ -89,10 +116,11 @@ impl<T: Element> Tensor<T> {
     /// A tensor of `shape` taking ownership of `values` in row-major order (no copy).
     ///
     /// # Errors
-    /// [`TensorError::Overflow`] for an overflowing shape;
-    /// [`TensorError::ElementCount`] if `values.len()` differs from the shape's count.
+    /// [`TensorError::Overflow`] for a shape too large to exist (see
+    /// [`Tensor::try_full`]); [`TensorError::ElementCount`] if `values.len()` differs
+    /// from the shape's count.
     pub fn try_from_vec(shape: &[usize], values: Vec<T>) -> Result<Self> {
-        let expected = checked_numel("from_vec", shape)?;
+        let expected = Self::checked_len("from_vec", shape)?;
         if expected != values.len() {
             return Err(TensorError::ElementCount {
                 op: "from_vec",
@@ -112,7 +140,11 @@ impl<T: Element> Tensor<T> {
     }
 
     /// Converts every element from `f64` (rounding to nearest for `f32`).
+    ///
+    /// # Errors
+    /// As [`Tensor::try_from_vec`] (checked before the values are converted).
     pub fn from_f64_slice(shape: &[usize], values: &[f64]) -> Result<Self> {
+        Self::checked_len("from_vec", shape)?;
         Self::try_from_vec(shape, values.iter().map(|&v| T::of_f64(v)).collect())
     }
 
@@ -231,7 +263,7 @@ impl<T: Element> Tensor<T> {
     /// [`TensorError::ElementCount`] when the shapes hold different numbers of
     /// elements; [`TensorError::Overflow`] for an overflowing shape.
     pub fn try_into_reshape(self, shape: &[usize]) -> Result<Self> {
-        let expected = checked_numel("reshape", shape)?;
+        let expected = Self::checked_len("reshape", shape)?;
         if expected != self.len() {
             return Err(TensorError::ElementCount { op: "reshape", shape: shape.to_vec(), expected, got: self.len() });
         }
@@ -340,6 +372,9 @@ impl<T: Element> Tensor<T> {
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
             return Err(TensorError::IndexOutOfBounds { op: "gather_rows", index: bad, axis: 0, len: n });
         }
+        let mut out_shape = self.shape().to_vec();
+        out_shape[0] = indices.len();
+        Self::checked_len("gather_rows", &out_shape)?;
         Ok(Tensor { data: self.data.select(Axis(0), indices) })
     }
 
@@ -353,7 +388,8 @@ impl<T: Element> Tensor<T> {
     ///
     /// # Errors
     /// [`TensorError::InvalidArgument`] for an empty list; [`TensorError::Axis`];
-    /// [`TensorError::ShapeMismatch`] naming the first tensor and the first that differs.
+    /// [`TensorError::ShapeMismatch`] naming the first tensor and the first that differs;
+    /// [`TensorError::Overflow`] when the result would be too large to exist.
     pub fn try_concat(axis: usize, tensors: &[&Tensor<T>]) -> Result<Self> {
         let first = check_joinable("concat", tensors)?;
         if axis >= first.ndim() {
@@ -370,6 +406,10 @@ impl<T: Element> Tensor<T> {
                 });
             }
         }
+        let mut out_shape = first.shape().to_vec();
+        out_shape[axis] =
+            tensors.iter().try_fold(0usize, |acc, t| acc.checked_add(t.shape()[axis])).unwrap_or(usize::MAX);
+        Self::checked_len("concat", &out_shape)?;
         let views: Vec<_> = tensors.iter().map(|t| t.data.view()).collect();
         let data = ndarray::concatenate(Axis(axis), &views)
             .map_err(|_| TensorError::Overflow { op: "concat", shape: first.shape().to_vec() })?;
@@ -386,7 +426,8 @@ impl<T: Element> Tensor<T> {
     ///
     /// # Errors
     /// [`TensorError::InvalidArgument`] for an empty list; [`TensorError::Axis`];
-    /// [`TensorError::ShapeMismatch`] when shapes differ.
+    /// [`TensorError::ShapeMismatch`] when shapes differ; [`TensorError::Overflow`]
+    /// when the result would be too large to exist.
     pub fn try_stack(axis: usize, tensors: &[&Tensor<T>]) -> Result<Self> {
         let first = check_joinable("stack", tensors)?;
         if axis > first.ndim() {
@@ -399,6 +440,9 @@ impl<T: Element> Tensor<T> {
                 rhs: t.shape().to_vec(),
             });
         }
+        let mut out_shape = first.shape().to_vec();
+        out_shape.insert(axis, tensors.len());
+        Self::checked_len("stack", &out_shape)?;
         let views: Vec<_> = tensors.iter().map(|t| t.data.view()).collect();
         let data = ndarray::stack(Axis(axis), &views)
             .map_err(|_| TensorError::Overflow { op: "stack", shape: first.shape().to_vec() })?;

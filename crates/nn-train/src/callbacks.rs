@@ -237,7 +237,7 @@ impl Callback for ModelCheckpoint {
             ctx.progress.message("ModelCheckpoint: weights are not finite; nothing saved");
             return Ok(Control::Continue);
         }
-        ctx.model.save(&self.dir, ctx.metadata)?;
+        ctx.model.save_with_metadata(&self.dir, ctx.metadata)?;
         Ok(Control::Continue)
     }
 }

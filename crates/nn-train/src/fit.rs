@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use nn_autograd::Graph;
 use nn_data::{Augment, Batcher, Dataset, Targets};
-use nn_layers::loss::{Loss, Targets as LossTargets};
+use nn_layers::loss::{Loss, LossTargets};
 use nn_layers::{ForwardCtx, Mode, Sequential};
 use nn_optim::{bind, clip_grad_norm, clip_grad_value, LrSchedule, Optimizer, Regularizer};
 use nn_tensor::random::seeded_rng;
@@ -53,6 +53,12 @@ pub struct FitConfig {
     /// its own that depends on nothing else, so runs stay reproducible and resumable.
     /// Needs image data (samples `[height, width, channels]`).
     pub augment: Option<Augment>,
+    /// Per-class weights of the training loss (Keras `fit(class_weight=...)`):
+    /// `class_weights[c]` multiplies the loss of each training sample of class `c`
+    /// ([`nn_layers::loss::WeightedLoss`]). Validation and [`evaluate`] stay
+    /// unweighted, as in Keras. Default `None`. Needs (sparse) categorical
+    /// cross-entropy and one weight per class.
+    pub class_weights: Option<Vec<f64>>,
 }
 
 impl FitConfig {
@@ -71,6 +77,7 @@ impl FitConfig {
             initial_epoch: 0,
             metadata: serde_json::Value::Null,
             augment: None,
+            class_weights: None,
         }
     }
 }
@@ -242,6 +249,19 @@ pub fn fit(
         check_augment(a, train)?;
     }
     let (use_logits, train_loss) = stable_loss(model, loss);
+    let weighted_loss = config.class_weights.as_ref().map(|w| train_loss.with_class_weights(w.clone()));
+    if let Some(w) = &config.class_weights {
+        let classes: usize = model.output_shape().last().copied().unwrap_or(0);
+        if w.len() != classes
+            || !matches!(loss, Loss::SparseCategoricalCrossentropy { .. } | Loss::CategoricalCrossentropy { .. })
+        {
+            return Err(TrainError::Config(format!(
+                "class weights: {} weights for a model with {classes} outputs and the loss {}; one weight per class of a (sparse) categorical cross-entropy is needed",
+                w.len(),
+                loss.name()
+            )));
+        }
+    }
     let classification = is_classification(loss);
     let batcher = if config.shuffle {
         Batcher::new(config.batch_size)?.shuffled(config.seed)
@@ -290,7 +310,10 @@ pub fn fit(
             let out_shape = g.value(out).shape().to_vec();
             let mut reshaped = None;
             let targets = loss_targets(&batch.targets, &mut reshaped, &out_shape);
-            let loss_var = train_loss.compute(&mut g, out, &targets)?;
+            let loss_var = match &weighted_loss {
+                Some(w) => w.compute(&mut g, out, &targets)?,
+                None => train_loss.compute(&mut g, out, &targets)?,
+            };
             let data_loss = g.value(loss_var).item() as f64;
             if classification {
                 if let Targets::Classes { labels, .. } = &batch.targets {

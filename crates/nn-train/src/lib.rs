@@ -14,7 +14,10 @@
 //! - [`checkpoint`]: everything needed to resume a run exactly;
 //! - [`tune`]: hyperparameter search (grid, random, successive halving), resumable;
 //! - [`progress`]: Keras-style progress (a live bar on a terminal, one line per epoch
-//!   otherwise).
+//!   otherwise), with Keras's `verbose` 0, 1, 2 or `"auto"` ([`Verbosity`]);
+//! - [`tensorboard`]: TensorBoard event files ([`EventWriter`]) and the
+//!   [`TensorBoard`] callback (per-epoch scalars of training and validation, weight
+//!   histograms).
 //!
 //! Determinism: the same seed and thread count give bit-identical weights. All
 //! randomness of epoch `k` (shuffle, dropout masks) derives from `(seed, k)`.
@@ -29,6 +32,7 @@ mod history;
 pub mod metrics;
 mod model_file;
 pub mod progress;
+pub mod tensorboard;
 pub mod tune;
 
 pub use callbacks::{
@@ -38,5 +42,7 @@ pub use callbacks::{
 pub use error::{Result, TrainError};
 pub use fit::{evaluate, fit, predict, Evaluation, FitConfig, Predictions};
 pub use history::{format_metrics, EpochLog, History};
+pub use metrics::RegressionReport;
 pub use model_file::{load_model, ModelMetadata};
 pub use progress::{Progress, Verbosity};
+pub use tensorboard::{read_events, EventWriter, TensorBoard};

@@ -6,6 +6,68 @@
 use nn_tensor::{Element, Tensor};
 use serde::{Deserialize, Serialize};
 
+/// Regression figures in the target's own units, for `k` outputs per sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegressionReport {
+    /// Root mean squared error `√(Σ(p − y)² / (N·k))`.
+    pub rmse: f64,
+    /// Mean absolute error `Σ|p − y| / (N·k)`.
+    pub mae: f64,
+    /// Coefficient of determination `1 − Σ(p − y)² / Σ(y − ȳ)²`, with `ȳ` the mean of
+    /// each output over these samples (scikit-learn `r2_score`, outputs averaged
+    /// uniformly); `NaN` when an output is constant over the samples.
+    pub r2: f64,
+    /// The RMSE of the constant baseline that predicts each output's training mean
+    /// (scikit-learn `DummyRegressor(strategy="mean")` fitted on the training part).
+    pub baseline_rmse: f64,
+}
+
+impl RegressionReport {
+    /// Computes the report from predictions and targets (row-major `[N, k]`, the same
+    /// length, a multiple of `k = baseline.len()`) and the training mean of each
+    /// output (`baseline`). Sums are accumulated in `f64`.
+    ///
+    /// Returns `None` when the lengths do not fit or there is no sample.
+    pub fn new(predicted: &[f32], targets: &[f32], baseline: &[f64]) -> Option<RegressionReport> {
+        let k = baseline.len();
+        if k == 0 || predicted.len() != targets.len() || targets.is_empty() || !targets.len().is_multiple_of(k) {
+            return None;
+        }
+        let n = targets.len() / k;
+        let mut mean = vec![0.0f64; k];
+        for row in targets.chunks_exact(k) {
+            for (m, &y) in mean.iter_mut().zip(row) {
+                *m += y as f64 / n as f64;
+            }
+        }
+        let (mut sse, mut sae, mut base) = (vec![0.0f64; k], 0.0f64, 0.0f64);
+        let mut sst = vec![0.0f64; k];
+        for (i, (&p, &y)) in predicted.iter().zip(targets).enumerate() {
+            let j = i % k;
+            let e = p as f64 - y as f64;
+            sse[j] += e * e;
+            sae += e.abs();
+            let b = baseline[j] - y as f64;
+            base += b * b;
+            sst[j] += (y as f64 - mean[j]).powi(2);
+        }
+        let total = targets.len() as f64;
+        let r2 =
+            sse.iter().zip(&sst).map(|(e, t)| if *t > 0.0 { 1.0 - e / t } else { f64::NAN }).sum::<f64>() / k as f64;
+        Some(RegressionReport {
+            rmse: (sse.iter().sum::<f64>() / total).sqrt(),
+            mae: sae / total,
+            r2,
+            baseline_rmse: (base / total).sqrt(),
+        })
+    }
+
+    /// Whether the model does worse than predicting the training mean.
+    pub fn worse_than_baseline(&self) -> bool {
+        self.rmse.is_nan() || self.rmse >= self.baseline_rmse
+    }
+}
+
 /// A sample-weighted running mean: `Σ value·count / Σ count`, accumulated in f64.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MeanAccumulator {
@@ -187,6 +249,22 @@ impl ConfusionMatrix {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn regression_report_by_hand() {
+        // y = [1, 2, 3, 6], p = [1, 3, 3, 4]: errors 0, 1, 0, -2.
+        // SSE 5, RMSE sqrt(5/4), MAE 3/4; ȳ = 3, SST 4+1+0+9 = 14, R² = 1 − 5/14.
+        // Baseline 2 (the training mean): errors 1, 0, -1, -4, RMSE sqrt(18/4).
+        let r = RegressionReport::new(&[1.0, 3.0, 3.0, 4.0], &[1.0, 2.0, 3.0, 6.0], &[2.0]).unwrap();
+        assert!((r.rmse - 1.25f64.sqrt()).abs() < 1e-12);
+        assert_eq!(r.mae, 0.75);
+        assert!((r.r2 - (1.0 - 5.0 / 14.0)).abs() < 1e-12);
+        assert!((r.baseline_rmse - 4.5f64.sqrt()).abs() < 1e-12);
+        assert!(!r.worse_than_baseline());
+        assert!(RegressionReport::new(&[1.0], &[1.0, 2.0], &[0.0]).is_none());
+        // A constant target: R² undefined.
+        assert!(RegressionReport::new(&[1.0, 2.0], &[2.0, 2.0], &[2.0]).unwrap().r2.is_nan());
+    }
+
     use super::*;
 
     #[test]

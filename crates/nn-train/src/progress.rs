@@ -12,22 +12,72 @@
 //! time per step, as Keras does.
 
 use std::io::{IsTerminal, Write};
+use std::str::FromStr;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::error::TrainError;
 use crate::history::{format_metrics, write_all, EpochLog};
 
-/// How much `fit` prints.
+/// How much `fit` prints: Keras's `verbose` argument of `Model.fit`.
+///
+/// | Keras `verbose` | variant | output |
+/// | --- | --- | --- |
+/// | `0` | [`Verbosity::Silent`] | nothing |
+/// | `1`, `"auto"` | [`Verbosity::Auto`] | a live progress bar on a terminal, one line per epoch otherwise |
+/// | `2` | [`Verbosity::Lines`] | one line per epoch |
+///
+/// Parse it from those numbers with `Verbosity::try_from(2u8)` or from the strings
+/// `"0"`, `"1"`, `"2"`, `"auto"` with `"auto".parse::<Verbosity>()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Verbosity {
-    /// Nothing.
+    /// Nothing (Keras `verbose=0`).
     Silent,
-    /// A live bar on a terminal, one line per epoch otherwise (Keras `verbose="auto"`).
+    /// A live bar on a terminal, one line per epoch otherwise (Keras `verbose=1` and
+    /// `verbose="auto"`; Keras draws its bar even when the output is not a terminal,
+    /// which fills log files with redraws).
     #[default]
     Auto,
     /// One line per epoch, even on a terminal (Keras `verbose=2`).
     Lines,
+}
+
+impl TryFrom<u8> for Verbosity {
+    type Error = TrainError;
+
+    /// `0` → [`Verbosity::Silent`], `1` → [`Verbosity::Auto`], `2` →
+    /// [`Verbosity::Lines`].
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for any other number.
+    fn try_from(level: u8) -> Result<Self, TrainError> {
+        match level {
+            0 => Ok(Verbosity::Silent),
+            1 => Ok(Verbosity::Auto),
+            2 => Ok(Verbosity::Lines),
+            _ => Err(TrainError::Config(format!("verbosity must be 0, 1, 2 or \"auto\", got {level}"))),
+        }
+    }
+}
+
+impl FromStr for Verbosity {
+    type Err = TrainError;
+
+    /// `"0"`, `"1"`, `"2"` as [`Verbosity::try_from`], and `"auto"` (any case) →
+    /// [`Verbosity::Auto`]; surrounding whitespace is ignored.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] naming the text for anything else.
+    fn from_str(s: &str) -> Result<Self, TrainError> {
+        match s.trim() {
+            "0" => Ok(Verbosity::Silent),
+            "1" => Ok(Verbosity::Auto),
+            "2" => Ok(Verbosity::Lines),
+            t if t.eq_ignore_ascii_case("auto") => Ok(Verbosity::Auto),
+            _ => Err(TrainError::Config(format!("verbosity must be 0, 1, 2 or \"auto\", got {s:?}"))),
+        }
+    }
 }
 
 /// The progress display of one `fit` run.

@@ -39,7 +39,7 @@ fn config(epochs: usize, augment: Option<Augment>) -> FitConfig {
 }
 
 fn sce() -> Loss {
-    Loss::SparseCategoricalCrossentropy { from_logits: false }
+    Loss::SparseCategoricalCrossentropy { from_logits: false, label_smoothing: 0.0 }
 }
 
 fn weights(model: &Sequential) -> Vec<Vec<u32>> {

@@ -44,7 +44,7 @@ fn quiet(epochs: usize, batch: usize) -> FitConfig {
 }
 
 fn sce() -> Loss {
-    Loss::SparseCategoricalCrossentropy { from_logits: false }
+    Loss::SparseCategoricalCrossentropy { from_logits: false, label_smoothing: 0.0 }
 }
 
 fn bits(model: &Sequential, name: &str) -> Vec<u32> {

@@ -37,7 +37,7 @@ fn quiet(epochs: usize, batch: usize) -> FitConfig {
 }
 
 fn sce() -> Loss {
-    Loss::SparseCategoricalCrossentropy { from_logits: false }
+    Loss::SparseCategoricalCrossentropy { from_logits: false, label_smoothing: 0.0 }
 }
 
 fn weights(model: &Sequential) -> Vec<Vec<u32>> {
@@ -213,4 +213,27 @@ fn data_that_does_not_fit_is_an_error_before_training() {
     let err = fit(&mut model, opt.as_mut(), &sce(), &three, None, &quiet(1, 2), &mut []).unwrap_err();
     assert!(err.to_string().contains("3 classes"), "{err}");
     assert!(predict(&model, &Tensor::zeros(&[4, 3]), 2).is_err());
+}
+
+/// Class weights of 2 for every class double each gradient exactly (a power of two
+/// commutes with rounding), so plain SGD at learning rate η with them ends on the
+/// same weights, bit for bit, as SGD at 2η without them. Weights of 0 on one class
+/// leave that class out of the gradient: training on class 1 alone.
+#[test]
+fn class_weights_scale_each_samples_gradient() {
+    let data = blobs(64);
+    let sgd = |lr: f64| OptimizerConfig::Sgd(SgdConfig::new(lr)).build::<f32>(ParamRules::new()).unwrap();
+    let run = |lr: f64, class_weights: Option<Vec<f64>>, data: &Dataset| {
+        let mut model = mlp(5);
+        let config = FitConfig { class_weights, ..quiet(2, 16) };
+        fit(&mut model, sgd(lr).as_mut(), &sce(), data, None, &config, &mut []).unwrap();
+        weights(&model)
+    };
+    assert_eq!(run(0.05, Some(vec![2.0, 2.0]), &data), run(0.1, None, &data));
+    assert_ne!(run(0.05, Some(vec![2.0, 2.0]), &data), run(0.05, None, &data));
+    // The wrong number of weights is refused before training.
+    let mut model = mlp(5);
+    let config = FitConfig { class_weights: Some(vec![1.0; 3]), ..quiet(1, 16) };
+    let err = fit(&mut model, sgd(0.1).as_mut(), &sce(), &data, None, &config, &mut []).unwrap_err();
+    assert!(err.to_string().contains("3 weights for a model with 2 outputs"), "{err}");
 }

@@ -11,7 +11,7 @@ use nn_data::Dataset;
 use nn_layers::{name_matches, LayerSpec, LoadOptions, LoraConfig, ModelSpec, Sequential, WEIGHTS_FILE};
 use nn_optim::{ParamRules, ParamSelector};
 
-use crate::args::FitArgs;
+use crate::args::RunConfig;
 use crate::error::{CliError, Result};
 
 /// The model a run trains and the per-parameter optimizer rules that go with it.
@@ -74,34 +74,33 @@ fn freeze_one(model: &mut Sequential, entry: &str) -> Result<usize> {
 /// [`CliError::Usage`] for flag values that cannot be used (a head that does not
 /// fit the data, a bad `--freeze` entry, LoRA on a model without Dense layers, a
 /// non-positive `--lr-loaded` or `--lora-alpha`), and the loaders' errors.
-pub fn build_model(args: &FitArgs, outputs: usize, default_spec: ModelSpec) -> Result<Prepared> {
+pub fn build_model(args: &RunConfig, outputs: usize, default_spec: ModelSpec) -> Result<Prepared> {
     let mut rules = ParamRules::new();
     let mut new_head = None;
-    let mut model = match &args.init_from {
+    let mut model = match &args.model.init_from {
         None => {
-            if args.num_classes.is_some() || !args.load.is_empty() || args.lr_loaded.is_some() {
+            if args.model.num_classes.is_some() || !args.model.load.is_empty() || args.optimizer.lr_loaded.is_some() {
                 return Err(CliError::Usage("--num-classes, --load and --lr-loaded need --init-from".into()));
             }
-            Sequential::new(default_spec, args.seed)?
+            Sequential::new(default_spec, args.training.seed)?
         }
         Some(dir) => {
             let (source, _) = nn_train::load_model(dir)?;
-            let mut model = Sequential::new(source.spec().clone(), args.seed)?;
-            let mut options = LoadOptions::only(args.load.iter().cloned());
-            if let Some(k) = args.num_classes {
+            let mut model = Sequential::new(source.spec().clone(), args.training.seed)?;
+            let mut options = LoadOptions::only(args.model.load.iter().cloned());
+            if let Some(k) = args.model.num_classes {
                 if k != outputs {
                     return Err(CliError::Usage(format!("--num-classes {k}, but the data has {outputs} classes")));
                 }
-                let (m, head) = model.with_new_head(k, args.seed)?;
+                let (m, head) = model.with_new_head(k, args.training.seed)?;
                 model = m;
                 new_head = Some(head);
                 // The new head is not loaded, unless --load asks for it by name (then
                 // a shape that differs is an error).
                 let prefix = model.layer_prefix(head);
-                let asked = model
-                    .parameters()
-                    .iter()
-                    .any(|p| name_matches(&prefix, &p.name) && args.load.iter().any(|l| name_matches(l, &p.name)));
+                let asked = model.parameters().iter().any(|p| {
+                    name_matches(&prefix, &p.name) && args.model.load.iter().any(|l| name_matches(l, &p.name))
+                });
                 if !asked {
                     options = options.excluding([prefix]);
                 }
@@ -115,7 +114,7 @@ pub fn build_model(args: &FitArgs, outputs: usize, default_spec: ModelSpec) -> R
             }
             let report = model.load_weights_matching(&dir.join(WEIGHTS_FILE), &options)?;
             print!("{report}");
-            if let Some(f) = args.lr_loaded {
+            if let Some(f) = args.optimizer.lr_loaded {
                 if !(f.is_finite() && f >= 0.0) {
                     return Err(CliError::Usage(format!("--lr-loaded must be a number >= 0, got {f}")));
                 }
@@ -127,12 +126,12 @@ pub fn build_model(args: &FitArgs, outputs: usize, default_spec: ModelSpec) -> R
             model
         }
     };
-    for entry in &args.freeze {
+    for entry in &args.model.freeze {
         let n = freeze_one(&mut model, entry)?;
         println!("froze {n} tensors ({entry})");
     }
-    if let Some(rank) = args.lora_rank {
-        let alpha = args.lora_alpha.unwrap_or(rank as f64);
+    if let Some(rank) = args.model.lora_rank {
+        let alpha = args.model.lora_alpha.unwrap_or(rank as f64);
         if rank == 0 || !(alpha.is_finite() && alpha > 0.0) {
             return Err(CliError::Usage(format!(
                 "--lora-rank must be at least 1 and --lora-alpha a positive number, got {rank} and {alpha}"
@@ -149,7 +148,7 @@ pub fn build_model(args: &FitArgs, outputs: usize, default_spec: ModelSpec) -> R
         if dense.is_empty() {
             return Err(CliError::Usage("--lora-rank: the model has no Dense layer to adapt".into()));
         }
-        model = model.with_lora(|i| dense.contains(&i), LoraConfig::new(rank, alpha), args.seed)?;
+        model = model.with_lora(|i| dense.contains(&i), LoraConfig::new(rank, alpha), args.training.seed)?;
         // Only the adapters (and a new head) train.
         let head = new_head.map(|h| model.layer_prefix(h));
         model.freeze(|n| !is_adapter(n) && !head.as_deref().is_some_and(|h| name_matches(h, n)));
@@ -168,7 +167,7 @@ pub fn build_model(args: &FitArgs, outputs: usize, default_spec: ModelSpec) -> R
 pub fn export_merged(model: &Sequential, out: &Path, metadata: &serde_json::Value, data: &Dataset) -> Result<()> {
     let merged = model.merge_lora()?;
     let dir = out.join("merged");
-    merged.save(&dir, metadata)?;
+    merged.save_with_metadata(&dir, metadata)?;
     let x = data.features();
     let a = nn_train::predict(model, &x, 1000)?.outputs;
     let b = nn_train::predict(&merged, &x, 1000)?.outputs;

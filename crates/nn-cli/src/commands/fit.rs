@@ -15,8 +15,8 @@ use nn_train::{
     TerminateOnNaN, Verbosity,
 };
 
-use super::{loss_for, Metadata};
-use crate::args::{FitArgs, OptimizerKind};
+use super::Metadata;
+use crate::args::{FitArgs, OptimizerKind, RunConfig};
 use crate::data;
 use crate::error::{CliError, Result};
 
@@ -97,10 +97,6 @@ pub fn read_spec(path: &Path) -> Result<ModelSpec> {
     ModelSpec::from_json(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
 }
 
-fn optimizer_config(args: &FitArgs) -> Result<OptimizerConfig> {
-    build_optimizer_config(args.optimizer, args.lr, args.weight_decay)
-}
-
 /// The optimizer `kind` with learning rate `lr` and decoupled weight decay
 /// `weight_decay` (default 0, AdamW's own default for `adamw`), as `--optimizer`,
 /// `--lr` and `--weight-decay` describe it.
@@ -135,7 +131,8 @@ pub fn build_optimizer_config(kind: OptimizerKind, lr: f64, weight_decay: Option
 }
 
 /// The metadata saved with a model trained on `prepared` (from `data`, CSV target
-/// column `target`, seed `seed`): class names, scalers, data source, seed.
+/// column `target`, seed `seed`): class names, scalers, data source, seed, task, the
+/// CSV feature columns and the target scaling.
 pub fn model_metadata(
     data: &crate::args::DataSource,
     target: Option<String>,
@@ -152,7 +149,9 @@ pub fn model_metadata(
             .or_else(|| train.num_classes().map(|c| (0..c).map(|i| i.to_string()).collect())),
         scalers: prepared.scalers.clone(),
         seed,
-        ..Metadata::default()
+        task: Some(prepared.task),
+        features: prepared.schema.clone(),
+        target_scaler: prepared.target_scaler.clone(),
     };
     serde_json::to_value(&metadata).map_err(|e| CliError::Usage(e.to_string()))
 }
@@ -235,91 +234,160 @@ fn parse_augment(spec: Option<&str>) -> Result<Option<nn_data::Augment>> {
     spec.map(|s| s.parse::<nn_data::Augment>().map_err(|e| CliError::Usage(format!("--augment {e}")))).transpose()
 }
 
-fn write_run_file(dir: &Path, args: &FitArgs) -> Result<()> {
+fn write_run_file(dir: &Path, cfg: &RunConfig) -> Result<()> {
     let path = dir.join("run.json");
-    let json = serde_json::to_vec_pretty(args).map_err(|e| CliError::io(&path, e))?;
+    let json = serde_json::to_vec_pretty(cfg).map_err(|e| CliError::io(&path, e))?;
     nn_tensor::io::write_atomic(&path, |w| w.write_all(&json)).map_err(|e| CliError::io(&path, e))
 }
 
-fn read_run_file(dir: &Path) -> Result<FitArgs> {
-    let path = dir.join("run.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| CliError::io(&path, format!("{e} (is this a folder written by `nn-cli fit --out`?)")))?;
-    serde_json::from_str(&text).map_err(|e| CliError::io(&path, e))
+/// Reads a run configuration (run.json, grouped or the earlier flat form).
+fn read_config(path: &Path) -> Result<RunConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::io(path, format!("{e} (is this a run.json written by `nn-cli fit --out`?)")))?;
+    RunConfig::from_json(&text).map_err(|e| CliError::io(path, e))
 }
 
 /// The default learning rate of the `lstm` preset (the others use `--lr`'s 1e-3).
 pub const LSTM_DEFAULT_LR: f64 = 2e-3;
 
-/// Runs `nn-cli fit`.
-pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
-    let resume_dir = args.resume.clone();
-    let abort_after = args.abort_after_epochs;
-    let quiet_progress = args.quiet_progress;
-    if let Some(dir) = &resume_dir {
-        let explicit_epochs = matches.and_then(|m| m.value_source("epochs")) == Some(ValueSource::CommandLine);
-        let epochs = args.epochs;
-        args = read_run_file(dir)?;
-        if explicit_epochs {
-            args.epochs = epochs;
-        }
-        args.out = Some(dir.clone());
-    } else if args.model == "lstm" && matches.and_then(|m| m.value_source("lr")) != Some(ValueSource::CommandLine) {
-        // The LSTM preset's default learning rate: 2e-3 reaches 97.7% on sequential
-        // MNIST in 3 epochs where 1e-3 reaches 96.1% (saved in run.json, so --resume keeps it).
-        args.lr = LSTM_DEFAULT_LR;
-    }
-    if args.batch_size == 0 {
+/// What [`validate`] derives from a run configuration.
+struct Checked {
+    augment: Option<nn_data::Augment>,
+    optimizer: OptimizerConfig,
+    regularizer: Option<Regularizer>,
+}
+
+/// Checks every value of `cfg` that can be checked before loading anything
+/// (`spec_saved`: a resumed run's checkpoint holds the architecture, so the spec file
+/// need not exist any more).
+fn validate(cfg: &RunConfig, spec_saved: bool) -> Result<Checked> {
+    let (d, m, o, t) = (&cfg.data, &cfg.model, &cfg.optimizer, &cfg.training);
+    if t.batch_size == 0 {
         return Err(CliError::Usage("--batch-size must be at least 1".into()));
     }
-    if args.epochs == 0 {
+    if t.epochs == 0 {
         return Err(CliError::Usage("--epochs must be at least 1".into()));
     }
-    if !(args.dropout.is_finite() && (0.0..1.0).contains(&args.dropout)) {
-        return Err(CliError::Usage(format!("--dropout must be in [0, 1), got {}", args.dropout)));
+    if !(m.dropout.is_finite() && (0.0..1.0).contains(&m.dropout)) {
+        return Err(CliError::Usage(format!("--dropout must be in [0, 1), got {}", m.dropout)));
     }
-    for (name, v) in [("l1", args.l1), ("l2", args.l2)] {
+    for (name, v) in [("l1", o.l1), ("l2", o.l2)] {
         if !(v.is_finite() && v >= 0.0) {
             return Err(CliError::Usage(format!("--{name} must be >= 0, got {v}")));
         }
     }
-    let augment = parse_augment(args.augment.as_deref())?;
-    let opt_config = optimizer_config(&args)?;
-    // A resumed run rebuilds the architecture its checkpoint saved, not what the spec
-    // file (which may have been edited, moved or deleted since) says now.
-    let checkpointed = match &resume_dir {
-        Some(dir) => nn_train::checkpoint::load_spec(&dir.join("checkpoint"))?,
-        None => None,
-    };
-    if !PRESETS.contains(&args.model.as_str()) && checkpointed.is_none() && !Path::new(&args.model).exists() {
-        // Said before the data is loaded.
+    for (name, v) in [("validation-split", d.validation_split), ("test-split", d.test_split)] {
+        if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+            return Err(CliError::Usage(format!("--{name} must be in [0, 1), got {v}")));
+        }
+    }
+    if !(t.label_smoothing.is_finite() && (0.0..1.0).contains(&t.label_smoothing)) {
+        return Err(CliError::Usage(format!("--label-smoothing must be in [0, 1), got {}", t.label_smoothing)));
+    }
+    if let Some(c) = o.clip_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
+        return Err(CliError::Usage(format!("--clip-norm must be a positive number, got {c}")));
+    }
+    data::parse_delimiter(&d.delimiter)?;
+    let csv = matches!(d.data, crate::args::DataSource::Csv(_));
+    for (flag, given) in [
+        ("--drop", !d.drop.is_empty()),
+        ("--categorical", !d.categorical.is_empty()),
+        ("--missing", d.missing != crate::args::MissingKind::Error),
+        ("--delimiter", d.delimiter != ","),
+    ] {
+        if given && !csv {
+            return Err(CliError::Usage(format!("{flag} applies to CSV data, not {}", d.data)));
+        }
+    }
+    let augment = parse_augment(d.augment.as_deref())?;
+    let optimizer = build_optimizer_config(o.optimizer, o.lr, o.weight_decay)?;
+    let regularizer = if o.l1 > 0.0 || o.l2 > 0.0 { Some(Regularizer::try_new(o.l1, o.l2)?) } else { None };
+    // The schedule needs the data's size; its syntax is checked now.
+    parse_schedule(&o.lr_schedule, o.lr, 1, t.epochs)?;
+    if !PRESETS.contains(&m.model.as_str()) && !spec_saved && !Path::new(&m.model).exists() {
         return Err(CliError::Usage(format!(
             "--model {}: not a preset (mlp, cnn, lstm, resnet) and no such model file",
-            args.model
+            m.model
         )));
     }
-    if let Some(out) = args.out.as_ref().filter(|o| o.exists() && !o.is_dir()) {
-        // Said before the data is loaded; nothing is written.
+    if let Some(out) = cfg.output.out.as_ref().filter(|o| o.exists() && !o.is_dir()) {
         return Err(CliError::Usage(format!("--out {}: exists and is not a directory", out.display())));
     }
+    Ok(Checked { augment, optimizer, regularizer })
+}
 
-    // 1. Data.
-    let prepared = data::prepare(
-        &args.data,
-        args.target.as_deref(),
-        args.validation_split,
-        args.test_split,
-        args.scale,
-        args.seed,
-    )?;
-    let prepared = data::restrict(prepared, args.classes.as_deref(), args.per_class, args.seed)?;
+/// The run configuration of this invocation: run.json with `--resume` (`--epochs`
+/// may raise the total), `--config FILE` with the command line's explicit flags on
+/// top, or the flags alone.
+fn resolve(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<RunConfig> {
+    let given = |id: &str| matches.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine);
+    let mut cfg = if let Some(dir) = &args.resume {
+        let mut cfg = read_config(&dir.join("run.json"))?;
+        if given("epochs") {
+            cfg.training.epochs = args.run.training.epochs;
+        }
+        if given("verbose") {
+            cfg.output.verbose = args.run.output.verbose;
+        }
+        cfg.output.out = Some(dir.clone());
+        cfg
+    } else if let Some(path) = &args.config {
+        let mut cfg = read_config(path)?;
+        let changed = match matches {
+            Some(m) => cfg.override_with(&args.run, m).map_err(|e| CliError::io(path, e))?,
+            None => Vec::new(),
+        };
+        if !given("out") {
+            if let Some(out) = cfg.output.out.as_ref().filter(|o| o.join("run.json").exists()) {
+                return Err(CliError::Usage(format!(
+                    "--config {}: the run would be written over {}, which holds a run already; pass --out NEW_DIR (or --resume {} to continue it)",
+                    path.display(),
+                    out.display(),
+                    out.display()
+                )));
+            }
+        }
+        let changed = if changed.is_empty() {
+            String::new()
+        } else {
+            format!(" with --{} from the command line", changed.join(", --"))
+        };
+        println!("configuration from {}{changed}", path.display());
+        cfg
+    } else {
+        let mut cfg = args.run.clone();
+        if cfg.model.model == "lstm" && !given("lr") {
+            // The LSTM preset's default learning rate: 2e-3 reaches 97.7% on sequential
+            // MNIST in 3 epochs where 1e-3 reaches 96.1% (saved in run.json, so --resume keeps it).
+            cfg.optimizer.lr = LSTM_DEFAULT_LR;
+        }
+        cfg
+    };
+    if args.quiet_progress {
+        cfg.output.verbose = 2;
+    }
+    Ok(cfg)
+}
+
+/// The number of model outputs `data`'s targets need.
+fn outputs_for(data: &nn_data::Dataset) -> usize {
+    match data.targets() {
+        nn_data::Targets::Classes { num_classes, .. } => *num_classes,
+        nn_data::Targets::Real(t) => t.shape()[1..].iter().product(),
+    }
+}
+
+/// Step 1: the data, split, scaled and restricted as the data group says.
+fn prepare_data(cfg: &RunConfig, checked: &Checked) -> Result<data::Prepared> {
+    let hold_test = !cfg.output.no_test || cfg.output.test;
+    let prepared = data::prepare(&cfg.data, cfg.training.seed, hold_test)?;
+    let prepared = data::restrict(prepared, cfg.data.classes.as_deref(), cfg.data.per_class, cfg.training.seed)?;
     let train = &prepared.train;
-    let classes = train.num_classes();
-    if let Some(a) = &augment {
+    if let Some(a) = &checked.augment {
         let &[h, w, _] = train.sample_shape() else {
             return Err(CliError::Usage(format!(
                 "--augment {a}: needs image data (samples [height, width, channels]), but {} has samples of shape {:?}",
-                args.data,
+                cfg.data.data,
                 train.sample_shape()
             )));
         };
@@ -332,30 +400,95 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
             )));
         }
     }
+    let columns = prepared
+        .schema
+        .as_ref()
+        .map(|s| format!(", {} feature columns → {} inputs", s.columns.len(), s.width()))
+        .unwrap_or_default();
     println!(
-        "data {}: {} training, {} validation, {} test samples of shape {:?}{}",
-        args.data,
+        "data {}: {} training, {} validation, {} test samples of shape {:?}{}{columns}",
+        cfg.data.data,
         train.len(),
         prepared.validation.as_ref().map_or(0, |d| d.len()),
         prepared.test.as_ref().map_or(0, |d| d.len()),
         train.sample_shape(),
-        classes.map(|c| format!(", {c} classes")).unwrap_or_default()
+        train.num_classes().map(|c| format!(", {c} classes")).unwrap_or_default()
     );
+    if let Some(ts) = &prepared.target_scaler {
+        let stats: Vec<String> = ts.mean.iter().zip(&ts.std).map(|(m, s)| format!("mean {m:.4}, std {s:.4}")).collect();
+        println!(
+            "regression targets standardised with the training part's {} (losses below are in standard units)",
+            stats.join("; ")
+        );
+    }
+    Ok(prepared)
+}
+
+/// The per-class weights of `--class-weight`, by class index.
+fn class_weights(spec: Option<&str>, train: &nn_data::Dataset) -> Result<Option<Vec<f64>>> {
+    let Some(spec) = spec else { return Ok(None) };
+    let Some(counts) = train.targets().class_counts() else {
+        return Err(CliError::Usage("--class-weight needs class targets (classification)".into()));
+    };
+    if spec == "balanced" {
+        let w = nn_layers::loss::balanced_class_weights(&counts);
+        return Ok(Some(w));
+    }
+    let path = Path::new(spec);
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::io(path, format!("{e} (--class-weight takes `balanced` or a JSON file of class name → weight)"))
+    })?;
+    let map: std::collections::BTreeMap<String, f64> = serde_json::from_str(&text)
+        .map_err(|e| CliError::io(path, format!("expected {{\"class\": weight, ...}}: {e}")))?;
+    let names: Vec<String> =
+        train.class_names().map(|n| n.to_vec()).unwrap_or_else(|| (0..counts.len()).map(|i| i.to_string()).collect());
+    if let Some(unknown) = map.keys().find(|k| !names.contains(k)) {
+        return Err(CliError::Usage(format!(
+            "{}: class {:?} is not in the data (its classes are {})",
+            path.display(),
+            nn_layers::clip(unknown),
+            nn_layers::clip(&names.join(", "))
+        )));
+    }
+    let mut weights = Vec::with_capacity(names.len());
+    for n in &names {
+        match map.get(n) {
+            Some(&w) if w.is_finite() && w >= 0.0 => weights.push(w),
+            Some(&w) => return Err(CliError::Usage(format!("{}: class {n}: weight {w} is not >= 0", path.display()))),
+            None => return Err(CliError::Usage(format!("{}: no weight for class {n}", path.display()))),
+        }
+    }
+    Ok(Some(weights))
+}
+
+/// Runs `nn-cli fit`: data → model → optimizer → fit → save → test.
+pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
+    let cfg = resolve(&args, matches)?;
+    let resume_dir = args.resume.clone();
+    // A resumed run rebuilds the architecture its checkpoint saved, not what the spec
+    // file (which may have been edited, moved or deleted since) says now.
+    let checkpointed = match &resume_dir {
+        Some(dir) => nn_train::checkpoint::load_spec(&dir.join("checkpoint"))?,
+        None => None,
+    };
+    let checked = validate(&cfg, checkpointed.is_some())?;
+    let (d, m, o, t) = (&cfg.data, &cfg.model, &cfg.optimizer, &cfg.training);
+
+    // 1. Data.
+    let prepared = prepare_data(&cfg, &checked)?;
+    let train = &prepared.train;
 
     // 2. Model.
-    let outputs = match train.targets() {
-        nn_data::Targets::Classes { num_classes, .. } => *num_classes,
-        nn_data::Targets::Real(t) => t.shape()[1..].iter().product(),
-    };
-    let regression = classes.is_none();
-    let spec = if PRESETS.contains(&args.model.as_str()) {
-        preset(&args.model, train.sample_shape(), outputs, args.hidden, args.dropout, regression)?
-    } else if let Some(spec) = &checkpointed {
+    let outputs = outputs_for(train);
+    let regression = prepared.task == nn_data::Task::Regression;
+    let spec = if let Some(spec) = &checkpointed {
         spec.clone()
+    } else if PRESETS.contains(&m.model.as_str()) {
+        preset(&m.model, train.sample_shape(), outputs, m.hidden, m.dropout, regression)?
     } else {
-        read_spec(Path::new(&args.model))?
+        read_spec(Path::new(&m.model))?
     };
-    let super::finetune::Prepared { mut model, rules } = super::finetune::build_model(&args, outputs, spec)?;
+    let super::finetune::Prepared { mut model, rules } = super::finetune::build_model(&cfg, outputs, spec)?;
     if let (Some(saved), Some(dir)) = (&checkpointed, &resume_dir) {
         if model.spec() != saved {
             return Err(CliError::Usage(format!(
@@ -365,29 +498,41 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         }
     }
     let (trainable, frozen) = model.num_parameters();
-    let name = match (&args.init_from, &checkpointed, &resume_dir) {
+    let name = match (&m.init_from, &checkpointed, &resume_dir) {
         (Some(d), _, _) => format!("from {}", d.display()),
-        (None, Some(_), Some(dir)) => format!("{} (as saved in {})", args.model, dir.join("checkpoint").display()),
-        _ => args.model.clone(),
+        (None, Some(_), Some(dir)) => format!("{} (as saved in {})", m.model, dir.join("checkpoint").display()),
+        _ => m.model.clone(),
     };
     println!("model {name}: {} parameters ({trainable} trainable, {frozen} non-trainable)", trainable + frozen);
-    let loss = loss_for(train.targets(), &model);
+    let weights = class_weights(t.class_weight.as_deref(), train)?;
+    if let Some(w) = &weights {
+        let listed: Vec<String> = w
+            .iter()
+            .enumerate()
+            .map(|(c, w)| {
+                let name = train.class_names().and_then(|n| n.get(c).cloned()).unwrap_or_else(|| c.to_string());
+                format!("{}: {w:.4}", nn_layers::clip(&name))
+            })
+            .collect();
+        println!("class weights: {}", listed.join(", "));
+    }
+    let loss = super::training_loss(train.targets(), &model, t.label_smoothing);
 
     // 3. Optimizer, schedule, callbacks.
-    let steps_per_epoch = train.len().div_ceil(args.batch_size);
-    let schedule = parse_schedule(&args.lr_schedule, args.lr, steps_per_epoch, args.epochs)?;
-    let mut optimizer = opt_config.build::<f32>(rules)?;
-    let metadata = model_metadata(&args.data, args.target.clone(), &prepared, args.seed)?;
+    let steps_per_epoch = train.len().div_ceil(t.batch_size);
+    let schedule = parse_schedule(&o.lr_schedule, o.lr, steps_per_epoch, t.epochs)?;
+    let mut optimizer = checked.optimizer.build::<f32>(rules)?;
+    let metadata = model_metadata(&d.data, prepared.target_name.clone().or(d.target.clone()), &prepared, t.seed)?;
     let step_schedule = match &schedule {
         Schedule::Steps(s) => s.clone(),
         Schedule::Plateau(_) => None,
     };
 
-    let mut history_so_far = History { seed: args.seed, ..History::default() };
+    let mut history_so_far = History { seed: t.seed, ..History::default() };
     let mut initial_epoch = 0;
     if let Some(dir) = &resume_dir {
         let loaded = nn_train::checkpoint::load(&dir.join("checkpoint"), &mut model)?;
-        if loaded.optimizer.config != opt_config {
+        if loaded.optimizer.config != checked.optimizer {
             return Err(CliError::Usage(format!(
                 "{}: the checkpoint's optimizer differs from run.json's",
                 dir.display()
@@ -403,34 +548,50 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         optimizer.load_state(loaded.optimizer.state, &refs)?;
         initial_epoch = loaded.state.epochs_done;
         history_so_far = loaded.state.history;
-        println!("resuming {} after epoch {initial_epoch} of {}", dir.display(), args.epochs);
-        if initial_epoch >= args.epochs {
+        println!("resuming {} after epoch {initial_epoch} of {}", dir.display(), t.epochs);
+        if initial_epoch >= t.epochs {
             println!("nothing to do: {initial_epoch} epochs already done (raise --epochs to continue)");
         }
     }
-    if let Some(out) = &args.out {
+    // SIGINT/SIGTERM from here on: stop at the next batch, so every file being
+    // written is completed (a second signal ends the process at once).
+    let mut stop_on_signal = match crate::signals::install() {
+        Ok(flag) => Some(crate::signals::StopOnSignal::new(flag)),
+        Err(e) => {
+            eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}): they end the run at once");
+            None
+        }
+    };
+    let out = cfg.output.out.as_ref();
+    if let Some(out) = out {
         std::fs::create_dir_all(out).map_err(|e| CliError::io(out, e))?;
         if resume_dir.is_none() {
-            write_run_file(out, &args)?;
+            write_run_file(out, &cfg)?;
         }
     }
 
     let mut nan_stop = TerminateOnNaN;
-    let mut early = args.early_stopping.map(|p| EarlyStopping::new("val_loss", p));
+    let mut early = t.early_stopping.map(|p| EarlyStopping::new("val_loss", p));
     if early.is_some() && prepared.validation.is_none() {
         return Err(CliError::Usage("--early-stopping needs a validation part (--validation-split > 0)".into()));
     }
     let mut plateau = match schedule {
-        Schedule::Plateau(p) => Some(ReduceLrOnPlateauCallback::new(p)),
+        Schedule::Plateau(p) => {
+            if prepared.validation.is_none() {
+                return Err(CliError::Usage(
+                    "--lr-schedule plateau watches val_loss and needs a validation part (--validation-split > 0)"
+                        .into(),
+                ));
+            }
+            Some(ReduceLrOnPlateauCallback::new(p))
+        }
         Schedule::Steps(_) => None,
     };
-    let mut csv_log =
-        args.out.as_ref().map(|o| CsvLogger::new(o.join("history.csv")).with_history(history_so_far.clone()));
-    let mut resume_ckpt = args
-        .out
-        .as_ref()
-        .map(|o| ResumeCheckpoint::new(o.join("checkpoint"), history_so_far.clone(), step_schedule.clone()));
-    let mut abort = abort_after.map(AbortAfter);
+    let mut csv_log = out.map(|o| CsvLogger::new(o.join("history.csv")).with_history(history_so_far.clone()));
+    let mut resume_ckpt =
+        out.map(|o| ResumeCheckpoint::new(o.join("checkpoint"), history_so_far.clone(), step_schedule.clone()));
+    let mut abort = args.abort_after_epochs.map(AbortAfter);
+    let mut tensorboard = cfg.output.tensorboard.as_ref().map(nn_train::TensorBoard::new).transpose()?;
     let mut callbacks: Vec<&mut dyn Callback> = vec![&mut nan_stop];
     if let Some(c) = early.as_mut() {
         callbacks.push(c);
@@ -444,35 +605,45 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     if let Some(c) = resume_ckpt.as_mut() {
         callbacks.push(c);
     }
+    if let Some(c) = tensorboard.as_mut() {
+        callbacks.push(c);
+    }
     if let Some(c) = abort.as_mut() {
+        callbacks.push(c);
+    }
+    if let Some(c) = stop_on_signal.as_mut() {
         callbacks.push(c);
     }
 
     // 4. Train.
-    let regularizer = if args.l1 > 0.0 || args.l2 > 0.0 { Some(Regularizer::try_new(args.l1, args.l2)?) } else { None };
     let config = FitConfig {
-        seed: args.seed,
-        verbosity: if quiet_progress { Verbosity::Lines } else { Verbosity::Auto },
-        regularizer,
-        clip_norm: args.clip_norm,
+        seed: t.seed,
+        verbosity: match cfg.output.verbose {
+            0 => Verbosity::Silent,
+            2 => Verbosity::Lines,
+            _ => Verbosity::Auto,
+        },
+        regularizer: checked.regularizer.clone(),
+        clip_norm: o.clip_norm,
         schedule: step_schedule,
         initial_epoch,
         metadata: metadata.clone(),
-        augment,
-        ..FitConfig::new(args.epochs, args.batch_size)
+        augment: checked.augment,
+        class_weights: weights,
+        ..FitConfig::new(t.epochs, t.batch_size)
     };
     println!(
         "training {} epoch{}, batch {}, {} (lr {}), seed {}{}",
-        args.epochs,
-        if args.epochs == 1 { "" } else { "s" },
-        args.batch_size,
-        opt_config.name(),
-        args.lr,
-        args.seed,
-        augment.map(|a| format!(", augment {a}")).unwrap_or_default()
+        t.epochs,
+        if t.epochs == 1 { "" } else { "s" },
+        t.batch_size,
+        checked.optimizer.name(),
+        o.lr,
+        t.seed,
+        checked.augment.map(|a| format!(", augment {a}")).unwrap_or_default()
     );
     let started = std::time::Instant::now();
-    let history = if initial_epoch < args.epochs {
+    let history = if initial_epoch < t.epochs {
         nn_train::fit(
             &mut model,
             optimizer.as_mut(),
@@ -495,6 +666,12 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
             return Err(CliError::Usage(format!("{reason}; no model was saved (try a lower --lr)")));
         }
     }
+    if let Some(signal) = crate::signals::received() {
+        // Stopped by SIGINT/SIGTERM: nothing more is written (the checkpoint of the
+        // last finished epoch stays); main exits with 128 + the signal's number.
+        eprintln!("{}", crate::signals::message(signal, out.map(|o| o.as_path())));
+        return Ok(());
+    }
     let train_secs: f64 = history.epochs.iter().map(|e| e.train_seconds).sum();
     if !history.epochs.is_empty() {
         println!(
@@ -506,8 +683,8 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     }
 
     // 5. Save.
-    if let Some(out) = &args.out {
-        model.save(out, &metadata)?;
+    if let Some(out) = out {
+        model.save_with_metadata(out, &metadata)?;
         full.write_csv(&out.join("history.csv"))?;
         crate::plot::learning_curves(&full, &out.join("learning_curves.svg"))?;
         println!(
@@ -521,11 +698,17 @@ pub fn run(mut args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     }
 
     // 6. Test.
-    let run_test = !args.no_test || args.test;
+    let run_test = !cfg.output.no_test || cfg.output.test;
     if let (true, Some(test)) = (run_test, &prepared.test) {
-        let e = nn_train::evaluate(&model, &loss, test, args.batch_size.max(256))?;
-        let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("test {k}: {v:.4}")).collect();
-        println!("test loss: {:.4} - {} ({} samples)", e.loss, metrics.join(" - "), test.len());
+        let batch = t.batch_size.max(256);
+        match &prepared.target_scaler {
+            Some(ts) => super::print_regression(&model, test, ts, batch, "test ")?,
+            None => {
+                let e = nn_train::evaluate(&model, &super::loss_for(test.targets(), &model), test, batch)?;
+                let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("test {k}: {v:.4}")).collect();
+                println!("test loss: {:.4} - {} ({} samples)", e.loss, metrics.join(" - "), test.len());
+            }
+        }
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use nn_layers::loss::Loss;
 use nn_layers::Sequential;
 use nn_tensor::Tensor;
 
-use crate::args::{EvaluateArgs, PredictArgs, SummaryArgs};
+use crate::args::{DataSource, EvaluateArgs, PredictArgs, SummaryArgs};
 use crate::data;
 use crate::error::{CliError, Result};
 
@@ -22,9 +22,71 @@ pub use nn_train::ModelMetadata as Metadata;
 /// sparse categorical cross-entropy for classes, MSE for real values.
 pub fn loss_for(targets: &Targets, model: &Sequential) -> Loss {
     match targets {
-        Targets::Classes { .. } => Loss::SparseCategoricalCrossentropy { from_logits: !model.ends_with_softmax() },
+        Targets::Classes { .. } => {
+            Loss::SparseCategoricalCrossentropy { from_logits: !model.ends_with_softmax(), label_smoothing: 0.0 }
+        }
         Targets::Real(_) => Loss::MeanSquaredError,
     }
+}
+
+/// The loss `fit` trains with: [`loss_for`], with label smoothing `s` on the
+/// classification loss.
+pub fn training_loss(targets: &Targets, model: &Sequential, s: f64) -> Loss {
+    match loss_for(targets, model) {
+        Loss::SparseCategoricalCrossentropy { from_logits, .. } => {
+            Loss::SparseCategoricalCrossentropy { from_logits, label_smoothing: s }
+        }
+        other => other,
+    }
+}
+
+/// Whether a model predicts real values: its saved task, else no class names and no
+/// softmax output (models saved before the task was recorded).
+fn is_regression(model: &Sequential, meta: &Metadata) -> bool {
+    match meta.task {
+        Some(task) => task == nn_data::Task::Regression,
+        None => meta.class_names.is_none() && !model.ends_with_softmax(),
+    }
+}
+
+/// Prints RMSE, MAE, R² and the constant-mean baseline of `model` on `data` (features
+/// scaled, targets in their own units), mapping the model's standardised outputs back
+/// with `ts`; warns when the model does worse than the baseline.
+pub fn print_regression(
+    model: &Sequential,
+    data: &Dataset,
+    ts: &nn_data::TargetScaler,
+    batch_size: usize,
+    prefix: &str,
+) -> Result<()> {
+    let p = nn_train::predict(model, &data.features(), batch_size)?;
+    let predicted = ts.invert(&p.outputs.to_vec());
+    let Targets::Real(y) = data.targets() else {
+        return Err(CliError::Usage(format!("{}: regression needs real-valued targets", data.name())));
+    };
+    let r = nn_train::RegressionReport::new(&predicted, &y.to_vec(), &ts.mean).ok_or_else(|| {
+        CliError::Usage(format!(
+            "{}: {} target values do not fit the model's {} outputs",
+            data.name(),
+            y.len(),
+            ts.outputs()
+        ))
+    })?;
+    println!(
+        "{prefix}rmse: {:.4} - {prefix}mae: {:.4} - {prefix}r2: {:.4} - baseline rmse: {:.4} (predicting the training mean) ({} samples)",
+        r.rmse,
+        r.mae,
+        r.r2,
+        r.baseline_rmse,
+        data.len()
+    );
+    if r.worse_than_baseline() {
+        println!(
+            "warning: the model does worse than predicting the training mean (rmse {:.4} vs {:.4}); try more epochs, another --lr or more data",
+            r.rmse, r.baseline_rmse
+        );
+    }
+    Ok(())
 }
 
 /// Loads a model folder and its metadata.
@@ -39,8 +101,10 @@ fn with_scalers(mut d: Dataset, scalers: &[nn_data::Scaler]) -> Result<Dataset> 
     Ok(d)
 }
 
-/// `nn-cli evaluate`: loss, accuracy and the confusion matrix on the data's test part
-/// (or the whole data when it has none).
+/// `nn-cli evaluate`: loss, accuracy and the confusion matrix (classification) or
+/// RMSE, MAE, R² and the mean baseline (regression) on the data's test part, or on
+/// the whole data when it has none. A CSV file is read by the model's saved column
+/// names.
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let (mut model, mut meta) = load_model(&args.model)?;
     if let Some(dir) = &args.head_from {
@@ -48,33 +112,136 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         meta.class_names = load_model(dir)?.1.class_names;
     }
     let target = args.target.clone().or(meta.target.clone());
-    let (all, test) = data::load(&args.data, target.as_deref())?;
-    if test.is_none() {
-        println!(
-            "note: {} has no separate test set, so all its rows are used, including those the model was trained on",
-            args.data
-        );
-    }
-    let mut part = test.unwrap_or(all);
+    let regression = is_regression(&model, &meta);
+    let mut part = match (&args.data, &meta.features) {
+        (DataSource::Csv(path), Some(schema)) => {
+            let read = read_by_schema(path, schema, &meta, &args.delimiter, Some(target.clone()), regression)?;
+            let targets = read
+                .targets
+                .ok_or_else(|| CliError::Usage(format!("{}: no target column to evaluate against", path.display())))?;
+            let mut d = Dataset::from_tensor(data::file_stem(path), read.features, targets)?;
+            if let (false, Some(names)) = (regression, &meta.class_names) {
+                d = d.with_class_names(names.clone())?;
+            }
+            training_file_test_part(&args, &meta, d)?
+        }
+        _ => {
+            let mut data_args = crate::args::DataArgs::defaults_for(args.data.clone());
+            data_args.target = target.clone();
+            data_args.delimiter = args.delimiter.clone();
+            if regression {
+                data_args.task = matches!(args.data, DataSource::Csv(_)).then_some(crate::args::TaskKind::Regression);
+            }
+            let loaded = data::load(&data_args)?;
+            match loaded.test {
+                Some(test) => test,
+                None => training_file_test_part(&args, &meta, loaded.data)?,
+            }
+        }
+    };
     if let Some(text) = &args.classes {
         part = data::keep_classes(&part, &data::parse_classes(text)?)?;
     }
     let part = with_scalers(part, &meta.scalers)?;
-    let loss = loss_for(part.targets(), &model);
-    let e = nn_train::evaluate(&model, &loss, &part, args.batch_size)?;
     println!("{} samples of {}", part.len(), args.data);
-    println!("loss: {:.4}", e.loss);
-    for (k, v) in &e.metrics {
-        println!("{k}: {v:.4}");
-    }
-    if let Some(cm) = &e.confusion {
-        let names = meta.class_names.clone().or_else(|| part.class_names().map(|n| n.to_vec())).unwrap_or_default();
-        println!("\nconfusion matrix (rows: target, columns: predicted)\n{}", cm.render(&names));
+    if let (true, Some(ts)) = (regression, &meta.target_scaler) {
+        print_regression(&model, &part, ts, args.batch_size, "")?;
+    } else {
+        let loss = loss_for(part.targets(), &model);
+        let e = nn_train::evaluate(&model, &loss, &part, args.batch_size)?;
+        println!("loss: {:.4}", e.loss);
+        for (k, v) in &e.metrics {
+            println!("{k}: {v:.4}");
+        }
+        if let Some(cm) = &e.confusion {
+            let names = meta.class_names.clone().or_else(|| part.class_names().map(|n| n.to_vec())).unwrap_or_default();
+            println!("\nconfusion matrix (rows: target, columns: predicted)\n{}", cm.render(&names));
+        }
     }
     if args.timing {
         time_inference(&model, &part, args.batch_size)?;
     }
     Ok(())
+}
+
+/// On the file a model was trained on, the test part its run held out (the run's
+/// run.json beside the model gives the split and seed); otherwise `data` itself, with
+/// a note when that includes the training rows.
+fn training_file_test_part(args: &EvaluateArgs, meta: &Metadata, data: Dataset) -> Result<Dataset> {
+    if args.data.to_string() != meta.data {
+        return Ok(data);
+    }
+    let run = args.model.join("run.json");
+    if let Ok(text) = std::fs::read_to_string(&run) {
+        let cfg = crate::args::RunConfig::from_json(&text).map_err(|e| CliError::io(&run, e))?;
+        let hold_test = !cfg.output.no_test || cfg.output.test;
+        let no_filter = cfg.data.classes.is_none() && cfg.data.missing != crate::args::MissingKind::Drop;
+        if no_filter && cfg.data.data == args.data {
+            if let Some(test) = data::held_out_test(&cfg.data, cfg.training.seed, hold_test, data.clone())? {
+                println!(
+                    "the test part the run held out of {} ({} of {} rows, seed {}; from {})",
+                    args.data,
+                    test.len(),
+                    data.len(),
+                    cfg.training.seed,
+                    run.display()
+                );
+                return Ok(test);
+            }
+        }
+    }
+    println!(
+        "note: {} has no separate test set, so all its rows are used, including those the model was trained on",
+        args.data
+    );
+    Ok(data)
+}
+
+/// Reads a CSV file by the model's saved columns, printing one note for ignored
+/// columns, positional reading and unseen categories.
+fn read_by_schema(
+    path: &Path,
+    schema: &nn_data::FeatureSchema,
+    meta: &Metadata,
+    delimiter: &str,
+    target: Option<Option<String>>,
+    regression: bool,
+) -> Result<nn_data::csv::SchemaRead> {
+    let mut opts =
+        nn_data::csv::SchemaReadOptions { delimiter: data::parse_delimiter(delimiter)?, ..Default::default() };
+    // Evaluation: the target column by name (the model's, or --target). Prediction:
+    // the model's target column, if present, is ignored.
+    if let Some(t) = target {
+        opts.target = Some(t.or_else(|| meta.target.clone()).ok_or_else(|| {
+            CliError::Usage("the model does not record its target column: pass --target NAME".into())
+        })?);
+        opts.class_names = if regression { None } else { meta.class_names.clone() };
+    }
+    let mut read = nn_data::csv::read_by_schema(path, schema, &opts)?;
+    // The model's own target column in a prediction file is expected, not news.
+    read.ignored_columns.retain(|c| Some(c) != meta.target.as_ref());
+    if read.by_position && !schema.is_positional() {
+        eprintln!(
+            "warning: {} has no header naming the model's columns; its columns are taken by position ({})",
+            path.display(),
+            nn_layers::clip(&schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "))
+        );
+    }
+    if !read.ignored_columns.is_empty() {
+        eprintln!(
+            "note: ignoring column{} the model was not trained on: {}",
+            if read.ignored_columns.len() == 1 { "" } else { "s" },
+            nn_layers::clip(&read.ignored_columns.join(", "))
+        );
+    }
+    if read.unseen_categories > 0 {
+        eprintln!(
+            "note: {} categorical value{} unseen in training, encoded as all zeros",
+            read.unseen_categories,
+            if read.unseen_categories == 1 { " was" } else { "s were" }
+        );
+    }
+    Ok(read)
 }
 
 /// Prints inference throughput at `batch_size` (median of 3 timed passes after one
@@ -115,8 +282,9 @@ fn time_inference(model: &Sequential, data: &Dataset, batch_size: usize) -> Resu
 }
 
 /// Reads features for prediction: an IDX image file (magic number first) or a CSV
-/// file with a header, whose target column (if present) is dropped.
-fn read_inputs(path: &Path, model: &Sequential, meta: &Metadata) -> Result<Tensor<f32>> {
+/// file, read by the model's saved column names (by position for models saved
+/// without them), whose target column (if present) is ignored.
+fn read_inputs(path: &Path, model: &Sequential, meta: &Metadata, delimiter: &str) -> Result<Tensor<f32>> {
     let bytes = std::fs::read(path).map_err(|e| CliError::io(path, e))?;
     let looks_idx = bytes.len() >= 4 && ((bytes[0] == 0 && bytes[1] == 0) || (bytes[0] == 0x1f && bytes[1] == 0x8b));
     let features = if looks_idx {
@@ -133,69 +301,49 @@ fn read_inputs(path: &Path, model: &Sequential, meta: &Metadata) -> Result<Tenso
             ))
         })?
     } else {
-        read_csv_features(path, &bytes, model, meta)?
+        let width: usize = model.input_shape().iter().product();
+        let positional;
+        let schema = match &meta.features {
+            Some(s) => s,
+            None => {
+                eprintln!(
+                    "warning: {} was saved without its column names; the columns of {} are taken by position",
+                    meta.data,
+                    path.display()
+                );
+                positional = nn_data::FeatureSchema::positional(width);
+                &positional
+            }
+        };
+        let read = read_by_schema(path, schema, meta, delimiter, None, is_regression(model, meta))?;
+        let mut shape = vec![read.features.shape()[0]];
+        shape.extend_from_slice(model.input_shape());
+        read.features.try_into_reshape(&shape).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
     };
     Ok(meta.scale(&features)?)
-}
-
-fn read_csv_features(path: &Path, bytes: &[u8], model: &Sequential, meta: &Metadata) -> Result<Tensor<f32>> {
-    let want: usize = model.input_shape().iter().product();
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
-    let headers = reader.headers().map_err(|e| CliError::io(path, e))?.clone();
-    // Drop the target column when the file still has it.
-    let drop = if headers.len() == want + 1 {
-        match meta.target.as_deref().map(|t| data::target_column(Some(t))) {
-            Some(nn_data::csv::Column::Name(n)) => headers.iter().position(|h| h == n),
-            Some(nn_data::csv::Column::Index(i)) => Some(i),
-            _ => Some(headers.len() - 1),
-        }
-    } else {
-        None
-    };
-    let mut values = Vec::new();
-    let mut rows = 0;
-    for (i, record) in reader.records().enumerate() {
-        let line = i + 2;
-        let record = record.map_err(|e| CliError::io(path, format!("line {line}: {e}")))?;
-        if record.iter().all(|f| f.trim().is_empty()) {
-            continue;
-        }
-        let fields: Vec<&str> = record.iter().enumerate().filter(|(j, _)| Some(*j) != drop).map(|(_, f)| f).collect();
-        if fields.len() != want {
-            return Err(CliError::Usage(format!(
-                "{}: line {line} has {} feature columns, the model expects {want}",
-                path.display(),
-                fields.len()
-            )));
-        }
-        for (j, f) in fields.iter().enumerate() {
-            let v: f32 = f.trim().parse().ok().filter(|v: &f32| v.is_finite()).ok_or_else(|| {
-                CliError::Usage(format!(
-                    "{}: line {line}, column {}: `{f}` is not a finite number",
-                    path.display(),
-                    j + 1
-                ))
-            })?;
-            values.push(v);
-        }
-        rows += 1;
-    }
-    let mut shape = vec![rows];
-    shape.extend_from_slice(model.input_shape());
-    Tensor::try_from_vec(&shape, values).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
 }
 
 /// `nn-cli predict`: class, class name and probability for each input row.
 pub fn predict(args: PredictArgs) -> Result<()> {
     let (model, meta) = load_model(&args.model)?;
-    let x = read_inputs(&args.input, &model, &meta)?;
+    let x = read_inputs(&args.input, &model, &meta, &args.delimiter)?;
     let p = nn_train::predict(&model, &x, args.batch_size)?;
-    let regression = meta.class_names.is_none() && !model.ends_with_softmax();
+    let regression = is_regression(&model, &meta);
+    if p.outputs.to_vec().iter().any(|v| !v.is_finite()) {
+        return Err(CliError::Usage(format!(
+            "{}: the model's outputs are not finite for some rows (are its weights finite?)",
+            args.model.display()
+        )));
+    }
     let k = p.outputs.shape().get(1).copied().unwrap_or(1).max(1);
     let mut text = String::new();
     if regression {
         text.push_str("row,prediction\n");
-        for (i, row) in p.outputs.to_vec().chunks(k).enumerate() {
+        let values = match &meta.target_scaler {
+            Some(ts) => ts.invert(&p.outputs.to_vec()),
+            None => p.outputs.to_vec(),
+        };
+        for (i, row) in values.chunks(k).enumerate() {
             let vals: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
             text.push_str(&format!("{i},{}\n", vals.join(";")));
         }
@@ -220,7 +368,7 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
     let (input_shape, classes) = match &args.data {
         None => (vec![28, 28, 1], 10),
         Some(source) => {
-            let (d, _) = data::load(source, None)?;
+            let d = data::load(&crate::args::DataArgs::defaults_for(source.clone()))?.data;
             (d.sample_shape().to_vec(), d.num_classes().unwrap_or(1))
         }
     };

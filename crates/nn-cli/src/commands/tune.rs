@@ -16,7 +16,7 @@ use nn_train::{Callback, EarlyStopping, FitConfig, History, TerminateOnNaN, Verb
 
 use super::fit::{build_optimizer_config, model_metadata, preset};
 use super::loss_for;
-use crate::args::{DataSource, OptimizerKind, ScaleKind};
+use crate::args::{DataArgs, ModelArgs, OptimizerKind};
 use crate::data::{self, Prepared};
 use crate::error::{CliError, Result};
 
@@ -35,15 +35,12 @@ pub enum StrategyKind {
 /// `nn-cli tune` flags.
 #[derive(Debug, Clone, Args)]
 pub struct TuneArgs {
-    /// digits | mnist:DIR | fashion-mnist:DIR | csv:PATH
-    #[arg(long, default_value = "digits")]
-    pub data: DataSource,
-    /// CSV target column, by header name or 0-based index (default: the last column).
-    #[arg(long)]
-    pub target: Option<String>,
-    /// What the space tunes: the mlp, cnn or resnet preset, or a model spec FILE.json (tuned by learning_rate, batch_size, optimizer and l2).
-    #[arg(long, default_value = "mlp")]
-    pub model: String,
+    /// The data group, as `fit`'s (the same split and scaling for every trial).
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The model group, as `fit`'s: the mlp, cnn or resnet preset, or a model spec FILE.json (tuned by learning_rate, batch_size, optimizer and l2); --hidden and --dropout are used where the space does not list them.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// The search-space file (JSON): hyperparameter lists or ranges, epochs cap, patience, objective.
     #[arg(long)]
     pub space: PathBuf,
@@ -65,15 +62,6 @@ pub struct TuneArgs {
     /// Halving: the epochs of the first rung.
     #[arg(long, default_value_t = 1)]
     pub min_epochs: usize,
-    /// Fraction of the training part held out for validation (the objective's data), in (0, 1).
-    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
-    pub validation_split: f64,
-    /// Fraction held out as the test part for data without one (digits, CSV).
-    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
-    pub test_split: f64,
-    /// Feature scaling for CSV data.
-    #[arg(long, value_enum, default_value_t = ScaleKind::Standard)]
-    pub scale: ScaleKind,
     /// (testing) abort the process after this many trained trials, as a kill would.
     #[arg(long, hide = true)]
     pub abort_after_trials: Option<usize>,
@@ -93,6 +81,10 @@ fn optimizer_names() -> Vec<String> {
 struct FitRunner<'a> {
     prepared: &'a Prepared,
     model: &'a str,
+    /// `--hidden`, when the space does not tune it.
+    hidden: Option<usize>,
+    /// `--dropout`, when the space does not tune it.
+    dropout: Option<f64>,
     outputs: usize,
     regression: bool,
     seed: u64,
@@ -102,7 +94,14 @@ struct FitRunner<'a> {
 
 impl FitRunner<'_> {
     fn train(&mut self, trial: &Trial, objective: &Objective, patience: usize) -> Result<TrialOutcome> {
-        let p = &trial.params;
+        let mut params = trial.params.clone();
+        if let Some(h) = self.hidden {
+            params.hidden = h;
+        }
+        if let Some(d) = self.dropout {
+            params.dropout = d;
+        }
+        let p = &params;
         let train = &self.prepared.train;
         let mut spec = if super::fit::PRESETS.contains(&self.model) {
             preset(self.model, train.sample_shape(), self.outputs, p.hidden, p.dropout, self.regression)?
@@ -179,7 +178,7 @@ impl TrialRunner for FitRunner<'_> {
 
     fn save_model(&mut self, dir: &Path) -> nn_train::Result<()> {
         if let Some((model, history)) = &self.last {
-            model.save(dir, &self.metadata)?;
+            model.save_with_metadata(dir, &self.metadata)?;
             history.write_csv(&dir.join("history.csv"))?;
         }
         Ok(())
@@ -198,20 +197,20 @@ fn describe(r: &TrialRecord, metric: &str) -> String {
 /// Runs `nn-cli tune`.
 pub fn run(args: TuneArgs) -> Result<()> {
     // 1. Everything that can be wrong with the input, before any data or training.
-    let is_preset = super::fit::PRESETS.contains(&args.model.as_str());
-    if !is_preset && !args.model.ends_with(".json") && !Path::new(&args.model).exists() {
+    let is_preset = super::fit::PRESETS.contains(&args.model.model.as_str());
+    if !is_preset && !args.model.model.ends_with(".json") && !Path::new(&args.model.model).exists() {
         return Err(CliError::Usage(format!(
             "--model {}: not a preset (mlp, cnn, resnet) and no such model file",
-            args.model
+            args.model.model
         )));
     }
-    if !is_preset && !Path::new(&args.model).is_file() {
-        return Err(CliError::Usage(format!("--model {}: no such model spec file", args.model)));
+    if !is_preset && !Path::new(&args.model.model).is_file() {
+        return Err(CliError::Usage(format!("--model {}: no such model spec file", args.model.model)));
     }
-    if args.model == "lstm" {
+    if args.model.model == "lstm" {
         return Err(CliError::Usage(format!(
             "--model `{}`: tune searches the mlp, cnn and resnet presets or a model spec FILE.json",
-            args.model
+            args.model.model
         )));
     }
     let names = optimizer_names();
@@ -221,23 +220,23 @@ pub fn run(args: TuneArgs) -> Result<()> {
         other => CliError::Train(other),
     };
     let space = SearchSpace::read(&args.space, &name_refs).map_err(bare)?;
-    if space.filters.is_some() && args.model != "cnn" {
+    if space.filters.is_some() && args.model.model != "cnn" {
         return Err(CliError::Usage(format!(
             "{}: `filters` applies to --model cnn only (--model {} is not the seed CNN)",
             args.space.display(),
-            args.model
+            args.model.model
         )));
     }
-    if !matches!(args.model.as_str(), "mlp" | "cnn") && (space.hidden.is_some() || space.dropout.is_some()) {
+    if !matches!(args.model.model.as_str(), "mlp" | "cnn") && (space.hidden.is_some() || space.dropout.is_some()) {
         return Err(CliError::Usage(format!(
             "{}: `hidden` and `dropout` apply to the mlp and cnn presets only; --model {} is tuned by learning_rate, batch_size, optimizer and l2",
             args.space.display(),
-            args.model
+            args.model.model
         )));
     }
     if !is_preset {
         // Read and build once now, so a bad spec fails before any data is loaded.
-        super::fit::read_spec(Path::new(&args.model))?;
+        super::fit::read_spec(Path::new(&args.model.model))?;
     }
     if args.trials == Some(0) {
         return Err(CliError::Usage("--trials must be at least 1".into()));
@@ -247,14 +246,46 @@ pub fn run(args: TuneArgs) -> Result<()> {
         StrategyKind::Random => Strategy::Random,
         StrategyKind::Halving => Strategy::Halving,
     };
-    let context = serde_json::json!({
-        "data": args.data.to_string(),
-        "target": args.target,
-        "model": args.model,
-        "validation_split": args.validation_split,
-        "test_split": args.test_split,
-        "scale": format!("{:?}", args.scale).to_lowercase(),
+    let m = &args.model;
+    if m.init_from.is_some() || !m.freeze.is_empty() || m.lora_rank.is_some() {
+        return Err(CliError::Usage(
+            "tune trains each trial from scratch: --init-from, --freeze and --lora-rank belong to `nn-cli fit`".into(),
+        ));
+    }
+    if args.data.augment.is_some() {
+        return Err(CliError::Usage("tune does not augment images: --augment belongs to `nn-cli fit`".into()));
+    }
+    let mut context = serde_json::json!({
+        "data": args.data.data.to_string(),
+        "target": args.data.target,
+        "model": args.model.model,
+        "validation_split": args.data.validation_split,
+        "test_split": args.data.test_split,
+        "scale": format!("{:?}", args.data.scale).to_lowercase(),
     });
+    // Settings added later are recorded only when they differ from their defaults,
+    // so folders of earlier searches still resume.
+    let defaults = DataArgs::defaults_for(args.data.data.clone());
+    let extra = [
+        ("task", serde_json::to_value(args.data.task).ok(), args.data.task != defaults.task),
+        ("drop", serde_json::to_value(&args.data.drop).ok(), args.data.drop != defaults.drop),
+        (
+            "categorical",
+            serde_json::to_value(&args.data.categorical).ok(),
+            args.data.categorical != defaults.categorical,
+        ),
+        ("delimiter", serde_json::to_value(&args.data.delimiter).ok(), args.data.delimiter != defaults.delimiter),
+        ("missing", serde_json::to_value(args.data.missing).ok(), args.data.missing != defaults.missing),
+        ("classes", serde_json::to_value(&args.data.classes).ok(), args.data.classes.is_some()),
+        ("per_class", serde_json::to_value(args.data.per_class).ok(), args.data.per_class.is_some()),
+        ("hidden", serde_json::to_value(m.hidden).ok(), m.hidden != 128),
+        ("dropout", serde_json::to_value(m.dropout).ok(), m.dropout != 0.0),
+    ];
+    for (key, value, differs) in extra {
+        if let (true, Some(v)) = (differs, value) {
+            context[key] = v;
+        }
+    }
     let config = SearchConfig {
         trials: args.trials,
         seed: args.seed,
@@ -269,21 +300,15 @@ pub fn run(args: TuneArgs) -> Result<()> {
     })?;
 
     // 2. Data, split and scaled once for every trial.
-    let prepared = data::prepare(
-        &args.data,
-        args.target.as_deref(),
-        args.validation_split,
-        args.test_split,
-        args.scale,
-        args.seed,
-    )?;
+    let prepared = data::prepare(&args.data, args.seed, true)?;
+    let prepared = data::restrict(prepared, args.data.classes.as_deref(), args.data.per_class, args.seed)?;
     let train = &prepared.train;
     let regression = train.num_classes().is_none();
     if regression && space.objective.metric == "val_accuracy" {
         return Err(CliError::Usage(format!(
             "{}: objective val_accuracy needs class targets; {} has real values (use val_loss)",
             args.space.display(),
-            args.data
+            args.data.data
         )));
     }
     let outputs = match train.targets() {
@@ -292,7 +317,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
     };
     println!(
         "data {}: {} training, {} validation, {} test samples; {} search, objective {} ({})",
-        args.data,
+        args.data.data,
         train.len(),
         prepared.validation.as_ref().map_or(0, |d| d.len()),
         prepared.test.as_ref().map_or(0, |d| d.len()),
@@ -310,10 +335,17 @@ pub fn run(args: TuneArgs) -> Result<()> {
     }
 
     // 3. Search.
-    let metadata = model_metadata(&args.data, args.target.clone(), &prepared, args.seed)?;
+    let metadata = model_metadata(
+        &args.data.data,
+        prepared.target_name.clone().or(args.data.target.clone()),
+        &prepared,
+        args.seed,
+    )?;
     let mut runner = FitRunner {
         prepared: &prepared,
-        model: &args.model,
+        model: &args.model.model,
+        hidden: (space.hidden.is_none()).then_some(args.model.hidden),
+        dropout: (space.dropout.is_none()).then_some(args.model.dropout),
         outputs,
         regression,
         seed: args.seed,
@@ -362,10 +394,14 @@ pub fn run(args: TuneArgs) -> Result<()> {
     );
     if let Some(test) = &prepared.test {
         let (model, _) = super::load_model(&best_dir)?;
-        let loss = loss_for(test.targets(), &model);
-        let e = nn_train::evaluate(&model, &loss, test, 1000)?;
-        let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("test {k}: {v:.4}")).collect();
-        println!("best model: test loss: {:.4} - {} ({} samples)", e.loss, metrics.join(" - "), test.len());
+        if let Some(ts) = &prepared.target_scaler {
+            super::print_regression(&model, test, ts, 1000, "best model: test ")?;
+        } else {
+            let loss = loss_for(test.targets(), &model);
+            let e = nn_train::evaluate(&model, &loss, test, 1000)?;
+            let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("test {k}: {v:.4}")).collect();
+            println!("best model: test loss: {:.4} - {} ({} samples)", e.loss, metrics.join(" - "), test.len());
+        }
     }
     Ok(())
 }

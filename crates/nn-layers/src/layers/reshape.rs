@@ -71,12 +71,28 @@ pub struct ReshapeConfig {
     pub target_shape: TargetShape,
 }
 
+/// The number of elements of the per-sample `shape`, checked by
+/// [`nn_tensor::shape::checked_numel`]: no overflow, and a sample of that shape fits
+/// in memory (`isize::MAX` bytes) as `f64`, the widest element type, so a spec
+/// builds alike for `f32` and `f64`. `None` when it does not.
+fn sample_numel(shape: &[usize]) -> Option<usize> {
+    nn_tensor::shape::checked_numel("model build", shape).ok()
+}
+
+/// The most elements a per-sample shape may hold (`isize::MAX` bytes of `f64`), for
+/// error messages.
+const MAX_SAMPLE_ELEMENTS: usize = isize::MAX as usize / nn_tensor::shape::MAX_ELEMENT_SIZE;
+
 /// Flattens each sample in row-major order (for images, NHWC order: channel
 /// fastest, as Keras with `channels_last`, so a Keras-trained Dense kernel after
 /// Flatten maps 1:1). No parameters.
 ///
 /// # Shapes
 /// `[batch, d1, d2, ...]` → `[batch, d1·d2·…]`; a `[batch, d]` input passes unchanged.
+///
+/// # Errors (when built)
+/// `LayerError::BuildShape` for a 0-d input or one whose element count overflows or
+/// exceeds what one sample can hold (`isize::MAX` bytes of `f64`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flatten {
     meta: Meta,
@@ -87,8 +103,8 @@ impl Flatten {
         if meta.input_shape.is_empty() {
             return Err(meta.shape_error("[d1, ...] (at least 1 axis)"));
         }
-        let Some(features) = meta.input_shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) else {
-            return Err(meta.shape_error("a shape whose element count fits in memory addresses"));
+        let Some(features) = sample_numel(&meta.input_shape) else {
+            return Err(meta.shape_error(format!("a shape of at most {MAX_SAMPLE_ELEMENTS} elements")));
         };
         meta.output_shape = vec![features];
         Ok(Flatten { meta })
@@ -114,6 +130,11 @@ impl<T: Element> Layer<T> for Flatten {
 /// # Shapes
 /// `[batch, d1, d2, ...]` → `[batch, ...target_shape]`, with `d1·d2·… =
 /// Π target_shape` (checked when the model is built).
+///
+/// # Errors (when built)
+/// `LayerError::BuildShape` when the input holds another number of elements than
+/// `target_shape`, or too many (as for [`Flatten`]); `LayerError::InvalidConfig`
+/// when `target_shape` itself holds too many elements.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reshape {
     meta: Meta,
@@ -122,8 +143,14 @@ pub struct Reshape {
 impl Reshape {
     pub(crate) fn new(mut meta: Meta, config: ReshapeConfig) -> Result<Self> {
         let target = config.target_shape.dims();
-        let have: usize = meta.input_shape.iter().product();
-        let want: usize = target.iter().product();
+        let Some(have) = sample_numel(&meta.input_shape) else {
+            return Err(meta.shape_error(format!("a shape of at most {MAX_SAMPLE_ELEMENTS} elements")));
+        };
+        let Some(want) = sample_numel(target) else {
+            return Err(meta.config_error(format!(
+                "target_shape {target:?} has too many elements (at most {MAX_SAMPLE_ELEMENTS} per sample)"
+            )));
+        };
         if have != want {
             return Err(meta.shape_error(format!("a shape of {want} elements per sample, to reshape to {target:?}")));
         }
@@ -187,6 +214,61 @@ mod tests {
     use crate::module::{ForwardCtx, Mode};
     use crate::spec::LayerSpec;
     use nn_autograd::Graph;
+
+    #[test]
+    fn flatten_and_reshape_refuse_overflowing_shapes() {
+        use crate::error::LayerError;
+        use crate::layers::reshape::{ReshapeConfig, TargetShape};
+        let big = 1usize << 62;
+        let max = super::MAX_SAMPLE_ELEMENTS;
+        assert_eq!(max, 1152921504606846975);
+        // [5, 2^62]: the product overflows usize.
+        let err = LayerSpec::Flatten.build::<f32>(3, &[5, big]).err().unwrap();
+        assert_eq!(
+            err,
+            LayerError::BuildShape {
+                index: 3,
+                name: None,
+                kind: "Flatten",
+                expected: format!("a shape of at most {max} elements"),
+                got: vec![5, big],
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "layer 3 (Flatten): expected input shape a shape of at most 1152921504606846975 elements, got \
+             [5, 4611686018427387904] (per sample, batch axis left out)"
+        );
+        // [2^32, 2^32] wraps to 0 features with an unchecked product.
+        let err = LayerSpec::Flatten.build::<f64>(0, &[1 << 32, 1 << 32]).err().unwrap();
+        assert!(err.to_string().contains("got [4294967296, 4294967296]"), "{err}");
+        // [2^62, 1]: fits usize, but not memory.
+        let err = LayerSpec::Flatten.build::<f32>(0, &[big, 1]).err().unwrap();
+        assert!(matches!(err, LayerError::BuildShape { .. }), "{err}");
+        // The largest sample still builds; one element more does not.
+        assert_eq!(LayerSpec::Flatten.build::<f32>(0, &[max, 1]).unwrap().output_shape(), [max]);
+        assert!(LayerSpec::Flatten.build::<f32>(0, &[max + 1, 1]).is_err());
+
+        let reshape =
+            |dims: &[usize]| LayerSpec::Reshape(ReshapeConfig { target_shape: TargetShape::new(dims).unwrap() });
+        // An input too large.
+        let err = reshape(&[4]).build::<f32>(1, &[1 << 32, 1 << 32]).err().unwrap();
+        assert!(matches!(err, LayerError::BuildShape { index: 1, kind: "Reshape", .. }), "{err}");
+        assert!(err.to_string().contains("got [4294967296, 4294967296]"), "{err}");
+        // A target too large: its wrapped product (0) must not match anything.
+        let err = reshape(&[1 << 32, 1 << 32]).build::<f32>(2, &[4]).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "layer 2 (Reshape): target_shape [4294967296, 4294967296] has too many elements (at most \
+             1152921504606846975 per sample)"
+        );
+        let err = reshape(&[big, 2]).build::<f32>(0, &[big, 2]).err().unwrap();
+        assert!(matches!(err, LayerError::BuildShape { .. }), "{err}");
+        // Still fine: equal counts.
+        assert_eq!(reshape(&[4, 3]).build::<f32>(0, &[2, 6]).unwrap().output_shape(), [4, 3]);
+        let err = reshape(&[5]).build::<f32>(0, &[2, 3]).err().unwrap();
+        assert!(err.to_string().contains("a shape of 5 elements per sample"), "{err}");
+    }
 
     #[test]
     fn identity_passes_its_input_and_gradient() {

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 pub fn save_model(dir: &Path, spec: ModelSpec, meta: &ModelMetadata) -> std::path::PathBuf {
     let model = Sequential::<f32>::new(spec, 11).unwrap();
     let out = dir.join("model");
-    model.save(&out, &serde_json::to_value(meta).unwrap()).unwrap();
+    model.save_with_metadata(&out, &serde_json::to_value(meta).unwrap()).unwrap();
     out
 }
 
@@ -37,6 +37,7 @@ pub fn digits_model(dir: &Path) -> std::path::PathBuf {
         class_names: Some((0..10).map(|d| d.to_string()).collect()),
         scalers: vec![nn_data::Scaler::constant(1.0 / 16.0, 0.0).unwrap()],
         seed: 11,
+        ..ModelMetadata::default()
     };
     save_model(dir, ModelSpec::mlp(&[8, 8, 1], 32, 10, 0.0), &meta)
 }
@@ -49,6 +50,7 @@ pub fn mnist_cnn_model(dir: &Path) -> std::path::PathBuf {
         class_names: Some((0..10).map(|d| d.to_string()).collect()),
         scalers: vec![nn_data::Scaler::constant(1.0 / 255.0, 0.0).unwrap()],
         seed: 11,
+        ..ModelMetadata::default()
     };
     save_model(dir, ModelSpec::seed_cnn(&[28, 28, 1], 10), &meta)
 }

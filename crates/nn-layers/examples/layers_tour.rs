@@ -3,9 +3,9 @@
 //! 28×28 grey images, in evaluation mode and in training mode (with the loss and
 //! the gradients of one step).
 //!
-//! Run with `cargo run -p nn-layers --example 02-layers`.
+//! Run with `cargo run -p nn-layers --example layers_tour`.
 
-use nn_layers::loss::{Loss, Targets};
+use nn_layers::loss::{Loss, LossTargets};
 use nn_layers::{ForwardCtx, Graph, Mode, ModelSpec, Sequential, Tensor};
 use nn_tensor::random::seeded_rng;
 
@@ -46,8 +46,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let xv = g.input(&x);
     let mut ctx = ForwardCtx::new(Mode::Train, &mut rng);
     let logits = model.forward_logits(&mut g, xv, &mut ctx)?;
-    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false }.with_logits().expect("a categorical loss");
-    let l = loss.compute(&mut g, logits, &Targets::Classes(&labels))?;
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false, label_smoothing: 0.0 }
+        .with_logits()
+        .expect("a categorical loss");
+    let l = loss.compute(&mut g, logits, &LossTargets::Classes(&labels))?;
     println!("\ntraining loss {:.4} (ln 10 = {:.4} for a uniform guess)", g.value(l).item(), 10f32.ln());
     for (name, grad) in g.backward(l)?.iter() {
         let norm = grad.array().iter().map(|v| v * v).sum::<f32>().sqrt();

@@ -1,6 +1,6 @@
 //! A first tour of nn-tensor: shapes, broadcasting, GEMM, reductions, stable softmax.
 //!
-//! Run: `cargo run --release -p nn-tensor --example 01-tensor`
+//! Run: `cargo run --release -p nn-tensor --example tensor_tour`
 
 use nn_tensor::{conv, random, Tensor, TensorError};
 
