@@ -232,6 +232,16 @@ fn config_reproduces_a_run_bit_for_bit() {
     assert_eq!(run_c["optimizer"]["lr"], 0.003);
     // Without a new --out the run would overwrite the first: refused.
     fails_with(nn().args(["fit", "--config"]).arg(a.join("run.json")), "pass --out NEW_DIR");
+    // A run killed before its first checkpoint: nothing to resume, and the way to restart.
+    let early = dir.path().join("early");
+    std::fs::create_dir(&early).unwrap();
+    std::fs::copy(a.join("run.json"), early.join("run.json")).unwrap();
+    fails_with(nn().args(["fit", "--resume"]).arg(&early), "nothing to resume");
+    stdout(nn().args(["fit", "--config"]).arg(early.join("run.json")).arg("--out").arg(&early));
+    assert_eq!(
+        std::fs::read(a.join("weights.safetensors")).unwrap(),
+        std::fs::read(early.join("weights.safetensors")).unwrap()
+    );
 }
 
 #[test]

@@ -186,13 +186,14 @@ impl FeatureSchema {
     ///   value ([`is_missing`]) becomes `NaN` under [`Missing::Mean`] (the model's
     ///   imputing scaler replaces it by the training mean) and is an error otherwise.
     /// - A categorical column writes a one-hot block; a category not seen in
-    ///   training, and a missing value, write all zeros.
+    ///   training writes all zeros, and so does a missing value under
+    ///   [`Missing::Mean`] (an error otherwise, as for a numeric column).
     ///
     /// Returns the number of unseen categories met in the row.
     ///
     /// # Errors
-    /// [`CellError`] naming the column: a missing numeric value (unless
-    /// [`Missing::Mean`]), text in a numeric column, a number outside `f32`'s range.
+    /// [`CellError`] naming the column: a missing value (unless [`Missing::Mean`]),
+    /// text in a numeric column, a number outside `f32`'s range.
     /// On error `out` may hold part of the row.
     pub fn encode_row<'a>(
         &self,
@@ -203,20 +204,19 @@ impl FeatureSchema {
         for (i, column) in self.columns.iter().enumerate() {
             let raw = field(i).map(str::trim);
             let missing = raw.is_none_or(is_missing);
+            if missing && self.missing != Missing::Mean {
+                let hint = match self.missing {
+                    Missing::Drop => "the model was trained with --missing drop, which cannot drop a row to predict",
+                    _ => "use --missing drop or --missing mean",
+                };
+                return Err(CellError { column: i, message: format!("missing value ({hint})") });
+            }
             match &column.kind {
                 ColumnKind::Numeric => {
                     if missing {
-                        if self.missing == Missing::Mean {
-                            out.push(f32::NAN);
-                            continue;
-                        }
-                        let hint = match self.missing {
-                            Missing::Drop => {
-                                "the model was trained with --missing drop, which cannot drop a row to predict"
-                            }
-                            _ => "use --missing drop or --missing mean",
-                        };
-                        return Err(CellError { column: i, message: format!("missing value ({hint})") });
+                        // Missing::Mean: the model's imputing scaler replaces it.
+                        out.push(f32::NAN);
+                        continue;
                     }
                     let text = raw.unwrap_or_default();
                     match text.parse::<f32>() {
@@ -410,6 +410,13 @@ mod tests {
         assert!(out[0].is_nan());
         assert_eq!(out[1..], [0.0, 0.0]);
         let strict = FeatureSchema { missing: Missing::Error, ..schema.clone() };
+        // A missing category is an error too unless the policy is Missing::Mean.
+        out.clear();
+        let err = strict.encode_row(|i| Some(["1", ""][i]), &mut out).unwrap_err();
+        assert_eq!((err.column, err.message.starts_with("missing value")), (1, true));
+        out.clear();
+        assert_eq!(schema.encode_row(|i| Some(["1", "NA"][i]), &mut out), Ok(0));
+        assert_eq!(out, [1.0, 0.0, 0.0]);
         out.clear();
         let err = strict.encode_row(|i| Some(["", "Oslo"][i]), &mut out).unwrap_err();
         assert_eq!(err.column, 0);

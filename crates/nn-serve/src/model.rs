@@ -142,36 +142,12 @@ impl ModelService {
     /// Wraps a model and its metadata (for models built in code).
     ///
     /// # Errors
-    /// [`ServeError::Metadata`] when the metadata does not fit the model: feature
-    /// columns that encode to another number of values than the model's input, or
-    /// a target scaler for another number of outputs or with non-finite
-    /// statistics.
+    /// [`ServeError::Metadata`] when the metadata does not fit the model
+    /// ([`ModelMetadata::check`]: class names, scalers, feature columns, target
+    /// scaler).
     pub fn new(model: Sequential, meta: ModelMetadata) -> Result<Self, ServeError> {
+        meta.check(&model).map_err(ServeError::Metadata)?;
         let info = describe(&model, &meta);
-        if let Some(schema) = &meta.features {
-            if schema.width() != info.features {
-                return Err(ServeError::Metadata(format!(
-                    "its {} feature columns encode to {} values, the model's input has {} (shape {:?})",
-                    schema.columns.len(),
-                    schema.width(),
-                    info.features,
-                    info.input_shape
-                )));
-            }
-        }
-        if let Some(ts) = &meta.target_scaler {
-            if ts.outputs() != info.outputs || ts.std.len() != ts.mean.len() {
-                return Err(ServeError::Metadata(format!(
-                    "the target scaler has {} means and {} standard deviations, the model has {} outputs",
-                    ts.mean.len(),
-                    ts.std.len(),
-                    info.outputs
-                )));
-            }
-            if ts.mean.iter().chain(&ts.std).any(|v| !v.is_finite()) {
-                return Err(ServeError::Metadata("the target scaler's statistics are not all finite".into()));
-            }
-        }
         let parameters_finite = model.parameters().iter().all(|p| all_finite(&p.value));
         Ok(ModelService { model, meta, info, parameters_finite })
     }

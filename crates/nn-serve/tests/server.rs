@@ -599,11 +599,16 @@ async fn non_finite_answers_are_errors_not_nulls() {
     assert_eq!(outputs(&a), vec![vec![1.5e38]]);
     server.shutdown().await.unwrap();
 
-    // A model holding a NaN parameter: every answer is NaN, a 500 naming the cause.
+    // A saved model holding a NaN parameter is refused when loaded, naming the tensor.
     let dir = tempfile::tempdir().unwrap();
     let meta = ModelMetadata { class_names: Some(vec!["only".into()]), ..ModelMetadata::default() };
     let model = save(dir.path(), &known_dense([f32::NAN, 1.0], 0.0), &meta);
-    let server = start(&model, ServeConfig::default()).await;
+    let e = nn_serve::ModelService::load(&model).err().expect("a NaN weight is refused");
+    assert!(e.to_string().contains("tensor layers.0.kernel: holds values that are not finite"), "{e}");
+    // Built in code, such a model answers 500 naming the cause, never `null`.
+    let service = nn_serve::ModelService::new(known_dense([f32::NAN, 1.0], 0.0), meta).unwrap();
+    assert!(!service.parameters_finite());
+    let server = start_service(service, ServeConfig::default()).await;
     let a = send(server.addr, "POST", "/v1/predict", r#"{"inputs": [[1, 2]]}"#).await;
     let j = a.json();
     assert_eq!((a.status, j["kind"].as_str().unwrap()), (500, "non_finite_output"), "{j}");
@@ -620,18 +625,15 @@ fn metadata_that_does_not_fit_the_model_is_refused_at_load() {
     let e = nn_serve::ModelService::new(model(), meta).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "the model's metadata does not fit the model: its 3 feature columns encode to 3 values, \
-         the model's input has 2 (shape [2])"
+        "the model's metadata does not fit the model: metadata.features: 3 columns encode to 3 inputs, \
+         the model takes 2"
     );
     let meta = ModelMetadata {
         target_scaler: Some(nn_data::TargetScaler { mean: vec![1.0, 2.0], std: vec![1.0, 1.0] }),
         ..ModelMetadata::default()
     };
     let e = nn_serve::ModelService::new(model(), meta).unwrap_err();
-    assert!(
-        e.to_string().contains("the target scaler has 2 means and 2 standard deviations, the model has 1 outputs"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("metadata.target_scaler: statistics for 2 outputs, the model has 1"), "{e}");
     let meta = ModelMetadata {
         target_scaler: Some(nn_data::TargetScaler { mean: vec![f64::NAN], std: vec![1.0] }),
         ..ModelMetadata::default()

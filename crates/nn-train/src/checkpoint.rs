@@ -83,6 +83,11 @@ pub fn save(
     Ok(())
 }
 
+/// Whether `dir` (or `DIR.old/`, when a crash interrupted a swap) holds a checkpoint.
+pub fn exists(dir: &Path) -> bool {
+    dir.join("state.json").exists() || sibling(dir, ".old").join("state.json").exists()
+}
+
 /// The file of a checkpoint that holds the model's architecture (its [`ModelSpec`]
 /// as JSON), so that a resumed run rebuilds the model it checkpointed even when the
 /// spec file it started from has changed or gone.

@@ -53,17 +53,71 @@ impl ModelMetadata {
 }
 
 /// Loads a model folder written by `nn-cli fit --out` (model.json with its metadata,
-/// and weights.safetensors).
+/// and weights.safetensors), and checks that they belong together.
 ///
 /// # Errors
 /// The loader's errors ([`TrainError::Layer`]) for missing or damaged files;
-/// [`TrainError::Io`] when the metadata object is malformed.
+/// [`TrainError::Io`] naming model.json when the metadata object is malformed, and
+/// when it does not fit the model ([`ModelMetadata::check`]) or a weight is not
+/// finite (naming the tensor).
 pub fn load_model(dir: &Path) -> Result<(Sequential, ModelMetadata)> {
     let (model, meta) = Sequential::load(dir)?;
+    let json = dir.join("model.json");
     let meta = if meta.is_null() {
         ModelMetadata::default()
     } else {
-        serde_json::from_value(meta).map_err(|e| TrainError::io(&dir.join("model.json"), format!("metadata: {e}")))?
+        serde_json::from_value(meta).map_err(|e| TrainError::io(&json, format!("metadata: {e}")))?
     };
+    meta.check(&model).map_err(|e| TrainError::io(&json, e))?;
+    if let Some(p) = model.parameters().iter().find(|p| p.value.to_vec().iter().any(|v| !v.is_finite())) {
+        return Err(TrainError::io(
+            &dir.join(nn_layers::WEIGHTS_FILE),
+            format!("tensor {}: holds values that are not finite (NaN or infinite); the model cannot be used", p.name),
+        ));
+    }
     Ok((model, meta))
+}
+
+impl ModelMetadata {
+    /// Checks that this metadata describes `model`: one class name per output, scalers
+    /// that fit the input shape, a feature schema as wide as the input, a target
+    /// scaler with one statistic per output, finite statistics.
+    ///
+    /// # Errors
+    /// A message naming the field and the expected and found sizes.
+    pub fn check(&self, model: &Sequential) -> std::result::Result<(), String> {
+        let outputs: usize = model.output_shape().iter().product();
+        let inputs: usize = model.input_shape().iter().product();
+        if let Some(names) = &self.class_names {
+            if names.len() != outputs && self.task != Some(nn_data::Task::Regression) {
+                return Err(format!("metadata.class_names: {} names for a model with {outputs} outputs", names.len()));
+            }
+        }
+        for (i, s) in self.scalers.iter().enumerate() {
+            s.check(model.input_shape()).map_err(|e| format!("metadata.scalers[{i}]: {e}"))?;
+        }
+        if let Some(schema) = &self.features {
+            if schema.width() != inputs {
+                return Err(format!(
+                    "metadata.features: {} columns encode to {} inputs, the model takes {inputs}",
+                    schema.columns.len(),
+                    schema.width()
+                ));
+            }
+        }
+        if let Some(ts) = &self.target_scaler {
+            if ts.outputs() != outputs || ts.std.len() != outputs {
+                return Err(format!(
+                    "metadata.target_scaler: statistics for {} outputs, the model has {outputs}",
+                    ts.outputs()
+                ));
+            }
+            if ts.mean.iter().chain(&ts.std).any(|v| !v.is_finite()) || ts.std.iter().any(|s| *s <= 0.0) {
+                return Err(
+                    "metadata.target_scaler: a mean or standard deviation is not a finite number (std > 0)".into()
+                );
+            }
+        }
+        Ok(())
+    }
 }

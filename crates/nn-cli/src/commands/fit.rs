@@ -468,6 +468,14 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     // A resumed run rebuilds the architecture its checkpoint saved, not what the spec
     // file (which may have been edited, moved or deleted since) says now.
     let checkpointed = match &resume_dir {
+        Some(dir) if !nn_train::checkpoint::exists(&dir.join("checkpoint")) => {
+            return Err(CliError::Usage(format!(
+                "{}: nothing to resume, the run stopped before its first epoch ended (no checkpoint yet); start it again with `nn-cli fit --config {} --out {}`",
+                dir.display(),
+                dir.join("run.json").display(),
+                dir.display()
+            )))
+        }
         Some(dir) => nn_train::checkpoint::load_spec(&dir.join("checkpoint"))?,
         None => None,
     };

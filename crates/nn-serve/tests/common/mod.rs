@@ -94,7 +94,12 @@ impl Running {
 
 /// Starts a server for the model in `model_dir`.
 pub async fn start(model_dir: &Path, config: ServeConfig) -> Running {
-    let server = Server::new(ModelService::load(model_dir).unwrap(), config).unwrap();
+    start_service(ModelService::load(model_dir).unwrap(), config).await
+}
+
+/// Starts a server for a model built in code.
+pub async fn start_service(service: ModelService, config: ServeConfig) -> Running {
+    let server = Server::new(service, config).unwrap();
     let metrics = server.metrics();
     let listener = nn_serve::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
