@@ -603,7 +603,7 @@ async fn non_finite_answers_are_errors_not_nulls() {
     let dir = tempfile::tempdir().unwrap();
     let meta = ModelMetadata { class_names: Some(vec!["only".into()]), ..ModelMetadata::default() };
     let model = save(dir.path(), &known_dense([f32::NAN, 1.0], 0.0), &meta);
-    let e = nn_serve::ModelService::load(&model).err().expect("a NaN weight is refused");
+    let Err(e) = nn_serve::ModelService::load(&model) else { panic!("a NaN weight is refused") };
     assert!(e.to_string().contains("tensor layers.0.kernel: holds values that are not finite"), "{e}");
     // Built in code, such a model answers 500 naming the cause, never `null`.
     let service = nn_serve::ModelService::new(known_dense([f32::NAN, 1.0], 0.0), meta).unwrap();
