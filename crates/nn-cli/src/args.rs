@@ -25,7 +25,7 @@ pub enum Command {
     Fit(Box<FitArgs>),
     /// Evaluate a saved model on a dataset: loss, accuracy, confusion matrix.
     Evaluate(EvaluateArgs),
-    /// Predict classes for the rows of a CSV file or the images of an IDX file.
+    /// Predict classes (or values, for regression) for the rows of a CSV file or the images of an IDX file.
     Predict(PredictArgs),
     /// Print a model's layers, output shapes and parameter counts.
     Summary(SummaryArgs),
@@ -358,7 +358,7 @@ pub struct OutputArgs {
     /// Skip the test evaluation, and hold no test part out of data without one (train on every row but the validation part).
     #[arg(long)]
     pub no_test: bool,
-    /// Keras's `verbose`: 0 silent, 1 a progress bar on a terminal (one line per epoch otherwise), 2 one line per epoch.
+    /// Keras's `verbose` for the training progress: 0 none, 1 a progress bar on a terminal (one line per epoch otherwise), 2 one line per epoch (the run's summary lines are always printed).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
     #[serde(default = "default_verbose")]
     pub verbose: u8,
@@ -498,9 +498,9 @@ pub struct EvaluateArgs {
     /// Samples per batch.
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
-    /// CSV field delimiter: `,` `;` `|` `tab` or any one ASCII character.
-    #[arg(long, default_value = ",")]
-    pub delimiter: String,
+    /// CSV field delimiter: `,` `;` `|` `tab` or any one ASCII character (default: the one the model was trained with, else `,`).
+    #[arg(long)]
+    pub delimiter: Option<String>,
     /// Also time inference: samples/s at `--batch-size` (median of 3 passes over the
     /// data) and the median latency of 200 single-sample predictions.
     #[arg(long)]
@@ -516,9 +516,9 @@ pub struct PredictArgs {
     /// A CSV file or an IDX image file. CSV columns are taken by the names the model was trained on, in any order; other columns (an id, the target) are ignored.
     #[arg(long)]
     pub input: PathBuf,
-    /// CSV field delimiter: `,` `;` `|` `tab` or any one ASCII character.
-    #[arg(long, default_value = ",")]
-    pub delimiter: String,
+    /// CSV field delimiter: `,` `;` `|` `tab` or any one ASCII character (default: the one the model was trained with, else `,`).
+    #[arg(long)]
+    pub delimiter: Option<String>,
     /// Samples per batch.
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,

@@ -230,6 +230,32 @@ fn config_reproduces_a_run_bit_for_bit() {
     assert_eq!(run_c["training"]["epochs"], 1);
     assert_eq!(run_c["model"]["hidden"], 32);
     assert_eq!(run_c["optimizer"]["lr"], 0.003);
+    // From another working directory, with a relative data path in the first run:
+    // run.json names the files absolutely.
+    let csv = numeric_label_csv(dir.path());
+    let rel = dir.path().join("rel");
+    stdout(nn().current_dir(dir.path()).args([
+        "fit",
+        "--data",
+        "csv:classes.csv",
+        "--task",
+        "classification",
+        "--epochs",
+        "1",
+        "--out",
+        "rel",
+    ]));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let again = dir.path().join("again");
+    stdout(
+        nn().current_dir(elsewhere.path()).args(["fit", "--config"]).arg(rel.join("run.json")).arg("--out").arg(&again),
+    );
+    assert_eq!(
+        std::fs::read(rel.join("weights.safetensors")).unwrap(),
+        std::fs::read(again.join("weights.safetensors")).unwrap()
+    );
+    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(rel.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["data"]["data"]["Csv"], csv.canonicalize().unwrap().to_str().unwrap());
     // Without a new --out the run would overwrite the first: refused.
     fails_with(nn().args(["fit", "--config"]).arg(a.join("run.json")), "pass --out NEW_DIR");
     // A run killed before its first checkpoint: nothing to resume, and the way to restart.

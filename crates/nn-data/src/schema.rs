@@ -207,7 +207,7 @@ impl FeatureSchema {
             if missing && self.missing != Missing::Mean {
                 let hint = match self.missing {
                     Missing::Drop => "the model was trained with --missing drop, which cannot drop a row to predict",
-                    _ => "use --missing drop or --missing mean",
+                    _ => "the model was trained without --missing mean, so it needs every value",
                 };
                 return Err(CellError { column: i, message: format!("missing value ({hint})") });
             }

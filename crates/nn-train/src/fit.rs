@@ -97,6 +97,23 @@ fn stable_loss(model: &Sequential, loss: &Loss) -> (bool, Loss) {
     }
 }
 
+/// Refuses a batch of features holding NaN or an infinity: a model trained or
+/// evaluated on them gives NaN (or, after a ReLU, silently constant) outputs. A
+/// missing value read as NaN needs the mean imputer ([`nn_data::Scaler::fit_impute_mean`])
+/// first in the dataset's scalers.
+fn check_finite_features(features: &nn_tensor::Tensor<f32>, name: &str, step: usize) -> Result<()> {
+    if let Some(at) = features.as_slice().and_then(|v| v.iter().position(|x| !x.is_finite())) {
+        let per_sample: usize = features.shape()[1..].iter().product::<usize>().max(1);
+        let value = features.as_slice().map_or(f32::NAN, |v| v[at]);
+        return Err(TrainError::Mismatch(format!(
+            "data `{name}`: feature {} of sample {} of batch {step} is {value}: features must be finite (a missing value needs the mean imputer, Scaler::fit_impute_mean, first in the dataset's scalers)",
+            at % per_sample,
+            at / per_sample
+        )));
+    }
+    Ok(())
+}
+
 /// Checks that `data` fits `model` and `loss` before any work is done.
 /// `1 input`, `2 inputs`.
 fn plural(n: usize, what: &str) -> String {
@@ -295,6 +312,11 @@ pub fn fit(
         for (step, batch) in batcher.batches(train, epoch as u64).enumerate() {
             let n = batch.len();
             let mut features = batch.features;
+            if epoch == config.initial_epoch {
+                // Every sample passes through a batch of the first epoch; later epochs
+                // see the same values in another order.
+                check_finite_features(&features, train.name(), step)?;
+            }
             if let Some(a) = &config.augment {
                 a.apply(&mut features, &mut nn_data::augment::batch_rng(config.seed, epoch as u64, step as u64))?;
             }
@@ -459,6 +481,7 @@ pub fn evaluate(model: &Sequential, loss: &Loss, data: &Dataset, batch_size: usi
     let (mut se, mut ae, mut count) = (0.0f64, 0.0f64, 0usize);
     for batch in Batcher::new(batch_size)?.sequential().batches(data, 0) {
         let n = batch.len();
+        check_finite_features(&batch.features, data.name(), 0)?;
         // The model runs without a graph where its layers allow (Sequential::infer);
         // the loss is computed on a small graph over its output.
         let mut g = Graph::<f32>::no_grad();

@@ -35,6 +35,10 @@ pub struct ModelMetadata {
     /// [`nn_data::TargetScaler::invert`] (absent: outputs are in the target's units).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_scaler: Option<nn_data::TargetScaler>,
+    /// The CSV field delimiter of the training file, as `--delimiter` took it (absent:
+    /// a comma); prediction and evaluation files are read with it unless told otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
 }
 
 impl ModelMetadata {

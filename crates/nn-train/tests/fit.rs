@@ -237,3 +237,24 @@ fn class_weights_scale_each_samples_gradient() {
     let err = fit(&mut model, sgd(0.1).as_mut(), &sce(), &data, None, &config, &mut []).unwrap_err();
     assert!(err.to_string().contains("3 weights for a model with 2 outputs"), "{err}");
 }
+
+/// NaN features (a missing value read without the imputer) are refused before
+/// training, naming the sample, instead of training a model into NaN weights.
+#[test]
+fn non_finite_features_are_refused() {
+    let mut x = vec![0.5f32; 8 * 2];
+    x[5 * 2 + 1] = f32::NAN;
+    let data = Dataset::from_tensor(
+        "holes",
+        Tensor::from_vec(&[8, 2], x),
+        Targets::classes(vec![0, 1, 0, 1, 0, 1, 0, 1], 2).unwrap(),
+    )
+    .unwrap();
+    let mut model = mlp(1);
+    let mut opt = OptimizerConfig::Sgd(SgdConfig::new(0.1)).build::<f32>(ParamRules::new()).unwrap();
+    let config = FitConfig { shuffle: false, ..quiet(1, 4) };
+    let err = fit(&mut model, opt.as_mut(), &sce(), &data, None, &config, &mut []).unwrap_err().to_string();
+    assert!(err.starts_with("data `holes`: feature 1 of sample 1 of batch 1 is NaN: features must be finite"), "{err}");
+    let err = evaluate(&model, &sce(), &data, 8).unwrap_err().to_string();
+    assert!(err.contains("feature 1 of sample 5 of batch 0 is NaN"), "{err}");
+}

@@ -130,15 +130,17 @@ pub fn build_optimizer_config(kind: OptimizerKind, lr: f64, weight_decay: Option
     })
 }
 
-/// The metadata saved with a model trained on `prepared` (from `data`, CSV target
-/// column `target`, seed `seed`): class names, scalers, data source, seed, task, the
-/// CSV feature columns and the target scaling.
+/// The metadata saved with a model trained on `prepared` (from the data group `data`,
+/// CSV target column `target`, seed `seed`): class names, scalers, data source, seed,
+/// task, the CSV feature columns, the target scaling and a non-default delimiter.
 pub fn model_metadata(
-    data: &crate::args::DataSource,
+    data: &crate::args::DataArgs,
     target: Option<String>,
     prepared: &data::Prepared,
     seed: u64,
 ) -> Result<serde_json::Value> {
+    let delimiter = (data.delimiter != ",").then(|| data.delimiter.clone());
+    let data = &data.data;
     let train = &prepared.train;
     let metadata = Metadata {
         data: data.to_string(),
@@ -152,6 +154,7 @@ pub fn model_metadata(
         task: Some(prepared.task),
         features: prepared.schema.clone(),
         target_scaler: prepared.target_scaler.clone(),
+        delimiter,
     };
     serde_json::to_value(&metadata).map_err(|e| CliError::Usage(e.to_string()))
 }
@@ -234,9 +237,33 @@ fn parse_augment(spec: Option<&str>) -> Result<Option<nn_data::Augment>> {
     spec.map(|s| s.parse::<nn_data::Augment>().map_err(|e| CliError::Usage(format!("--augment {e}")))).transpose()
 }
 
+/// `path` made absolute (and free of `..`) when it exists, so that a run.json read
+/// from another working directory names the same file; otherwise as given.
+fn absolute(path: &Path) -> std::path::PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Writes run.json, with the paths it names (data, model spec, `--init-from`)
+/// absolute, so that `--config` and `--resume` work from any directory.
 fn write_run_file(dir: &Path, cfg: &RunConfig) -> Result<()> {
+    use crate::args::DataSource;
     let path = dir.join("run.json");
-    let json = serde_json::to_vec_pretty(cfg).map_err(|e| CliError::io(&path, e))?;
+    let mut cfg = cfg.clone();
+    cfg.data.data = match cfg.data.data {
+        DataSource::Csv(p) => DataSource::Csv(absolute(&p)),
+        DataSource::Mnist(Some(p)) => DataSource::Mnist(Some(absolute(&p))),
+        DataSource::FashionMnist(p) => DataSource::FashionMnist(absolute(&p)),
+        other => other,
+    };
+    if !PRESETS.contains(&cfg.model.model.as_str()) {
+        cfg.model.model = absolute(Path::new(&cfg.model.model)).display().to_string();
+    }
+    cfg.model.init_from = cfg.model.init_from.as_deref().map(absolute);
+    cfg.output.out = cfg.output.out.as_deref().map(absolute);
+    if let Some(tb) = cfg.output.tensorboard.as_deref() {
+        cfg.output.tensorboard = Some(absolute(tb));
+    }
+    let json = serde_json::to_vec_pretty(&cfg).map_err(|e| CliError::io(&path, e))?;
     nn_tensor::io::write_atomic(&path, |w| w.write_all(&json)).map_err(|e| CliError::io(&path, e))
 }
 
@@ -414,6 +441,13 @@ fn prepare_data(cfg: &RunConfig, checked: &Checked) -> Result<data::Prepared> {
         train.sample_shape(),
         train.num_classes().map(|c| format!(", {c} classes")).unwrap_or_default()
     );
+    if let Some(schema) = &prepared.schema {
+        let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+        println!("feature columns: {}", nn_layers::clip_to(&names.join(", "), 200));
+    }
+    if train.num_classes() == Some(1) {
+        println!("warning: the target has a single class, so every prediction will be that class");
+    }
     if let Some(ts) = &prepared.target_scaler {
         let stats: Vec<String> = ts.mean.iter().zip(&ts.std).map(|(m, s)| format!("mean {m:.4}, std {s:.4}")).collect();
         println!(
@@ -530,7 +564,7 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let steps_per_epoch = train.len().div_ceil(t.batch_size);
     let schedule = parse_schedule(&o.lr_schedule, o.lr, steps_per_epoch, t.epochs)?;
     let mut optimizer = checked.optimizer.build::<f32>(rules)?;
-    let metadata = model_metadata(&d.data, prepared.target_name.clone().or(d.target.clone()), &prepared, t.seed)?;
+    let metadata = model_metadata(d, prepared.target_name.clone().or(d.target.clone()), &prepared, t.seed)?;
     let step_schedule = match &schedule {
         Schedule::Steps(s) => s.clone(),
         Schedule::Plateau(_) => None,
@@ -573,9 +607,8 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let out = cfg.output.out.as_ref();
     if let Some(out) = out {
         std::fs::create_dir_all(out).map_err(|e| CliError::io(out, e))?;
-        if resume_dir.is_none() {
-            write_run_file(out, &cfg)?;
-        }
+        // A resume rewrites run.json only for what it may change (the total epochs).
+        write_run_file(out, &cfg)?;
     }
 
     let mut nan_stop = TerminateOnNaN;

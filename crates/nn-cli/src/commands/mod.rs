@@ -115,7 +115,8 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let regression = is_regression(&model, &meta);
     let mut part = match (&args.data, &meta.features) {
         (DataSource::Csv(path), Some(schema)) => {
-            let read = read_by_schema(path, schema, &meta, &args.delimiter, Some(target.clone()), regression)?;
+            let read =
+                read_by_schema(path, schema, &meta, args.delimiter.as_deref(), Some(target.clone()), regression)?;
             let targets = read
                 .targets
                 .ok_or_else(|| CliError::Usage(format!("{}: no target column to evaluate against", path.display())))?;
@@ -128,7 +129,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         _ => {
             let mut data_args = crate::args::DataArgs::defaults_for(args.data.clone());
             data_args.target = target.clone();
-            data_args.delimiter = args.delimiter.clone();
+            data_args.delimiter = args.delimiter.clone().or(meta.delimiter.clone()).unwrap_or_else(|| ",".into());
             if regression {
                 data_args.task = matches!(args.data, DataSource::Csv(_)).then_some(crate::args::TaskKind::Regression);
             }
@@ -203,12 +204,14 @@ fn read_by_schema(
     path: &Path,
     schema: &nn_data::FeatureSchema,
     meta: &Metadata,
-    delimiter: &str,
+    delimiter: Option<&str>,
     target: Option<Option<String>>,
     regression: bool,
 ) -> Result<nn_data::csv::SchemaRead> {
-    let mut opts =
-        nn_data::csv::SchemaReadOptions { delimiter: data::parse_delimiter(delimiter)?, ..Default::default() };
+    let mut opts = nn_data::csv::SchemaReadOptions {
+        delimiter: data::parse_delimiter(delimiter.or(meta.delimiter.as_deref()).unwrap_or(","))?,
+        ..Default::default()
+    };
     // Evaluation: the target column by name (the model's, or --target). Prediction:
     // the model's target column, if present, is ignored.
     if let Some(t) = target {
@@ -284,7 +287,7 @@ fn time_inference(model: &Sequential, data: &Dataset, batch_size: usize) -> Resu
 /// Reads features for prediction: an IDX image file (magic number first) or a CSV
 /// file, read by the model's saved column names (by position for models saved
 /// without them), whose target column (if present) is ignored.
-fn read_inputs(path: &Path, model: &Sequential, meta: &Metadata, delimiter: &str) -> Result<Tensor<f32>> {
+fn read_inputs(path: &Path, model: &Sequential, meta: &Metadata, delimiter: Option<&str>) -> Result<Tensor<f32>> {
     let bytes = std::fs::read(path).map_err(|e| CliError::io(path, e))?;
     let looks_idx = bytes.len() >= 4 && ((bytes[0] == 0 && bytes[1] == 0) || (bytes[0] == 0x1f && bytes[1] == 0x8b));
     let features = if looks_idx {
@@ -326,7 +329,7 @@ fn read_inputs(path: &Path, model: &Sequential, meta: &Metadata, delimiter: &str
 /// `nn-cli predict`: class, class name and probability for each input row.
 pub fn predict(args: PredictArgs) -> Result<()> {
     let (model, meta) = load_model(&args.model)?;
-    let x = read_inputs(&args.input, &model, &meta, &args.delimiter)?;
+    let x = read_inputs(&args.input, &model, &meta, args.delimiter.as_deref())?;
     let p = nn_train::predict(&model, &x, args.batch_size)?;
     let regression = is_regression(&model, &meta);
     if p.outputs.to_vec().iter().any(|v| !v.is_finite()) {
