@@ -377,10 +377,13 @@ impl Browser {
         r["result"]["value"].clone()
     }
 
-    /// Waits (at most 30 s) until `expression` is true in the page.
+    /// Waits (at most 30 s) until `expression` is true in the page; an expression that
+    /// throws (the page still loading: no `document.body` yet) counts as not yet true.
     fn wait_for(&mut self, expression: &str) {
         let start = Instant::now();
-        while self.eval(&format!("!!({expression})")) != serde_json::Value::Bool(true) {
+        while self.eval(&format!("(() => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }})()"))
+            != serde_json::Value::Bool(true)
+        {
             assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {expression}");
             std::thread::sleep(Duration::from_millis(50));
         }
