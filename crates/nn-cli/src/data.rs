@@ -43,7 +43,8 @@ fn column(t: &str) -> Column {
     }
 }
 
-fn check_fraction(name: &str, v: f64) -> Result<()> {
+/// Checks that `--{name}` is in [0, 1).
+pub fn check_fraction(name: &str, v: f64) -> Result<()> {
     if !(v.is_finite() && (0.0..1.0).contains(&v)) {
         return Err(CliError::Usage(format!("--{name} must be in [0, 1), got {v}")));
     }

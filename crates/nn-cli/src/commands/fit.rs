@@ -303,14 +303,9 @@ fn validate(cfg: &RunConfig, spec_saved: bool) -> Result<Checked> {
             return Err(CliError::Usage(format!("--{name} must be >= 0, got {v}")));
         }
     }
-    for (name, v) in [("validation-split", d.validation_split), ("test-split", d.test_split)] {
-        if !(v.is_finite() && (0.0..1.0).contains(&v)) {
-            return Err(CliError::Usage(format!("--{name} must be in [0, 1), got {v}")));
-        }
-    }
-    if !(t.label_smoothing.is_finite() && (0.0..1.0).contains(&t.label_smoothing)) {
-        return Err(CliError::Usage(format!("--label-smoothing must be in [0, 1), got {}", t.label_smoothing)));
-    }
+    data::check_fraction("validation-split", d.validation_split)?;
+    data::check_fraction("test-split", d.test_split)?;
+    data::check_fraction("label-smoothing", t.label_smoothing)?;
     if let Some(c) = o.clip_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
         return Err(CliError::Usage(format!("--clip-norm must be a positive number, got {c}")));
     }
