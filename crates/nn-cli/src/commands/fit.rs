@@ -392,7 +392,7 @@ fn resolve(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<RunConfig> {
 }
 
 /// The number of model outputs `data`'s targets need.
-fn outputs_for(data: &nn_data::Dataset) -> usize {
+pub(super) fn outputs_for(data: &nn_data::Dataset) -> usize {
     match data.targets() {
         nn_data::Targets::Classes { num_classes, .. } => *num_classes,
         nn_data::Targets::Real(t) => t.shape()[1..].iter().product(),
@@ -654,11 +654,7 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     // 4. Train.
     let config = FitConfig {
         seed: t.seed,
-        verbosity: match cfg.output.verbose {
-            0 => Verbosity::Silent,
-            2 => Verbosity::Lines,
-            _ => Verbosity::Auto,
-        },
+        verbosity: Verbosity::try_from(cfg.output.verbose)?,
         regularizer: checked.regularizer.clone(),
         clip_norm: o.clip_norm,
         schedule: step_schedule,
@@ -736,15 +732,7 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     // 6. Test.
     let run_test = !cfg.output.no_test || cfg.output.test;
     if let (true, Some(test)) = (run_test, &prepared.test) {
-        let batch = t.batch_size.max(256);
-        match &prepared.target_scaler {
-            Some(ts) => super::print_regression(&model, test, ts, batch, "test ")?,
-            None => {
-                let e = nn_train::evaluate(&model, &super::loss_for(test.targets(), &model), test, batch)?;
-                let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("test {k}: {v:.4}")).collect();
-                println!("test loss: {:.4} - {} ({} samples)", e.loss, metrics.join(" - "), test.len());
-            }
-        }
+        super::print_test(&model, test, prepared.target_scaler.as_ref(), t.batch_size.max(256), "")?;
     }
     Ok(())
 }

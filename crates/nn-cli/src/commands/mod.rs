@@ -89,6 +89,25 @@ pub fn print_regression(
     Ok(())
 }
 
+/// Prints the figures of `model` on a test part after training, each line starting
+/// with `lead`: RMSE, MAE, R² and the mean baseline in the target's units when the
+/// targets were standardised (`ts`), otherwise the loss and metrics.
+pub fn print_test(
+    model: &Sequential,
+    test: &Dataset,
+    ts: Option<&nn_data::TargetScaler>,
+    batch_size: usize,
+    lead: &str,
+) -> Result<()> {
+    if let Some(ts) = ts {
+        return print_regression(model, test, ts, batch_size, &format!("{lead}test "));
+    }
+    let e = nn_train::evaluate(model, &loss_for(test.targets(), model), test, batch_size)?;
+    let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("test {k}: {v:.4}")).collect();
+    println!("{lead}test loss: {:.4} - {} ({} samples)", e.loss, metrics.join(" - "), test.len());
+    Ok(())
+}
+
 /// Loads a model folder and its metadata.
 pub fn load_model(dir: &Path) -> Result<(Sequential, Metadata)> {
     Ok(nn_train::load_model(dir)?)
@@ -115,16 +134,17 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let regression = is_regression(&model, &meta);
     let mut part = match (&args.data, &meta.features) {
         (DataSource::Csv(path), Some(schema)) => {
-            let read =
-                read_by_schema(path, schema, &meta, args.delimiter.as_deref(), Some(target.clone()), regression)?;
-            let targets = read
-                .targets
-                .ok_or_else(|| CliError::Usage(format!("{}: no target column to evaluate against", path.display())))?;
-            let mut d = Dataset::from_tensor(data::file_stem(path), read.features, targets)?;
-            if let (false, Some(names)) = (regression, &meta.class_names) {
-                d = d.with_class_names(names.clone())?;
-            }
-            training_file_test_part(&args, &meta, d)?
+            let bytes = std::fs::read(path).map_err(|e| CliError::io(path, e))?;
+            let read = read_by_schema(
+                path,
+                &bytes,
+                schema,
+                &meta,
+                args.delimiter.as_deref(),
+                Some(target.clone()),
+                regression,
+            )?;
+            training_file_test_part(&args, &meta, read.into_dataset(data::file_stem(path))?)?
         }
         _ => {
             let mut data_args = crate::args::DataArgs::defaults_for(args.data.clone());
@@ -198,10 +218,11 @@ fn training_file_test_part(args: &EvaluateArgs, meta: &Metadata, data: Dataset) 
     Ok(data)
 }
 
-/// Reads a CSV file by the model's saved columns, printing one note for ignored
+/// Parses CSV `bytes` (read from `path`) by the model's saved columns, printing one note for ignored
 /// columns, positional reading and unseen categories.
 fn read_by_schema(
     path: &Path,
+    bytes: &[u8],
     schema: &nn_data::FeatureSchema,
     meta: &Metadata,
     delimiter: Option<&str>,
@@ -220,7 +241,7 @@ fn read_by_schema(
         })?);
         opts.class_names = if regression { None } else { meta.class_names.clone() };
     }
-    let mut read = nn_data::csv::read_by_schema(path, schema, &opts)?;
+    let mut read = nn_data::csv::parse_by_schema(bytes, path, schema, &opts)?;
     // The model's own target column in a prediction file is expected, not news.
     read.ignored_columns.retain(|c| Some(c) != meta.target.as_ref());
     if read.by_position && !schema.is_positional() {
@@ -318,7 +339,7 @@ fn read_inputs(path: &Path, model: &Sequential, meta: &Metadata, delimiter: Opti
                 &positional
             }
         };
-        let read = read_by_schema(path, schema, meta, delimiter, None, is_regression(model, meta))?;
+        let read = read_by_schema(path, &bytes, schema, meta, delimiter, None, is_regression(model, meta))?;
         let mut shape = vec![read.features.shape()[0]];
         shape.extend_from_slice(model.input_shape());
         read.features.try_into_reshape(&shape).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
@@ -332,7 +353,8 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let x = read_inputs(&args.input, &model, &meta, args.delimiter.as_deref())?;
     let p = nn_train::predict(&model, &x, args.batch_size)?;
     let regression = is_regression(&model, &meta);
-    if p.outputs.to_vec().iter().any(|v| !v.is_finite()) {
+    let outputs = p.outputs.to_vec();
+    if outputs.iter().any(|v| !v.is_finite()) {
         return Err(CliError::Usage(format!(
             "{}: the model's outputs are not finite for some rows (are its weights finite?)",
             args.model.display()
@@ -343,8 +365,8 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     if regression {
         text.push_str("row,prediction\n");
         let values = match &meta.target_scaler {
-            Some(ts) => ts.invert(&p.outputs.to_vec()),
-            None => p.outputs.to_vec(),
+            Some(ts) => ts.invert(&outputs),
+            None => outputs,
         };
         for (i, row) in values.chunks(k).enumerate() {
             let vals: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
@@ -353,7 +375,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     } else {
         text.push_str("row,class,name,probability\n");
         let names = meta.class_names.unwrap_or_default();
-        for (i, (&c, row)) in p.classes.iter().zip(p.outputs.to_vec().chunks(k)).enumerate() {
+        for (i, (&c, row)) in p.classes.iter().zip(outputs.chunks(k)).enumerate() {
             let name = names.get(c).cloned().unwrap_or_else(|| c.to_string());
             text.push_str(&format!("{i},{c},{name},{:.6}\n", row[c]));
         }

@@ -303,7 +303,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let prepared = data::prepare(&args.data, args.seed, true)?;
     let prepared = data::restrict(prepared, args.data.classes.as_deref(), args.data.per_class, args.seed)?;
     let train = &prepared.train;
-    let regression = train.num_classes().is_none();
+    let regression = prepared.task == nn_data::Task::Regression;
     if regression && space.objective.metric == "val_accuracy" {
         return Err(CliError::Usage(format!(
             "{}: objective val_accuracy needs class targets; {} has real values (use val_loss)",
@@ -311,10 +311,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
             args.data.data
         )));
     }
-    let outputs = match train.targets() {
-        nn_data::Targets::Classes { num_classes, .. } => *num_classes,
-        nn_data::Targets::Real(t) => t.shape()[1..].iter().product(),
-    };
+    let outputs = super::fit::outputs_for(train);
     println!(
         "data {}: {} training, {} validation, {} test samples; {} search, objective {} ({})",
         args.data.data,
@@ -390,14 +387,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
     );
     if let Some(test) = &prepared.test {
         let (model, _) = super::load_model(&best_dir)?;
-        if let Some(ts) = &prepared.target_scaler {
-            super::print_regression(&model, test, ts, 1000, "best model: test ")?;
-        } else {
-            let loss = loss_for(test.targets(), &model);
-            let e = nn_train::evaluate(&model, &loss, test, 1000)?;
-            let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("test {k}: {v:.4}")).collect();
-            println!("best model: test loss: {:.4} - {} ({} samples)", e.loss, metrics.join(" - "), test.len());
-        }
+        super::print_test(&model, test, prepared.target_scaler.as_ref(), 1000, "best model: ")?;
     }
     Ok(())
 }
