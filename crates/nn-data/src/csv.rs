@@ -79,7 +79,9 @@ use nn_tensor::Tensor;
 
 use crate::dataset::{Dataset, Targets};
 use crate::error::{invalid, DataError, Result};
-use crate::schema::{is_missing, quote, CellError, ColumnKind, FeatureColumn, FeatureSchema, Missing, Task};
+use crate::schema::{
+    is_missing, quote, CellError, CellErrorKind, ColumnKind, FeatureColumn, FeatureSchema, Missing, Task,
+};
 
 /// A column of a CSV file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -524,13 +526,14 @@ fn table_from_bytes(bytes: &[u8], path: &Path, options: &CsvOptions) -> Result<T
             schema.encode_row(|i| feature_cols.get(i).map(|&c| rec.get(c)), &mut features).map_err(
                 |e: CellError| {
                     let c = feature_cols.get(e.column).copied();
-                    // Text in a numeric column: name both ways out.
-                    let message = match c.map(|c| (c, parse_number(rec.get(c)))) {
-                        Some((c, Err(m))) if m.starts_with("not a number") => format!(
-                            "{m} (a text column needs --categorical {0}, or --drop {0} to ignore it)",
+                    let message = match (e.kind, c) {
+                        // Text in a numeric column: name both ways out.
+                        (CellErrorKind::NotANumber, Some(c)) => format!(
+                            "{e} (a text column needs --categorical {0}, or --drop {0} to ignore it)",
                             quote(&header[c])
                         ),
-                        _ => e.message,
+                        // (Missing values were dealt with in pass 1.)
+                        _ => e.to_string(),
                     };
                     ctx.err(rec.line, c, message)
                 },
@@ -954,9 +957,10 @@ fn by_schema_from_bytes(
             let like = if headerless { "the first row" } else { "the header" };
             return Err(ctx.err(line, None, format!("expected {expected} fields as in {like}, found {}", rec.len())));
         }
-        unseen_categories += schema
-            .encode_row(|i| feature_idx.get(i).map(|&c| rec.get(c)), &mut features)
-            .map_err(|e: CellError| ctx.err(line, feature_idx.get(e.column).copied(), e.message))?;
+        unseen_categories +=
+            schema.encode_row(|i| feature_idx.get(i).map(|&c| rec.get(c)), &mut features).map_err(|e: CellError| {
+                ctx.err(line, feature_idx.get(e.column).copied(), predict_cell_message(schema, &e))
+            })?;
         if let Some(t) = target_idx {
             let cell = rec.get(t);
             if is_missing(cell) {
@@ -1094,6 +1098,25 @@ fn shown(cell: &str) -> String {
         String::new()
     } else {
         format!(" {}", quote(cell))
+    }
+}
+
+/// The message for a feature cell that [`FeatureSchema::encode_row`] refused when
+/// reading a file to predict, worded for the command line (`nn-cli predict`).
+fn predict_cell_message(schema: &FeatureSchema, e: &CellError) -> String {
+    match e.kind {
+        CellErrorKind::Missing => {
+            let hint = match schema.missing {
+                Missing::Drop => "the model was trained with --missing drop, which cannot drop a row to predict",
+                _ => "the model was trained without --missing mean, so it needs every value",
+            };
+            format!("{e} ({hint})")
+        }
+        CellErrorKind::NotANumber => match schema.columns.get(e.column) {
+            Some(column) => format!("{e} (a text column needs --categorical {})", quote(&column.name)),
+            None => e.to_string(),
+        },
+        CellErrorKind::NotFinite => e.to_string(),
     }
 }
 

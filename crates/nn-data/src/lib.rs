@@ -84,4 +84,6 @@ pub use batch::{Batch, Batcher, Batches};
 pub use dataset::{one_hot, Dataset, Targets};
 pub use error::{DataError, Result};
 pub use scale::{Granularity, Scaler};
-pub use schema::{is_missing, CellError, ColumnKind, FeatureColumn, FeatureSchema, Missing, TargetScaler, Task};
+pub use schema::{
+    is_missing, CellError, CellErrorKind, ColumnKind, FeatureColumn, FeatureSchema, Missing, TargetScaler, Task,
+};

@@ -168,14 +168,43 @@ pub fn is_missing(field: &str) -> bool {
     matches!(field.trim(), "" | "NA" | "N/A" | "NaN" | "nan" | "null" | "NULL" | "None" | "?")
 }
 
-/// Why one cell of a row could not be encoded.
+/// What is wrong with a cell that [`FeatureSchema::encode_row`] could not encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellErrorKind {
+    /// No value (absent, or [`is_missing`]) and the schema's policy is not
+    /// [`Missing::Mean`], so it cannot be imputed.
+    Missing,
+    /// Text that is not a number in a numeric column.
+    NotANumber,
+    /// A number outside `f32`'s range (or infinite) in a numeric column.
+    NotFinite,
+}
+
+/// Why one cell of a row could not be encoded. Its [`Display`](std::fmt::Display)
+/// text is neutral (`missing value`, `not a number: "x"`, ...); callers that
+/// know their context (command-line flags, request format) word their own
+/// message from [`kind`](Self::kind).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellError {
     /// The schema column (index into [`FeatureSchema::columns`]).
     pub column: usize,
-    /// What is wrong, in words.
-    pub message: String,
+    /// What is wrong.
+    pub kind: CellErrorKind,
+    /// The offending cell, trimmed (empty for an absent value).
+    pub text: String,
 }
+
+impl std::fmt::Display for CellError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            CellErrorKind::Missing => f.write_str("missing value"),
+            CellErrorKind::NotANumber => write!(f, "not a number: {}", quote(&self.text)),
+            CellErrorKind::NotFinite => write!(f, "not a finite f32 number: {}", quote(&self.text)),
+        }
+    }
+}
+
+impl std::error::Error for CellError {}
 
 impl FeatureSchema {
     /// Encodes one row into [`width`](Self::width) model inputs appended to `out`.
@@ -205,11 +234,8 @@ impl FeatureSchema {
             let raw = field(i).map(str::trim);
             let missing = raw.is_none_or(is_missing);
             if missing && self.missing != Missing::Mean {
-                let hint = match self.missing {
-                    Missing::Drop => "the model was trained with --missing drop, which cannot drop a row to predict",
-                    _ => "the model was trained without --missing mean, so it needs every value",
-                };
-                return Err(CellError { column: i, message: format!("missing value ({hint})") });
+                let text = raw.unwrap_or_default().to_owned();
+                return Err(CellError { column: i, kind: CellErrorKind::Missing, text });
             }
             match &column.kind {
                 ColumnKind::Numeric => {
@@ -222,20 +248,10 @@ impl FeatureSchema {
                     match text.parse::<f32>() {
                         Ok(v) if v.is_finite() => out.push(v),
                         Ok(_) => {
-                            return Err(CellError {
-                                column: i,
-                                message: format!("not a finite f32 number: {}", quote(text)),
-                            })
+                            return Err(CellError { column: i, kind: CellErrorKind::NotFinite, text: text.to_owned() })
                         }
                         Err(_) => {
-                            return Err(CellError {
-                                column: i,
-                                message: format!(
-                                    "not a number: {} (a text column needs --categorical {})",
-                                    quote(text),
-                                    quote(&column.name)
-                                ),
-                            })
+                            return Err(CellError { column: i, kind: CellErrorKind::NotANumber, text: text.to_owned() })
                         }
                     }
                 }
@@ -413,16 +429,24 @@ mod tests {
         // A missing category is an error too unless the policy is Missing::Mean.
         out.clear();
         let err = strict.encode_row(|i| Some(["1", ""][i]), &mut out).unwrap_err();
-        assert_eq!((err.column, err.message.starts_with("missing value")), (1, true));
+        assert_eq!((err.column, err.kind, err.text.as_str()), (1, CellErrorKind::Missing, ""));
+        assert_eq!(err.to_string(), "missing value");
         out.clear();
         assert_eq!(schema.encode_row(|i| Some(["1", "NA"][i]), &mut out), Ok(0));
         assert_eq!(out, [1.0, 0.0, 0.0]);
         out.clear();
         let err = strict.encode_row(|i| Some(["", "Oslo"][i]), &mut out).unwrap_err();
         assert_eq!(err.column, 0);
-        assert!(err.message.starts_with("missing value"), "{}", err.message);
+        assert_eq!(err.kind, CellErrorKind::Missing);
         out.clear();
         let err = strict.encode_row(|i| Some(["old", "Oslo"][i]), &mut out).unwrap_err();
-        assert_eq!(err.message, "not a number: \"old\" (a text column needs --categorical \"age\")");
+        assert_eq!((err.column, err.kind, err.text.as_str()), (0, CellErrorKind::NotANumber, "old"));
+        assert_eq!(err.to_string(), "not a number: \"old\"");
+        out.clear();
+        let err = strict.encode_row(|i| Some(["1e39", "Oslo"][i]), &mut out).unwrap_err();
+        assert_eq!(
+            (err.kind, err.to_string().as_str()),
+            (CellErrorKind::NotFinite, "not a finite f32 number: \"1e39\"")
+        );
     }
 }

@@ -437,6 +437,25 @@ fn by_schema_cell_errors_and_bad_schemas() {
     assert!(e.to_string().starts_with("p.csv:2, column 2 (\"a\"): not a number: \"x\""), "{e}");
     let e = parse_by_schema("b,a\n1,\n".as_bytes(), "p.csv", &schema, &SchemaReadOptions::default()).unwrap_err();
     assert!(e.to_string().starts_with("p.csv:2, column 2 (\"a\"): missing value"), "{e}");
+    // The messages name the command-line flags (the schema's own are neutral).
+    assert_eq!(
+        e.to_string(),
+        "p.csv:2, column 2 (\"a\"): missing value (the model was trained without --missing mean, so it needs every value)"
+    );
+    let drop = FeatureSchema { missing: Missing::Drop, ..schema.clone() };
+    let e = parse_by_schema("b,a\n1,NA\n".as_bytes(), "p.csv", &drop, &SchemaReadOptions::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "p.csv:2, column 2 (\"a\"): missing value (the model was trained with --missing drop, \
+         which cannot drop a row to predict)"
+    );
+    let e = parse_by_schema("b,a\n1,x\n".as_bytes(), "p.csv", &schema, &SchemaReadOptions::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "p.csv:2, column 2 (\"a\"): not a number: \"x\" (a text column needs --categorical \"a\")"
+    );
+    let e = parse_by_schema("b,a\n1,1e39\n".as_bytes(), "p.csv", &schema, &SchemaReadOptions::default()).unwrap_err();
+    assert_eq!(e.to_string(), "p.csv:2, column 2 (\"a\"): not a finite f32 number: \"1e39\"");
     let e = parse_by_schema("a,b\n".as_bytes(), "p.csv", &schema, &SchemaReadOptions::default()).unwrap_err();
     assert_eq!(e.to_string(), "p.csv:1: no data rows after the header");
     let e = parse_by_schema("".as_bytes(), "p.csv", &schema, &SchemaReadOptions::default()).unwrap_err();

@@ -22,7 +22,7 @@ use std::fmt;
 
 use std::collections::HashMap;
 
-use nn_data::{FeatureSchema, Missing};
+use nn_data::{CellErrorKind, FeatureSchema, Missing};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use crate::error::ApiError;
@@ -315,16 +315,17 @@ impl<'de> Visitor<'de> for RowSeed<'_, '_> {
             Err(e) => {
                 ctx.values.truncate(start);
                 let column = schema.columns.get(e.column).map(|c| c.name.clone()).unwrap_or_default();
-                let message = if e.message.starts_with("missing value") {
-                    let policy = match schema.missing {
-                        Missing::Drop => {
-                            "the model was trained with --missing drop, which cannot drop a row to predict"
-                        }
-                        _ => "the model was trained without --missing mean, so it cannot impute it",
-                    };
-                    format!("row {row}, column {column:?}: missing value ({policy})")
-                } else {
-                    format!("row {row}, column {column:?}: {}", without_cli_hint(&e.message))
+                let message = match (e.kind, schema.missing) {
+                    (CellErrorKind::Missing, Missing::Drop) => format!(
+                        "row {row}, column {column:?}: {e} (the model was trained with --missing drop, \
+                         which cannot drop a row to predict)"
+                    ),
+                    (CellErrorKind::Missing, _) => format!(
+                        "row {row}, column {column:?}: {e} (the model was trained without --missing mean, \
+                         so it cannot impute it)"
+                    ),
+                    // Text in a numeric column, or a number out of range: as is.
+                    _ => format!("row {row}, column {column:?}: {e}"),
                 };
                 return Err(ctx.fail(ApiError::BadValue { message, column }));
             }
@@ -339,15 +340,6 @@ impl<'de> Visitor<'de> for RowSeed<'_, '_> {
             return Err(ctx.fail(problem));
         }
         Ok(())
-    }
-}
-
-/// `message` without a trailing parenthesised hint about `nn-cli` flags (the
-/// schema's messages are written for the command line).
-fn without_cli_hint(message: &str) -> &str {
-    match message.rfind(" (") {
-        Some(i) if message.ends_with(')') && message[i..].contains("--") => &message[..i],
-        _ => message,
     }
 }
 
@@ -695,6 +687,13 @@ mod tests {
                 column: "age".into()
             }
         );
+        let e = parse_with(r#"{"inputs": [{"age": 1, "city": "Oslo", "height": "NA"}]}"#, &schema(Missing::Drop))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "row 0, column \"height\": missing value (the model was trained with --missing drop, \
+             which cannot drop a row to predict)"
+        );
         let e = parse_with(r#"{"inputs": [{"age": "old", "city": "Oslo", "height": 2}]}"#, &s).unwrap_err();
         assert_eq!(e.to_string(), "row 0, column \"age\": not a number: \"old\"");
         assert_eq!(e.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
@@ -714,10 +713,5 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
-        assert_eq!(
-            without_cli_hint("not a number: \"x\" (a text column needs --categorical \"a\")"),
-            "not a number: \"x\""
-        );
-        assert_eq!(without_cli_hint("plain (no flags)"), "plain (no flags)");
     }
 }
