@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod data;
 mod error;
+mod lock;
 mod plot;
 mod signals;
 

@@ -136,3 +136,48 @@ fn sigint_and_sigterm_stop_fit_cleanly() {
         assert!(out.join("checkpoint").is_dir(), "{files:?}");
     }
 }
+
+/// Two runs on one `--out` folder: the second fails at once naming the first's
+/// process id; once the first is killed, its lock is taken over, and the temporary
+/// files it left are removed.
+#[test]
+fn one_run_at_a_time_per_folder_and_stale_leftovers_removed() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_nn-cli"))
+        .args(["--threads", "1", "fit", "--epochs", "100000", "--verbose", "0", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !out.join("run.json").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the first run did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_nn-cli"))
+        .args(["--threads", "1", "fit", "--epochs", "1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr).to_string();
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("another run (process {}) is writing this folder", first.id())), "{err}");
+    // A kill -9 leaves the lock file (released by the kernel) and, here, leftovers.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::fs::write(out.join(".nn-tmp-AbC123"), b"partial").unwrap();
+    std::fs::create_dir_all(out.join("checkpoint.new")).unwrap();
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_nn-cli"))
+        .args(["--threads", "1", "fit", "--epochs", "1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&again.stdout).to_string();
+    assert!(again.status.success(), "{text}{}", String::from_utf8_lossy(&again.stderr));
+    assert!(text.contains("removed 2 temporary file(s) an interrupted run left"), "{text}");
+    assert!(!out.join(".nn-tmp-AbC123").exists() && !out.join("checkpoint.new").exists());
+    assert!(out.join("weights.safetensors").exists());
+}

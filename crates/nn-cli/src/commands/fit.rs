@@ -600,8 +600,19 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         }
     };
     let out = cfg.output.out.as_ref();
+    // One run at a time per folder; what an interrupted run left is removed under the lock.
+    let _lock = match out {
+        Some(out) => {
+            let lock = crate::lock::acquire(out)?;
+            let removed = crate::lock::remove_stale_temporaries(&lock, out);
+            if removed > 0 {
+                println!("removed {removed} temporary file(s) an interrupted run left in {}", out.display());
+            }
+            Some(lock)
+        }
+        None => None,
+    };
     if let Some(out) = out {
-        std::fs::create_dir_all(out).map_err(|e| CliError::io(out, e))?;
         // A resume rewrites run.json only for what it may change (the total epochs).
         write_run_file(out, &cfg)?;
     }
