@@ -114,15 +114,35 @@ pub fn load_spec(dir: &Path) -> Result<Option<ModelSpec>> {
 /// `model`'s weights, returning the optimizer checkpoint and the run state.
 ///
 /// # Errors
-/// [`TrainError::Io`] when neither folder holds a checkpoint; the weight and
-/// optimizer loaders' errors for a damaged or mismatched file.
+/// [`TrainError::Io`] when neither folder holds a checkpoint, or a weight or an
+/// optimizer state value is not finite (naming the tensor); the weight and optimizer
+/// loaders' errors for a damaged or mismatched file.
 pub fn load(dir: &Path, model: &mut Sequential) -> Result<Loaded> {
     let dir = if dir.join("state.json").exists() { dir.to_path_buf() } else { sibling(dir, ".old") };
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| TrainError::io(&state_path, e))?;
     let state: CheckpointState = serde_json::from_str(&text).map_err(|e| TrainError::io(&state_path, e))?;
-    model.load_weights(&dir.join("weights.safetensors"))?;
-    let optimizer = nn_optim::load_checkpoint(dir.join("optimizer.safetensors"))?;
+    let weights = dir.join("weights.safetensors");
+    model.load_weights(&weights)?;
+    if let Some(p) = model.parameters().iter().find(|p| p.value.to_vec().iter().any(|v| !v.is_finite())) {
+        return Err(TrainError::io(
+            &weights,
+            format!("tensor {}: holds values that are not finite (NaN or infinite)", p.name),
+        ));
+    }
+    let optimizer_path = dir.join("optimizer.safetensors");
+    let optimizer: nn_optim::OptimizerCheckpoint<f32> = nn_optim::load_checkpoint(&optimizer_path)?;
+    if !optimizer.state.learning_rate.is_finite() {
+        return Err(TrainError::io(&optimizer_path, "the learning rate in force is not finite"));
+    }
+    for (name, p) in &optimizer.state.params {
+        if let Some((slot, _)) = p.slots.iter().find(|(_, t)| t.to_vec().iter().any(|v| !v.is_finite())) {
+            return Err(TrainError::io(
+                &optimizer_path,
+                format!("optimizer state {slot} of {name}: holds values that are not finite (NaN or infinite)"),
+            ));
+        }
+    }
     Ok(Loaded { optimizer, state })
 }
 

@@ -258,3 +258,46 @@ fn non_finite_features_are_refused() {
     let err = evaluate(&model, &sce(), &data, 8).unwrap_err().to_string();
     assert!(err.contains("feature 1 of sample 5 of batch 0 is NaN"), "{err}");
 }
+
+/// A checkpoint whose weights or optimizer state hold NaN is refused on load, naming
+/// the tensor, instead of resuming into a model full of NaN.
+#[test]
+fn checkpoints_with_non_finite_values_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let data = blobs(32);
+    let mut model = mlp(2);
+    let mut opt = OptimizerConfig::Adam(AdamConfig::new(0.01)).build::<f32>(ParamRules::new()).unwrap();
+    let mut cb = checkpoint::ResumeCheckpoint::new(&ck, History::default(), None);
+    fit(&mut model, opt.as_mut(), &sce(), &data, None, &quiet(1, 16), &mut [&mut cb]).unwrap();
+    assert!(checkpoint::load(&ck, &mut mlp(9)).is_ok());
+
+    // Adam's first moment of one weight set to NaN, written back as a checkpoint would be.
+    let optimizer_file = ck.join("optimizer.safetensors");
+    let mut state = nn_optim::load_checkpoint::<f32>(&optimizer_file).unwrap();
+    let name = state.state.params.keys().next().unwrap().clone();
+    let slot = &mut state.state.params.get_mut(&name).unwrap().slots[0];
+    let mut v = slot.1.to_vec();
+    v[0] = f32::NAN;
+    slot.1 = Tensor::from_vec(slot.1.shape(), v);
+    let slot_name = slot.0.clone();
+    let shapes: Vec<(String, Vec<usize>)> =
+        model.parameters().iter().map(|p| (p.name.clone(), p.value.shape().to_vec())).collect();
+    let refs: Vec<(&str, &[usize])> = shapes.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    let mut poisoned = state.config.build::<f32>(ParamRules::new()).unwrap();
+    poisoned.load_state(state.state, &refs).unwrap();
+    nn_optim::save_checkpoint(&optimizer_file, poisoned.as_ref(), None, None).unwrap();
+    let err = checkpoint::load(&ck, &mut mlp(9)).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains(&format!("optimizer state {slot_name} of {name}: holds values that are not finite")), "{err}");
+
+    // A NaN weight.
+    let mut bad = mlp(2);
+    let p = &mut bad.parameters_mut()[0];
+    let mut v = p.value.to_vec();
+    v[3] = f32::INFINITY;
+    p.value = Arc::new(Tensor::from_vec(p.value.shape(), v));
+    let first = p.name.clone();
+    bad.save_weights(&ck.join("weights.safetensors")).unwrap();
+    let err = checkpoint::load(&ck, &mut mlp(9)).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains(&format!("tensor {first}: holds values that are not finite")), "{err}");
+}
