@@ -396,20 +396,31 @@ fn balanced_weights_follow_scikit_learn() {
     assert!(balanced_class_weights(&[]).is_empty());
 }
 
+/// Gradchecks `compute(output)` (a loss, labelled `what` in the message) in f64.
+///
+/// From probabilities a loss has large higher derivatives near small p, which the
+/// default step (1e-3, 4-point stencil) turns into ~1e-9 of truncation error on
+/// gradients of ~1e-3: a step of 1e-4 keeps the estimate itself within TOL.
+fn check_grad(
+    what: &dyn std::fmt::Debug,
+    output: Tensor<f64>,
+    compute: impl Fn(&mut Graph<f64>, Var) -> nn_layers::Result<Var>,
+) -> Result<(), TestCaseError> {
+    let options = GradcheckOptions { eps: 1e-4, ..GradcheckOptions::default() };
+    let report =
+        gradcheck_with(&[output], options, |g: &mut Graph<f64>, v: &[Var]| compute(g, v[0]).map_err(to_autograd))
+            .unwrap();
+    prop_assert!(report.passes(TOL), "{what:?}: {report}");
+    Ok(())
+}
+
 fn check_loss(
     loss: Loss,
     output: Tensor<f64>,
     targets: LossTargets<'_, f64>,
     reduction: Reduction,
 ) -> Result<(), TestCaseError> {
-    // The step of check_weighted, for the same reason.
-    let options = GradcheckOptions { eps: 1e-4, ..GradcheckOptions::default() };
-    let report = gradcheck_with(&[output], options, |g: &mut Graph<f64>, v: &[Var]| {
-        loss.compute_with(g, v[0], &targets, reduction).map_err(to_autograd)
-    })
-    .unwrap();
-    prop_assert!(report.passes(TOL), "{loss:?} {reduction:?}: {report}");
-    Ok(())
+    check_grad(&(loss, reduction), output, |g, out| loss.compute_with(g, out, &targets, reduction))
 }
 
 fn check_weighted(
@@ -418,16 +429,7 @@ fn check_weighted(
     targets: LossTargets<'_, f64>,
     reduction: Reduction,
 ) -> Result<(), TestCaseError> {
-    // From probabilities the loss has large higher derivatives near small p, which the
-    // default step (1e-3, 4-point stencil) turns into ~1e-9 of truncation error on
-    // gradients of ~1e-3: a smaller step keeps the estimate itself within TOL.
-    let options = GradcheckOptions { eps: 1e-4, ..GradcheckOptions::default() };
-    let report = gradcheck_with(&[output], options, |g: &mut Graph<f64>, v: &[Var]| {
-        loss.compute_with(g, v[0], &targets, reduction).map_err(to_autograd)
-    })
-    .unwrap();
-    prop_assert!(report.passes(TOL), "{loss:?} {reduction:?}: {report}");
-    Ok(())
+    check_grad(&(&loss, reduction), output, |g, out| loss.compute_with(g, out, &targets, reduction))
 }
 
 fn reduction() -> impl Strategy<Value = Reduction> {
