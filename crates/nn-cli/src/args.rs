@@ -13,9 +13,24 @@ pub struct Cli {
     /// Threads for the kernels (GEMM and nn's pool); default: all CPUs.
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// Most memory a model may need, as estimated before it is built: one training step at --batch-size (fit, tune) or one inference batch (predict, evaluate). A size such as 512M, 8G or 1.5GiB (K, M, G, T are powers of 1024), or `unlimited`. Default: the environment variable NN_MAX_MEMORY if set, else this machine's memory (the smallest of MemTotal, the cgroup's memory limit and `ulimit -v`; 8 GiB where none can be read).
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub max_memory: Option<MaxMemory>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A `--max-memory` value: bytes, or `None` for `unlimited`
+/// ([`nn_layers::parse_memory_size`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxMemory(pub Option<u64>);
+
+impl FromStr for MaxMemory {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        nn_layers::parse_memory_size(s).map(MaxMemory)
+    }
 }
 
 /// The subcommands.
@@ -475,6 +490,10 @@ pub struct FitArgs {
     /// (testing) abort the process after this many epochs, as a kill would.
     #[arg(long, hide = true)]
     pub abort_after_epochs: Option<usize>,
+    /// (testing) send this process SIGINT after this many training steps, as a
+    /// Ctrl-C at that exact moment would.
+    #[arg(long, hide = true)]
+    pub signal_after_steps: Option<usize>,
 }
 
 /// `nn-cli evaluate` flags.

@@ -60,13 +60,50 @@ pub fn acquire(dir: &Path) -> Result<RunLock> {
     }
 }
 
+/// Locks the run folder `dir` (created if missing) for this process and cleans up
+/// what an interrupted run left under the lock: a checkpoint swap cut short is
+/// undone (`nn_train::checkpoint::recover`), temporary files and a half-written
+/// checkpoint removed ([`remove_stale_temporaries`]), and a model save cut short in each of
+/// `model_dirs` (finished when `model.json` already names the staged weights,
+/// removed otherwise: `nn_layers::complete_interrupted_save`). Prints one line per
+/// kind of thing it cleaned.
+///
+/// # Errors
+/// As [`acquire`]; [`CliError::Layer`] when staged weights cannot be read, moved or removed.
+pub fn take(dir: &Path, model_dirs: &[&Path]) -> Result<RunLock> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::Usage(format!("--out {}: exists and is not a directory", dir.display())));
+    }
+    let lock = acquire(dir)?;
+    nn_train::checkpoint::recover(&dir.join("checkpoint"))?;
+    let removed = remove_stale_temporaries(&lock, dir, model_dirs);
+    if removed > 0 {
+        println!("removed {removed} temporary file(s) an interrupted run left in {}", dir.display());
+    }
+    for model_dir in model_dirs {
+        match nn_layers::complete_interrupted_save(model_dir)? {
+            nn_layers::InterruptedSave::Completed => {
+                println!("finished saving the model an interrupted run left in {}", model_dir.display())
+            }
+            nn_layers::InterruptedSave::Discarded => {
+                println!("removed the unsaved weights an interrupted run left in {}", model_dir.display())
+            }
+            nn_layers::InterruptedSave::None => {}
+        }
+    }
+    Ok(lock)
+}
+
 /// Removes what an interrupted run left in the locked run folder `dir`: temporary
-/// files (`.nn-tmp-*`) in it and in `checkpoint/`, and a half-written
-/// `checkpoint.new/`. Only files of nn's own naming are touched. Returns how many
-/// entries were removed.
-pub fn remove_stale_temporaries(_lock: &RunLock, dir: &Path) -> usize {
+/// files (`.nn-tmp-*`) in it, in `checkpoint/` and in `model_dirs`, a half-written
+/// `checkpoint.new/`, and `checkpoint.old/` beside a complete `checkpoint/`. Only files of nn's own naming are touched.
+/// Returns how many entries were removed.
+pub fn remove_stale_temporaries(_lock: &RunLock, dir: &Path, model_dirs: &[&Path]) -> usize {
     let mut removed = 0;
-    for folder in [dir.to_path_buf(), dir.join("checkpoint")] {
+    let mut folders = vec![dir.to_path_buf(), dir.join("checkpoint")];
+    folders.extend(model_dirs.iter().map(|d| d.to_path_buf()));
+    folders.dedup();
+    for folder in folders {
         let Ok(entries) = std::fs::read_dir(&folder) else { continue };
         for entry in entries.flatten() {
             let stale = entry.file_name().to_str().is_some_and(|n| n.starts_with(TEMP_PREFIX));
@@ -77,6 +114,12 @@ pub fn remove_stale_temporaries(_lock: &RunLock, dir: &Path) -> usize {
     }
     let half = dir.join("checkpoint.new");
     if half.is_dir() && std::fs::remove_dir_all(&half).is_ok() {
+        removed += 1;
+    }
+    // The previous checkpoint, kept only while a swap was under way: once the current
+    // one is complete, it is stale.
+    let old = dir.join("checkpoint.old");
+    if dir.join("checkpoint/state.json").is_file() && old.is_dir() && std::fs::remove_dir_all(&old).is_ok() {
         removed += 1;
     }
     removed

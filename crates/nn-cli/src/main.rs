@@ -45,6 +45,15 @@ fn main() -> ExitCode {
         }
         nn_tensor::set_num_threads(n);
     }
+    // The memory limit every command checks a model against before building it.
+    let env_limit = std::env::var_os("NN_MAX_MEMORY").map(|v| v.to_string_lossy().into_owned());
+    match commands::MemoryLimit::choose(cli.max_memory, env_limit.as_deref()) {
+        Ok(limit) => commands::set_memory_limit(limit),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if matches!(cli.command, Command::Serve(_)) {
         // A client that disconnects must not end the server.
         signals::sigpipe_ignore();
@@ -55,7 +64,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => commands::evaluate(args),
         Command::Predict(args) => commands::predict(args),
         Command::Summary(args) => commands::summary(args),
-        Command::Tune(args) => commands::tune::run(*args),
+        Command::Tune(args) => commands::check_tune(&args).and_then(|()| commands::tune::run(*args)),
         Command::Serve(args) => commands::serve::run(args),
     };
     if let Err(e) = &result {

@@ -7,8 +7,10 @@
 //!   that disconnects must not kill the server.
 //! - `SIGINT` (Ctrl-C) and `SIGTERM` (`kill`, a container stop): after [`install`]
 //!   the first one only records which signal arrived; [`StopOnSignal`] then stops
-//!   training at the next batch, so every file being written is finished (atomically,
-//!   see `nn_tensor::io::write_atomic`) and nothing half-written or temporary is left.
+//!   training when the current step is done, `fit` writes a checkpoint of exactly
+//!   that point (a resumed run continues at the next step), and every file is
+//!   written completely (see `nn_tensor::io::write_atomic`): nothing half-written or
+//!   temporary is left.
 //!   A second one kills the process at once with the signal's default action (for a
 //!   run stuck in a long step); `main` exits with [`exit_code`] (130 or 143) after
 //!   a clean stop, as a shell reports a process killed by the signal.
@@ -94,29 +96,29 @@ pub fn name(signal: Signal) -> String {
     }
 }
 
-/// The line `fit` prints when `signal` stopped training: what happened, and where
-/// the last finished epoch's checkpoint is (`out`: the `--out` folder, if any), e.g.
-/// `interrupted by SIGINT: no model saved; the checkpoint of the last finished
-/// epoch is in runs/a/checkpoint (continue with: nn-cli fit --resume runs/a)`.
-pub fn message(signal: Signal, out: Option<&Path>) -> String {
-    let what = format!("interrupted by {}: no model saved", name(signal));
+/// The line `fit` prints when `signal` stopped training: what happened, and, with an
+/// `--out` folder `out`, that a checkpoint of where training stopped (`at`, e.g.
+/// `step 12 of epoch 3`) is in it and how to continue, e.g. `interrupted by SIGINT
+/// at step 12 of epoch 3: checkpoint written to runs/a/checkpoint; continue with:
+/// nn-cli fit --resume runs/a`.
+pub fn message(signal: Signal, at: &str, out: Option<&Path>) -> String {
+    let what = format!("interrupted by {} {at}", name(signal));
     match out {
         Some(dir) => format!(
-            "{what}; the checkpoint of the last finished epoch (if any) is in {} (continue with: nn-cli fit --resume {})",
+            "{what}: checkpoint written to {}; continue with: nn-cli fit --resume {}",
             dir.join("checkpoint").display(),
             dir.display()
         ),
-        None => format!("{what} (no --out folder)"),
+        None => format!("{what}: no model saved (no --out folder)"),
     }
 }
 
-/// A training callback that stops `fit` once `SIGINT` or `SIGTERM` has arrived: at
-/// the next batch, before that batch's update (the weights stay as after the
-/// previous batch), or at the end of an epoch (after the other callbacks, such as
-/// the checkpoint, ran for it).
+/// A training callback that stops `fit` once `SIGINT` or `SIGTERM` has arrived:
+/// after the step (batch) in progress updated the weights, or at the end of an
+/// epoch (after the other callbacks, such as the checkpoint, ran for it).
 ///
 /// The stop reason, printed by `fit` and kept in `History::stopped`, names the
-/// signal, e.g. `SIGINT received: training stopped at batch 12 of epoch 3`.
+/// signal, e.g. `SIGINT received: training stopped after batch 12 of epoch 3`.
 #[derive(Debug, Clone, Copy)]
 pub struct StopOnSignal {
     flag: &'static AtomicUsize,
@@ -130,10 +132,10 @@ impl StopOnSignal {
 }
 
 impl Callback for StopOnSignal {
-    fn on_batch_loss(&mut self, epoch: usize, batch: usize, _loss: f64) -> Control {
+    fn on_batch_end(&mut self, epoch: usize, batch: usize) -> Control {
         match signal_in(self.flag) {
             Some(s) => {
-                Control::Stop(format!("{} received: training stopped at batch {batch} of epoch {epoch}", name(s)))
+                Control::Stop(format!("{} received: training stopped after batch {batch} of epoch {epoch}", name(s)))
             }
             None => Control::Continue,
         }
@@ -178,11 +180,11 @@ mod tests {
     fn callback_stops_only_once_a_signal_is_recorded() {
         static FLAG: AtomicUsize = AtomicUsize::new(0);
         let mut cb = StopOnSignal::new(&FLAG);
-        assert_eq!(cb.on_batch_loss(1, 5, 0.3), Control::Continue);
+        assert_eq!(cb.on_batch_end(1, 5), Control::Continue);
         FLAG.store(SIGTERM as usize, Ordering::SeqCst);
         assert_eq!(
-            cb.on_batch_loss(2, 7, 0.3),
-            Control::Stop("SIGTERM received: training stopped at batch 7 of epoch 2".into())
+            cb.on_batch_end(2, 7),
+            Control::Stop("SIGTERM received: training stopped after batch 7 of epoch 2".into())
         );
         assert_eq!(signal_in(&FLAG), Some(SIGTERM));
     }
@@ -196,11 +198,14 @@ mod tests {
         assert_eq!(name(SIGINT), "SIGINT");
         assert_eq!(name(SIGTERM), "SIGTERM");
         assert_eq!(
-            message(SIGINT, Some(Path::new("runs/a"))),
-            "interrupted by SIGINT: no model saved; the checkpoint of the last finished epoch (if any) is in \
-             runs/a/checkpoint (continue with: nn-cli fit --resume runs/a)"
+            message(SIGINT, "at step 12 of epoch 3", Some(Path::new("runs/a"))),
+            "interrupted by SIGINT at step 12 of epoch 3: checkpoint written to runs/a/checkpoint; \
+             continue with: nn-cli fit --resume runs/a"
         );
-        assert_eq!(message(SIGTERM, None), "interrupted by SIGTERM: no model saved (no --out folder)");
+        assert_eq!(
+            message(SIGTERM, "after epoch 2", None),
+            "interrupted by SIGTERM after epoch 2: no model saved (no --out folder)"
+        );
     }
 
     /// The only test that raises a signal: after the first, a second one would end
@@ -210,7 +215,7 @@ mod tests {
         let flag = install().unwrap();
         assert!(std::ptr::eq(flag, install().unwrap()), "install registers once");
         let mut cb = StopOnSignal::new(flag);
-        assert_eq!(cb.on_batch_loss(1, 1, 0.5), Control::Continue);
+        assert_eq!(cb.on_batch_end(1, 1), Control::Continue);
         assert_eq!(received(), None);
         // raise(3) runs the handler on this thread before it returns; the process
         // goes on (the first signal only sets the flags).
@@ -218,8 +223,8 @@ mod tests {
         assert_eq!(received(), Some(SIGINT));
         assert!(ARMED.load(Ordering::SeqCst), "a second signal would now end the process");
         assert_eq!(
-            cb.on_batch_loss(3, 12, 0.5),
-            Control::Stop("SIGINT received: training stopped at batch 12 of epoch 3".into())
+            cb.on_batch_end(3, 12),
+            Control::Stop("SIGINT received: training stopped after batch 12 of epoch 3".into())
         );
         // Disarm, so no later signal in this test process is taken as a second one.
         ARMED.store(false, Ordering::SeqCst);

@@ -18,6 +18,11 @@ pub const MODEL_FILE: &str = "model.json";
 /// File name of the weights inside a saved model's folder.
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 
+/// File name of new weights staged by a save in progress (hidden): written first,
+/// renamed to [`WEIGHTS_FILE`] after `model.json` names its checksum. A crash leaves
+/// it behind; [`complete_interrupted_save`] finishes or discards it.
+pub const WEIGHTS_STAGED_FILE: &str = ".nn-staged-weights.safetensors";
+
 /// The content of `model.json`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +31,62 @@ struct ModelFile {
     model: ModelSpec,
     #[serde(default)]
     metadata: serde_json::Value,
+    /// SHA-256 (lowercase hex) of the weights file saved with this `model.json`;
+    /// absent in folders saved before the model and its weights were paired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weights_sha256: Option<String>,
+}
+
+/// SHA-256 of `bytes` as lowercase hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `weights_sha256` that `dir/model.json` names, if the file reads as JSON.
+fn manifest_checksum(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(MODEL_FILE)).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value.get("weights_sha256")?.as_str().map(str::to_string)
+}
+
+/// What [`complete_interrupted_save`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterruptedSave {
+    /// No staged weights: the last save (if any) finished.
+    None,
+    /// `model.json` already named the staged weights: they were moved into place,
+    /// finishing the save.
+    Completed,
+    /// The staged weights belonged to a save that never wrote its `model.json`: they
+    /// were removed, and the folder holds the previous model and weights.
+    Discarded,
+}
+
+/// Finishes or undoes a save into `dir` that a crash interrupted (see
+/// [`Model::save`](crate::Model::save) for the protocol): staged weights whose
+/// checksum `model.json` names are renamed into place; any others are removed.
+/// Meant for the start of a run that holds the folder's lock; loading does not need
+/// it (it reads the staged file when `model.json` names it).
+///
+/// # Errors
+/// [`LayerError::Io`] when the staged file cannot be read, renamed or removed.
+pub fn complete_interrupted_save(dir: &Path) -> Result<InterruptedSave> {
+    let staged = dir.join(WEIGHTS_STAGED_FILE);
+    let bytes = match std::fs::read(&staged) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(InterruptedSave::None),
+        Err(e) => return Err(io_err(&staged, "reading")(e)),
+    };
+    if manifest_checksum(dir).is_some_and(|sum| sum == sha256_hex(&bytes)) {
+        let weights = dir.join(WEIGHTS_FILE);
+        std::fs::rename(&staged, &weights).map_err(io_err(&weights, "renaming the staged weights"))?;
+        nn_tensor::io::sync_dir(dir).map_err(io_err(dir, "syncing the folder"))?;
+        Ok(InterruptedSave::Completed)
+    } else {
+        std::fs::remove_file(&staged).map_err(io_err(&staged, "removing"))?;
+        Ok(InterruptedSave::Discarded)
+    }
 }
 
 pub(crate) fn io_err<'a>(path: &'a Path, what: &'static str) -> impl Fn(std::io::Error) -> LayerError + 'a {
@@ -71,11 +132,19 @@ pub(crate) fn from_bytes<T: Element>(bytes: &[u8]) -> Vec<T> {
 impl<T: Element> Model<T> {
     /// Saves the model into folder `dir` (created if needed), with no metadata:
     /// `dir/model.json` (`{"format_version": <the spec's version>, "model": <ModelSpec>,
-    /// "metadata": null}`) and `dir/weights.safetensors` (see
-    /// [`Model::save_weights`](crate::Model::save_weights)). Each file is written
-    /// atomically (a temporary file, synced, then renamed), so a crash never leaves a
-    /// half-written file. [`Model::save_with_metadata`](crate::Model::save_with_metadata)
-    /// also stores data of the caller's (class names, scaling statistics, ...).
+    /// "metadata": null, "weights_sha256": <hex>}`) and `dir/weights.safetensors` (see
+    /// [`Model::save_weights`](crate::Model::save_weights)).
+    /// [`Model::save_with_metadata`](crate::Model::save_with_metadata) also stores data
+    /// of the caller's (class names, scaling statistics, ...).
+    ///
+    /// The two files are replaced as a pair: the weights are staged in
+    /// [`WEIGHTS_STAGED_FILE`], then `model.json`, naming their SHA-256, replaces the
+    /// old one (the commit point), then the staged file is renamed into place; each
+    /// step writes a temporary file, syncs it and renames it
+    /// (`nn_tensor::io::write_atomic`). A crash at any point leaves a folder that
+    /// [`Model::load`](crate::Model::load) reads as the old model or the new one, never
+    /// a mix: before the commit point the old `model.json` names the old weights,
+    /// after it the new `model.json` names the staged ones.
     ///
     /// ```
     /// use nn_layers::{ModelSpec, Sequential};
@@ -129,14 +198,27 @@ impl<T: Element> Model<T> {
         self.write_model(dir, metadata)
     }
 
-    /// Writes `dir/weights.safetensors`, then `dir/model.json` with `metadata`.
+    /// Stages the weights, writes `dir/model.json` with `metadata` and their checksum,
+    /// then moves the weights into place (the protocol of [`Model::save`](crate::Model::save)).
     fn write_model(&self, dir: &Path, metadata: serde_json::Value) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io_err(dir, "creating the folder"))?;
-        self.save_weights(&dir.join(WEIGHTS_FILE))?;
-        let file = ModelFile { format_version: self.spec().format_version, model: self.spec().clone(), metadata };
+        let weights = dir.join(WEIGHTS_FILE);
+        let data = self.weights_bytes(&weights)?;
+        let staged = dir.join(WEIGHTS_STAGED_FILE);
+        nn_tensor::io::write_atomic(&staged, |w| w.write_all(&data)).map_err(io_err(&staged, "writing"))?;
+        nn_tensor::io::crash_point("model_save:weights_staged");
+        let file = ModelFile {
+            format_version: self.spec().format_version,
+            model: self.spec().clone(),
+            metadata,
+            weights_sha256: Some(sha256_hex(&data)),
+        };
         let text = serde_json::to_string_pretty(&file).map_err(|e| format_err(dir, e.to_string()))?;
         let path = dir.join(MODEL_FILE);
-        nn_tensor::io::write_atomic(&path, |w| w.write_all(text.as_bytes())).map_err(io_err(&path, "writing"))
+        nn_tensor::io::write_atomic(&path, |w| w.write_all(text.as_bytes())).map_err(io_err(&path, "writing"))?;
+        nn_tensor::io::crash_point("model_save:manifest_written");
+        std::fs::rename(&staged, &weights).map_err(io_err(&weights, "renaming the staged weights"))?;
+        nn_tensor::io::sync_dir(dir).map_err(io_err(dir, "syncing the folder"))
     }
 
     /// Loads a model saved by [`Model::save`](crate::Model::save) or
@@ -146,11 +228,16 @@ impl<T: Element> Model<T> {
     /// the metadata given at save time as JSON (`null` if none). Predictions in
     /// evaluation mode are bit-identical to those of the saved model.
     ///
+    /// When `model.json` names the weights' SHA-256 (every save since the pair
+    /// protocol), the weights must match it; a save interrupted after its commit
+    /// point is read from the staged weights it left (see [`Model::save`](crate::Model::save)).
+    ///
     /// # Errors
     /// [`LayerError::Io`] for a missing or unreadable file; [`LayerError::Format`]
     /// for a `model.json` that is not valid JSON, lacks `format_version` or `model`,
     /// has an unknown key or a newer format version, or describes an invalid model
-    /// (the message carries the underlying error); the errors of
+    /// (the message carries the underlying error), and for weights whose checksum is
+    /// not the one `model.json` names (files of two different saves); the errors of
     /// [`Model::load_weights`](crate::Model::load_weights).
     pub fn load(dir: &Path) -> Result<(Self, serde_json::Value)> {
         let path = dir.join(MODEL_FILE);
@@ -171,7 +258,27 @@ impl<T: Element> Model<T> {
         }
         let file: ModelFile = serde_json::from_value(value).map_err(|e| format_err(&path, e.to_string()))?;
         let mut model = Model::build(file.model, None).map_err(|e| format_err(&path, e.to_string()))?;
-        model.load_weights(&dir.join(WEIGHTS_FILE))?;
+        let weights = dir.join(WEIGHTS_FILE);
+        let mut data = std::fs::read(&weights).map_err(io_err(&weights, "reading"));
+        if let Some(expected) = &file.weights_sha256 {
+            if !data.as_ref().is_ok_and(|d| sha256_hex(d) == *expected) {
+                // A save interrupted after its commit point: the staged weights are the pair.
+                let staged = dir.join(WEIGHTS_STAGED_FILE);
+                match std::fs::read(&staged) {
+                    Ok(d) if sha256_hex(&d) == *expected => data = Ok(d),
+                    _ if data.is_err() => {}
+                    _ => {
+                        return Err(format_err(
+                            &weights,
+                            format!(
+                                "does not match {MODEL_FILE} (its SHA-256 is not the one {MODEL_FILE} names): the two files come from different saves; restore the pair or save the model again"
+                            ),
+                        ))
+                    }
+                }
+            }
+        }
+        model.load_weights_from(&weights, &data?)?;
         Ok((model, file.metadata))
     }
 
@@ -201,6 +308,12 @@ impl<T: Element> Model<T> {
     /// [`LayerError::Io`] when the file cannot be written; [`LayerError::Format`] if
     /// safetensors refuses the header (over its 100 MB limit).
     pub fn save_weights(&self, path: &Path) -> Result<()> {
+        let data = self.weights_bytes(path)?;
+        nn_tensor::io::write_atomic(path, |w| w.write_all(&data)).map_err(io_err(path, "writing"))
+    }
+
+    /// The bytes [`Model::save_weights`](crate::Model::save_weights) writes (`path` only names the file in errors).
+    fn weights_bytes(&self, path: &Path) -> Result<Vec<u8>> {
         let bytes: Vec<Vec<u8>> = self.parameters().iter().map(|p| to_bytes(&p.value)).collect();
         let views = self
             .parameters()
@@ -215,8 +328,7 @@ impl<T: Element> Model<T> {
         // One metadata entry: safetensors writes a HashMap in hash order, so a single
         // key keeps the file bytes identical from run to run.
         let info = HashMap::from([("format".to_string(), format!("nn-layers/{FORMAT_VERSION}"))]);
-        let data = safetensors::serialize(views, Some(info)).map_err(|e| format_err(path, e.to_string()))?;
-        nn_tensor::io::write_atomic(path, |w| w.write_all(&data)).map_err(io_err(path, "writing"))
+        safetensors::serialize(views, Some(info)).map_err(|e| format_err(path, e.to_string()))
     }
 
     /// Loads every parameter from a safetensors file written by
@@ -234,7 +346,12 @@ impl<T: Element> Model<T> {
     /// [`LayerError::WeightShape`], each naming the file and the weight.
     pub fn load_weights(&mut self, path: &Path) -> Result<()> {
         let data = std::fs::read(path).map_err(io_err(path, "reading"))?;
-        let tensors = SafeTensors::deserialize(&data)
+        self.load_weights_from(path, &data)
+    }
+
+    /// [`Model::load_weights`](crate::Model::load_weights) from the file's bytes `data` (`path` names it in errors).
+    fn load_weights_from(&mut self, path: &Path, data: &[u8]) -> Result<()> {
+        let tensors = SafeTensors::deserialize(data)
             .map_err(|e| format_err(path, format!("not a valid safetensors file (truncated or corrupted?): {e}")))?;
         let mut unexpected: Vec<String> =
             tensors.names().into_iter().filter(|n| self.parameter(n).is_none()).map(str::to_string).collect();

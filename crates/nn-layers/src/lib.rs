@@ -108,6 +108,10 @@
 //! - [`loss`]: [`Loss`](loss::Loss), [`LossTargets`](loss::LossTargets), [`Reduction`](loss::Reduction).
 //! - [`init`]: [`Initializer`] and [`Fans`].
 //! - [`Sequential`], [`Module`], [`Layer`], [`ForwardCtx`], [`Parameter`].
+//! - Sizing before building: [`ModelSpec::shapes`] (every layer's output shape and
+//!   parameter count, nothing allocated), [`ModelShapes::footprint`] (the memory of
+//!   one training step or inference batch, an estimate: see [`Footprint`]),
+//!   [`machine_memory`] and [`parse_memory_size`] to compare it with a limit.
 //! - Saving: [`Model::save`](crate::Model::save), [`Model::load`](crate::Model::load), [`Model::save_weights`](crate::Model::save_weights),
 //!   [`Model::load_weights`](crate::Model::load_weights).
 //! - [`transfer`]: fine-tuning: loading by name ([`Model::load_weights_matching`](crate::Model::load_weights_matching)),
@@ -134,9 +138,11 @@ pub mod transfer;
 pub use activation::{Activation, LEAKY_RELU_SLOPE};
 pub use error::{clip, clip_to, LayerError, Result, MAX_QUOTED};
 pub use init::{Fans, Initializer};
-pub use io::{MODEL_FILE, WEIGHTS_FILE};
+pub use io::{complete_interrupted_save, InterruptedSave, MODEL_FILE, WEIGHTS_FILE, WEIGHTS_STAGED_FILE};
 pub use model::{
-    InputSpec, Model, ModelSpec, NodeSpec, Sequential, Source, FORMAT_VERSION, MAX_LAYERS, MAX_NAME_LEN, MAX_PARAMETERS,
+    format_bytes, machine_memory, parse_memory_size, Footprint, InputSpec, LayerShape, MachineMemory, Model,
+    ModelShapes, ModelSpec, NodeSpec, Sequential, Source, StepMemory, FORMAT_VERSION, MAX_LAYERS, MAX_NAME_LEN,
+    MAX_PARAMETERS,
 };
 pub use module::{ForwardCtx, Layer, Mode, Module, ParamKind, ParamSpec, Parameter, PoolWindow};
 pub use nn_autograd::{Graph, Var};

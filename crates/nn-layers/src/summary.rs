@@ -2,7 +2,7 @@
 
 use nn_tensor::Element;
 
-use crate::model::{Model, Source};
+use crate::model::{Model, ModelShapes, Source};
 
 /// `1234567` → `"1,234,567"`.
 pub fn thousands(n: usize) -> String {
@@ -54,6 +54,15 @@ impl<T: Element> Model<T> {
     /// ________________________________________________________________
     /// ```
     pub fn summary(&self) -> String {
+        self.shapes().summary::<T>()
+    }
+}
+
+impl ModelShapes {
+    /// The table of [`Model::summary`] for a model with scalars of type `T`, from its
+    /// shapes alone: `spec.shapes()?.summary::<f32>()` prints a model of any size
+    /// without allocating its parameters (see [`ModelSpec::shapes`](crate::ModelSpec::shapes)).
+    pub fn summary<T: Element>(&self) -> String {
         let shape = |s: &[usize]| {
             let mut out = String::from("(None");
             for d in s {
@@ -64,24 +73,27 @@ impl<T: Element> Model<T> {
         };
         // A chain lists `layers.{i} (Kind)` rows; a graph lists `name (Kind)` rows in
         // execution order with a "Connected to" column, as Keras's functional models.
-        let chain = self.is_chain() && self.spec().format_version == 1;
-        let mut rows = Vec::with_capacity(self.layers().len());
-        let order: Vec<usize> =
-            if chain { (0..self.layers().len()).collect() } else { self.execution_order().to_vec() };
+        let chain = self.is_chain() && self.format_version == 1;
+        let mut rows = Vec::with_capacity(self.layers.len());
+        let order: Vec<usize> = if chain { (0..self.layers.len()).collect() } else { self.order.clone() };
         for i in order {
-            let layer = &self.layers()[i];
-            let count: usize = self.layer_parameters(i).iter().map(|p| p.len()).sum();
-            let name = if chain { format!("layers.{i}") } else { self.layer_name(i).to_string() };
-            let from = self
-                .layer_inputs(i)
+            let layer = &self.layers[i];
+            let name = if chain { format!("layers.{i}") } else { layer.name.clone() };
+            let from = layer
+                .inputs
                 .iter()
                 .map(|s| match *s {
-                    Source::Input(k) => self.inputs()[k].name.clone(),
-                    Source::Layer(j) => self.layer_name(j).to_string(),
+                    Source::Input(k) => self.inputs[k].name.clone(),
+                    Source::Layer(j) => self.layers[j].name.clone(),
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            rows.push((format!("{name} ({})", layer.kind()), shape(layer.output_shape()), thousands(count), from));
+            rows.push((
+                format!("{name} ({})", layer.kind),
+                shape(&layer.output_shape),
+                thousands(layer.parameters),
+                from,
+            ));
         }
         let head = ("Layer (type)", "Output Shape", "Param #", "Connected to");
         let w0 = rows.iter().map(|r| r.0.chars().count()).chain([head.0.len()]).max().unwrap_or(0).max(24) + 4;
@@ -98,9 +110,9 @@ impl<T: Element> Model<T> {
 
         let mut out = String::new();
         if chain {
-            out.push_str(&format!("Model: \"sequential\" (input {}, {})\n", shape(self.input_shape()), T::DTYPE));
+            out.push_str(&format!("Model: \"sequential\" (input {}, {})\n", shape(&self.inputs[0].shape), T::DTYPE));
         } else {
-            let ins: Vec<String> = self.inputs().iter().map(|i| format!("{} {}", i.name, shape(&i.shape))).collect();
+            let ins: Vec<String> = self.inputs.iter().map(|i| format!("{} {}", i.name, shape(&i.shape))).collect();
             out.push_str(&format!("Model: \"functional\" (inputs {}, {})\n", ins.join(", "), T::DTYPE));
         }
         out.push_str(&"_".repeat(width));

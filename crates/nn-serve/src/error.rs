@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use thiserror::Error;
 
@@ -96,6 +96,11 @@ pub enum ApiError {
     /// 413: the body exceeds the configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// 408: the request body did not arrive within the body timeout
+    /// (`ServeConfig::body_timeout`); the answer closes the connection
+    /// (`Connection: close`).
+    #[error("{0}")]
+    Timeout(String),
     /// 404: no such route.
     #[error("{0}")]
     NotFound(String),
@@ -123,6 +128,7 @@ impl ApiError {
             ApiError::NonFiniteOutput { model_fault: false, .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NonFiniteOutput { model_fault: true, .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -132,7 +138,7 @@ impl ApiError {
 
     /// The stable `kind` string of the JSON body (`bad_json`, `bad_shape`,
     /// `non_finite`, `missing_column`, `no_column_names`, `bad_value`,
-    /// `non_finite_output`, `too_large`, `not_found`, `method_not_allowed`,
+    /// `non_finite_output`, `too_large`, `timeout`, `not_found`, `method_not_allowed`,
     /// `unavailable`, `internal`).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -144,6 +150,7 @@ impl ApiError {
             ApiError::BadValue { .. } => "bad_value",
             ApiError::NonFiniteOutput { .. } => "non_finite_output",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::Timeout(_) => "timeout",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
@@ -169,6 +176,11 @@ impl IntoResponse for ApiError {
         if let Some(column) = self.column() {
             body["column"] = serde_json::Value::String(column.to_string());
         }
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if matches!(self, ApiError::Timeout(_)) {
+            // The rest of the body may still come: the connection cannot be reused.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }

@@ -14,7 +14,9 @@
 //! let server = Server::new(service, ServeConfig::default())?;
 //! let listener = nn_serve::bind("127.0.0.1:0".parse().unwrap()).await?;
 //! println!("listening on http://{}", listener.local_addr().unwrap());
-//! server.serve(listener, nn_serve::shutdown_signal()).await
+//! let report = server.serve(listener, nn_serve::shutdown_signal()).await?;
+//! println!("stopped; {} connections closed unfinished", report.closed_unfinished);
+//! # Ok(())
 //! # }
 //! ```
 //!
@@ -31,11 +33,12 @@
 //! [`ApiError`]), plus `"column": name` for an error about one column: 400 malformed
 //! JSON or a body that is not `{"inputs": [...]}`, an object row without one of the
 //! model's columns (`missing_column`), an object row for a model without column
-//! names (`no_column_names`); 413 a body over `max_body_bytes`; 422 a row with the
-//! wrong number of values or shape, a non-finite value (a number beyond `f32`'s
-//! range, JSON's `1e999`, or the non-JSON `NaN`/`Infinity`), a value that does not fit
-//! its column (`bad_value`: text in a numeric column, a missing value the model does
-//! not impute), or a model output that is NaN or infinite for the input
+//! names (`no_column_names`); 408 a body not received within `body_timeout`
+//! (`timeout`, and the connection is closed); 413 a body over `max_body_bytes`; 422 a
+//! row with the wrong number of values or shape, a non-finite value (a number beyond
+//! `f32`'s range, JSON's `1e999`, or the non-JSON `NaN`/`Infinity`), a value that
+//! does not fit its column (`bad_value`: text in a numeric column, a missing value the
+//! model does not impute), or a model output that is NaN or infinite for the input
 //! (`non_finite_output`; 500 when the model's own parameters are not finite); 404/405
 //! unknown routes and methods; 503 a full queue. The server keeps serving after any of
 //! them.
@@ -59,9 +62,28 @@
 //! bits can depend on the size of the batch it ran in, here and in `nn-cli predict`
 //! alike. The digits MLP and the seed CNN have no such layer.
 //!
+//! # Limits and timeouts
+//! A client cannot hold the server's resources for ever (see [`ServeConfig`]):
+//! - **Headers** must arrive within `header_timeout` (default 10 s) of the
+//!   connection's start or of its previous answer (so an idle kept-alive connection
+//!   is closed after that long too); otherwise the connection is closed without an
+//!   answer (hyper's `header_read_timeout` on tokio's timer).
+//! - **A body** must arrive within `body_timeout` (default 30 s) of its headers;
+//!   otherwise the answer is 408 (`kind` `timeout`) with `Connection: close`.
+//! - **Connections**: at most `max_connections` (default 1024) are open, one task
+//!   each. With that many open the server stops accepting, so new connections wait
+//!   unanswered in the operating system's listen backlog (1024) until one closes;
+//!   beyond the backlog the operating system refuses or drops them.
+//!
 //! # Shutdown
-//! On SIGINT or SIGTERM ([`shutdown_signal`]) the server stops accepting, finishes
-//! every request it has received, and returns.
+//! On SIGINT or SIGTERM ([`shutdown_signal`]) the server stops accepting (and
+//! refuses the connections waiting in the backlog), closes idle connections, and
+//! lets every request it has received finish, for at most `shutdown_timeout`
+//! (default 30 s). Connections still open at that deadline (a request still being
+//! received, computed or answered, or headers never completed) are closed, and
+//! counted in the returned [`ShutdownReport`]. The inference thread then finishes
+//! the batch it is running, if any, and the server returns: a shutdown takes at
+//! most `shutdown_timeout` plus one batch.
 
 #![warn(missing_docs)]
 
@@ -78,12 +100,14 @@ pub use batcher::BatchOutput;
 pub use error::{ApiError, ServeError};
 pub use metrics::Metrics;
 pub use model::{InputKind, LayerInfo, ModelInfo, ModelService, OutputKind, ParameterCounts};
-pub use server::{bind, shutdown_signal, ServeConfig, Server, PAGE_HTML};
+pub use server::{bind, shutdown_signal, ServeConfig, Server, ShutdownReport, MAX_CONNECTIONS, MAX_TIMEOUT, PAGE_HTML};
 
 /// Serves `service` on `addr` until SIGINT or SIGTERM, on a tokio runtime of
 /// `io_threads` threads (HTTP and JSON; the model runs on its own inference thread,
 /// whose kernels use `nn_tensor::set_num_threads` threads). `ready` is called with
 /// the bound address (useful with port 0) before the first request is accepted.
+/// Returns once the [shutdown](crate#shutdown) is over, with how many connections
+/// the deadline closed unfinished.
 ///
 /// # Errors
 /// [`ServeError::Config`] for invalid settings or 0 I/O threads; [`ServeError::Io`]
@@ -94,7 +118,7 @@ pub fn run(
     config: ServeConfig,
     io_threads: usize,
     ready: impl FnOnce(SocketAddr),
-) -> Result<(), ServeError> {
+) -> Result<ShutdownReport, ServeError> {
     if io_threads == 0 {
         return Err(ServeError::Config("I/O threads must be at least 1".into()));
     }

@@ -1,24 +1,29 @@
-//! The HTTP side: routes, handlers, body limit, metrics middleware, and serving with
-//! graceful shutdown.
+//! The HTTP side: routes, handlers, body limit and timeouts, metrics middleware, the
+//! connection loop (a bounded number of connections, a header read timeout), and
+//! the shutdown with its deadline.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::batcher::{self, BatchOutput, BatchSettings, BatcherHandle, Job};
 use crate::error::{ApiError, ServeError};
@@ -33,6 +38,13 @@ pub const PAGE_HTML: &str = include_str!("page.html");
 /// Bodies above this size are parsed on tokio's blocking pool rather than on an
 /// I/O thread.
 const PARSE_INLINE_LIMIT: usize = 64 * 1024;
+
+/// The largest accepted `header_timeout`, `body_timeout` and `shutdown_timeout`:
+/// one hour.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The largest accepted `max_connections`.
+pub const MAX_CONNECTIONS: usize = 100_000;
 
 /// Server settings (the `nn-cli serve` flags other than the model and address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +62,43 @@ pub struct ServeConfig {
     /// Requests that may wait for the inference thread (`--max-queue`, default
     /// 1024); more get a 503.
     pub max_queue: usize,
+    /// Longest time to receive a request's headers (`--header-timeout`, default
+    /// 10 s, at most [`MAX_TIMEOUT`]), counted from when the connection is accepted
+    /// or its previous answer was sent, so it is also the longest a kept-alive
+    /// connection may stay idle. A connection whose headers are not complete by
+    /// then is closed without an answer.
+    pub header_timeout: Duration,
+    /// Longest time to receive a request's whole body once its headers are in
+    /// (`--body-timeout`, default 30 s, at most [`MAX_TIMEOUT`]). A body that is
+    /// not complete by then gets a 408 (`kind` `timeout`) and the connection is
+    /// closed.
+    pub body_timeout: Duration,
+    /// Most connections open at once (`--max-connections`, default 1024, at most
+    /// [`MAX_CONNECTIONS`]). With that many open the server stops accepting: new
+    /// connections wait in the operating system's listen backlog (1024 with
+    /// [`bind`], capped by Linux's `net.core.somaxconn`), unanswered and costing the
+    /// server nothing, until an open one closes; beyond the backlog the operating
+    /// system refuses or drops them. Each open connection is one task, so tasks
+    /// are bounded too.
+    pub max_connections: usize,
+    /// How long a shutdown waits for the requests in progress (`--shutdown-timeout`,
+    /// default 30 s, at most [`MAX_TIMEOUT`]). Connections still open then are
+    /// closed unfinished (counted in [`ShutdownReport`]).
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        ServeConfig { max_batch: 64, batch_wait: Duration::ZERO, max_body_bytes: 8 << 20, max_queue: 1024 }
+        ServeConfig {
+            max_batch: 64,
+            batch_wait: Duration::ZERO,
+            max_body_bytes: 8 << 20,
+            max_queue: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            shutdown_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -63,7 +107,9 @@ impl ServeConfig {
     ///
     /// # Errors
     /// [`ServeError::Config`] for a zero `max_batch`, `max_body_bytes` or
-    /// `max_queue`, or a `batch_wait` above 10 s.
+    /// `max_queue`, a `batch_wait` above 10 s, a `header_timeout`, `body_timeout`
+    /// or `shutdown_timeout` of zero or above [`MAX_TIMEOUT`], or a
+    /// `max_connections` of zero or above [`MAX_CONNECTIONS`].
     pub fn check(&self) -> Result<(), ServeError> {
         let bad = |m: &str| Err(ServeError::Config(m.to_string()));
         if self.max_batch == 0 {
@@ -78,7 +124,45 @@ impl ServeConfig {
         if self.batch_wait > Duration::from_secs(10) {
             return bad("batch wait must be at most 10 s (10000 ms)");
         }
+        for (name, d) in [
+            ("header timeout", self.header_timeout),
+            ("body timeout", self.body_timeout),
+            ("shutdown timeout", self.shutdown_timeout),
+        ] {
+            if d.is_zero() || d > MAX_TIMEOUT {
+                return Err(ServeError::Config(format!(
+                    "{name} must be more than 0 s and at most {} s, got {} s",
+                    MAX_TIMEOUT.as_secs(),
+                    d.as_secs_f64()
+                )));
+            }
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Err(ServeError::Config(format!(
+                "max connections must be in [1, {MAX_CONNECTIONS}], got {}",
+                self.max_connections
+            )));
+        }
         Ok(())
+    }
+}
+
+/// How a server stopped: what [`Server::serve`] and [`run`](crate::run) return
+/// after a shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShutdownReport {
+    /// Connections still open when the shutdown deadline (`shutdown_timeout`)
+    /// passed, closed without finishing: a request still being received, waiting
+    /// for the model or being answered, or headers never completed. 0 when every
+    /// request received was answered.
+    pub closed_unfinished: usize,
+}
+
+impl ShutdownReport {
+    /// Whether every connection finished before the deadline (every request
+    /// received was answered).
+    pub fn all_answered(&self) -> bool {
+        self.closed_unfinished == 0
     }
 }
 
@@ -165,41 +249,141 @@ impl Server {
     }
 
     /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then stops
-    /// accepting connections, lets every request already received finish (its
-    /// batch runs and it is answered), closes idle connections, and stops the
-    /// inference thread.
+    /// accepting connections, closes idle ones, lets every request already received
+    /// finish (its batch runs and it is answered) for at most `shutdown_timeout`,
+    /// closes the connections still open then, and stops the inference thread
+    /// (after the batch it is running, if any).
+    ///
+    /// While serving: at most `max_connections` connections are open (see
+    /// [`ServeConfig::max_connections`]), headers must arrive within
+    /// `header_timeout` and a body within `body_timeout`.
     ///
     /// # Errors
     /// [`ServeError::Io`] when the inference thread panicked.
-    pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> Result<(), ServeError>
+    pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> Result<ShutdownReport, ServeError>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let router = self.router();
         let Server { state, worker } = self;
         let batcher = state.batcher.clone();
+        let config = state.config;
         drop(state);
-        // Answers are small and written at once: send them without Nagle's delay.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        // axum's serve never returns an error (accept errors are retried).
-        let _ = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
-        // Every connection has closed, so no request can still be queued: stop the
-        // thread after whatever it holds, and wait for it.
+        let report = serve_connections(listener, router, &config, shutdown).await;
+        // Every connection has closed, so no request can still be queued by a
+        // handler: stop the thread after whatever it holds (answers to closed
+        // connections are skipped), and wait for it.
         let joined = tokio::task::spawn_blocking(move || {
             batcher.stop();
             worker.join()
         })
         .await;
         match joined {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(report),
             _ => Err(ServeError::io(
                 "stopping the inference thread",
                 std::io::Error::other("the inference thread panicked"),
             )),
         }
     }
+}
+
+/// The accept loop and the shutdown: one task per connection, at most
+/// `max_connections` at once; on `shutdown`, graceful close and then the deadline.
+async fn serve_connections<F>(
+    listener: TcpListener,
+    router: Router,
+    config: &ServeConfig,
+    shutdown: F,
+) -> ShutdownReport
+where
+    F: Future<Output = ()>,
+{
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout);
+    let http = Arc::new(http);
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let (closing, closing_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut shutdown = pin!(shutdown);
+    loop {
+        // Reaped here so the set holds only connections that are still open.
+        while connections.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = accept(&listener, &slots) => accepted,
+        };
+        let Some((tcp, slot)) = accepted else { continue };
+        // Answers are small and written at once: send them without Nagle's delay.
+        let _ = tcp.set_nodelay(true);
+        connections.spawn(serve_connection(tcp, Arc::clone(&http), router.clone(), closing_rx.clone(), slot));
+    }
+    // Connections waiting in the backlog are refused from here on.
+    drop(listener);
+    let _ = closing.send(true);
+    let deadline = tokio::time::sleep(config.shutdown_timeout);
+    let mut deadline = pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => break,
+            joined = connections.join_next() => if joined.is_none() { break },
+        }
+    }
+    // Aborting drops each connection (and its handler), which closes its socket.
+    connections.abort_all();
+    let mut closed_unfinished = 0;
+    while let Some(joined) = connections.join_next().await {
+        if joined.is_err_and(|e| e.is_cancelled()) {
+            closed_unfinished += 1;
+        }
+    }
+    ShutdownReport { closed_unfinished }
+}
+
+/// Waits for a free connection slot, then for a connection. `None` when accepting
+/// failed: at once for an error of that one connection, after a second for an
+/// error of the listener (such as too many open files), as axum's loop does.
+async fn accept(listener: &TcpListener, slots: &Arc<Semaphore>) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+    // The semaphore is never closed.
+    let slot = Arc::clone(slots).acquire_owned().await.ok()?;
+    match listener.accept().await {
+        Ok((tcp, _)) => Some((tcp, slot)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            None
+        }
+        Err(_) => {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            None
+        }
+    }
+}
+
+/// Serves one connection until it closes; on the first `closing` it finishes the
+/// request in progress (if any) and closes. `_slot` frees a connection slot when
+/// the task ends, aborted included.
+async fn serve_connection(
+    tcp: TcpStream,
+    http: Arc<http1::Builder>,
+    router: Router,
+    mut closing: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let conn = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router));
+    let mut conn = pin!(conn);
+    tokio::select! {
+        // A failed connection (a client that left, a header timeout) needs nothing.
+        _ = conn.as_mut() => return,
+        _ = closing.wait_for(|&c| c) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }
 
 /// Binds `addr` (use port 0 for any free port).
@@ -308,11 +492,17 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-async fn predict(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| {
+async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    // The body limit (413) is checked as the body arrives; the deadline covers the
+    // whole body.
+    let timeout = state.config.body_timeout;
+    let body = tokio::time::timeout(timeout, Bytes::from_request(request, &state)).await.map_err(|_| {
+        ApiError::Timeout(format!(
+            "the request body did not arrive within {} s (--body-timeout)",
+            timeout.as_secs_f64()
+        ))
+    })?;
+    let body = body.map_err(|e: BytesRejection| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(format!(
                 "the request body exceeds the limit of {} bytes (--max-body-bytes)",

@@ -362,7 +362,8 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!in_flight.is_finished());
     let metrics = server.metrics.clone();
-    server.shutdown().await.unwrap();
+    let report = server.shutdown().await.unwrap();
+    assert!(report.all_answered(), "{report:?}");
     let answer = in_flight.await.unwrap();
     assert!(sent.elapsed() >= Duration::from_millis(1400), "the batch wait was cut short");
     let (want, _) = reference(&model, &digit_rows(1));

@@ -1,6 +1,11 @@
 //! Atomic file writes, shared by every crate that saves something (models,
 //! checkpoints, optimizer state, logs): a crash or a full disk never leaves a
 //! half-written file, and an existing file is replaced only by a complete new one.
+//!
+//! The write protocol, for every file nn writes: a temporary file named
+//! [`TEMP_PREFIX`]`*` in the target folder → write → flush → `fsync` → rename over
+//! the target → `fsync` of the folder ([`sync_dir`]). [`crash_point`]s mark the
+//! steps between, so tests can stop the process at each one deterministically.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -43,9 +48,58 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::
         write(&mut w)?;
         w.flush()?;
     }
+    crash_point("write_atomic:written");
     tmp.as_file().sync_all()?;
+    crash_point("write_atomic:synced");
     tmp.persist(path).map_err(|e| e.error)?;
+    crash_point("write_atomic:renamed");
+    sync_dir(dir)
+}
+
+/// Flushes folder `dir`'s entries (creations, renames, removals) to disk with
+/// `fsync` on the folder, so a rename done before a power loss is not undone after
+/// it. A no-op where folders cannot be opened for syncing (not Unix).
+///
+/// # Errors
+/// The I/O error of opening or syncing the folder.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
     Ok(())
+}
+
+/// A named step of the write protocol at which tests can crash the process.
+///
+/// Built with nn-tensor's `failpoints` feature, the `FAILPOINTS` environment
+/// variable (read on the first call, in the `fail` crate's syntax:
+/// `name=return`, `name=2*off->return` for the third time the step is reached)
+/// makes the step abort the process with `std::process::abort`, as `kill -9` would:
+/// no destructor runs, so temporary files stay as a real crash leaves them. Any
+/// other action of the `fail` crate (`sleep(ms)`, `pause`, ...) works as documented
+/// there. Without the feature this does nothing and costs nothing.
+///
+/// The names used (each defined once where the step is): `write_atomic:written`,
+/// `write_atomic:synced`, `write_atomic:renamed`, `model_save:weights_staged`,
+/// `model_save:manifest_written`, `checkpoint:staged`, `checkpoint:old_moved`,
+/// `checkpoint:swapped`, `run:published`.
+#[inline]
+pub fn crash_point(name: &str) {
+    #[cfg(feature = "failpoints")]
+    {
+        static SETUP: std::sync::Once = std::sync::Once::new();
+        SETUP.call_once(|| std::mem::forget(fail::FailScenario::setup()));
+        fail::fail_point!(name, |_| {
+            eprintln!("crash point {name}: aborting (FAILPOINTS)");
+            std::process::abort();
+        });
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
 }
 
 #[cfg(test)]

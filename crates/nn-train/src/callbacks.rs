@@ -46,6 +46,15 @@ pub trait Callback {
         Control::Continue
     }
 
+    /// After batch `batch` (1-based) of epoch `epoch` (1-based) updated the weights.
+    /// Returning [`Control::Stop`] ends training there: in the middle of an epoch,
+    /// [`fit`](crate::fit) then returns at once (no validation, no `on_epoch_end`)
+    /// with [`History::interrupted`] saying where it stopped; after an epoch's last
+    /// batch, the epoch is completed first.
+    fn on_batch_end(&mut self, _epoch: usize, _batch: usize) -> Control {
+        Control::Continue
+    }
+
     /// After each epoch, with its figures (validation included).
     fn on_epoch_end(&mut self, _log: &EpochLog, _ctx: &mut CallbackCtx<'_>) -> Result<Control> {
         Ok(Control::Continue)

@@ -11,6 +11,7 @@ use nn_layers::{ForwardCtx, Mode, Sequential};
 use nn_optim::{bind, clip_grad_norm, clip_grad_value, LrSchedule, Optimizer, Regularizer};
 use nn_tensor::random::seeded_rng;
 use nn_tensor::Tensor;
+use serde::{Deserialize, Serialize};
 
 use crate::callbacks::{Callback, CallbackCtx, Control};
 use crate::error::{Result, TrainError};
@@ -44,6 +45,11 @@ pub struct FitConfig {
     pub schedule: Option<LrSchedule>,
     /// The first epoch to run (0-based): the number of epochs already done when resuming.
     pub initial_epoch: usize,
+    /// Resume inside epoch `initial_epoch`, after the steps a stopped run finished
+    /// ([`History::interrupted`] of that run, saved in its checkpoint). Default
+    /// `None`: start the epoch at its first batch. Its `epoch` must equal
+    /// `initial_epoch`.
+    pub resume_within_epoch: Option<EpochProgress>,
     /// Metadata saved with models written by callbacks.
     pub metadata: serde_json::Value,
     /// Random shifts and rotations of the training images (default `None`: off).
@@ -75,11 +81,32 @@ impl FitConfig {
             clip_value: None,
             schedule: None,
             initial_epoch: 0,
+            resume_within_epoch: None,
             metadata: serde_json::Value::Null,
             augment: None,
             class_weights: None,
         }
     }
+}
+
+/// Where an epoch stood when training stopped between two of its steps: what a
+/// checkpoint needs to continue it exactly as the uninterrupted run would have
+/// (same batches, dropout draws and logged means). All randomness of epoch `epoch`
+/// derives from `(seed, epoch)` except the dropout generator's position, saved here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochProgress {
+    /// The epoch (0-based, so also the number of epochs completed before it).
+    pub epoch: usize,
+    /// Steps (batches) of it completed.
+    pub steps_done: usize,
+    /// The learning rate in force when the epoch began (what its log reports).
+    pub learning_rate: f64,
+    /// Training seconds spent in it so far.
+    pub train_seconds: f64,
+    /// Position of the epoch's dropout generator (ChaCha8 word position).
+    pub rng_word_pos: u128,
+    /// Running means of the loss, data loss, penalty and accuracy.
+    pub means: [MeanAccumulator; 4],
 }
 
 /// Whether the model's output and the loss ask for class indices.
@@ -299,17 +326,34 @@ pub fn fit(
     }
 
     let model_ref: &mut Sequential = model;
+    let mut within = config.resume_within_epoch.clone();
+    if let Some(p) = &within {
+        if p.epoch != config.initial_epoch || p.steps_done >= steps {
+            return Err(TrainError::Config(format!(
+                "resuming inside epoch {} after {} steps does not fit a run starting at epoch {} with {steps} steps per epoch",
+                p.epoch + 1,
+                p.steps_done,
+                config.initial_epoch + 1
+            )));
+        }
+    }
     'epochs: for epoch in config.initial_epoch..config.epochs {
         let shown_epoch = epoch + 1;
         progress.start_epoch(shown_epoch);
         let started = Instant::now();
         let mut rng = seeded_rng(epoch_seed(config.seed, epoch));
-        let mut loss_mean = MeanAccumulator::new();
-        let mut data_loss_mean = MeanAccumulator::new();
-        let mut penalty_mean = MeanAccumulator::new();
-        let mut acc_mean = MeanAccumulator::new();
-        let learning_rate = optimizer.learning_rate();
-        for (step, batch) in batcher.batches(train, epoch as u64).enumerate() {
+        let [mut loss_mean, mut data_loss_mean, mut penalty_mean, mut acc_mean] = [MeanAccumulator::new(); 4];
+        let mut learning_rate = optimizer.learning_rate();
+        let mut skip = 0;
+        let mut seconds_before = 0.0;
+        if let Some(p) = within.take() {
+            rng.set_word_pos(p.rng_word_pos);
+            [loss_mean, data_loss_mean, penalty_mean, acc_mean] = p.means;
+            learning_rate = p.learning_rate;
+            skip = p.steps_done;
+            seconds_before = p.train_seconds;
+        }
+        for (step, batch) in batcher.batches(train, epoch as u64).enumerate().skip(skip) {
             let n = batch.len();
             let mut features = batch.features;
             if epoch == config.initial_epoch {
@@ -390,8 +434,29 @@ pub fn fit(
                 running.push(("accuracy".to_string(), acc_mean.mean()));
             }
             progress.step(step + 1, &running);
+            let mut stop = None;
+            for cb in callbacks.iter_mut() {
+                if let Control::Stop(reason) = cb.on_batch_end(shown_epoch, step + 1) {
+                    stop.get_or_insert(reason);
+                }
+            }
+            if let Some(reason) = stop {
+                if step + 1 < steps {
+                    progress.message(&reason);
+                    history.stopped = Some(reason);
+                    history.interrupted = Some(EpochProgress {
+                        epoch,
+                        steps_done: step + 1,
+                        learning_rate,
+                        train_seconds: seconds_before + started.elapsed().as_secs_f64(),
+                        rng_word_pos: rng.get_word_pos(),
+                        means: [loss_mean, data_loss_mean, penalty_mean, acc_mean],
+                    });
+                    break 'epochs;
+                }
+            }
         }
-        let train_seconds = started.elapsed().as_secs_f64();
+        let train_seconds = seconds_before + started.elapsed().as_secs_f64();
         let mut metrics = vec![("loss".to_string(), loss_mean.mean())];
         if classification {
             metrics.push(("accuracy".to_string(), acc_mean.mean()));

@@ -40,6 +40,12 @@ pub struct History {
     /// The epoch whose weights the model holds at the end, when a callback restored
     /// earlier weights (EarlyStopping's `restore_best_weights`).
     pub restored_epoch: Option<usize>,
+    /// Where training stopped inside an epoch, when a callback stopped it between two
+    /// steps ([`Callback::on_batch_end`](crate::Callback::on_batch_end), e.g. on
+    /// SIGINT): pass it as [`FitConfig::resume_within_epoch`](crate::FitConfig::resume_within_epoch)
+    /// to continue exactly there. Not part of the saved history.
+    #[serde(skip)]
+    pub interrupted: Option<crate::fit::EpochProgress>,
 }
 
 impl History {

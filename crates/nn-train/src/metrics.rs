@@ -69,7 +69,9 @@ impl RegressionReport {
 }
 
 /// A sample-weighted running mean: `Σ value·count / Σ count`, accumulated in f64.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Serialisable, so that a checkpoint taken in the middle of an epoch resumes its
+/// running means exactly (JSON keeps every bit of an f64).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MeanAccumulator {
     sum: f64,
     count: f64,

@@ -68,13 +68,17 @@ fn freeze_one(model: &mut Sequential, entry: &str) -> Result<usize> {
 /// `--init-from DIR` the saved model's architecture with its weights loaded by name
 /// (printing what was loaded, skipped and newly initialised), a new head with
 /// `--num-classes`, then `--freeze` and `--lora-rank`. `outputs` is the number of
-/// outputs the data needs.
+/// outputs the data needs. Before anything is allocated, the model's estimated
+/// memory for one training step at `--batch-size` with `--optimizer`'s slots is
+/// checked against `--max-memory` ([`super::check_training`]).
 ///
 /// # Errors
 /// [`CliError::Usage`] for flag values that cannot be used (a head that does not
 /// fit the data, a bad `--freeze` entry, LoRA on a model without Dense layers, a
-/// non-positive `--lr-loaded` or `--lora-alpha`), and the loaders' errors.
+/// non-positive `--lr-loaded` or `--lora-alpha`) and for a model over the memory
+/// limit, and the loaders' errors.
 pub fn build_model(args: &RunConfig, outputs: usize, default_spec: ModelSpec) -> Result<Prepared> {
+    let slots = super::optimizer_slots(args.optimizer.optimizer);
     let mut rules = ParamRules::new();
     let mut new_head = None;
     let mut model = match &args.model.init_from {
@@ -82,9 +86,14 @@ pub fn build_model(args: &RunConfig, outputs: usize, default_spec: ModelSpec) ->
             if args.model.num_classes.is_some() || !args.model.load.is_empty() || args.optimizer.lr_loaded.is_some() {
                 return Err(CliError::Usage("--num-classes, --load and --lr-loaded need --init-from".into()));
             }
+            super::check_training(&default_spec, args.training.batch_size, slots)?;
             Sequential::new(default_spec, args.training.seed)?
         }
         Some(dir) => {
+            // Sized from its description before its weights are read.
+            if let Ok(saved) = ModelSpec::read_saved(dir) {
+                super::check_training(&saved, args.training.batch_size, slots)?;
+            }
             let (source, _) = nn_train::load_model(dir)?;
             let mut model = Sequential::new(source.spec().clone(), args.training.seed)?;
             let mut options = LoadOptions::only(args.model.load.iter().cloned());
@@ -187,7 +196,7 @@ pub fn export_merged(model: &Sequential, out: &Path, metadata: &serde_json::Valu
 /// [`CliError::Usage`] when the heads differ in index or shape, or `model`'s head has
 /// adapters (evaluate its `merged` folder instead).
 pub fn swap_head(model: &mut Sequential, dir: &Path) -> Result<()> {
-    let (other, _) = nn_train::load_model(dir)?;
+    let (other, _) = super::load_model(dir)?;
     let head = other
         .spec()
         .layers

@@ -11,7 +11,7 @@ use nn_optim::{
 };
 use nn_train::checkpoint::ResumeCheckpoint;
 use nn_train::{
-    Callback, CallbackCtx, Control, CsvLogger, EarlyStopping, EpochLog, FitConfig, History, ReduceLrOnPlateauCallback,
+    Callback, CallbackCtx, Control, EarlyStopping, EpochLog, FitConfig, History, ReduceLrOnPlateauCallback,
     TerminateOnNaN, Verbosity,
 };
 
@@ -232,6 +232,23 @@ impl Callback for AbortAfter {
     }
 }
 
+/// Sends this process SIGINT after a number of training steps, as a Ctrl-C at that
+/// moment would (for the tests of the signal checkpoint).
+struct SignalAfterSteps {
+    after: usize,
+    seen: usize,
+}
+
+impl Callback for SignalAfterSteps {
+    fn on_batch_end(&mut self, _epoch: usize, _batch: usize) -> Control {
+        self.seen += 1;
+        if self.seen == self.after {
+            let _ = signal_hook::low_level::raise(signal_hook::consts::SIGINT);
+        }
+        Control::Continue
+    }
+}
+
 /// Parses `--augment SPEC` (`shift:PIXELS[,rotate:DEGREES]` or `rotate:DEGREES`).
 fn parse_augment(spec: Option<&str>) -> Result<Option<nn_data::Augment>> {
     spec.map(|s| s.parse::<nn_data::Augment>().map_err(|e| CliError::Usage(format!("--augment {e}")))).transpose()
@@ -243,11 +260,11 @@ fn absolute(path: &Path) -> std::path::PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Writes run.json, with the paths it names (data, model spec, `--init-from`)
-/// absolute, so that `--config` and `--resume` work from any directory.
-fn write_run_file(dir: &Path, cfg: &RunConfig) -> Result<()> {
+/// The run.json of `cfg`, with the paths it names (data, model spec, `--init-from`)
+/// absolute, so that `--config` and `--resume` work from any directory. It is saved
+/// in every checkpoint and published beside it (see `nn_train::checkpoint`).
+fn run_file_bytes(cfg: &RunConfig) -> Result<Vec<u8>> {
     use crate::args::DataSource;
-    let path = dir.join("run.json");
     let mut cfg = cfg.clone();
     cfg.data.data = match cfg.data.data {
         DataSource::Csv(p) => DataSource::Csv(absolute(&p)),
@@ -263,9 +280,11 @@ fn write_run_file(dir: &Path, cfg: &RunConfig) -> Result<()> {
     if let Some(tb) = cfg.output.tensorboard.as_deref() {
         cfg.output.tensorboard = Some(absolute(tb));
     }
-    let json = serde_json::to_vec_pretty(&cfg).map_err(|e| CliError::io(&path, e))?;
-    nn_tensor::io::write_atomic(&path, |w| w.write_all(&json)).map_err(|e| CliError::io(&path, e))
+    serde_json::to_vec_pretty(&cfg).map_err(|e| CliError::Usage(format!("run.json: {e}")))
 }
+
+/// The file name of a run's configuration, in its folder and in its checkpoint.
+const RUN_FILE: &str = "run.json";
 
 /// Reads a run configuration (run.json, grouped or the earlier flat form).
 fn read_config(path: &Path) -> Result<RunConfig> {
@@ -344,7 +363,17 @@ fn validate(cfg: &RunConfig, spec_saved: bool) -> Result<Checked> {
 fn resolve(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<RunConfig> {
     let given = |id: &str| matches.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine);
     let mut cfg = if let Some(dir) = &args.resume {
-        let mut cfg = read_config(&dir.join("run.json"))?;
+        // The checkpoint's own copy describes the run it belongs to; run.json beside it
+        // is the published copy (and the only one in folders of earlier versions).
+        let checkpoint = dir.join("checkpoint");
+        let mut cfg = match nn_train::checkpoint::attachment(&checkpoint, RUN_FILE)? {
+            Some(bytes) => {
+                let path = checkpoint.join(RUN_FILE);
+                let text = String::from_utf8(bytes).map_err(|e| CliError::io(&path, e))?;
+                RunConfig::from_json(&text).map_err(|e| CliError::io(&path, e))?
+            }
+            None => read_config(&dir.join(RUN_FILE))?,
+        };
         if given("epochs") {
             cfg.training.epochs = args.run.training.epochs;
         }
@@ -492,19 +521,30 @@ fn class_weights(spec: Option<&str>, train: &nn_data::Dataset) -> Result<Option<
 
 /// Runs `nn-cli fit`: data → model → optimizer → fit → save → test.
 pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
-    let cfg = resolve(&args, matches)?;
+    // One run at a time per folder, locked before anything in it is read; what an
+    // interrupted run left is cleaned up under the lock.
     let resume_dir = args.resume.clone();
+    let mut lock = None;
+    if let Some(dir) = &resume_dir {
+        if !dir.is_dir() {
+            return Err(CliError::Usage(format!("--resume {}: no such run folder", dir.display())));
+        }
+        lock = Some(crate::lock::take(dir, &[dir])?);
+        if !nn_train::checkpoint::exists(&dir.join("checkpoint")) {
+            return Err(CliError::Usage(format!(
+                "{}: nothing to resume, the run stopped before it began training (no checkpoint yet); start it again with the command that started it",
+                dir.display()
+            )));
+        }
+    }
+    let cfg = resolve(&args, matches)?;
+    if let (None, Some(out)) = (&lock, &cfg.output.out) {
+        lock = Some(crate::lock::take(out, &[out])?);
+    }
+    let _lock = lock;
     // A resumed run rebuilds the architecture its checkpoint saved, not what the spec
     // file (which may have been edited, moved or deleted since) says now.
     let checkpointed = match &resume_dir {
-        Some(dir) if !nn_train::checkpoint::exists(&dir.join("checkpoint")) => {
-            return Err(CliError::Usage(format!(
-                "{}: nothing to resume, the run stopped before its first epoch ended (no checkpoint yet); start it again with `nn-cli fit --config {} --out {}`",
-                dir.display(),
-                dir.join("run.json").display(),
-                dir.display()
-            )))
-        }
         Some(dir) => nn_train::checkpoint::load_spec(&dir.join("checkpoint"))?,
         None => None,
     };
@@ -525,7 +565,10 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     } else {
         read_spec(Path::new(&m.model))?
     };
-    let super::finetune::Prepared { mut model, rules } = super::finetune::build_model(&cfg, outputs, spec)?;
+    // Sized for the largest batch it will see: at most the training part.
+    let mut sized = cfg.clone();
+    sized.training.batch_size = t.batch_size.min(train.len().max(1));
+    let super::finetune::Prepared { mut model, rules } = super::finetune::build_model(&sized, outputs, spec)?;
     if let (Some(saved), Some(dir)) = (&checkpointed, &resume_dir) {
         if model.spec() != saved {
             return Err(CliError::Usage(format!(
@@ -567,6 +610,7 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
 
     let mut history_so_far = History { seed: t.seed, ..History::default() };
     let mut initial_epoch = 0;
+    let mut within_epoch = None;
     if let Some(dir) = &resume_dir {
         let loaded = nn_train::checkpoint::load(&dir.join("checkpoint"), &mut model)?;
         if loaded.optimizer.config != checked.optimizer {
@@ -585,7 +629,12 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         optimizer.load_state(loaded.optimizer.state, &refs)?;
         initial_epoch = loaded.state.epochs_done;
         history_so_far = loaded.state.history;
-        println!("resuming {} after epoch {initial_epoch} of {}", dir.display(), t.epochs);
+        let at = match &loaded.state.partial {
+            Some(p) => format!("at step {} of epoch {}", p.steps_done + 1, p.epoch + 1),
+            None => format!("after epoch {initial_epoch}"),
+        };
+        within_epoch = loaded.state.partial;
+        println!("resuming {} {at} of {}", dir.display(), t.epochs);
         if initial_epoch >= t.epochs {
             println!("nothing to do: {initial_epoch} epochs already done (raise --epochs to continue)");
         }
@@ -600,22 +649,6 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         }
     };
     let out = cfg.output.out.as_ref();
-    // One run at a time per folder; what an interrupted run left is removed under the lock.
-    let _lock = match out {
-        Some(out) => {
-            let lock = crate::lock::acquire(out)?;
-            let removed = crate::lock::remove_stale_temporaries(&lock, out);
-            if removed > 0 {
-                println!("removed {removed} temporary file(s) an interrupted run left in {}", out.display());
-            }
-            Some(lock)
-        }
-        None => None,
-    };
-    if let Some(out) = out {
-        // A resume rewrites run.json only for what it may change (the total epochs).
-        write_run_file(out, &cfg)?;
-    }
 
     let mut nan_stop = TerminateOnNaN;
     let mut early = t.early_stopping.map(|p| EarlyStopping::new("val_loss", p));
@@ -634,19 +667,28 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         }
         Schedule::Steps(_) => None,
     };
-    let mut csv_log = out.map(|o| CsvLogger::new(o.join("history.csv")).with_history(history_so_far.clone()));
-    let mut resume_ckpt =
-        out.map(|o| ResumeCheckpoint::new(o.join("checkpoint"), history_so_far.clone(), step_schedule.clone()));
+    // Checkpoints carry run.json; run.json and history.csv beside them change only
+    // after a checkpoint succeeded.
+    let mut resume_ckpt = match out {
+        Some(o) => Some(
+            ResumeCheckpoint::new(o.join("checkpoint"), history_so_far.clone(), step_schedule.clone())
+                .with_attachment(RUN_FILE, run_file_bytes(&cfg)?)
+                .publishing_to(o),
+        ),
+        None => None,
+    };
+    if let (Some(ckpt), None) = (&resume_ckpt, &resume_dir) {
+        // A new run is resumable from its start.
+        ckpt.save_now(&model, optimizer.as_ref(), 0, None)?;
+    }
     let mut abort = args.abort_after_epochs.map(AbortAfter);
+    let mut raise = args.signal_after_steps.map(|after| SignalAfterSteps { after, seen: 0 });
     let mut tensorboard = cfg.output.tensorboard.as_ref().map(nn_train::TensorBoard::new).transpose()?;
     let mut callbacks: Vec<&mut dyn Callback> = vec![&mut nan_stop];
     if let Some(c) = early.as_mut() {
         callbacks.push(c);
     }
     if let Some(c) = plateau.as_mut() {
-        callbacks.push(c);
-    }
-    if let Some(c) = csv_log.as_mut() {
         callbacks.push(c);
     }
     if let Some(c) = resume_ckpt.as_mut() {
@@ -656,6 +698,9 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         callbacks.push(c);
     }
     if let Some(c) = abort.as_mut() {
+        callbacks.push(c);
+    }
+    if let Some(c) = raise.as_mut() {
         callbacks.push(c);
     }
     if let Some(c) = stop_on_signal.as_mut() {
@@ -670,6 +715,7 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         clip_norm: o.clip_norm,
         schedule: step_schedule,
         initial_epoch,
+        resume_within_epoch: within_epoch,
         metadata: metadata.clone(),
         augment: checked.augment,
         class_weights: weights,
@@ -710,9 +756,17 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         }
     }
     if let Some(signal) = crate::signals::received() {
-        // Stopped by SIGINT/SIGTERM: nothing more is written (the checkpoint of the
-        // last finished epoch stays); main exits with 128 + the signal's number.
-        eprintln!("{}", crate::signals::message(signal, out.map(|o| o.as_path())));
+        // Stopped by SIGINT/SIGTERM after a step: a checkpoint of exactly that point
+        // (the epoch-end callback wrote one when the step ended an epoch); main exits
+        // with 128 + the signal's number.
+        let at = match &history.interrupted {
+            Some(p) => format!("at step {} of epoch {}", p.steps_done, p.epoch + 1),
+            None => format!("after epoch {}", full.epochs.last().map_or(0, |e| e.epoch)),
+        };
+        if let (Some(ckpt), Some(p)) = (&resume_ckpt, &history.interrupted) {
+            ckpt.save_now(&model, optimizer.as_ref(), p.epoch, Some(p.clone()))?;
+        }
+        eprintln!("{}", crate::signals::message(signal, &at, out.map(|o| o.as_path())));
         return Ok(());
     }
     let train_secs: f64 = history.epochs.iter().map(|e| e.train_seconds).sum();

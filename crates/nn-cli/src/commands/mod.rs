@@ -6,13 +6,14 @@ pub mod serve;
 pub mod tune;
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use nn_data::{Dataset, Targets};
 use nn_layers::loss::Loss;
-use nn_layers::Sequential;
+use nn_layers::{format_bytes, ModelShapes, ModelSpec, Sequential, StepMemory};
 use nn_tensor::Tensor;
 
-use crate::args::{DataSource, EvaluateArgs, PredictArgs, SummaryArgs};
+use crate::args::{DataSource, EvaluateArgs, MaxMemory, OptimizerKind, PredictArgs, SummaryArgs};
 use crate::data;
 use crate::error::{CliError, Result};
 
@@ -108,9 +109,229 @@ pub fn print_test(
     Ok(())
 }
 
-/// Loads a model folder and its metadata.
-pub fn load_model(dir: &Path) -> Result<(Sequential, Metadata)> {
+/// The most memory a model may need (`--max-memory`), and where that figure comes
+/// from (for the refusal's message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryLimit {
+    /// Bytes; `None` for `unlimited`.
+    pub bytes: Option<u64>,
+    /// Who set it.
+    pub origin: LimitOrigin,
+}
+
+/// Where a [`MemoryLimit`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitOrigin {
+    /// `--max-memory`.
+    Flag,
+    /// The environment variable `NN_MAX_MEMORY`.
+    Env,
+    /// This machine's memory, bounded by what the named source says
+    /// ([`nn_layers::machine_memory`]).
+    Machine(&'static str),
+    /// [`FALLBACK_LIMIT`], where the machine's memory cannot be read.
+    Fallback,
+}
+
+/// The limit where the machine's memory cannot be read: 8 GiB.
+pub const FALLBACK_LIMIT: u64 = 8 << 30;
+
+/// The batch size `summary` sizes a training step at (`fit`'s default).
+const SUMMARY_BATCH: usize = 32;
+
+static MEMORY_LIMIT: OnceLock<MemoryLimit> = OnceLock::new();
+
+impl MemoryLimit {
+    /// The limit of this run: `--max-memory` when given, else `NN_MAX_MEMORY` (`env`,
+    /// when set and not empty), else this machine's memory.
+    ///
+    /// # Errors
+    /// [`CliError::Usage`] for an `NN_MAX_MEMORY` that is not a size.
+    pub fn choose(flag: Option<MaxMemory>, env: Option<&str>) -> Result<MemoryLimit> {
+        if let Some(MaxMemory(bytes)) = flag {
+            return Ok(MemoryLimit { bytes, origin: LimitOrigin::Flag });
+        }
+        if let Some(text) = env.filter(|t| !t.trim().is_empty()) {
+            let bytes =
+                nn_layers::parse_memory_size(text).map_err(|e| CliError::Usage(format!("NN_MAX_MEMORY: {e}")))?;
+            return Ok(MemoryLimit { bytes, origin: LimitOrigin::Env });
+        }
+        Ok(MemoryLimit::machine())
+    }
+
+    /// This machine's memory, or [`FALLBACK_LIMIT`].
+    pub fn machine() -> MemoryLimit {
+        match nn_layers::machine_memory() {
+            Some(m) => MemoryLimit { bytes: Some(m.bytes), origin: LimitOrigin::Machine(m.source) },
+            None => MemoryLimit { bytes: Some(FALLBACK_LIMIT), origin: LimitOrigin::Fallback },
+        }
+    }
+
+    /// `4.0 GiB (--max-memory, default: this machine's memory)`; `None` when unlimited.
+    fn describe(&self) -> Option<String> {
+        let bytes = self.bytes?;
+        let from = match self.origin {
+            LimitOrigin::Flag => "--max-memory".to_string(),
+            LimitOrigin::Env => "NN_MAX_MEMORY; --max-memory overrides it".to_string(),
+            LimitOrigin::Machine("MemTotal") => "--max-memory, default: this machine's memory".to_string(),
+            LimitOrigin::Machine(source) => format!("--max-memory, default: this machine's memory, here {source}"),
+            LimitOrigin::Fallback => {
+                format!(
+                    "--max-memory, default: {} where the machine's memory cannot be read",
+                    format_bytes(FALLBACK_LIMIT.into())
+                )
+            }
+        };
+        Some(format!("{} ({from})", format_bytes(bytes.into())))
+    }
+
+    /// Whether `need` bytes are over the limit.
+    fn exceeded_by(&self, need: u128) -> bool {
+        self.bytes.is_some_and(|b| need > u128::from(b))
+    }
+}
+
+/// Sets the limit every command checks (`main` does, once, from `--max-memory` and
+/// `NN_MAX_MEMORY`); later calls are ignored.
+pub fn set_memory_limit(limit: MemoryLimit) {
+    let _ = MEMORY_LIMIT.set(limit);
+}
+
+/// The limit set by [`set_memory_limit`], else this machine's memory.
+pub fn memory_limit() -> MemoryLimit {
+    *MEMORY_LIMIT.get_or_init(MemoryLimit::machine)
+}
+
+/// Optimizer slots per trainable parameter: Adam and AdamW keep two moments,
+/// momentum SGD, RMSprop and Adagrad one tensor, plain SGD none.
+pub fn optimizer_slots(kind: OptimizerKind) -> usize {
+    match kind {
+        OptimizerKind::Sgd => 0,
+        OptimizerKind::Momentum | OptimizerKind::Nesterov | OptimizerKind::Rmsprop | OptimizerKind::Adagrad => 1,
+        OptimizerKind::Adam | OptimizerKind::Adamw => 2,
+    }
+}
+
+/// `about 7.4 GiB for one training step at batch 4096 (parameters 0.8 GiB, activations 6.6 GiB)`.
+fn needs(m: &StepMemory, what: &str) -> String {
+    format!(
+        "about {} for {what} (parameters {}, activations {})",
+        format_bytes(m.total()),
+        format_bytes(m.parameters),
+        format_bytes(m.activations)
+    )
+}
+
+/// Checks, from its shapes alone (nothing allocated), that one training step of
+/// `spec` at batch size `batch` with `optimizer_slots` slots per parameter fits the
+/// [`memory_limit`] (f32 parameters and activations; the estimate is
+/// [`nn_layers::Footprint`]'s). Returns the shapes.
+///
+/// # Errors
+/// The spec's own errors ([`ModelSpec::shapes`]), and [`CliError::Usage`] naming the
+/// estimate, its parts and the limit when it is over.
+pub fn check_training(spec: &ModelSpec, batch: usize, optimizer_slots: usize) -> Result<ModelShapes> {
+    let shapes = spec.shapes()?;
+    let step = shapes.footprint(std::mem::size_of::<f32>()).training_step(batch, optimizer_slots);
+    within_limit(&step, &format!("one training step at batch {batch}"))?;
+    Ok(shapes)
+}
+
+/// [`CliError::Usage`] naming the estimate `step` (of `what`) and the limit when
+/// `step` exceeds the [`memory_limit`].
+fn within_limit(step: &StepMemory, what: &str) -> Result<()> {
+    let limit = memory_limit();
+    match (limit.exceeded_by(step.total()), limit.describe()) {
+        (true, Some(max)) => Err(CliError::Usage(format!(
+            "the model needs {}; the limit is {max}; lower --batch-size or the model's size",
+            needs(step, what)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// As [`check_training`], for one inference batch of `batch` samples.
+///
+/// # Errors
+/// As [`check_training`].
+pub fn check_inference(spec: &ModelSpec, batch: usize) -> Result<ModelShapes> {
+    let shapes = spec.shapes()?;
+    let step = shapes.footprint(std::mem::size_of::<f32>()).inference(batch);
+    within_limit(&step, &format!("one inference batch of {batch}"))?;
+    Ok(shapes)
+}
+
+/// Loads a model folder and its metadata, after checking that one inference batch of
+/// `batch` samples fits the [`memory_limit`] (from `model.json` alone, before the
+/// model is built or its weights read).
+pub fn load_model_for(dir: &Path, batch: usize) -> Result<(Sequential, Metadata)> {
+    // A folder whose description cannot be read is left to the loader, which says why.
+    if let Ok(spec) = ModelSpec::read_saved(dir) {
+        check_inference(&spec, batch)?;
+    }
     Ok(nn_train::load_model(dir)?)
+}
+
+/// Loads a model folder and its metadata ([`load_model_for`] one sample).
+pub fn load_model(dir: &Path) -> Result<(Sequential, Metadata)> {
+    load_model_for(dir, 1)
+}
+
+/// `nn-cli tune`'s check before any data is loaded: the largest trial the search
+/// space allows (its largest batch size, hidden units and filters, the optimizer with
+/// the most slots) must fit the [`memory_limit`]. Checked for a spec file, and for a
+/// preset on data whose sample shape is known without reading it (digits, MNIST,
+/// Fashion-MNIST); a preset on CSV or adding data is sized by its data, read later.
+/// A space or spec that cannot be read is left to `tune`, which says why.
+///
+/// # Errors
+/// As [`check_training`].
+pub fn check_tune(args: &tune::TuneArgs) -> Result<()> {
+    use clap::ValueEnum;
+    let Ok(space) = nn_train::tune::SearchSpace::read(&args.space, &[]) else {
+        return Ok(());
+    };
+    let base = nn_train::tune::TrialParams::default();
+    let largest = |list: &Option<Vec<usize>>, default: usize| {
+        list.as_ref().and_then(|v| v.iter().max().copied()).unwrap_or(default)
+    };
+    let batch = largest(&space.batch_size, base.batch_size);
+    let hidden = largest(&space.hidden, args.model.hidden);
+    let filters = largest(&space.filters, base.filters);
+    // Any rate above 0 adds the Dropout layer (and its mask); the rate itself sizes nothing.
+    let dropout = if space.dropout.is_some() { 0.5 } else { args.model.dropout };
+    let optimizers = space.optimizer.clone().unwrap_or_else(|| vec![base.optimizer.clone()]);
+    let slots =
+        optimizers.iter().filter_map(|o| OptimizerKind::from_str(o, true).ok()).map(optimizer_slots).max().unwrap_or(2);
+    let model = args.model.model.as_str();
+    let spec = if fit::PRESETS.contains(&model) {
+        let (shape, classes) = match args.data.data {
+            DataSource::Digits => (vec![8, 8, 1], 10),
+            DataSource::Mnist(_) | DataSource::FashionMnist(_) => (vec![28, 28, 1], 10),
+            DataSource::Csv(_) | DataSource::Adding(_) => return Ok(()),
+        };
+        let Ok(mut spec) = fit::preset(model, &shape, classes, hidden, dropout, false) else {
+            return Ok(());
+        };
+        if model == "cnn" {
+            // As tune's trials: the convolution's filters and the hidden Dense layer's units.
+            let last = spec.layers.len() - 1;
+            for node in &mut spec.layers[..last] {
+                match &mut node.layer {
+                    nn_layers::LayerSpec::Conv2D(c) => c.filters = filters,
+                    nn_layers::LayerSpec::Dense(d) => d.units = hidden,
+                    _ => {}
+                }
+            }
+        }
+        spec
+    } else {
+        match fit::read_spec(Path::new(model)) {
+            Ok(spec) => spec,
+            Err(_) => return Ok(()),
+        }
+    };
+    check_training(&spec, batch, slots).map(|_| ())
 }
 
 fn with_scalers(mut d: Dataset, scalers: &[nn_data::Scaler]) -> Result<Dataset> {
@@ -125,7 +346,7 @@ fn with_scalers(mut d: Dataset, scalers: &[nn_data::Scaler]) -> Result<Dataset> 
 /// the whole data when it has none. A CSV file is read by the model's saved column
 /// names.
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let (mut model, mut meta) = load_model(&args.model)?;
+    let (mut model, mut meta) = load_model_for(&args.model, args.batch_size)?;
     if let Some(dir) = &args.head_from {
         finetune::swap_head(&mut model, dir)?;
         meta.class_names = load_model(dir)?.1.class_names;
@@ -349,7 +570,7 @@ fn read_inputs(path: &Path, model: &Sequential, meta: &Metadata, delimiter: Opti
 
 /// `nn-cli predict`: class, class name and probability for each input row.
 pub fn predict(args: PredictArgs) -> Result<()> {
-    let (model, meta) = load_model(&args.model)?;
+    let (model, meta) = load_model_for(&args.model, args.batch_size)?;
     let x = read_inputs(&args.input, &model, &meta, args.delimiter.as_deref())?;
     let p = nn_train::predict(&model, &x, args.batch_size)?;
     let regression = is_regression(&model, &meta);
@@ -388,7 +609,11 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     }
 }
 
-/// `nn-cli summary`: the Keras-style table of a preset, a spec file or a saved model.
+/// `nn-cli summary`: the Keras-style table of a preset, a spec file or a saved model,
+/// from the model's shapes alone (no parameter is allocated, so a model of any size
+/// prints at once), then the memory estimate of one training step at batch 32 with
+/// Adam and of one inference batch of 32, with a warning when the training step is
+/// over the [`memory_limit`].
 pub fn summary(args: SummaryArgs) -> Result<()> {
     let (input_shape, classes) = match &args.data {
         None => (vec![28, 28, 1], 10),
@@ -397,19 +622,34 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
             (d.sample_shape().to_vec(), d.num_classes().unwrap_or(1))
         }
     };
-    let model = match args.model.as_str() {
-        name if fit::PRESETS.contains(&name) => {
-            Sequential::new(fit::preset(&args.model, &input_shape, classes, 128, 0.0, false)?, 0)?
-        }
+    let spec = match args.model.as_str() {
+        name if fit::PRESETS.contains(&name) => fit::preset(&args.model, &input_shape, classes, 128, 0.0, false)?,
         other => {
             let path = Path::new(other);
             if path.is_dir() {
-                load_model(path)?.0
+                match ModelSpec::read_saved(path) {
+                    Ok(spec) => spec,
+                    // The loader says what is wrong with the folder.
+                    Err(_) => load_model(path)?.0.spec().clone(),
+                }
             } else {
-                Sequential::new(fit::read_spec(path)?, 0)?
+                fit::read_spec(path)?
             }
         }
     };
-    println!("{}", model.summary());
+    let shapes = spec.shapes()?;
+    let footprint = shapes.footprint(std::mem::size_of::<f32>());
+    let step = footprint.training_step(SUMMARY_BATCH, optimizer_slots(OptimizerKind::Adam));
+    let infer = footprint.inference(SUMMARY_BATCH);
+    println!("{}", shapes.summary::<f32>());
+    println!("Memory estimate: {}", needs(&step, &format!("one training step at batch {SUMMARY_BATCH} with adam")));
+    println!("Memory estimate: {}", needs(&infer, &format!("one inference batch of {SUMMARY_BATCH}")));
+    let limit = memory_limit();
+    if let (true, Some(max)) = (limit.exceeded_by(step.total()), limit.describe()) {
+        eprintln!(
+            "warning: training this model at batch {SUMMARY_BATCH} needs about {}, over the limit of {max}: fit would refuse it",
+            format_bytes(step.total())
+        );
+    }
     Ok(())
 }

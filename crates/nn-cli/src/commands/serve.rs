@@ -35,9 +35,45 @@ pub struct ServeArgs {
     /// Threads for HTTP and JSON (the model runs on its own thread).
     #[arg(long, default_value_t = 2)]
     pub io_threads: usize,
+    /// Longest wait for a request's headers, in seconds, counted from the
+    /// connection's start or its previous answer (so also the longest idle
+    /// keep-alive); then the connection is closed unanswered. In (0, 3600].
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, allow_negative_numbers = true)]
+    pub header_timeout: f64,
+    /// Longest wait for a request's whole body once its headers are in, in seconds;
+    /// then 408 and the connection is closed. In (0, 3600].
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, allow_negative_numbers = true)]
+    pub body_timeout: f64,
+    /// Most connections open at once; further ones wait unanswered in the listen
+    /// backlog until one closes. In [1, 100000].
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// On SIGINT or SIGTERM, how long requests in progress may still take, in
+    /// seconds; then the connections still open are closed and the server exits
+    /// (status 0 either way; the last line says whether every request was
+    /// answered). In (0, 3600].
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, allow_negative_numbers = true)]
+    pub shutdown_timeout: f64,
 }
 
-/// Loads the model, prints where it listens, serves until SIGINT or SIGTERM.
+/// `value` seconds of the flag `flag` as a duration.
+///
+/// # Errors
+/// [`CliError::Usage`] naming the flag unless `value` is finite, more than 0 and at
+/// most [`nn_serve::MAX_TIMEOUT`].
+fn seconds(flag: &str, value: f64) -> Result<Duration> {
+    let max = nn_serve::MAX_TIMEOUT.as_secs_f64();
+    // A positive value below a nanosecond would become a zero duration.
+    if value.is_finite() && value >= 1e-9 && value <= max {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(CliError::Usage(format!("{flag} must be a number of seconds in (0, {max}], got {value}")))
+    }
+}
+
+/// Loads the model, prints where it listens, serves until SIGINT or SIGTERM, then
+/// prints whether every request was answered or how many connections the shutdown
+/// deadline closed unfinished.
 pub fn run(args: ServeArgs) -> Result<()> {
     if !(args.batch_wait_ms.is_finite() && (0.0..=10_000.0).contains(&args.batch_wait_ms)) {
         return Err(CliError::Usage(format!("--batch-wait-ms must be in [0, 10000], got {}", args.batch_wait_ms)));
@@ -47,8 +83,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         batch_wait: Duration::from_secs_f64(args.batch_wait_ms / 1e3),
         max_body_bytes: args.max_body_bytes,
         max_queue: args.max_queue,
+        header_timeout: seconds("--header-timeout", args.header_timeout)?,
+        body_timeout: seconds("--body-timeout", args.body_timeout)?,
+        max_connections: args.max_connections,
+        shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout)?,
     };
     config.check().map_err(|e| CliError::Usage(e.to_string()))?;
+    // Sized from model.json before the weights are read (a folder that cannot be
+    // described is left to the loader, which says why).
+    if let Ok(spec) = nn_layers::ModelSpec::read_saved(&args.model) {
+        super::check_inference(&spec, args.max_batch)?;
+    }
     let service = ModelService::load(&args.model).map_err(|e| CliError::Usage(e.to_string()))?;
     let info = service.info();
     let classes = info.class_names.as_ref().map_or(String::new(), |c| format!(", {} classes", c.len()));
@@ -63,13 +108,27 @@ pub fn run(args: ServeArgs) -> Result<()> {
     } else {
         format!("batches of up to {} rows, waiting up to {} ms", args.max_batch, args.batch_wait_ms)
     };
-    nn_serve::run(service, args.addr, config, args.io_threads, |addr| {
+    let limits = format!(
+        "at most {} connections; headers within {} s, bodies within {} s; a shutdown waits up to {} s",
+        args.max_connections, args.header_timeout, args.body_timeout, args.shutdown_timeout
+    );
+    let report = nn_serve::run(service, args.addr, config, args.io_threads, |addr| {
         println!("{described}");
         println!("{batching}; {} kernel threads", nn_tensor::num_threads());
+        println!("{limits}");
         println!("listening on http://{addr} (Ctrl-C or SIGTERM stops)");
         let _ = std::io::stdout().flush();
     })
     .map_err(|e| CliError::Usage(e.to_string()))?;
-    println!("stopped: every request received was answered");
+    // A stop past the deadline is still a clean stop (exit status 0): the line says
+    // what was cut short.
+    match report.closed_unfinished {
+        0 => println!("stopped: every request received was answered"),
+        n => println!(
+            "stopped: the shutdown deadline ({} s) passed; {n} connection{} closed unfinished",
+            args.shutdown_timeout,
+            if n == 1 { " was" } else { "s were" }
+        ),
+    }
     Ok(())
 }

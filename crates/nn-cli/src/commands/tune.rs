@@ -122,8 +122,9 @@ impl FitRunner<'_> {
                 d.units = p.hidden;
             }
         }
-        let mut model = Sequential::new(spec, self.seed)?;
         let kind = OptimizerKind::from_str(&p.optimizer, true).map_err(CliError::Usage)?;
+        super::check_training(&spec, p.batch_size.min(train.len().max(1)), super::optimizer_slots(kind))?;
+        let mut model = Sequential::new(spec, self.seed)?;
         let mut optimizer = build_optimizer_config(kind, p.learning_rate, None)?.build::<f32>(ParamRules::new())?;
         let loss = loss_for(train.targets(), &model);
         let regularizer = if p.l2 > 0.0 { Some(Regularizer::try_new(0.0, p.l2)?) } else { None };
@@ -360,6 +361,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
             }
         }
     };
+    // One run at a time per folder; what an interrupted one left is cleaned up first.
+    let best = tune::best_dir(&args.out);
+    let _lock = crate::lock::take(&args.out, &[&best])?;
     let records = tune::search(&config, &args.out, &mut runner, &mut report)?;
     println!(
         "\n{} trials ({} trained now) in {:.1} s; ranked by {}:\n",

@@ -19,9 +19,13 @@ use nn_tensor::{Element, Tensor};
 use crate::error::{clip, LayerError, Result};
 use crate::module::{ForwardCtx, Layer, Mode, Module, Parameter};
 
+pub(crate) mod footprint;
 pub(crate) mod plan;
 pub mod spec;
 
+pub use footprint::{
+    format_bytes, machine_memory, parse_memory_size, Footprint, LayerShape, MachineMemory, ModelShapes, StepMemory,
+};
 use plan::{GraphView, Stage};
 pub use spec::{InputSpec, ModelSpec, NodeSpec, FORMAT_VERSION, MAX_NAME_LEN};
 
@@ -126,189 +130,7 @@ impl<T: Element> Model<T> {
     }
 
     fn build_limited(spec: ModelSpec, mut rng: Option<&mut Rng>, max_parameters: usize) -> Result<Self> {
-        spec.check_version()?;
-        let spec_err = |message: String| LayerError::Spec { message };
-        let inputs = spec.input_specs();
-        if spec.layers.is_empty() {
-            return Err(spec_err("the model has no layers".into()));
-        }
-        if spec.layers.len() > MAX_LAYERS {
-            return Err(spec_err(format!("{} layers: at most {MAX_LAYERS} are supported", spec.layers.len())));
-        }
-        let graph = spec.format_version >= 2;
-        let mut by_name: HashMap<String, Source> = HashMap::new();
-        for (k, input) in inputs.iter().enumerate() {
-            check_name(&input.name, "input")?;
-            if input.shape.contains(&0) || input.shape.is_empty() && !spec.inputs.is_empty() {
-                return Err(spec_err(format!(
-                    "input {:?} has shape {:?}: every axis must be at least 1",
-                    clip(&input.name),
-                    input.shape
-                )));
-            }
-            let mut batch_of_one = vec![1];
-            batch_of_one.extend_from_slice(&input.shape);
-            if nn_tensor::shape::checked_numel("model input", &batch_of_one).is_err() {
-                return Err(spec_err(format!(
-                    "input {:?} has shape {:?}: too many elements",
-                    clip(&input.name),
-                    input.shape
-                )));
-            }
-            if by_name.insert(input.name.clone(), Source::Input(k)).is_some() {
-                return Err(spec_err(format!("two inputs are named {:?}", clip(&input.name))));
-            }
-        }
-        let mut names = Vec::with_capacity(spec.layers.len());
-        for (i, node) in spec.layers.iter().enumerate() {
-            let name = match &node.name {
-                Some(n) => {
-                    check_name(n, "layer")?;
-                    n.clone()
-                }
-                None => format!("{}_{i}", spec::snake_case(node.layer.kind())),
-            };
-            if let Some(prev) = by_name.insert(name.clone(), Source::Layer(i)) {
-                let what = match prev {
-                    Source::Input(_) => "a model input".to_string(),
-                    Source::Layer(j) if spec.layers[j].name.is_none() => {
-                        format!("layer {j} ({}), which has that name by default", spec.layers[j].layer.kind())
-                    }
-                    Source::Layer(j) => format!("layer {j} ({})", spec.layers[j].layer.kind()),
-                };
-                return Err(spec_err(format!(
-                    "layer {i} ({}) is named {:?}, like {what}",
-                    node.layer.kind(),
-                    clip(&name)
-                )));
-            }
-            names.push(name);
-        }
-        let label = |i: usize| {
-            if graph {
-                format!("layer {:?} ({})", clip(&names[i]), spec.layers[i].layer.kind())
-            } else {
-                format!("layer {i} ({})", spec.layers[i].layer.kind())
-            }
-        };
-        // Resolve every layer's inputs.
-        let mut sources = Vec::with_capacity(spec.layers.len());
-        for (i, node) in spec.layers.iter().enumerate() {
-            let srcs = match &node.inputs {
-                Some(list) => {
-                    if list.is_empty() {
-                        return Err(spec_err(format!("{}: \"inputs\" is empty", label(i))));
-                    }
-                    list.iter()
-                        .map(|r| {
-                            by_name.get(r).copied().ok_or_else(|| {
-                                spec_err(format!(
-                                    "{}: unknown input {:?} (no layer or model input has that name)",
-                                    label(i),
-                                    clip(r)
-                                ))
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?
-                }
-                None if i == 0 => {
-                    if inputs.len() != 1 {
-                        return Err(spec_err(format!(
-                            "{}: the model has {} inputs; say which this layer takes with \"inputs\"",
-                            label(i),
-                            inputs.len()
-                        )));
-                    }
-                    vec![Source::Input(0)]
-                }
-                None => vec![Source::Layer(i - 1)],
-            };
-            sources.push(srcs);
-        }
-        let outputs: Vec<Source> = if spec.outputs.is_empty() {
-            vec![Source::Layer(spec.layers.len() - 1)]
-        } else {
-            spec.outputs
-                .iter()
-                .map(|o| match by_name.get(o) {
-                    Some(Source::Layer(i)) => Ok(Source::Layer(*i)),
-                    Some(Source::Input(_)) => {
-                        Err(spec_err(format!("output {:?} is a model input, not a layer", clip(o))))
-                    }
-                    None => Err(spec_err(format!("unknown output {:?} (no layer has that name)", clip(o)))),
-                })
-                .collect::<Result<_>>()?
-        };
-        let order = topological_order(&sources)
-            .map_err(|i| spec_err(format!("{} is on a cycle: its inputs depend on its own output", label(i))))?;
-        // Every layer and input must lead to an output.
-        let mut used = vec![false; spec.layers.len()];
-        let mut input_used = vec![false; inputs.len()];
-        let mut stack: Vec<Source> = outputs.clone();
-        while let Some(s) = stack.pop() {
-            match s {
-                Source::Input(k) => input_used[k] = true,
-                Source::Layer(i) => {
-                    if !used[i] {
-                        used[i] = true;
-                        stack.extend(sources[i].iter().copied());
-                    }
-                }
-            }
-        }
-        if let Some(i) = used.iter().position(|u| !u) {
-            return Err(spec_err(format!(
-                "{} is unused: no model output depends on it (add it to \"outputs\" or remove it)",
-                label(i)
-            )));
-        }
-        if let Some(k) = input_used.iter().position(|u| !u) {
-            return Err(spec_err(format!("input {:?} is unused: no layer takes it", clip(&inputs[k].name))));
-        }
-
-        // Build the layers in execution order (their input shapes are known then),
-        // then the parameters in spec order.
-        let mut built: Vec<Option<Arc<dyn Layer<T>>>> = vec![None; spec.layers.len()];
-        for &i in &order {
-            let shapes: Vec<&[usize]> = sources[i]
-                .iter()
-                .map(|s| match *s {
-                    Source::Input(k) => inputs[k].shape.as_slice(),
-                    Source::Layer(j) => built[j].as_ref().expect("topological order").output_shape(),
-                })
-                .collect();
-            let name = graph.then_some(names[i].as_str());
-            built[i] = Some(Arc::from(spec.layers[i].layer.build_node::<T>(i, name, &shapes)?));
-        }
-        let layers: Vec<Arc<dyn Layer<T>>> = built.into_iter().map(|l| l.expect("every layer built")).collect();
-        // Every shape and the parameter count are checked before anything is allocated.
-        let mut total = 0usize;
-        let mut largest = (0usize, 0usize);
-        for (i, layer) in layers.iter().enumerate() {
-            let too_big = |what: String| spec_err(format!("{}: {what}", label(i)));
-            let mut batch_of_one = vec![1];
-            batch_of_one.extend_from_slice(layer.output_shape());
-            nn_tensor::shape::checked_numel("model build", &batch_of_one)
-                .map_err(|_| too_big(format!("output shape {:?} has too many elements", layer.output_shape())))?;
-            for p in layer.param_specs() {
-                let n = nn_tensor::shape::checked_numel("model build", &p.shape)
-                    .map_err(|_| too_big(format!("parameter shape {:?} has too many elements", p.shape)))?;
-                total = total.saturating_add(n);
-            }
-            let own: usize = layer.param_specs().iter().map(|p| p.shape.iter().product::<usize>()).sum();
-            if own > largest.1 {
-                largest = (i, own);
-            }
-        }
-        if total > max_parameters {
-            return Err(spec_err(format!(
-                "{}: {} parameters, and the model {total} in all, more than the limit of {max_parameters} ({} GiB as {})",
-                label(largest.0),
-                largest.1,
-                (max_parameters as f64 * std::mem::size_of::<T>() as f64 / (1u64 << 30) as f64).round(),
-                T::DTYPE
-            )));
-        }
+        let Resolved { inputs, layers, names, sources, outputs, order } = resolve::<T>(&spec, max_parameters)?;
         let mut params = Vec::new();
         let mut ranges = Vec::with_capacity(layers.len());
         for layer in &layers {
@@ -935,6 +757,201 @@ impl<T: Element> Module<T> for Model<T> {
     fn apply_state_updates(&mut self, updates: Vec<(String, Tensor<T>)>) -> Result<()> {
         Model::apply_state_updates(self, updates)
     }
+}
+
+/// A spec resolved into layers (built from their settings and input shapes, no
+/// parameter allocated) with every check of [`Model::new`] passed.
+pub(crate) struct Resolved<T: Element> {
+    pub(crate) inputs: Vec<InputSpec>,
+    pub(crate) layers: Vec<Arc<dyn Layer<T>>>,
+    pub(crate) names: Vec<String>,
+    pub(crate) sources: Vec<Vec<Source>>,
+    pub(crate) outputs: Vec<Source>,
+    pub(crate) order: Vec<usize>,
+}
+
+/// Resolves `spec`: names, references, order, every layer built from its input
+/// shapes, every shape and the parameter count checked (at most `max_parameters`),
+/// all before anything of a parameter's or an activation's size is allocated.
+pub(crate) fn resolve<T: Element>(spec: &ModelSpec, max_parameters: usize) -> Result<Resolved<T>> {
+    spec.check_version()?;
+    let spec_err = |message: String| LayerError::Spec { message };
+    let inputs = spec.input_specs();
+    if spec.layers.is_empty() {
+        return Err(spec_err("the model has no layers".into()));
+    }
+    if spec.layers.len() > MAX_LAYERS {
+        return Err(spec_err(format!("{} layers: at most {MAX_LAYERS} are supported", spec.layers.len())));
+    }
+    let graph = spec.format_version >= 2;
+    let mut by_name: HashMap<String, Source> = HashMap::new();
+    for (k, input) in inputs.iter().enumerate() {
+        check_name(&input.name, "input")?;
+        if input.shape.contains(&0) || input.shape.is_empty() && !spec.inputs.is_empty() {
+            return Err(spec_err(format!(
+                "input {:?} has shape {:?}: every axis must be at least 1",
+                clip(&input.name),
+                input.shape
+            )));
+        }
+        let mut batch_of_one = vec![1];
+        batch_of_one.extend_from_slice(&input.shape);
+        if nn_tensor::shape::checked_numel("model input", &batch_of_one).is_err() {
+            return Err(spec_err(format!(
+                "input {:?} has shape {:?}: too many elements",
+                clip(&input.name),
+                input.shape
+            )));
+        }
+        if by_name.insert(input.name.clone(), Source::Input(k)).is_some() {
+            return Err(spec_err(format!("two inputs are named {:?}", clip(&input.name))));
+        }
+    }
+    let mut names = Vec::with_capacity(spec.layers.len());
+    for (i, node) in spec.layers.iter().enumerate() {
+        let name = match &node.name {
+            Some(n) => {
+                check_name(n, "layer")?;
+                n.clone()
+            }
+            None => format!("{}_{i}", spec::snake_case(node.layer.kind())),
+        };
+        if let Some(prev) = by_name.insert(name.clone(), Source::Layer(i)) {
+            let what = match prev {
+                Source::Input(_) => "a model input".to_string(),
+                Source::Layer(j) if spec.layers[j].name.is_none() => {
+                    format!("layer {j} ({}), which has that name by default", spec.layers[j].layer.kind())
+                }
+                Source::Layer(j) => format!("layer {j} ({})", spec.layers[j].layer.kind()),
+            };
+            return Err(spec_err(format!("layer {i} ({}) is named {:?}, like {what}", node.layer.kind(), clip(&name))));
+        }
+        names.push(name);
+    }
+    let label = |i: usize| {
+        if graph {
+            format!("layer {:?} ({})", clip(&names[i]), spec.layers[i].layer.kind())
+        } else {
+            format!("layer {i} ({})", spec.layers[i].layer.kind())
+        }
+    };
+    // Resolve every layer's inputs.
+    let mut sources = Vec::with_capacity(spec.layers.len());
+    for (i, node) in spec.layers.iter().enumerate() {
+        let srcs = match &node.inputs {
+            Some(list) => {
+                if list.is_empty() {
+                    return Err(spec_err(format!("{}: \"inputs\" is empty", label(i))));
+                }
+                list.iter()
+                    .map(|r| {
+                        by_name.get(r).copied().ok_or_else(|| {
+                            spec_err(format!(
+                                "{}: unknown input {:?} (no layer or model input has that name)",
+                                label(i),
+                                clip(r)
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+            None if i == 0 => {
+                if inputs.len() != 1 {
+                    return Err(spec_err(format!(
+                        "{}: the model has {} inputs; say which this layer takes with \"inputs\"",
+                        label(i),
+                        inputs.len()
+                    )));
+                }
+                vec![Source::Input(0)]
+            }
+            None => vec![Source::Layer(i - 1)],
+        };
+        sources.push(srcs);
+    }
+    let outputs: Vec<Source> = if spec.outputs.is_empty() {
+        vec![Source::Layer(spec.layers.len() - 1)]
+    } else {
+        spec.outputs
+            .iter()
+            .map(|o| match by_name.get(o) {
+                Some(Source::Layer(i)) => Ok(Source::Layer(*i)),
+                Some(Source::Input(_)) => Err(spec_err(format!("output {:?} is a model input, not a layer", clip(o)))),
+                None => Err(spec_err(format!("unknown output {:?} (no layer has that name)", clip(o)))),
+            })
+            .collect::<Result<_>>()?
+    };
+    let order = topological_order(&sources)
+        .map_err(|i| spec_err(format!("{} is on a cycle: its inputs depend on its own output", label(i))))?;
+    // Every layer and input must lead to an output.
+    let mut used = vec![false; spec.layers.len()];
+    let mut input_used = vec![false; inputs.len()];
+    let mut stack: Vec<Source> = outputs.clone();
+    while let Some(s) = stack.pop() {
+        match s {
+            Source::Input(k) => input_used[k] = true,
+            Source::Layer(i) => {
+                if !used[i] {
+                    used[i] = true;
+                    stack.extend(sources[i].iter().copied());
+                }
+            }
+        }
+    }
+    if let Some(i) = used.iter().position(|u| !u) {
+        return Err(spec_err(format!(
+            "{} is unused: no model output depends on it (add it to \"outputs\" or remove it)",
+            label(i)
+        )));
+    }
+    if let Some(k) = input_used.iter().position(|u| !u) {
+        return Err(spec_err(format!("input {:?} is unused: no layer takes it", clip(&inputs[k].name))));
+    }
+
+    // Build the layers in execution order (their input shapes are known then),
+    // then the parameters in spec order.
+    let mut built: Vec<Option<Arc<dyn Layer<T>>>> = vec![None; spec.layers.len()];
+    for &i in &order {
+        let shapes: Vec<&[usize]> = sources[i]
+            .iter()
+            .map(|s| match *s {
+                Source::Input(k) => inputs[k].shape.as_slice(),
+                Source::Layer(j) => built[j].as_ref().expect("topological order").output_shape(),
+            })
+            .collect();
+        let name = graph.then_some(names[i].as_str());
+        built[i] = Some(Arc::from(spec.layers[i].layer.build_node::<T>(i, name, &shapes)?));
+    }
+    let layers: Vec<Arc<dyn Layer<T>>> = built.into_iter().map(|l| l.expect("every layer built")).collect();
+    // Every shape and the parameter count are checked before anything is allocated.
+    let mut total = 0usize;
+    let mut largest = (0usize, 0usize);
+    for (i, layer) in layers.iter().enumerate() {
+        let too_big = |what: String| spec_err(format!("{}: {what}", label(i)));
+        let mut batch_of_one = vec![1];
+        batch_of_one.extend_from_slice(layer.output_shape());
+        nn_tensor::shape::checked_numel("model build", &batch_of_one)
+            .map_err(|_| too_big(format!("output shape {:?} has too many elements", layer.output_shape())))?;
+        for p in layer.param_specs() {
+            let n = nn_tensor::shape::checked_numel("model build", &p.shape)
+                .map_err(|_| too_big(format!("parameter shape {:?} has too many elements", p.shape)))?;
+            total = total.saturating_add(n);
+        }
+        let own: usize = layer.param_specs().iter().map(|p| p.shape.iter().product::<usize>()).sum();
+        if own > largest.1 {
+            largest = (i, own);
+        }
+    }
+    if total > max_parameters {
+        return Err(spec_err(format!(
+            "{}: {} parameters, and the model {total} in all, more than the limit of {max_parameters} ({} GiB as {})",
+            label(largest.0),
+            largest.1,
+            (max_parameters as f64 * std::mem::size_of::<T>() as f64 / (1u64 << 30) as f64).round(),
+            T::DTYPE
+        )));
+    }
+    Ok(Resolved { inputs, layers, names, sources, outputs, order })
 }
 
 /// `1 input`, `2 inputs`.

@@ -78,13 +78,13 @@ pub fn reference(model_dir: &Path, rows: &[Vec<f32>]) -> (Vec<Vec<f32>>, Vec<usi
 pub struct Running {
     pub addr: SocketAddr,
     pub stop: Option<oneshot::Sender<()>>,
-    pub task: JoinHandle<Result<(), nn_serve::ServeError>>,
+    pub task: JoinHandle<Result<nn_serve::ShutdownReport, nn_serve::ServeError>>,
     pub metrics: std::sync::Arc<nn_serve::Metrics>,
 }
 
 impl Running {
     /// Triggers the graceful shutdown and waits for `serve` to return.
-    pub async fn shutdown(mut self) -> Result<(), nn_serve::ServeError> {
+    pub async fn shutdown(mut self) -> Result<nn_serve::ShutdownReport, nn_serve::ServeError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
