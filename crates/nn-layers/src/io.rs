@@ -50,6 +50,23 @@ fn manifest_checksum(dir: &Path) -> Option<String> {
     value.get("weights_sha256")?.as_str().map(str::to_string)
 }
 
+/// The weights file that belongs to `dir/model.json`: [`WEIGHTS_FILE`], or the
+/// staged file a save interrupted after its commit point left (see
+/// [`Model::save`](crate::Model::save)), for readers of the file itself such as
+/// [`Model::load_weights_matching`](crate::Model::load_weights_matching).
+/// [`Model::load`](crate::Model::load) resolves this by itself.
+pub fn saved_weights_path(dir: &Path) -> PathBuf {
+    let weights = dir.join(WEIGHTS_FILE);
+    let staged = dir.join(WEIGHTS_STAGED_FILE);
+    if let (Some(sum), true) = (manifest_checksum(dir), staged.is_file()) {
+        let matches = |p: &Path| std::fs::read(p).is_ok_and(|b| sha256_hex(&b) == sum);
+        if !matches(&weights) && matches(&staged) {
+            return staged;
+        }
+    }
+    weights
+}
+
 /// What [`complete_interrupted_save`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InterruptedSave {

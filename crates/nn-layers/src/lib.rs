@@ -138,7 +138,9 @@ pub mod transfer;
 pub use activation::{Activation, LEAKY_RELU_SLOPE};
 pub use error::{clip, clip_to, LayerError, Result, MAX_QUOTED};
 pub use init::{Fans, Initializer};
-pub use io::{complete_interrupted_save, InterruptedSave, MODEL_FILE, WEIGHTS_FILE, WEIGHTS_STAGED_FILE};
+pub use io::{
+    complete_interrupted_save, saved_weights_path, InterruptedSave, MODEL_FILE, WEIGHTS_FILE, WEIGHTS_STAGED_FILE,
+};
 pub use model::{
     format_bytes, machine_memory, parse_memory_size, Footprint, InputSpec, LayerShape, MachineMemory, Model,
     ModelShapes, ModelSpec, NodeSpec, Sequential, Source, StepMemory, FORMAT_VERSION, MAX_LAYERS, MAX_NAME_LEN,

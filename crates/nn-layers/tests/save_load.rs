@@ -248,3 +248,46 @@ fn bad_model_json_is_a_clear_error() {
     let err = Sequential::<f32>::load(&out.join("missing")).unwrap_err();
     assert!(matches!(err, LayerError::Io { .. }), "{err}");
 }
+
+/// The model pair protocol, each state a crash can leave checked by hand: a save cut
+/// short before its commit point (staged weights, old model.json) loads the old pair;
+/// after it (new model.json, staged weights not yet moved) the new pair; weights of
+/// another save beside a model.json are refused; `complete_interrupted_save` finishes
+/// or discards the staged file.
+#[test]
+fn model_and_weights_are_published_as_a_pair() {
+    use nn_layers::{complete_interrupted_save, saved_weights_path, InterruptedSave, WEIGHTS_STAGED_FILE};
+    let spec = ModelSpec::mlp(&[4], 8, 3, 0.0);
+    let (a, b) = (Sequential::<f32>::new(spec.clone(), 1).unwrap(), Sequential::<f32>::new(spec, 2).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    a.save(&da).unwrap();
+    b.save(&db).unwrap();
+    let read = |d: &Path, f: &str| std::fs::read(d.join(f)).unwrap();
+    let params = |d: &Path| Sequential::<f32>::load(d).map(|(m, _)| m.parameters().to_vec());
+
+    // Before the commit point: a's pair, with b's weights staged.
+    let out = dir.path().join("out");
+    a.save(&out).unwrap();
+    std::fs::write(out.join(WEIGHTS_STAGED_FILE), read(&db, WEIGHTS_FILE)).unwrap();
+    assert_eq!(params(&out).unwrap(), a.parameters());
+    assert_eq!(saved_weights_path(&out), out.join(WEIGHTS_FILE));
+    assert_eq!(complete_interrupted_save(&out).unwrap(), InterruptedSave::Discarded);
+    assert!(!out.join(WEIGHTS_STAGED_FILE).exists());
+    assert_eq!(params(&out).unwrap(), a.parameters());
+
+    // After it: b's model.json names the staged weights; a's are still in place.
+    std::fs::write(out.join(WEIGHTS_STAGED_FILE), read(&db, WEIGHTS_FILE)).unwrap();
+    std::fs::write(out.join(MODEL_FILE), read(&db, MODEL_FILE)).unwrap();
+    assert_eq!(params(&out).unwrap(), b.parameters());
+    assert_eq!(saved_weights_path(&out), out.join(WEIGHTS_STAGED_FILE));
+    assert_eq!(complete_interrupted_save(&out).unwrap(), InterruptedSave::Completed);
+    assert_eq!(read(&out, WEIGHTS_FILE), read(&db, WEIGHTS_FILE));
+    assert_eq!(params(&out).unwrap(), b.parameters());
+    assert_eq!(complete_interrupted_save(&out).unwrap(), InterruptedSave::None);
+
+    // Weights of another save beside this model.json: refused, naming both files.
+    std::fs::write(out.join(WEIGHTS_FILE), read(&da, WEIGHTS_FILE)).unwrap();
+    let err = params(&out).unwrap_err().to_string();
+    assert!(err.contains("weights.safetensors: does not match model.json"), "{err}");
+}

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use nn_data::Dataset;
-use nn_layers::{name_matches, LayerSpec, LoadOptions, LoraConfig, ModelSpec, Sequential, WEIGHTS_FILE};
+use nn_layers::{name_matches, LayerSpec, LoadOptions, LoraConfig, ModelSpec, Sequential};
 use nn_optim::{ParamRules, ParamSelector};
 
 use crate::args::RunConfig;
@@ -121,7 +121,7 @@ pub fn build_model(args: &RunConfig, outputs: usize, default_spec: ModelSpec) ->
                     dir.display()
                 )));
             }
-            let report = model.load_weights_matching(&dir.join(WEIGHTS_FILE), &options)?;
+            let report = model.load_weights_matching(&nn_layers::saved_weights_path(dir), &options)?;
             print!("{report}");
             if let Some(f) = args.optimizer.lr_loaded {
                 if !(f.is_finite() && f >= 0.0) {
