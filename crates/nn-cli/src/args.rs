@@ -13,7 +13,7 @@ pub struct Cli {
     /// Threads for the kernels (GEMM and nn's pool); default: all CPUs.
     #[arg(long, global = true)]
     pub threads: Option<usize>,
-    /// Most memory a model may need, as estimated before it is built: one training step at --batch-size (fit, tune) or one inference batch (predict, evaluate). A size such as 512M, 8G or 1.5GiB (K, M, G, T are powers of 1024), or `unlimited`. Default: the environment variable NN_MAX_MEMORY if set, else this machine's memory (the smallest of MemTotal, the cgroup's memory limit and `ulimit -v`; 8 GiB where none can be read).
+    /// Most memory a model may need, as estimated before it is built: one training step at --batch-size (fit, tune) or one inference batch (predict and evaluate at --batch-size, serve at --max-batch). A size such as 512M, 8G or 1.5GiB (K, M, G, T are powers of 1024), or `unlimited`. Default: the environment variable NN_MAX_MEMORY if set, else this machine's memory (the smallest of MemTotal, the cgroup's memory limit and `ulimit -v`; 8 GiB where none can be read).
     #[arg(long, global = true, value_name = "SIZE")]
     pub max_memory: Option<MaxMemory>,
     /// The command.

@@ -340,3 +340,53 @@ fn a_full_disk_leaves_the_folder_as_it_was() {
 fn f_truncate(path: &Path, len: usize) -> std::io::Result<()> {
     std::fs::OpenOptions::new().write(true).open(path)?.set_len(len as u64)
 }
+
+/// A new run that crashed after its first checkpoint leaves the earlier run's model
+/// beside its own run.json: `evaluate` takes the test part from the run saved in
+/// model.json (the model's own), not from run.json (found by a newcomer: it tested the
+/// model partly on rows it had trained on).
+#[test]
+fn evaluate_uses_the_run_that_saved_the_model() {
+    let r = reference();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    copy_dir(&r.old_run, &out);
+    let crashed = fit(&NEW_RUN, &out, Some("run:published=return"));
+    assert_eq!(crashed.status.signal(), Some(libc::SIGABRT), "{}", text(&crashed));
+    let run_json = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(run_json.contains("\"seed\": 42"), "{run_json}");
+    assert_eq!(saved(&out).1, 7);
+    let evaluated = Command::new(env!("CARGO_BIN_EXE_nn-cli"))
+        .args(["--threads", "1", "evaluate", "--data", "digits", "--model"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let all = text(&evaluated);
+    assert!(evaluated.status.success(), "{all}");
+    assert!(all.contains("the test part the run held out of digits (359 of 1797 rows, seed 7;"), "{all}");
+}
+
+/// `--resume` refuses flags it would ignore, says when a folder is no run at all, and
+/// a run refused before its first checkpoint removes the folder it created.
+#[test]
+fn resume_refuses_flags_it_would_ignore_and_failed_starts_leave_nothing() {
+    let r = reference();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    copy_dir(&r.old_run, &out);
+    let nn = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_nn-cli")).args(args).output().unwrap();
+    let o = nn(&["fit", "--resume", out.to_str().unwrap(), "--lr", "0.1", "--seed", "3"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("only --epochs and --verbose may change (--lr, --seed given)"), "{err}");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let o = nn(&["fit", "--resume", empty.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("not a run folder (no checkpoint/ or run.json"), "{err}");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "nothing written into it");
+    let refused = dir.path().join("refused");
+    let o = nn(&["fit", "--max-memory", "10K", "--out", refused.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(!refused.exists(), "the folder a refused run created is removed");
+}

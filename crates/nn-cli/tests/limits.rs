@@ -77,7 +77,7 @@ fn twenty_million_units_fit_is_refused_and_summary_is_instant() {
         &mut bounded(&["fit", "--epochs", "1", "--model", &spec]),
         "needs about 24.1 GiB for one training step at batch 32 (parameters 19.4 GiB, activations 4.8 GiB); the limit is",
     );
-    assert!(line.contains("lower --batch-size or the model's size"), "{line}");
+    assert!(line.contains("the parameters alone are over it: use a smaller model"), "{line}");
     assert!(line.contains("default: this machine's memory"), "{line}");
     // The summary allocates no parameter: it prints at once, within the 3 GB.
     let (out, took) = run(&mut bounded(&["summary", "--model", &spec]));
@@ -142,10 +142,11 @@ fn a_wide_convolution_at_a_huge_batch_is_refused() {
     );
     // 6·6·65536 outputs per sample, kept with their gradients: 40 GiB at the largest
     // batch there is (a batch holds at most the 1,150 training samples).
-    refused(
+    let line = refused(
         &mut bounded(&["fit", "--epochs", "1", "--batch-size", "1000000", "--model", &spec]),
         "for one training step at batch 1150",
     );
+    assert!(line.contains("lower --batch-size or the model's size, or raise --max-memory"), "{line}");
 }
 
 #[test]

@@ -288,6 +288,7 @@ fn sigterm_with_a_half_sent_request_exits_at_the_shutdown_deadline() {
     assert!(exit.success(), "a stop at the deadline exits with status 0: {exit:?}\n{rest}");
     assert!(took >= Duration::from_millis(1900), "exited {took:?} after SIGTERM, before the 2 s deadline");
     assert!(took < Duration::from_secs(2) + Duration::from_secs(15), "{took:?}");
+    assert!(rest.contains("stopping: no new connections; finishing the requests in progress (up to 2 s)"), "{rest}");
     assert!(rest.contains("stopped: the shutdown deadline (2 s) passed; 1 connection was closed unfinished"), "{rest}");
     assert!(read_until_closed(&mut half).is_empty(), "no answer to the half request");
 }

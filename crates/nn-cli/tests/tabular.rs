@@ -177,8 +177,17 @@ fn evaluate_on_another_file_does_not_claim_training_rows() {
         figure(&t, "test accuracy:")
     };
     assert_eq!(figure(&text, "accuracy:"), fit_acc, "{text}");
-    // Without run.json beside the model, every row, and it says so.
+    // Without run.json beside the model, the run saved in model.json gives the same part.
     std::fs::remove_file(out.join("run.json")).unwrap();
+    let again = stdout(nn().args(["evaluate", "--model", out.to_str().unwrap(), "--data", &data]));
+    assert!(again.contains("60 samples") && again.contains("model.json)"), "{again}");
+    assert_eq!(figure(&again, "accuracy:"), fit_acc, "{again}");
+    // A model of an earlier version (no run in model.json) and no run.json: every row,
+    // and it says so.
+    let path = out.join("model.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["metadata"].as_object_mut().unwrap().remove("run").expect("model.json holds its run");
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
     let text = stdout(nn().args(["evaluate", "--model", out.to_str().unwrap(), "--data", &data]));
     assert!(text.contains("including those the model was trained on"), "{text}");
     let other = dir.path().join("other.csv");

@@ -105,7 +105,9 @@ pub use server::{bind, shutdown_signal, ServeConfig, Server, ShutdownReport, MAX
 /// Serves `service` on `addr` until SIGINT or SIGTERM, on a tokio runtime of
 /// `io_threads` threads (HTTP and JSON; the model runs on its own inference thread,
 /// whose kernels use `nn_tensor::set_num_threads` threads). `ready` is called with
-/// the bound address (useful with port 0) before the first request is accepted.
+/// the bound address (useful with port 0) before the first request is accepted;
+/// `stopping` when the signal arrives, as the shutdown begins (to say so: it may
+/// last up to [`ServeConfig::shutdown_timeout`]).
 /// Returns once the [shutdown](crate#shutdown) is over, with how many connections
 /// the deadline closed unfinished.
 ///
@@ -118,6 +120,7 @@ pub fn run(
     config: ServeConfig,
     io_threads: usize,
     ready: impl FnOnce(SocketAddr),
+    stopping: impl FnOnce() + Send + 'static,
 ) -> Result<ShutdownReport, ServeError> {
     if io_threads == 0 {
         return Err(ServeError::Config("I/O threads must be at least 1".into()));
@@ -134,6 +137,10 @@ pub fn run(
         let listener = bind(addr).await?;
         let local = listener.local_addr().map_err(|e| ServeError::io("reading the bound address", e))?;
         ready(local);
-        server.serve(listener, shutdown_signal()).await
+        let signal = async move {
+            shutdown_signal().await;
+            stopping();
+        };
+        server.serve(listener, signal).await
     })
 }

@@ -39,6 +39,12 @@ pub struct ModelMetadata {
     /// a comma); prediction and evaluation files are read with it unless told otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delimiter: Option<String>,
+    /// The configuration of the run that saved the model (the CLI's `run.json`), so
+    /// that what belongs to that run, such as the test part it held out, is found
+    /// from the model itself, whatever a later run wrote beside it. Absent in models
+    /// saved by the library or by earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<serde_json::Value>,
 }
 
 impl ModelMetadata {

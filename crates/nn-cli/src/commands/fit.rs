@@ -131,14 +131,20 @@ pub fn build_optimizer_config(kind: OptimizerKind, lr: f64, weight_decay: Option
 }
 
 /// The metadata saved with a model trained on `prepared` (from the data group `data`,
-/// CSV target column `target`, seed `seed`): class names, scalers, data source, seed,
-/// task, the CSV feature columns, the target scaling and a non-default delimiter.
+/// CSV target column `target`, seed `seed`, by the run `run` when a `fit`): class
+/// names, scalers, data source, seed, task, the CSV feature columns, the target
+/// scaling, a non-default delimiter and the run configuration.
 pub fn model_metadata(
     data: &crate::args::DataArgs,
     target: Option<String>,
     prepared: &data::Prepared,
     seed: u64,
+    run: Option<&RunConfig>,
 ) -> Result<serde_json::Value> {
+    let run = match run {
+        Some(cfg) => Some(serde_json::from_slice(&run_file_bytes(cfg)?).map_err(|e| CliError::Usage(e.to_string()))?),
+        None => None,
+    };
     let delimiter = (data.delimiter != ",").then(|| data.delimiter.clone());
     let data = &data.data;
     let train = &prepared.train;
@@ -155,6 +161,7 @@ pub fn model_metadata(
         features: prepared.schema.clone(),
         target_scaler: prepared.target_scaler.clone(),
         delimiter,
+        run,
     };
     serde_json::to_value(&metadata).map_err(|e| CliError::Usage(e.to_string()))
 }
@@ -363,6 +370,37 @@ fn validate(cfg: &RunConfig, spec_saved: bool) -> Result<Checked> {
 fn resolve(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<RunConfig> {
     let given = |id: &str| matches.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine);
     let mut cfg = if let Some(dir) = &args.resume {
+        if let Some(m) = matches {
+            // A resumed run keeps its saved settings: a flag that would change them is
+            // refused rather than silently ignored.
+            const ALLOWED: [&str; 8] = [
+                "resume",
+                "epochs",
+                "verbose",
+                "quiet_progress",
+                "threads",
+                "max_memory",
+                "abort_after_epochs",
+                "signal_after_steps",
+            ];
+            let mut other: Vec<String> = m
+                .ids()
+                .map(|id| id.as_str())
+                // Argument groups (the flattened structs) are named in CamelCase.
+                .filter(|id| id.starts_with(|c: char| c.is_ascii_lowercase()))
+                .filter(|id| !ALLOWED.contains(id) && m.value_source(id) == Some(ValueSource::CommandLine))
+                .map(|id| format!("--{}", id.replace('_', "-")))
+                .collect();
+            other.sort();
+            if !other.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "--resume continues {} with its saved settings; only --epochs and --verbose may change ({} given); to change others, start a new run with `nn-cli fit --config {} --out NEW_DIR [flags]`",
+                    dir.display(),
+                    other.join(", "),
+                    dir.join(RUN_FILE).display()
+                )));
+            }
+        }
         // The checkpoint's own copy describes the run it belongs to; run.json beside it
         // is the published copy (and the only one in folders of earlier versions).
         let checkpoint = dir.join("checkpoint");
@@ -519,6 +557,26 @@ fn class_weights(spec: Option<&str>, train: &nn_data::Dataset) -> Result<Option<
     Ok(Some(weights))
 }
 
+/// `n what`, with an `s` unless `n` is 1.
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Removes the run folder it names when dropped, if it holds nothing but the lock
+/// file: a run that created its folder and failed before writing anything.
+struct RemoveIfUnused(Option<std::path::PathBuf>);
+
+impl Drop for RemoveIfUnused {
+    fn drop(&mut self) {
+        let Some(dir) = &self.0 else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+        if names.iter().all(|n| n == crate::lock::LOCK_FILE) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// Runs `nn-cli fit`: data → model → optimizer → fit → save → test.
 pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     // One run at a time per folder, locked before anything in it is read; what an
@@ -529,6 +587,13 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         if !dir.is_dir() {
             return Err(CliError::Usage(format!("--resume {}: no such run folder", dir.display())));
         }
+        let was_run = dir.join(crate::lock::LOCK_FILE).exists() || dir.join(RUN_FILE).exists();
+        if !was_run && !nn_train::checkpoint::exists(&dir.join("checkpoint")) {
+            return Err(CliError::Usage(format!(
+                "--resume {}: not a run folder (no checkpoint/ or run.json; `nn-cli fit --out DIR` makes one)",
+                dir.display()
+            )));
+        }
         lock = Some(crate::lock::take(dir, &[dir])?);
         if !nn_train::checkpoint::exists(&dir.join("checkpoint")) {
             return Err(CliError::Usage(format!(
@@ -538,7 +603,13 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         }
     }
     let cfg = resolve(&args, matches)?;
+    // A folder this run creates is removed again if the run fails before its first
+    // checkpoint (a refused model, bad data), so a failed start leaves nothing behind.
+    let mut created = RemoveIfUnused(None);
     if let (None, Some(out)) = (&lock, &cfg.output.out) {
+        if !out.exists() {
+            created.0 = Some(out.clone());
+        }
         lock = Some(crate::lock::take(out, &[out])?);
     }
     let _lock = lock;
@@ -602,7 +673,7 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let steps_per_epoch = train.len().div_ceil(t.batch_size);
     let schedule = parse_schedule(&o.lr_schedule, o.lr, steps_per_epoch, t.epochs)?;
     let mut optimizer = checked.optimizer.build::<f32>(rules)?;
-    let metadata = model_metadata(d, prepared.target_name.clone().or(d.target.clone()), &prepared, t.seed)?;
+    let metadata = model_metadata(d, prepared.target_name.clone().or(d.target.clone()), &prepared, t.seed, Some(&cfg))?;
     let step_schedule = match &schedule {
         Schedule::Steps(s) => s.clone(),
         Schedule::Plateau(_) => None,
@@ -634,9 +705,14 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
             None => format!("after epoch {initial_epoch}"),
         };
         within_epoch = loaded.state.partial;
-        println!("resuming {} {at} of {}", dir.display(), t.epochs);
         if initial_epoch >= t.epochs {
-            println!("nothing to do: {initial_epoch} epochs already done (raise --epochs to continue)");
+            println!(
+                "nothing to do: {} of {} already done (raise --epochs to continue); saving its model again",
+                dir.display(),
+                plural(initial_epoch, "epoch")
+            );
+        } else {
+            println!("resuming {} {at}, to {} in all", dir.display(), plural(t.epochs, "epoch"));
         }
     }
     // SIGINT/SIGTERM from here on: stop at the next batch, so every file being
@@ -681,6 +757,7 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         // A new run is resumable from its start.
         ckpt.save_now(&model, optimizer.as_ref(), 0, None)?;
     }
+    created.0 = None;
     let mut abort = args.abort_after_epochs.map(AbortAfter);
     let mut raise = args.signal_after_steps.map(|after| SignalAfterSteps { after, seen: 0 });
     let mut tensorboard = cfg.output.tensorboard.as_ref().map(nn_train::TensorBoard::new).transpose()?;
@@ -721,16 +798,17 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         class_weights: weights,
         ..FitConfig::new(t.epochs, t.batch_size)
     };
-    println!(
-        "training {} epoch{}, batch {}, {} (lr {}), seed {}{}",
-        t.epochs,
-        if t.epochs == 1 { "" } else { "s" },
-        t.batch_size,
-        checked.optimizer.name(),
-        o.lr,
-        t.seed,
-        checked.augment.map(|a| format!(", augment {a}")).unwrap_or_default()
-    );
+    if initial_epoch < t.epochs {
+        println!(
+            "training {}, batch {}, {} (lr {}), seed {}{}",
+            plural(t.epochs, "epoch"),
+            t.batch_size,
+            checked.optimizer.name(),
+            o.lr,
+            t.seed,
+            checked.augment.map(|a| format!(", augment {a}")).unwrap_or_default()
+        );
+    }
     let started = std::time::Instant::now();
     let history = if initial_epoch < t.epochs {
         nn_train::fit(

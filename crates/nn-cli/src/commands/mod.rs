@@ -233,31 +233,37 @@ fn needs(m: &StepMemory, what: &str) -> String {
 pub fn check_training(spec: &ModelSpec, batch: usize, optimizer_slots: usize) -> Result<ModelShapes> {
     let shapes = spec.shapes()?;
     let step = shapes.footprint(std::mem::size_of::<f32>()).training_step(batch, optimizer_slots);
-    within_limit(&step, &format!("one training step at batch {batch}"))?;
+    within_limit(&step, &format!("one training step at batch {batch}"), "--batch-size")?;
     Ok(shapes)
 }
 
 /// [`CliError::Usage`] naming the estimate `step` (of `what`) and the limit when
-/// `step` exceeds the [`memory_limit`].
-fn within_limit(step: &StepMemory, what: &str) -> Result<()> {
+/// `step` exceeds the [`memory_limit`], with what to change: `batch_flag` (the flag
+/// of the batch size) or, when the parameters alone are over, the model's size.
+fn within_limit(step: &StepMemory, what: &str, batch_flag: &str) -> Result<()> {
     let limit = memory_limit();
+    let remedy = if limit.exceeded_by(step.parameters) {
+        "the parameters alone are over it: use a smaller model, or raise --max-memory".to_string()
+    } else {
+        format!("lower {batch_flag} or the model's size, or raise --max-memory")
+    };
     match (limit.exceeded_by(step.total()), limit.describe()) {
-        (true, Some(max)) => Err(CliError::Usage(format!(
-            "the model needs {}; the limit is {max}; lower --batch-size or the model's size",
-            needs(step, what)
-        ))),
+        (true, Some(max)) => {
+            Err(CliError::Usage(format!("the model needs {}; the limit is {max}; {remedy}", needs(step, what))))
+        }
         _ => Ok(()),
     }
 }
 
-/// As [`check_training`], for one inference batch of `batch` samples.
+/// As [`check_training`], for one inference batch of `batch` samples (`batch_flag`: the
+/// flag that sets it, named in the error).
 ///
 /// # Errors
 /// As [`check_training`].
-pub fn check_inference(spec: &ModelSpec, batch: usize) -> Result<ModelShapes> {
+pub fn check_inference(spec: &ModelSpec, batch: usize, batch_flag: &str) -> Result<ModelShapes> {
     let shapes = spec.shapes()?;
     let step = shapes.footprint(std::mem::size_of::<f32>()).inference(batch);
-    within_limit(&step, &format!("one inference batch of {batch}"))?;
+    within_limit(&step, &format!("one inference batch of {batch}"), batch_flag)?;
     Ok(shapes)
 }
 
@@ -267,7 +273,7 @@ pub fn check_inference(spec: &ModelSpec, batch: usize) -> Result<ModelShapes> {
 pub fn load_model_for(dir: &Path, batch: usize) -> Result<(Sequential, Metadata)> {
     // A folder whose description cannot be read is left to the loader, which says why.
     if let Ok(spec) = ModelSpec::read_saved(dir) {
-        check_inference(&spec, batch)?;
+        check_inference(&spec, batch, "--batch-size")?;
     }
     Ok(nn_train::load_model(dir)?)
 }
@@ -406,19 +412,28 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
-/// On the file a model was trained on, the test part its run held out (the run's
-/// run.json beside the model gives the split and seed); otherwise `data` itself, with
-/// a note when that includes the training rows.
+/// On the file a model was trained on, the test part its run held out (the run saved
+/// in model.json gives the split and seed; for earlier models, run.json beside it
+/// when it names the model's seed); otherwise `data` itself, with a note when that
+/// includes the training rows.
 fn training_file_test_part(args: &EvaluateArgs, meta: &Metadata, data: Dataset) -> Result<Dataset> {
     if args.data.to_string() != meta.data {
         return Ok(data);
     }
+    // The run saved in model.json; for models of earlier versions, run.json beside
+    // the model when it names the model's seed (a later run may have replaced it).
     let run = args.model.join("run.json");
-    if let Ok(text) = std::fs::read_to_string(&run) {
-        let cfg = crate::args::RunConfig::from_json(&text).map_err(|e| CliError::io(&run, e))?;
+    let text = match &meta.run {
+        Some(value) => Some(value.to_string()),
+        None => std::fs::read_to_string(&run).ok(),
+    };
+    let from = if meta.run.is_some() { args.model.join("model.json") } else { run };
+    if let Some(text) = text {
+        let cfg = crate::args::RunConfig::from_json(&text).map_err(|e| CliError::io(&from, e))?;
+        let same_run = meta.run.is_some() || cfg.training.seed == meta.seed;
         let hold_test = !cfg.output.no_test || cfg.output.test;
         let no_filter = cfg.data.classes.is_none() && cfg.data.missing != crate::args::MissingKind::Drop;
-        if no_filter && cfg.data.data == args.data {
+        if same_run && no_filter && cfg.data.data == args.data {
             if let Some(test) = data::held_out_test(&cfg.data, cfg.training.seed, hold_test, data.clone())? {
                 println!(
                     "the test part the run held out of {} ({} of {} rows, seed {}; from {})",
@@ -426,7 +441,7 @@ fn training_file_test_part(args: &EvaluateArgs, meta: &Metadata, data: Dataset) 
                     test.len(),
                     data.len(),
                     cfg.training.seed,
-                    run.display()
+                    from.display()
                 );
                 return Ok(test);
             }

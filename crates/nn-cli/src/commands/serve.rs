@@ -92,7 +92,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // Sized from model.json before the weights are read (a folder that cannot be
     // described is left to the loader, which says why).
     if let Ok(spec) = nn_layers::ModelSpec::read_saved(&args.model) {
-        super::check_inference(&spec, args.max_batch)?;
+        super::check_inference(&spec, args.max_batch, "--max-batch")?;
     }
     let service = ModelService::load(&args.model).map_err(|e| CliError::Usage(e.to_string()))?;
     let info = service.info();
@@ -112,13 +112,24 @@ pub fn run(args: ServeArgs) -> Result<()> {
         "at most {} connections; headers within {} s, bodies within {} s; a shutdown waits up to {} s",
         args.max_connections, args.header_timeout, args.body_timeout, args.shutdown_timeout
     );
-    let report = nn_serve::run(service, args.addr, config, args.io_threads, |addr| {
-        println!("{described}");
-        println!("{batching}; {} kernel threads", nn_tensor::num_threads());
-        println!("{limits}");
-        println!("listening on http://{addr} (Ctrl-C or SIGTERM stops)");
-        let _ = std::io::stdout().flush();
-    })
+    let deadline = args.shutdown_timeout;
+    let report = nn_serve::run(
+        service,
+        args.addr,
+        config,
+        args.io_threads,
+        |addr| {
+            println!("{described}");
+            println!("{batching}; {} kernel threads", nn_tensor::num_threads());
+            println!("{limits}");
+            println!("listening on http://{addr} (Ctrl-C or SIGTERM stops)");
+            let _ = std::io::stdout().flush();
+        },
+        move || {
+            println!("stopping: no new connections; finishing the requests in progress (up to {deadline} s)");
+            let _ = std::io::stdout().flush();
+        },
+    )
     .map_err(|e| CliError::Usage(e.to_string()))?;
     // A stop past the deadline is still a clean stop (exit status 0): the line says
     // what was cut short.

@@ -333,8 +333,13 @@ pub fn run(args: TuneArgs) -> Result<()> {
     }
 
     // 3. Search.
-    let metadata =
-        model_metadata(&args.data, prepared.target_name.clone().or(args.data.target.clone()), &prepared, args.seed)?;
+    let metadata = model_metadata(
+        &args.data,
+        prepared.target_name.clone().or(args.data.target.clone()),
+        &prepared,
+        args.seed,
+        None,
+    )?;
     let mut runner = FitRunner {
         prepared: &prepared,
         model: &args.model.model,
