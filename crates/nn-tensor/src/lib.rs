@@ -43,6 +43,7 @@ pub mod conv_pool;
 mod element;
 mod elementwise;
 mod error;
+pub mod fastmath;
 pub mod gemm;
 pub mod io;
 mod matmul;
