@@ -131,7 +131,7 @@ pub fn build_optimizer_config(kind: OptimizerKind, lr: f64, weight_decay: Option
 }
 
 /// The metadata saved with a model trained on `prepared` (from the data group `data`,
-/// CSV target column `target`, seed `seed`, by the run `run` when a `fit`): class
+/// CSV target column `target`, seed `seed`, by the run `run` (as [`saved_config`] gives it) when a `fit`): class
 /// names, scalers, data source, seed, task, the CSV feature columns, the target
 /// scaling, a non-default delimiter and the run configuration.
 pub fn model_metadata(
@@ -141,10 +141,7 @@ pub fn model_metadata(
     seed: u64,
     run: Option<&RunConfig>,
 ) -> Result<serde_json::Value> {
-    let run = match run {
-        Some(cfg) => Some(serde_json::from_slice(&run_file_bytes(cfg)?).map_err(|e| CliError::Usage(e.to_string()))?),
-        None => None,
-    };
+    let run = run.map(serde_json::to_value).transpose().map_err(|e| CliError::Usage(e.to_string()))?;
     let delimiter = (data.delimiter != ",").then(|| data.delimiter.clone());
     let data = &data.data;
     let train = &prepared.train;
@@ -267,10 +264,11 @@ fn absolute(path: &Path) -> std::path::PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// The run.json of `cfg`, with the paths it names (data, model spec, `--init-from`)
-/// absolute, so that `--config` and `--resume` work from any directory. It is saved
-/// in every checkpoint and published beside it (see `nn_train::checkpoint`).
-fn run_file_bytes(cfg: &RunConfig) -> Result<Vec<u8>> {
+/// `cfg` as run.json saves it: with the paths it names (data, model spec,
+/// `--init-from`) absolute, so that `--config` and `--resume` work from any
+/// directory. It is saved in every checkpoint and published beside it (see
+/// `nn_train::checkpoint`), and in the metadata of the model the run saves.
+fn saved_config(cfg: &RunConfig) -> RunConfig {
     use crate::args::DataSource;
     let mut cfg = cfg.clone();
     cfg.data.data = match cfg.data.data {
@@ -287,7 +285,7 @@ fn run_file_bytes(cfg: &RunConfig) -> Result<Vec<u8>> {
     if let Some(tb) = cfg.output.tensorboard.as_deref() {
         cfg.output.tensorboard = Some(absolute(tb));
     }
-    serde_json::to_vec_pretty(&cfg).map_err(|e| CliError::Usage(format!("run.json: {e}")))
+    cfg
 }
 
 /// The file name of a run's configuration, in its folder and in its checkpoint.
@@ -673,7 +671,9 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let steps_per_epoch = train.len().div_ceil(t.batch_size);
     let schedule = parse_schedule(&o.lr_schedule, o.lr, steps_per_epoch, t.epochs)?;
     let mut optimizer = checked.optimizer.build::<f32>(rules)?;
-    let metadata = model_metadata(d, prepared.target_name.clone().or(d.target.clone()), &prepared, t.seed, Some(&cfg))?;
+    let saved = saved_config(&cfg);
+    let metadata =
+        model_metadata(d, prepared.target_name.clone().or(d.target.clone()), &prepared, t.seed, Some(&saved))?;
     let step_schedule = match &schedule {
         Schedule::Steps(s) => s.clone(),
         Schedule::Plateau(_) => None,
@@ -748,7 +748,10 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let mut resume_ckpt = match out {
         Some(o) => Some(
             ResumeCheckpoint::new(o.join("checkpoint"), history_so_far.clone(), step_schedule.clone())
-                .with_attachment(RUN_FILE, run_file_bytes(&cfg)?)
+                .with_attachment(
+                    RUN_FILE,
+                    serde_json::to_vec_pretty(&saved).map_err(|e| CliError::Usage(format!("run.json: {e}")))?,
+                )
                 .publishing_to(o),
         ),
         None => None,
