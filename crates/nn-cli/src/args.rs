@@ -354,6 +354,10 @@ pub struct TrainingArgs {
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     #[serde(default)]
     pub label_smoothing: f64,
+    /// Under MPI (`mpirun -np N nn-cli fit`): BatchNormalization normalises with the statistics of the whole global batch, all ranks' shares together (PyTorch's SyncBatchNorm), instead of each rank's own share. No effect in one process.
+    #[arg(long)]
+    #[serde(default)]
+    pub sync_batchnorm: bool,
 }
 
 fn default_verbose() -> u8 {

@@ -3,6 +3,7 @@
 //! maths lives here.
 
 mod args;
+mod cluster;
 mod commands;
 mod data;
 mod error;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 use crate::args::{Cli, Command};
+use crate::cluster::Cluster;
 
 /// The binary's allocator. A training step allocates and frees tens of megabytes of
 /// temporaries; glibc's malloc hands such blocks back to the OS and faults them in
@@ -25,7 +27,12 @@ use crate::args::{Cli, Command};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn version() -> String {
-    format!("{} (GEMM back end: {})", env!("CARGO_PKG_VERSION"), nn_tensor::backend_summary())
+    format!(
+        "{} (GEMM back end: {}; {})",
+        env!("CARGO_PKG_VERSION"),
+        nn_tensor::backend_summary(),
+        Cluster::version_note()
+    )
 }
 
 fn main() -> ExitCode {
@@ -58,17 +65,32 @@ fn main() -> ExitCode {
         // A client that disconnects must not end the server.
         signals::sigpipe_ignore();
     }
+    // The processes of this run: one, or the ranks of an MPI job (feature `mpi`).
+    let cluster = match Cluster::join() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    cluster.quiet_other_ranks();
     let fit_matches = matches.subcommand_matches("fit");
     let result = match cli.command {
-        Command::Fit(args) => commands::fit::run(*args, fit_matches),
+        Command::Fit(args) => commands::fit::run(*args, fit_matches, &cluster),
+        Command::Tune(args) => commands::check_tune(&args).and_then(|()| commands::tune::run(*args, &cluster)),
+        _ if cluster.size() > 1 => Err(error::CliError::Usage(format!(
+            "only `fit` and `tune` run on several MPI ranks; run this command as one process (this job has {})",
+            cluster.size()
+        ))),
         Command::Evaluate(args) => commands::evaluate(args),
         Command::Predict(args) => commands::predict(args),
         Command::Summary(args) => commands::summary(args),
-        Command::Tune(args) => commands::check_tune(&args).and_then(|()| commands::tune::run(*args)),
         Command::Serve(args) => commands::serve::run(args),
     };
     if let Err(e) = &result {
-        eprintln!("error: {e}");
+        eprintln!("error: {}{e}", cluster.prefix());
+        // In an MPI job, every rank ends now, so none waits for this one.
+        cluster.fail();
     }
     // A command that stopped early on SIGINT or SIGTERM (after `signals::install`)
     // exits as a shell reports a process killed by that signal: 130 or 143.

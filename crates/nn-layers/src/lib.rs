@@ -146,6 +146,7 @@ pub use model::{
     ModelShapes, ModelSpec, NodeSpec, Sequential, Source, StepMemory, FORMAT_VERSION, MAX_LAYERS, MAX_NAME_LEN,
     MAX_PARAMETERS,
 };
+pub use module::CrossReplicaSum;
 pub use module::{ForwardCtx, Layer, Mode, Module, ParamKind, ParamSpec, Parameter, PoolWindow};
 pub use nn_autograd::{Graph, Var};
 pub use nn_tensor::Tensor;

@@ -1,5 +1,6 @@
-//! The traits and types every layer and model shares: [`Mode`], [`ForwardCtx`],
-//! [`Parameter`], [`ParamKind`], [`ParamSpec`], [`Layer`] and [`Module`].
+//! The traits and types every layer and model shares: [`Mode`], [`ForwardCtx`] (with
+//! its [`CrossReplicaSum`]), [`Parameter`], [`ParamKind`], [`ParamSpec`], [`Layer`]
+//! and [`Module`].
 
 use std::sync::Arc;
 
@@ -24,8 +25,33 @@ pub enum Mode {
     Eval,
 }
 
+/// A sum across the ranks of a data-parallel group, for layers whose training-mode
+/// forward needs statistics of the whole (global) batch rather than of the rank's
+/// share: synchronised BatchNormalization (see
+/// [`BatchNormalization`](crate::layers::BatchNormalization)). nn-layers knows
+/// nothing of the transport; the trainer implements this over its collective (MPI,
+/// threads) and hands it to the layers through [`ForwardCtx::cross_replica`].
+///
+/// # Contract
+/// Every rank calls [`sum_f64`](CrossReplicaSum::sum_f64) the same number of times,
+/// in the same order, with buffers of the same length; afterwards every rank's buffer
+/// holds the element-wise sum over all ranks, with the **same bits on every rank**
+/// (sum in an order that does not depend on the rank), so that every rank computes the
+/// same normalisation and the same moving-statistic updates. A layer calls it during
+/// forward and, for an op whose backward needs global sums, again during backward, so
+/// every rank must run the same forward passes and the same backward passes.
+pub trait CrossReplicaSum: Send + Sync + std::fmt::Debug {
+    /// Replaces `values` on every rank by the element-wise sum over all ranks.
+    ///
+    /// # Errors
+    /// A message when the transport fails or the ranks' lengths differ (where the
+    /// implementation can see it); layers wrap it in their own error.
+    fn sum_f64(&self, values: &mut [f64]) -> std::result::Result<(), String>;
+}
+
 /// Per-forward context: the mode (explicit, STYLE item 12), the random generator for
-/// Dropout masks, and the state updates produced in training.
+/// Dropout masks, the state updates produced in training, and, in data-parallel
+/// training, the [`CrossReplicaSum`] that synchronises BatchNormalization.
 ///
 /// Forward passes take the model by `&self`, so a layer that must change its state in
 /// training (BatchNormalization's moving mean and variance) pushes the new values
@@ -40,12 +66,26 @@ pub struct ForwardCtx<'a, T: Element = f32> {
     pub rng: &'a mut Rng,
     /// New values of non-trainable state, in the order the layers produced them.
     pub state_updates: Vec<(String, Tensor<T>)>,
+    /// The sum across the ranks of a data-parallel group, `None` (the default) in a
+    /// single process. When set, BatchNormalization in [`Mode::Train`] normalises with
+    /// the mean and variance of the global batch (all ranks' shares together) and
+    /// updates its moving statistics from them (synchronised batch normalization);
+    /// other layers ignore it. See [`CrossReplicaSum`] for what every rank must do.
+    pub cross_replica: Option<Arc<dyn CrossReplicaSum>>,
 }
 
 impl<'a, T: Element> ForwardCtx<'a, T> {
-    /// A context for one forward pass in `mode`, with no state updates yet.
+    /// A context for one forward pass in `mode`, with no state updates yet and no
+    /// cross-replica sum (single-process statistics).
     pub fn new(mode: Mode, rng: &'a mut Rng) -> Self {
-        ForwardCtx { mode, rng, state_updates: Vec::new() }
+        ForwardCtx { mode, rng, state_updates: Vec::new(), cross_replica: None }
+    }
+
+    /// Sets the cross-replica sum, which makes BatchNormalization synchronised in
+    /// training (see [`ForwardCtx::cross_replica`]).
+    pub fn with_cross_replica(mut self, sum: Arc<dyn CrossReplicaSum>) -> Self {
+        self.cross_replica = Some(sum);
+        self
     }
 
     /// Whether the mode is [`Mode::Train`].
@@ -59,6 +99,7 @@ impl<T: Element> std::fmt::Debug for ForwardCtx<'_, T> {
         f.debug_struct("ForwardCtx")
             .field("mode", &self.mode)
             .field("state_updates", &self.state_updates.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+            .field("cross_replica", &self.cross_replica)
             .finish()
     }
 }

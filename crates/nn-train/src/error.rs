@@ -33,6 +33,9 @@ pub enum TrainError {
     /// The data does not fit the model or the loss.
     #[error("{0}")]
     Mismatch(String),
+    /// A data-parallel group failed or its ranks disagree (see [`crate::parallel`]).
+    #[error("{0}")]
+    Parallel(String),
     /// A configuration value is out of range (batch size 0, no epochs, ...).
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use nn_autograd::Graph;
 use nn_data::{Augment, Batcher, Dataset, Targets};
 use nn_layers::loss::{Loss, LossTargets};
-use nn_layers::{ForwardCtx, Mode, Sequential};
+use nn_layers::{CrossReplicaSum, ForwardCtx, Mode, Sequential};
 use nn_optim::{bind, clip_grad_norm, clip_grad_value, LrSchedule, Optimizer, Regularizer};
 use nn_tensor::random::seeded_rng;
 use nn_tensor::Tensor;
@@ -17,6 +17,7 @@ use crate::callbacks::{Callback, CallbackCtx, Control};
 use crate::error::{Result, TrainError};
 use crate::history::{EpochLog, History};
 use crate::metrics::{accuracy, argmax_rows, ConfusionMatrix, MeanAccumulator};
+use crate::parallel::{shard, Collective, Single};
 use crate::progress::{Progress, Verbosity};
 
 /// Settings of one [`fit`] run.
@@ -65,6 +66,26 @@ pub struct FitConfig {
     /// unweighted, as in Keras. Default `None`. Needs (sparse) categorical
     /// cross-entropy and one weight per class.
     pub class_weights: Option<Vec<f64>>,
+    /// The data-parallel group this run is one rank of ([`crate::parallel`]); default
+    /// `None`: one process. Every rank calls [`fit`] with the same model, data and
+    /// settings (checked at the start: the error names the rank that differs). Each
+    /// global batch of [`FitConfig::batch_size`] samples is cut into one contiguous
+    /// share per rank ([`shard`]); each rank computes the loss and gradients of its
+    /// share, the gradients are summed across ranks weighted by share size (so they
+    /// are the gradients of the global batch's mean loss) in one flat all-reduce per
+    /// step, and every rank takes the same optimizer step. The loss and metrics of
+    /// each step and the validation (sharded the same way) are reduced exactly, so
+    /// every rank logs, stops and schedules the same. BatchNormalization normalises
+    /// with its rank's batch statistics (as PyTorch's DistributedDataParallel); the
+    /// moving statistics are averaged across ranks every step, so the weights stay
+    /// identical. Dropout masks of rank 0 come from the epoch's stream as in one
+    /// process; rank `r > 0` draws each step's from `(seed, epoch, step, r)`.
+    pub collective: Option<Arc<dyn Collective>>,
+    /// With several ranks: BatchNormalization normalises with the statistics of the
+    /// global batch (all ranks' shares; PyTorch's SyncBatchNorm), at the cost of two
+    /// all-reduces per layer in the forward pass and one in the backward pass, instead
+    /// of its rank's share. Default false. No effect in one process.
+    pub sync_batchnorm: bool,
 }
 
 impl FitConfig {
@@ -85,6 +106,8 @@ impl FitConfig {
             metadata: serde_json::Value::Null,
             augment: None,
             class_weights: None,
+            collective: None,
+            sync_batchnorm: false,
         }
     }
 }
@@ -250,6 +273,173 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The dropout stream of rank `rank > 0` at step `step` of epoch `epoch`.
+fn rank_step_seed(seed: u64, epoch: usize, step: usize, rank: usize) -> u64 {
+    epoch_seed(epoch_seed(seed, epoch) ^ (rank as u64).wrapping_mul(0xD1B5_4A32_D192_ED03), step)
+}
+
+/// A 64-bit fingerprint (SipHash with fixed keys) of what `feed` writes.
+fn fingerprint(feed: impl FnOnce(&mut std::collections::hash_map::DefaultHasher)) -> [u8; 8] {
+    use std::hash::Hasher as _;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    feed(&mut h);
+    h.finish().to_le_bytes()
+}
+
+/// The fingerprint of a dataset's samples, targets and scaling.
+fn data_fingerprint(data: &Dataset) -> [u8; 8] {
+    use std::hash::Hasher as _;
+    fingerprint(|h| {
+        h.write_usize(data.len());
+        for d in data.sample_shape() {
+            h.write_usize(*d);
+        }
+        match data.raw_bytes() {
+            Some(bytes) => h.write(bytes),
+            None => data.features().array().iter().for_each(|x| h.write_u32(x.to_bits())),
+        }
+        h.write(format!("{:?}", data.scalers()).as_bytes());
+        match data.targets() {
+            Targets::Classes { labels, num_classes } => {
+                h.write_usize(*num_classes);
+                labels.iter().for_each(|l| h.write_usize(*l));
+            }
+            Targets::Real(t) => t.array().iter().for_each(|x| h.write_u32(x.to_bits())),
+        }
+    })
+}
+
+/// Checks, before the first step, that every rank of `group` trains the same model
+/// from the same weights on the same data with the same settings, and that every
+/// batch gives every rank at least one sample.
+fn check_group(
+    group: &dyn Collective,
+    model: &Sequential,
+    optimizer: &dyn Optimizer<f32>,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    config: &FitConfig,
+    steps: usize,
+) -> Result<()> {
+    use std::hash::Hasher as _;
+    let size = group.size();
+    let last = train.len() - (steps - 1) * config.batch_size;
+    if config.batch_size < size || last < size {
+        return Err(TrainError::Config(format!(
+            "a batch must give each of the {size} ranks at least one sample, but the batch size is {} and the last batch of an epoch holds {last} of the {} training samples; choose another --batch-size",
+            config.batch_size,
+            train.len()
+        )));
+    }
+    let settings = format!(
+        "{:?}",
+        (
+            config.epochs,
+            config.batch_size,
+            config.seed,
+            config.shuffle,
+            config.initial_epoch,
+            &config.resume_within_epoch,
+            &config.regularizer,
+            config.clip_norm,
+            config.clip_value,
+            &config.schedule,
+            &config.augment,
+            (&config.class_weights, config.sync_batchnorm),
+        )
+    );
+    group.check_same("training settings", settings.as_bytes())?;
+    group.check_same("training data", &data_fingerprint(train))?;
+    if let Some(v) = validation {
+        group.check_same("validation data", &data_fingerprint(v))?;
+    }
+    let weights = fingerprint(|h| {
+        h.write_u64(optimizer.learning_rate().to_bits());
+        for p in model.parameters() {
+            h.write(p.name.as_bytes());
+            h.write_u8(p.trainable as u8);
+            p.value.shape().iter().for_each(|d| h.write_usize(*d));
+            p.value.array().iter().for_each(|x| h.write_u32(x.to_bits()));
+        }
+    });
+    group.check_same("model and initial weights", &weights)
+}
+
+/// Sums every rank's gradients (of its weighted share `(n_r / n) L_r` of the batch's
+/// loss) into the gradients of the global batch, in one flat all-reduce in the order
+/// of `order` (the trainable parameters, model order).
+fn reduce_gradients(
+    group: &dyn Collective,
+    grads: &mut Vec<(String, Tensor<f32>)>,
+    order: &[(String, Vec<usize>)],
+) -> Result<()> {
+    let total: usize = order.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum();
+    let mut flat = Vec::with_capacity(total);
+    for (name, shape) in order {
+        match grads.iter().find(|(n, _)| n == name) {
+            Some((_, g)) if g.shape() == shape.as_slice() => flat.extend(g.array().iter()),
+            Some((_, g)) => {
+                return Err(TrainError::Mismatch(format!(
+                    "gradient of `{name}` has shape {:?}, its parameter {shape:?}",
+                    g.shape()
+                )))
+            }
+            None => flat.extend(std::iter::repeat_n(0.0, shape.iter().product())),
+        }
+    }
+    group.all_reduce_sum_f32(&mut flat)?;
+    let mut at = 0;
+    let mut out = Vec::with_capacity(order.len());
+    for (name, shape) in order {
+        let len: usize = shape.iter().product();
+        let t = Tensor::from(
+            nn_tensor::ndarray::ArrayD::from_shape_vec(shape.clone(), flat[at..at + len].to_vec())
+                .map_err(|e| TrainError::Mismatch(format!("gradient of `{name}`: {e}")))?,
+        );
+        out.push((name.clone(), t));
+        at += len;
+    }
+    *grads = out;
+    Ok(())
+}
+
+/// Averages the moving statistics a training step produced across the ranks,
+/// weighted by each rank's share `weight = n_r / n` of the batch, so every rank
+/// applies the same update.
+fn reduce_state_updates(group: &dyn Collective, updates: &mut [(String, Tensor<f32>)], weight: f32) -> Result<()> {
+    let mut flat: Vec<f32> =
+        updates.iter().flat_map(|(_, t)| t.array().iter().map(|x| x * weight).collect::<Vec<_>>()).collect();
+    group.all_reduce_sum_f32(&mut flat)?;
+    let mut at = 0;
+    for (_, t) in updates.iter_mut() {
+        for x in t.array_mut().iter_mut() {
+            *x = flat[at];
+            at += 1;
+        }
+    }
+    Ok(())
+}
+
+/// A group's all-reduce as the sum synchronised BatchNormalization asks for.
+#[derive(Debug)]
+struct GroupSum(Arc<dyn Collective>);
+
+impl CrossReplicaSum for GroupSum {
+    fn sum_f64(&self, values: &mut [f64]) -> std::result::Result<(), String> {
+        self.0.all_reduce_sum_f64(values).map_err(|e| e.to_string())
+    }
+}
+
+/// Whether any rank asks to stop (`local`): every rank gets the same answer.
+fn any_rank_stops(group: &dyn Collective, local: bool) -> Result<bool> {
+    if group.size() == 1 {
+        return Ok(local);
+    }
+    let mut flag = [local as u8 as f64];
+    group.all_reduce_sum_f64(&mut flag)?;
+    Ok(flag[0] > 0.0)
+}
+
 /// Trains `model` on `train` (Keras `Model.fit`): for each epoch, a seeded shuffle,
 /// then per batch augmentation (when [`FitConfig::augment`] is set) → forward →
 /// loss (+ penalties) → backward → clipping → schedule → optimizer step; then
@@ -313,6 +503,19 @@ pub fn fit(
         Batcher::new(config.batch_size)?.sequential()
     };
     let steps = batcher.num_batches(train.len());
+    let group: &dyn Collective = config.collective.as_deref().unwrap_or(&Single);
+    let (rank, size) = (group.rank(), group.size());
+    if size > 1 {
+        check_group(group, model, optimizer, train, validation, config, steps)?;
+    }
+    // Synchronised BatchNormalization sums its statistics across the ranks.
+    let cross_replica: Option<Arc<dyn CrossReplicaSum>> = match (&config.collective, config.sync_batchnorm) {
+        (Some(c), true) if size > 1 => Some(Arc::new(GroupSum(Arc::clone(c)))),
+        _ => None,
+    };
+    // The trainable parameters in model order: the layout of the flat all-reduce.
+    let order: Vec<(String, Vec<usize>)> =
+        model.parameters().iter().filter(|p| p.trainable).map(|p| (p.name.clone(), p.value.shape().to_vec())).collect();
     let mut progress = Progress::new(config.verbosity, config.epochs, steps);
     let mut history = History { seed: config.seed, ..History::default() };
     let trainable: HashSet<String> =
@@ -364,27 +567,69 @@ pub fn fit(
             if let Some(a) = &config.augment {
                 a.apply(&mut features, &mut nn_data::augment::batch_rng(config.seed, epoch as u64, step as u64))?;
             }
+            // This rank's share of the batch (all of it in one process).
+            let (features, local_targets) = if size > 1 {
+                let share = shard(n, rank, size);
+                let indices: Vec<usize> = share.clone().collect();
+                (features.try_slice_batch(share.start, share.end)?, batch.targets.select(&indices)?)
+            } else {
+                (features, batch.targets)
+            };
+            let local_n = features.shape()[0];
+            let mut step_rng;
+            let rng_now = if rank == 0 {
+                &mut rng
+            } else {
+                step_rng = seeded_rng(rank_step_seed(config.seed, epoch, step, rank));
+                &mut step_rng
+            };
             let mut g = Graph::<f32>::new();
             let x = g.input(features);
-            let mut fctx = ForwardCtx::new(Mode::Train, &mut rng);
+            let mut fctx = ForwardCtx::new(Mode::Train, rng_now);
+            if let Some(sum) = &cross_replica {
+                fctx = fctx.with_cross_replica(Arc::clone(sum));
+            }
             let out = if use_logits {
                 model_ref.forward_logits(&mut g, x, &mut fctx)?
             } else {
                 model_ref.forward(&mut g, x, &mut fctx)?
             };
-            let state_updates = std::mem::take(&mut fctx.state_updates);
+            let mut state_updates = std::mem::take(&mut fctx.state_updates);
             let out_shape = g.value(out).shape().to_vec();
             let mut reshaped = None;
-            let targets = loss_targets(&batch.targets, &mut reshaped, &out_shape);
+            let targets = loss_targets(&local_targets, &mut reshaped, &out_shape);
             let loss_var = match &weighted_loss {
                 Some(w) => w.compute(&mut g, out, &targets)?,
                 None => train_loss.compute(&mut g, out, &targets)?,
             };
-            let data_loss = g.value(loss_var).item() as f64;
+            let mut data_loss = g.value(loss_var).item() as f64;
+            let mut batch_accuracy = None;
             if classification {
-                if let Targets::Classes { labels, .. } = &batch.targets {
-                    acc_mean.add(accuracy(&argmax_rows(g.value(out)), &labels[..]), n);
+                if let Targets::Classes { labels, .. } = &local_targets {
+                    batch_accuracy = Some(accuracy(&argmax_rows(g.value(out)), &labels[..]));
                 }
+            }
+            // The global batch's mean loss is Σ_r (n_r / n) L_r, L_r the mean loss of
+            // rank r's n_r samples: each rank differentiates its term, and the sum of
+            // the terms' gradients over the ranks is the batch's gradient.
+            let weight = local_n as f64 / n as f64;
+            let objective = if size > 1 { g.try_mul_scalar(loss_var, weight as f32)? } else { loss_var };
+            let mut grads: Vec<(String, Tensor<f32>)> = g.backward(objective)?.into_vec();
+            drop(g); // releases the graph's references to the parameters: updates copy nothing
+            if size > 1 {
+                reduce_gradients(group, &mut grads, &order)?;
+                if cross_replica.is_none() {
+                    // Synchronised BatchNormalization's updates are already the same
+                    // on every rank (from the global statistics).
+                    reduce_state_updates(group, &mut state_updates, weight as f32)?;
+                }
+                let mut sums = [data_loss * local_n as f64, batch_accuracy.unwrap_or(0.0) * local_n as f64];
+                group.all_reduce_sum_f64(&mut sums)?;
+                data_loss = sums[0] / n as f64;
+                batch_accuracy = batch_accuracy.map(|_| sums[1] / n as f64);
+            }
+            if let Some(a) = batch_accuracy {
+                acc_mean.add(a, n);
             }
             let penalty = match &config.regularizer {
                 Some(r) => r.penalty(
@@ -400,8 +645,6 @@ pub fn fit(
                     break 'epochs;
                 }
             }
-            let mut grads = g.backward(loss_var)?;
-            drop(g); // releases the graph's references to the parameters: updates copy nothing
             {
                 let mut bound = bind(
                     model_ref
@@ -409,7 +652,10 @@ pub fn fit(
                         .iter_mut()
                         .filter(|p| p.trainable)
                         .map(|p| (p.name.as_str(), Arc::make_mut(&mut p.value))),
-                    grads.iter_mut().filter(|(name, _)| trainable.contains(*name)),
+                    grads
+                        .iter_mut()
+                        .filter(|(name, _)| trainable.contains(name.as_str()))
+                        .map(|(name, g)| (name.as_str(), g)),
                 )?;
                 if let Some(r) = &config.regularizer {
                     r.apply(&mut bound)?;
@@ -440,6 +686,9 @@ pub fn fit(
                     stop.get_or_insert(reason);
                 }
             }
+            if any_rank_stops(group, stop.is_some())? && stop.is_none() {
+                stop = Some(crate::parallel::STOPPED_BY_ANOTHER_RANK.to_string());
+            }
             if let Some(reason) = stop {
                 if step + 1 < steps {
                     progress.message(&reason);
@@ -467,7 +716,7 @@ pub fn fit(
         }
         let val_started = Instant::now();
         if let Some(v) = validation {
-            let e = evaluate(model_ref, loss, v, config.batch_size.max(256))?;
+            let e = evaluate_in(model_ref, loss, v, config.batch_size.max(256), group)?;
             metrics.push(("val_loss".to_string(), e.loss));
             for (k, val) in e.metrics {
                 metrics.push((format!("val_{k}"), val));
@@ -488,6 +737,9 @@ pub fn fit(
             if let Control::Stop(reason) = cb.on_epoch_end(&log, &mut ctx)? {
                 stop.get_or_insert(reason);
             }
+        }
+        if any_rank_stops(group, stop.is_some())? && stop.is_none() {
+            stop = Some(crate::parallel::STOPPED_BY_ANOTHER_RANK.to_string());
         }
         if let Some(reason) = stop {
             progress.message(&reason);
@@ -531,6 +783,24 @@ impl Evaluation {
 /// [`TrainError::Mismatch`] when the data does not fit the model or loss;
 /// [`TrainError::Config`] for a batch size of 0 or empty data.
 pub fn evaluate(model: &Sequential, loss: &Loss, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
+    evaluate_in(model, loss, data, batch_size, &Single)
+}
+
+/// [`evaluate`] on the ranks of `group`: each rank evaluates its contiguous share
+/// ([`shard`]) of `data`, and the sums (loss × samples, confusion counts, squared and
+/// absolute errors) are reduced, so every rank gets the figures of the whole data
+/// (equal to [`evaluate`]'s up to the order of the additions). With one rank this
+/// is [`evaluate`].
+///
+/// # Errors
+/// As [`evaluate`]; [`TrainError::Parallel`] when the ranks' collectives fail.
+pub fn evaluate_in(
+    model: &Sequential,
+    loss: &Loss,
+    data: &Dataset,
+    batch_size: usize,
+    group: &dyn Collective,
+) -> Result<Evaluation> {
     if batch_size == 0 {
         return Err(TrainError::Config("batch size must be at least 1".into()));
     }
@@ -538,12 +808,85 @@ pub fn evaluate(model: &Sequential, loss: &Loss, data: &Dataset, batch_size: usi
         return Err(TrainError::Config(format!("evaluation data `{}` is empty", data.name())));
     }
     check_data(model, loss, data, "evaluation")?;
+    let classes = data.targets().num_classes().map(|c| c.max(model.output_shape().iter().product()));
+    let mut sums = if group.size() > 1 {
+        let share: Vec<usize> = shard(data.len(), group.rank(), group.size()).collect();
+        let mut sums = if share.is_empty() {
+            EvalSums::new(classes)
+        } else {
+            evaluation_sums(model, loss, &data.subset(&share)?, batch_size, classes)?
+        };
+        let mut flat = sums.to_flat();
+        group.all_reduce_sum_f64(&mut flat)?;
+        sums.set_flat(&flat);
+        sums
+    } else {
+        evaluation_sums(model, loss, data, batch_size, classes)?
+    };
+    let mut metrics = Vec::new();
+    let confusion = sums.confusion.take();
+    if let Some(cm) = &confusion {
+        metrics.push(("accuracy".to_string(), cm.accuracy()));
+    } else {
+        metrics.push(("mse".to_string(), sums.se / sums.count as f64));
+        metrics.push(("mae".to_string(), sums.ae / sums.count as f64));
+    }
+    Ok(Evaluation { loss: sums.loss.mean(), metrics, confusion })
+}
+
+/// What [`evaluate_in`] adds up over samples.
+struct EvalSums {
+    loss: MeanAccumulator,
+    confusion: Option<ConfusionMatrix>,
+    se: f64,
+    ae: f64,
+    count: usize,
+}
+
+impl EvalSums {
+    fn new(classes: Option<usize>) -> EvalSums {
+        EvalSums {
+            loss: MeanAccumulator::new(),
+            confusion: classes.map(ConfusionMatrix::new),
+            se: 0.0,
+            ae: 0.0,
+            count: 0,
+        }
+    }
+
+    /// `[loss × samples, samples, se, ae, count, confusion counts row by row...]`.
+    fn to_flat(&self) -> Vec<f64> {
+        let mut v = vec![self.loss.sum(), self.loss.count() as f64, self.se, self.ae, self.count as f64];
+        if let Some(cm) = &self.confusion {
+            v.extend(cm.counts().iter().flatten().map(|&c| c as f64));
+        }
+        v
+    }
+
+    fn set_flat(&mut self, v: &[f64]) {
+        self.loss = MeanAccumulator::from_sum(v[0], v[1] as usize);
+        self.se = v[2];
+        self.ae = v[3];
+        self.count = v[4] as usize;
+        if let Some(cm) = &mut self.confusion {
+            for (c, x) in cm.counts_mut().iter_mut().flatten().zip(&v[5..]) {
+                *c = *x as u64;
+            }
+        }
+    }
+}
+
+/// The sums of [`evaluate`] over `data` (checked by the caller).
+fn evaluation_sums(
+    model: &Sequential,
+    loss: &Loss,
+    data: &Dataset,
+    batch_size: usize,
+    classes: Option<usize>,
+) -> Result<EvalSums> {
     let (use_logits, eval_loss) = stable_loss(model, loss);
     let classification = is_classification(loss);
-    let mut loss_mean = MeanAccumulator::new();
-    let mut confusion =
-        data.targets().num_classes().map(|c| ConfusionMatrix::new(c.max(model.output_shape().iter().product())));
-    let (mut se, mut ae, mut count) = (0.0f64, 0.0f64, 0usize);
+    let mut sums = EvalSums::new(classes);
     for batch in Batcher::new(batch_size)?.sequential().batches(data, 0) {
         let n = batch.len();
         check_finite_features(&batch.features, data.name(), 0)?;
@@ -555,30 +898,23 @@ pub fn evaluate(model: &Sequential, loss: &Loss, data: &Dataset, batch_size: usi
         let mut reshaped = None;
         let targets = loss_targets(&batch.targets, &mut reshaped, &out_shape);
         let l = eval_loss.compute(&mut g, out, &targets)?;
-        loss_mean.add(g.value(l).item() as f64, n);
-        match (&batch.targets, &mut confusion) {
+        sums.loss.add(g.value(l).item() as f64, n);
+        match (&batch.targets, &mut sums.confusion) {
             (Targets::Classes { labels, .. }, Some(cm)) if classification => cm.add(&argmax_rows(g.value(out)), labels),
             (Targets::Real(_), _) => {
                 if let LossTargets::Values(t) = targets {
                     for (p, y) in g.value(out).array().iter().zip(t.array().iter()) {
                         let d = (*p - *y) as f64;
-                        se += d * d;
-                        ae += d.abs();
-                        count += 1;
+                        sums.se += d * d;
+                        sums.ae += d.abs();
+                        sums.count += 1;
                     }
                 }
             }
             _ => {}
         }
     }
-    let mut metrics = Vec::new();
-    if let Some(cm) = &confusion {
-        metrics.push(("accuracy".to_string(), cm.accuracy()));
-    } else {
-        metrics.push(("mse".to_string(), se / count as f64));
-        metrics.push(("mae".to_string(), ae / count as f64));
-    }
-    Ok(Evaluation { loss: loss_mean.mean(), metrics, confusion })
+    Ok(sums)
 }
 
 /// The result of [`predict`].

@@ -31,6 +31,7 @@ mod fit;
 mod history;
 pub mod metrics;
 mod model_file;
+pub mod parallel;
 pub mod progress;
 pub mod tensorboard;
 pub mod tune;
@@ -40,7 +41,7 @@ pub use callbacks::{
     TerminateOnNaN,
 };
 pub use error::{Result, TrainError};
-pub use fit::{evaluate, fit, predict, EpochProgress, Evaluation, FitConfig, Predictions};
+pub use fit::{evaluate, evaluate_in, fit, predict, EpochProgress, Evaluation, FitConfig, Predictions};
 pub use history::{format_metrics, EpochLog, History};
 pub use metrics::RegressionReport;
 pub use model_file::{load_model, ModelMetadata};

@@ -103,6 +103,17 @@ impl MeanAccumulator {
     pub fn count(&self) -> usize {
         self.count as usize
     }
+
+    /// `Σ value·count` so far (what data-parallel ranks add up).
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// The accumulator holding `sum` over `count` samples (the sums of several
+    /// accumulators, e.g. of several ranks, added up).
+    pub fn from_sum(sum: f64, count: usize) -> Self {
+        MeanAccumulator { sum, count: count as f64 }
+    }
 }
 
 /// The predicted class of each row of `scores` `[batch, classes]` (logits or
@@ -190,6 +201,11 @@ impl ConfusionMatrix {
     /// Number of classes.
     pub fn classes(&self) -> usize {
         self.counts.len()
+    }
+
+    /// The counts, to overwrite with the sums of several ranks' matrices.
+    pub(crate) fn counts_mut(&mut self) -> &mut [Vec<u64>] {
+        &mut self.counts
     }
 
     /// `counts[target][predicted]`.

@@ -28,14 +28,47 @@
 //! same settings and `OUT` reads the records back, skips the trials they cover and
 //! reaches the same records, ranking and best model as an uninterrupted run (seconds
 //! aside), because the plan and every trial are deterministic.
+//!
+//! # Several ranks
+//! [`search_parallel`] spreads the trials over the ranks of a
+//! [`Collective`] (`mpirun -np N nn-cli tune …`) and gives the same records,
+//! `trials.csv` (seconds aside) and `best/` as [`search`] with the same settings:
+//! - The plan is cut into rounds whose trials need no result of each other: all of a
+//!   grid or random search, or one halving rung. Every rank computes it alike. A
+//!   round's trials that no earlier record covers are trained in consecutive chunks
+//!   of `N`, in plan order: chunk `k` is those numbered `k·N .. (k+1)·N` (from 0),
+//!   and its `j`-th trial goes to rank `j`. Each rank trains its trial alone, with
+//!   its own threads; a chunk ends when its slowest trial does (the price of
+//!   recording every `N` trials).
+//! - After each chunk rank 0 gathers the outcomes and records them in plan order as
+//!   one process would (the same new-best decisions, `report` calls and
+//!   `trials.csv`, rewritten once per chunk), then sends the new records to every
+//!   rank. Every rank so holds every record before the next chunk, and computes the
+//!   next rung's survivors itself once a rung's last chunk is recorded: successive
+//!   halving synchronises at each rung.
+//! - A runner keeps only its last model, so a rank whose trial beats every record
+//!   before the chunk (the only way it can be a new best) saves its model in a
+//!   private temporary folder. When the chunk found a new best, its rank sends the
+//!   folder's files to rank 0, which writes them to `best.new/` and swaps it in
+//!   (`best/` → `best.old/`, `best.new/` → `best/`, `best.old/` removed; a swap a
+//!   killed run cut short is finished or undone at the next start). The model is
+//!   written before the records, as with one rank.
+//! - Rank 0 alone reads and writes `OUT`; an earlier run's records are read by rank
+//!   0 and sent to every rank. Results are written after every chunk, so a job
+//!   killed mid-search loses at most the chunk in progress (up to `N` trials), which
+//!   a resumed run retrains; a trial that fails ends the search on every rank after
+//!   its chunk, the records before it (in plan order) kept.
 
 use std::fmt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::parallel::{Collective, Single};
 
 /// The file of trial records in the output folder.
 pub const TRIALS_FILE: &str = "trials.csv";
@@ -517,7 +550,7 @@ pub struct TrialRecord {
     pub outcome: TrialOutcome,
 }
 
-/// Trains trials for [`search`].
+/// Trains trials for [`search`] (for [`search_parallel`], each rank has its own).
 pub trait TrialRunner {
     /// Trains `trial.params` for at most `trial.epochs` epochs with early stopping on
     /// `objective` and returns the figures of its best epoch. The runner keeps the
@@ -705,33 +738,42 @@ const HEADER: [&str; 16] = [
 /// # Errors
 /// I/O errors with the path.
 pub fn write_trials(path: &Path, records: &[TrialRecord]) -> Result<()> {
-    let write = |file: &mut dyn std::io::Write| -> std::io::Result<()> {
-        let mut w = csv::Writer::from_writer(file);
-        w.write_record(HEADER)?;
-        for r in records {
-            let (t, p, o) = (&r.trial, &r.trial.params, &r.outcome);
-            w.write_record([
-                t.id.to_string(),
-                t.rung.to_string(),
-                t.epochs.to_string(),
-                p.learning_rate.to_string(),
-                p.batch_size.to_string(),
-                p.optimizer.clone(),
-                p.l2.to_string(),
-                p.dropout.to_string(),
-                p.hidden.to_string(),
-                p.filters.to_string(),
-                o.best_epoch.to_string(),
-                o.epochs_run.to_string(),
-                o.objective.to_string(),
-                o.val_loss.to_string(),
-                o.val_accuracy.to_string(),
-                format!("{:.3}", o.seconds),
-            ])?;
-        }
-        w.flush()
-    };
-    nn_tensor::io::write_atomic(path, write).map_err(|e| TrainError::io(path, e))
+    nn_tensor::io::write_atomic(path, |w| write_trials_to(w, records)).map_err(|e| TrainError::io(path, e))
+}
+
+/// The text of [`write_trials`], written to `file`.
+fn write_trials_to(file: &mut dyn Write, records: &[TrialRecord]) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_writer(file);
+    w.write_record(HEADER)?;
+    for r in records {
+        let (t, p, o) = (&r.trial, &r.trial.params, &r.outcome);
+        w.write_record([
+            t.id.to_string(),
+            t.rung.to_string(),
+            t.epochs.to_string(),
+            p.learning_rate.to_string(),
+            p.batch_size.to_string(),
+            p.optimizer.clone(),
+            p.l2.to_string(),
+            p.dropout.to_string(),
+            p.hidden.to_string(),
+            p.filters.to_string(),
+            o.best_epoch.to_string(),
+            o.epochs_run.to_string(),
+            o.objective.to_string(),
+            o.val_loss.to_string(),
+            o.val_accuracy.to_string(),
+            format!("{:.3}", o.seconds),
+        ])?;
+    }
+    w.flush()
+}
+
+/// `records` as the bytes of a `trials.csv` (how ranks send records to each other).
+fn trials_bytes(records: &[TrialRecord]) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    write_trials_to(&mut buf, records).map_err(|e| TrainError::Parallel(format!("encoding trial records: {e}")))?;
+    Ok(buf)
 }
 
 /// Reads the records of `trials.csv` written by [`write_trials`].
@@ -740,7 +782,17 @@ pub fn write_trials(path: &Path, records: &[TrialRecord]) -> Result<()> {
 /// [`TrainError::Io`] with the path and row for an unreadable file, a different
 /// header, or a field that does not parse.
 pub fn read_trials(path: &Path) -> Result<Vec<TrialRecord>> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| TrainError::io(path, e))?;
+    let reader = csv::Reader::from_path(path).map_err(|e| TrainError::io(path, e))?;
+    read_trials_from(reader, path)
+}
+
+/// The records of `bytes` written by [`trials_bytes`]; errors name `from` as the path.
+fn trials_from_bytes(bytes: &[u8], from: &str) -> Result<Vec<TrialRecord>> {
+    read_trials_from(csv::Reader::from_reader(bytes), Path::new(from))
+}
+
+/// [`read_trials`] from any reader; errors name `path`.
+fn read_trials_from<R: std::io::Read>(mut reader: csv::Reader<R>, path: &Path) -> Result<Vec<TrialRecord>> {
     let header = reader.headers().map_err(|e| TrainError::io(path, e))?.clone();
     if header.iter().ne(HEADER.iter().copied()) {
         return Err(TrainError::io(path, format!("not a trials file: expected the header {}", HEADER.join(","))));
@@ -786,7 +838,8 @@ pub fn read_trials(path: &Path) -> Result<Vec<TrialRecord>> {
     Ok(out)
 }
 
-/// What [`search`] reports as it goes.
+/// What [`search`] reports as it goes (and rank 0 of [`search_parallel`], after each
+/// chunk of trials).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// A trial was trained (`new_best`: it beat every earlier record and its model
@@ -797,6 +850,68 @@ pub enum Event {
     },
     /// A trial's record was read back from `trials.csv` (resume) instead of trained.
     Resumed,
+}
+
+/// The trials of a search, as rounds: a round's trials depend on the records of the
+/// rounds before it only, never on each other's. Grid and random search are one
+/// round; successive halving has one per rung.
+struct Plan<'a> {
+    config: &'a SearchConfig,
+    /// Grid search's configurations (empty for the other strategies).
+    grid: Vec<TrialParams>,
+    /// Halving's rungs (empty for the other strategies).
+    rungs: Vec<Rung>,
+}
+
+impl<'a> Plan<'a> {
+    /// The plan of a validated `config`.
+    fn new(config: &'a SearchConfig) -> Result<Self> {
+        let grid = if config.strategy == Strategy::Grid { config.space.grid()? } else { Vec::new() };
+        let rungs = if config.strategy == Strategy::Halving {
+            halving_rungs(config.trials.unwrap_or(27), config.min_epochs, config.space.epochs, config.eta)?
+        } else {
+            Vec::new()
+        };
+        Ok(Plan { config, grid, rungs })
+    }
+
+    fn rounds(&self) -> usize {
+        if self.config.strategy == Strategy::Halving {
+            self.rungs.len()
+        } else {
+            1
+        }
+    }
+
+    /// Round `k`'s trials in run order; `records` are those of the rounds before.
+    fn round(&self, k: usize, records: &[TrialRecord]) -> Vec<Trial> {
+        let (config, space) = (self.config, &self.config.space);
+        match config.strategy {
+            Strategy::Grid => {
+                let n = config.trials.unwrap_or(self.grid.len()).min(self.grid.len());
+                let grid = self.grid.iter().take(n).cloned().enumerate();
+                grid.map(|(id, params)| Trial { id, rung: 0, epochs: space.epochs, params }).collect()
+            }
+            Strategy::Random => (0..config.trials.unwrap_or(10))
+                .map(|id| Trial { id, rung: 0, epochs: space.epochs, params: space.sample(config.seed, id) })
+                .collect(),
+            Strategy::Halving => {
+                let rung = self.rungs[k];
+                let ids: Vec<usize> = if k == 0 {
+                    (0..rung.configs).collect()
+                } else {
+                    let last: Vec<&TrialRecord> = records.iter().filter(|r| r.trial.rung == k - 1).collect();
+                    let mut ids = top_ids(&last, &space.objective, rung.configs);
+                    // The survivors run in id order (a fixed order, whatever the ranking).
+                    ids.sort_unstable();
+                    ids
+                };
+                ids.into_iter()
+                    .map(|id| Trial { id, rung: k, epochs: rung.epochs, params: space.sample(config.seed, id) })
+                    .collect()
+            }
+        }
+    }
 }
 
 /// The state of a search in its output folder.
@@ -814,6 +929,33 @@ impl Book<'_> {
         rank(&refs, self.objective).first().copied()
     }
 
+    /// Whether an outcome of objective value `x` beats every record so far (and so
+    /// is the new best, its model saved).
+    fn is_new_best(&self, x: f64) -> bool {
+        self.best().is_none_or(|b| self.objective.better(x, b.outcome.objective))
+    }
+
+    /// The record an earlier run left for `trial` (the same id and rung), taken out
+    /// of `previous`.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] when that record's trial has other settings.
+    fn take_previous(&mut self, trial: &Trial) -> Result<Option<TrialRecord>> {
+        let Some(pos) = self.previous.iter().position(|r| r.trial.id == trial.id && r.trial.rung == trial.rung) else {
+            return Ok(None);
+        };
+        let old = self.previous.remove(pos);
+        if old.trial != *trial {
+            return Err(TrainError::Config(format!(
+                "{}: trial {} (rung {}) was run with other settings than this search plans; use a new output folder",
+                self.dir.join(TRIALS_FILE).display(),
+                trial.id,
+                trial.rung
+            )));
+        }
+        Ok(Some(old))
+    }
+
     fn run(
         &mut self,
         trial: Trial,
@@ -821,22 +963,13 @@ impl Book<'_> {
         runner: &mut dyn TrialRunner,
         report: &mut dyn FnMut(&TrialRecord, Event),
     ) -> Result<()> {
-        if let Some(pos) = self.previous.iter().position(|r| r.trial.id == trial.id && r.trial.rung == trial.rung) {
-            let old = self.previous.remove(pos);
-            if old.trial != trial {
-                return Err(TrainError::Config(format!(
-                    "{}: trial {} (rung {}) was run with other settings than this search plans; use a new output folder",
-                    self.dir.join(TRIALS_FILE).display(),
-                    trial.id,
-                    trial.rung
-                )));
-            }
+        if let Some(old) = self.take_previous(&trial)? {
             self.records.push(old);
             report(self.records.last().expect("just pushed"), Event::Resumed);
             return Ok(());
         }
         let outcome = runner.run_trial(&trial, self.objective, patience)?;
-        let new_best = self.best().is_none_or(|b| self.objective.better(outcome.objective, b.outcome.objective));
+        let new_best = self.is_new_best(outcome.objective);
         if new_best {
             // The model first, then the record: a crash in between reruns the trial,
             // which (deterministic) saves the same model again.
@@ -854,7 +987,8 @@ impl Book<'_> {
 ///
 /// When `out` holds an earlier run of the same search, its finished trials are read
 /// back instead of trained (reported as [`Event::Resumed`]); the result is the same
-/// as an uninterrupted run's. `report` is called after every trial.
+/// as an uninterrupted run's. `report` is called after every trial. This is
+/// [`search_parallel`] on one rank ([`Single`]).
 ///
 /// # Errors
 /// [`TrainError::Config`] for an invalid config (before any training) or when `out`
@@ -865,9 +999,79 @@ pub fn search(
     runner: &mut dyn TrialRunner,
     report: &mut dyn FnMut(&TrialRecord, Event),
 ) -> Result<Vec<TrialRecord>> {
+    search_parallel(config, out, runner, report, &Single)
+}
+
+/// [`search`] with its trials spread over the ranks of `group` (module docs,
+/// "Several ranks"): every rank calls it with the same `config` and a runner of its
+/// own, and gets every record in run order; rank 0 keeps `out` (`search.json`,
+/// `trials.csv`, `best/`) as [`search`] would, with the same records (seconds
+/// aside), `report` calls and best model. With one rank it is [`search`] exactly.
+///
+/// With several ranks:
+/// - rank 0 alone reads and writes `out` and calls `report`; the other ranks ignore
+///   both;
+/// - the plan is cut into rounds (all of a grid or random search, or one halving
+///   rung), and a round's trials that no earlier record covers into consecutive
+///   chunks of `size` in plan order: the `j`-th trial (from 0) of a chunk is trained
+///   by rank `j`, so the `i`-th of the round by rank `i mod size`, in chunk `i / size`;
+/// - after each chunk rank 0 records the outcomes in plan order, saves the new best
+///   model that one of the ranks sends, rewrites `trials.csv` and calls `report`
+///   for each of the chunk's records in plan order; then every rank gets the new
+///   records, from which each computes the next rung's survivors at the end of a
+///   rung. Records travel as `trials.csv` bytes, so their seconds are rounded to
+///   milliseconds, as the file holds them; every other field is exact.
+///
+/// So `trials.csv` and `best/` are brought up to date every `size` trials, and a job
+/// killed mid-search loses at most the chunk in progress.
+///
+/// # Errors
+/// As [`search`], on the rank where the error happened. With several ranks, also
+/// [`TrainError::Parallel`]: when the ranks' configs differ (`"rank R does not have
+/// rank 0's search settings"`, before any training); on every other rank
+/// when a trial failed (`"trial I (rung K) failed on rank R: …"`) or rank 0 could
+/// not read or write `out` (`"rank 0: …"`); when the transport fails. A failed
+/// trial ends the search after its chunk, with the records before it (in plan
+/// order) kept in `trials.csv`.
+pub fn search_parallel(
+    config: &SearchConfig,
+    out: &Path,
+    runner: &mut dyn TrialRunner,
+    report: &mut dyn FnMut(&TrialRecord, Event),
+    group: &dyn Collective,
+) -> Result<Vec<TrialRecord>> {
     config.validate()?;
-    let space = &config.space;
+    let plan = Plan::new(config)?;
+    let patience = config.space.patience;
+    let objective = &config.space.objective;
+    if group.size() == 1 {
+        let previous = open_out(config, out)?;
+        let mut book = Book { dir: out, objective, records: Vec::new(), previous };
+        for k in 0..plan.rounds() {
+            for trial in plan.round(k, &book.records) {
+                book.run(trial, patience, runner, report)?;
+            }
+        }
+        return Ok(book.records);
+    }
+    let settings = serde_json::to_vec(config).map_err(|e| TrainError::Parallel(format!("the search settings: {e}")))?;
+    group.check_same("search settings", &settings)?;
+    let previous = share_previous(config, out, group)?;
+    let mut book = Book { dir: out, objective, records: Vec::new(), previous };
+    let scratch = Scratch::new(group.rank());
+    for k in 0..plan.rounds() {
+        let trials = plan.round(k, &book.records);
+        run_round(&mut book, trials, patience, runner, report, group, &scratch)?;
+    }
+    Ok(book.records)
+}
+
+/// Prepares the output folder `out` for `config`: creates it, finishes or undoes a
+/// `best/` swap a killed run cut short, checks an earlier run's `search.json`
+/// against `config`, writes `search.json`, and returns the earlier run's records.
+fn open_out(config: &SearchConfig, out: &Path) -> Result<Vec<TrialRecord>> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    recover_best_swap(out)?;
     let settings = serde_json::to_value(config).map_err(|e| TrainError::io(&out.join(SEARCH_FILE), e))?;
     let search_path = out.join(SEARCH_FILE);
     let trials_path = out.join(TRIALS_FILE);
@@ -900,41 +1104,466 @@ pub fn search(
     }
     let json = serde_json::to_vec_pretty(&settings).map_err(|e| TrainError::io(&search_path, e))?;
     nn_tensor::io::write_atomic(&search_path, |w| w.write_all(&json)).map_err(|e| TrainError::io(&search_path, e))?;
-    let mut book = Book { dir: out, objective: &space.objective, records: Vec::new(), previous };
-    let patience = space.patience;
-    match config.strategy {
-        Strategy::Grid => {
-            let grid = space.grid()?;
-            let n = config.trials.unwrap_or(grid.len()).min(grid.len());
-            for (id, params) in grid.into_iter().take(n).enumerate() {
-                book.run(Trial { id, rung: 0, epochs: space.epochs, params }, patience, runner, report)?;
-            }
+    Ok(previous)
+}
+
+/// The folder a new best model is written to before it replaces `best/`.
+const BEST_NEW_DIR: &str = "best.new";
+/// The folder `best/` is moved to while the new one replaces it.
+const BEST_OLD_DIR: &str = "best.old";
+
+fn remove_dir_if_any(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TrainError::io(dir, e)),
+        _ => Ok(()),
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| TrainError::io(from, format!("renaming to {}: {e}", to.display())))
+}
+
+/// Finishes or undoes a swap of `best/` ([`install_best`]) a killed run left in
+/// `out`. With `best/` in place, `best.new/` (half written) and `best.old/` (the
+/// model replaced) are stale. Without it, the swap stopped between its renames:
+/// `best.old/` is the model the records name, so it comes back, and `best.new/` (a
+/// trial not yet recorded, retrained on resume) goes. Touches nothing when neither
+/// folder exists (every single-rank run).
+fn recover_best_swap(out: &Path) -> Result<()> {
+    let (best, new, old) = (out.join(BEST_DIR), out.join(BEST_NEW_DIR), out.join(BEST_OLD_DIR));
+    if !best.exists() && old.is_dir() {
+        rename(&old, &best)?;
+    }
+    remove_dir_if_any(&new)?;
+    remove_dir_if_any(&old)
+}
+
+/// Writes the model files `packed` ([`pack_dir`]) as the new `out/best/`: into
+/// `best.new/` (each file with `write_atomic`), then `best/` → `best.old/`,
+/// `best.new/` → `best/`, and `best.old/` removed.
+fn install_best(out: &Path, packed: &[u8]) -> Result<()> {
+    let mut files = Vec::new();
+    let mut parts = Parts::new(packed, "the best model's files");
+    while !parts.is_empty() {
+        let name = std::str::from_utf8(parts.next()?)
+            .ok()
+            .filter(|n| !n.is_empty() && *n != "." && *n != ".." && !n.contains(['/', '\\', '\0']))
+            .ok_or_else(|| TrainError::Parallel("the best model's files: a file name that is not plain".into()))?;
+        files.push((name, parts.next()?));
+    }
+    let (best, new, old) = (out.join(BEST_DIR), out.join(BEST_NEW_DIR), out.join(BEST_OLD_DIR));
+    remove_dir_if_any(&new)?;
+    std::fs::create_dir_all(&new).map_err(|e| TrainError::io(&new, e))?;
+    for (name, data) in files {
+        let path = new.join(name);
+        nn_tensor::io::write_atomic(&path, |w| w.write_all(data)).map_err(|e| TrainError::io(&path, e))?;
+    }
+    if best.exists() {
+        remove_dir_if_any(&old)?;
+        rename(&best, &old)?;
+    }
+    rename(&new, &best)?;
+    nn_tensor::io::sync_dir(out).map_err(|e| TrainError::io(out, e))?;
+    remove_dir_if_any(&old)
+}
+
+/// The regular files of the model folder `dir` as (name, bytes) pairs, by name, each
+/// framed by [`put`]: how the rank that trained the best model sends it to rank 0.
+///
+/// # Errors
+/// I/O errors with the path; a sub-folder or other non-file entry.
+fn pack_dir(dir: &Path) -> Result<Vec<u8>> {
+    let mut entries = std::fs::read_dir(dir)
+        .and_then(|d| d.collect::<std::io::Result<Vec<_>>>())
+        .map_err(|e| TrainError::io(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    let mut buf = Vec::new();
+    for entry in entries {
+        let path = entry.path();
+        if !entry.file_type().map_err(|e| TrainError::io(&path, e))?.is_file() {
+            return Err(TrainError::io(&path, "a model folder sent to rank 0 may hold plain files only"));
         }
-        Strategy::Random => {
-            for id in 0..config.trials.unwrap_or(10) {
-                let params = space.sample(config.seed, id);
-                book.run(Trial { id, rung: 0, epochs: space.epochs, params }, patience, runner, report)?;
-            }
-        }
-        Strategy::Halving => {
-            let n = config.trials.unwrap_or(27);
-            let rungs = halving_rungs(n, config.min_epochs, space.epochs, config.eta)?;
-            let mut ids: Vec<usize> = (0..n).collect();
-            for (k, rung) in rungs.iter().enumerate() {
-                if k > 0 {
-                    let last: Vec<&TrialRecord> = book.records.iter().filter(|r| r.trial.rung == k - 1).collect();
-                    ids = top_ids(&last, &space.objective, rung.configs);
-                    // The survivors run in id order (a fixed order, whatever the ranking).
-                    ids.sort_unstable();
-                }
-                for &id in &ids {
-                    let params = space.sample(config.seed, id);
-                    book.run(Trial { id, rung: k, epochs: rung.epochs, params }, patience, runner, report)?;
-                }
+        let name = entry.file_name().into_string().map_err(|_| TrainError::io(&path, "the name is not UTF-8"))?;
+        let data = std::fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
+        put(&mut buf, name.as_bytes());
+        put(&mut buf, &data);
+    }
+    Ok(buf)
+}
+
+/// Appends `part` to `buf` behind its length (u64, little-endian): the framing of the
+/// messages ranks exchange.
+fn put(buf: &mut Vec<u8>, part: &[u8]) {
+    buf.extend_from_slice(&(part.len() as u64).to_le_bytes());
+    buf.extend_from_slice(part);
+}
+
+/// Reads back, in order, the parts [`put`] wrote.
+struct Parts<'a> {
+    rest: &'a [u8],
+    /// What the message is, for errors.
+    what: &'a str,
+}
+
+impl<'a> Parts<'a> {
+    fn new(buf: &'a [u8], what: &'a str) -> Self {
+        Parts { rest: buf, what }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn next(&mut self) -> Result<&'a [u8]> {
+        let malformed = || TrainError::Parallel(format!("{}: a malformed message", self.what));
+        let (len, rest) = self.rest.split_first_chunk::<8>().ok_or_else(malformed)?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).ok().filter(|&n| n <= rest.len()).ok_or_else(malformed)?;
+        let (part, rest) = rest.split_at(len);
+        self.rest = rest;
+        Ok(part)
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        let part = self.next()?;
+        part.try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| TrainError::Parallel(format!("{}: a malformed message", self.what)))
+    }
+}
+
+/// A message that says whether something succeeded: `0` then `payload`, or `1` then
+/// the error's text.
+fn status(result: std::result::Result<&[u8], &str>) -> Vec<u8> {
+    match result {
+        Ok(payload) => [&[0u8][..], payload].concat(),
+        Err(message) => [&[1u8][..], message.as_bytes()].concat(),
+    }
+}
+
+/// The payload or the error text of a [`status`] message.
+fn read_status<'a>(msg: &'a [u8], what: &str) -> Result<std::result::Result<&'a [u8], String>> {
+    match msg.split_first() {
+        Some((0, payload)) => Ok(Ok(payload)),
+        Some((1, text)) => Ok(Err(String::from_utf8_lossy(text).into_owned())),
+        _ => Err(TrainError::Parallel(format!("{what}: a malformed message"))),
+    }
+}
+
+/// Rank 0 prepares `out` ([`open_out`]) and sends every rank the earlier run's
+/// records, or its error.
+fn share_previous(config: &SearchConfig, out: &Path, group: &dyn Collective) -> Result<Vec<TrialRecord>> {
+    let mut msg = Vec::new();
+    let mut mine = None;
+    if group.rank() == 0 {
+        match open_out(config, out).and_then(|p| trials_bytes(&p)) {
+            Ok(bytes) => msg = status(Ok(&bytes)),
+            Err(e) => {
+                msg = status(Err(&format!("rank 0: {e}")));
+                mine = Some(e);
             }
         }
     }
-    Ok(book.records)
+    group.broadcast_bytes(0, &mut msg)?;
+    if let Some(e) = mine {
+        return Err(e);
+    }
+    match read_status(&msg, "the earlier records")? {
+        Ok(bytes) => trials_from_bytes(bytes, "trials.csv (from rank 0)"),
+        Err(m) => Err(TrainError::Parallel(m)),
+    }
+}
+
+/// A rank's private folder for the models of its own trials: `nn-tune-PID-rRANK-N`
+/// in the system's temporary folder (`N` tells apart searches of one process),
+/// created when first used and removed when dropped.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(rank: usize) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Scratch { dir: std::env::temp_dir().join(format!("nn-tune-{}-r{rank}-{n}", std::process::id())) }
+    }
+
+    /// Saves the runner's last model into a fresh `dir` (inside the scratch folder).
+    fn save(&self, runner: &mut dyn TrialRunner, dir: &Path) -> Result<()> {
+        remove_dir_if_any(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        runner.save_model(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A round's entry in plan order.
+enum Slot {
+    /// An earlier run's record.
+    Resumed(TrialRecord),
+    /// A trial to train: its index in the round's list of trials to train.
+    Train(usize),
+}
+
+/// What rank 0 made of a chunk's outcomes.
+struct Decision {
+    /// The event of each record pushed onto the book this chunk, in plan order.
+    events: Vec<Event>,
+    /// The rank that trained this chunk's new best model, if the chunk found one.
+    transfer: Option<usize>,
+    /// The first failed trial in plan order, as a message for every rank.
+    failed: Option<String>,
+}
+
+/// One round of a search over several ranks (see [`search_parallel`]): the trials
+/// that `book`'s earlier records do not cover are trained in chunks of one trial per
+/// rank ([`run_chunk`]), each chunk recorded before the next starts, and every rank
+/// ends with the same records.
+fn run_round(
+    book: &mut Book,
+    trials: Vec<Trial>,
+    patience: usize,
+    runner: &mut dyn TrialRunner,
+    report: &mut dyn FnMut(&TrialRecord, Event),
+    group: &dyn Collective,
+    scratch: &Scratch,
+) -> Result<()> {
+    let size = group.size();
+    // The same on every rank: which trials earlier records cover, which to train.
+    let mut slots = Vec::with_capacity(trials.len());
+    let mut to_run = Vec::new();
+    for trial in trials {
+        match book.take_previous(&trial)? {
+            Some(old) => slots.push(Slot::Resumed(old)),
+            None => {
+                slots.push(Slot::Train(to_run.len()));
+                to_run.push(trial);
+            }
+        }
+    }
+    // Chunk `c` trains `to_run[c·size .. (c+1)·size]` and records the slots up to the
+    // next chunk's first trial (the last chunk: all that are left). A round with
+    // nothing to train is one chunk that records its earlier records.
+    let chunks = to_run.len().div_ceil(size).max(1);
+    let mut slots = slots.into_iter().peekable();
+    for c in 0..chunks {
+        let end = ((c + 1) * size).min(to_run.len());
+        let mut segment = Vec::new();
+        while let Some(slot) = slots.next_if(|s| !matches!(s, Slot::Train(pos) if *pos >= end)) {
+            segment.push(slot);
+        }
+        run_chunk(book, segment, &to_run, c * size, patience, runner, report, group, scratch)?;
+    }
+    Ok(())
+}
+
+/// One chunk of [`run_round`]: rank `r` trains `to_run[first + r]` (when there is
+/// one), rank 0 records the outcomes of `slots` in plan order as [`Book::run`] would
+/// and the new best model, writes `trials.csv` and calls `report`, and every rank
+/// gets the new records (or the error that ends the search).
+#[allow(clippy::too_many_arguments)]
+fn run_chunk(
+    book: &mut Book,
+    slots: Vec<Slot>,
+    to_run: &[Trial],
+    first: usize,
+    patience: usize,
+    runner: &mut dyn TrialRunner,
+    report: &mut dyn FnMut(&TrialRecord, Event),
+    group: &dyn Collective,
+    scratch: &Scratch,
+) -> Result<()> {
+    let rank = group.rank();
+    // This rank's trial. Its model is kept when it beats every record before the
+    // chunk: the only way it can be a new best in plan order.
+    let mut mine = Vec::new();
+    let mut kept: Option<PathBuf> = None;
+    let mut failure: Option<TrainError> = None;
+    if let Some(trial) = to_run.get(first + rank) {
+        match runner.run_trial(trial, book.objective, patience) {
+            Ok(outcome) => {
+                if book.is_new_best(outcome.objective) {
+                    let dir = scratch.dir.join(format!("trial-{}", first + rank));
+                    match scratch.save(runner, &dir) {
+                        Ok(()) => kept = Some(dir),
+                        Err(e) => failure = Some(e),
+                    }
+                }
+                if failure.is_none() {
+                    mine.push(TrialRecord { trial: trial.clone(), outcome });
+                }
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    let encoded = trials_bytes(&mine).unwrap_or_else(|e| {
+        failure.get_or_insert(e);
+        Vec::new()
+    });
+    let mut msg = Vec::new();
+    put(&mut msg, &encoded);
+    put(&mut msg, &u64::from(kept.is_some()).to_le_bytes());
+    let failure_text = failure.as_ref().map(|e| e.to_string());
+    let empty: &[u8] = &[];
+    put(&mut msg, &status(failure_text.as_deref().map_or(Ok(empty), Err)));
+    let gathered = group.gather_bytes(0, &msg)?;
+
+    // Rank 0 records the outcomes; an error of its own here is sent to all below.
+    let start = book.records.len();
+    let mut root_error: Option<TrainError> = None;
+    let decision = match gathered {
+        Some(parts) => match decide(book, slots, to_run, first, &parts) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                root_error = Some(e);
+                None
+            }
+        },
+        None => None,
+    };
+
+    // The new best model, from the rank that kept it.
+    let mut msg = Vec::new();
+    if rank == 0 {
+        let owner = decision.as_ref().and_then(|d| d.transfer).map_or(0, |o| o as u64 + 1);
+        put(&mut msg, &owner.to_le_bytes());
+    }
+    group.broadcast_bytes(0, &mut msg)?;
+    let owner = Parts::new(&msg, "the best model's rank").u64()?;
+    if owner > 0 {
+        let owner = (owner - 1) as usize;
+        let send = if rank == owner {
+            match &kept {
+                Some(dir) => match pack_dir(dir) {
+                    Ok(packed) => status(Ok(&packed)),
+                    Err(e) => status(Err(&e.to_string())),
+                },
+                None => status(Err(&format!("rank {rank} did not keep the model of trial {}", first + rank))),
+            }
+        } else {
+            Vec::new()
+        };
+        if let Some(got) = group.gather_bytes(0, &send)? {
+            if root_error.is_none() {
+                let installed = match read_status(&got[owner], "the best model") {
+                    Ok(Ok(packed)) => install_best(book.dir, packed),
+                    Ok(Err(m)) => Err(TrainError::Parallel(format!("rank {owner} could not send the best model: {m}"))),
+                    Err(e) => Err(e),
+                };
+                root_error = installed.err();
+            }
+        }
+    }
+    if let Some(dir) = kept.take() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    // Rank 0 writes the records (after their model) and sends the new ones, or the
+    // error, to all.
+    let mut msg = Vec::new();
+    if let Some(d) = decision.as_ref().filter(|_| root_error.is_none()) {
+        if d.events.iter().any(|e| matches!(e, Event::Trained { .. })) {
+            root_error = write_trials(&book.dir.join(TRIALS_FILE), &book.records).err();
+        }
+        if root_error.is_none() {
+            match (&d.failed, trials_bytes(&book.records[start..])) {
+                (Some(m), _) => msg = status(Err(m)),
+                (None, Ok(bytes)) => msg = status(Ok(&bytes)),
+                (None, Err(e)) => root_error = Some(e),
+            }
+        }
+    }
+    if let Some(e) = &root_error {
+        msg = status(Err(&format!("rank 0: {e}")));
+    }
+    group.broadcast_bytes(0, &mut msg)?;
+    if let Some(e) = root_error {
+        return Err(e);
+    }
+    if let Some(d) = &decision {
+        for (record, &event) in book.records[start..].iter().zip(&d.events) {
+            report(record, event);
+        }
+    }
+    match read_status(&msg, "the records from rank 0")? {
+        Ok(bytes) => {
+            if rank != 0 {
+                book.records.extend(trials_from_bytes(bytes, "trials.csv (from rank 0)")?);
+            }
+            Ok(())
+        }
+        Err(m) => Err(failure.unwrap_or(TrainError::Parallel(m))),
+    }
+}
+
+/// Rank 0's share of [`run_chunk`]: reads every rank's outcome (`parts[r]` from rank
+/// `r`, of trial `to_run[first + r]`), pushes the records of `slots` onto `book` in
+/// plan order as [`Book::run`] would (up to the first failed trial), and finds the
+/// rank that keeps the new best model.
+fn decide(book: &mut Book, slots: Vec<Slot>, to_run: &[Trial], first: usize, parts: &[Vec<u8>]) -> Result<Decision> {
+    let size = parts.len();
+    let mut outcomes: Vec<Option<TrialOutcome>> = vec![None; size];
+    let mut kept = vec![false; size];
+    let mut failed: Option<(usize, String)> = None;
+    for (r, part) in parts.iter().enumerate() {
+        let what = format!("the trials of rank {r}");
+        let mut p = Parts::new(part, &what);
+        let records = trials_from_bytes(p.next()?, &what)?;
+        kept[r] = p.u64()? != 0;
+        let failure = read_status(p.next()?, &what)?;
+        let pos = first + r;
+        for (i, rec) in records.into_iter().enumerate() {
+            if i > 0 || to_run.get(pos) != Some(&rec.trial) {
+                return Err(TrainError::Parallel(format!(
+                    "rank {r} sent the result of trial {} (rung {}), which it was not given",
+                    rec.trial.id, rec.trial.rung
+                )));
+            }
+            outcomes[r] = Some(rec.outcome);
+        }
+        // Ranks in order: the first failure is the earliest in plan order.
+        if let (Err(m), None) = (failure, &failed) {
+            let name = to_run.get(pos).map_or(String::new(), |t| format!("trial {} (rung {}) ", t.id, t.rung));
+            failed = Some((pos, format!("{name}failed on rank {r}: {m}")));
+        }
+    }
+    let limit = failed.as_ref().map_or(usize::MAX, |(pos, _)| *pos);
+    // Each record's event, and the rank that trained the trained ones.
+    let mut events: Vec<(Event, usize)> = Vec::new();
+    for slot in slots {
+        match slot {
+            Slot::Resumed(old) => {
+                book.records.push(old);
+                events.push((Event::Resumed, usize::MAX));
+            }
+            Slot::Train(pos) => {
+                if pos >= limit {
+                    break;
+                }
+                let r = pos.wrapping_sub(first);
+                let outcome = outcomes.get_mut(r).and_then(Option::take).ok_or_else(|| {
+                    TrainError::Parallel(format!("no rank sent the result of trial {}", to_run[pos].id))
+                })?;
+                let new_best = book.is_new_best(outcome.objective);
+                book.records.push(TrialRecord { trial: to_run[pos].clone(), outcome });
+                events.push((Event::Trained { new_best }, r));
+            }
+        }
+    }
+    // The last new best is the best overall. It beat every record before the chunk,
+    // so its rank kept its model.
+    let transfer = events.iter().rev().find(|(e, _)| *e == Event::Trained { new_best: true }).map(|&(_, r)| r);
+    if let Some(r) = transfer.filter(|&r| !kept[r]) {
+        return Err(TrainError::Parallel(format!(
+            "rank {r} did not keep the model of its trial {}, the best so far",
+            to_run[first + r].id
+        )));
+    }
+    Ok(Decision { events: events.into_iter().map(|(e, _)| e).collect(), transfer, failed: failed.map(|(_, m)| m) })
 }
 
 /// The best record (see [`rank`]), if any.

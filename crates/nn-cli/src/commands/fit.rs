@@ -17,6 +17,7 @@ use nn_train::{
 
 use super::Metadata;
 use crate::args::{FitArgs, OptimizerKind, RunConfig};
+use crate::cluster::Cluster;
 use crate::data;
 use crate::error::{CliError, Result};
 
@@ -560,6 +561,22 @@ fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
+/// Prints what the data-parallel ranks spent exchanging gradients (rank 0's view):
+/// seconds in all-reduces and their share of the training time, bytes sent per step.
+fn print_comm(cluster: &Cluster, train_secs: f64, steps: usize) {
+    let stats = cluster.group.stats();
+    if stats.all_reduces == 0 || steps == 0 {
+        return;
+    }
+    println!(
+        "data-parallel on {} ranks: {:.3} ms per step in all-reduces ({:.1}% of training), {:.3} MB sent per step by each rank",
+        cluster.size(),
+        1e3 * stats.seconds / steps as f64,
+        100.0 * stats.seconds / train_secs.max(1e-9),
+        stats.bytes_sent as f64 / steps as f64 / 1e6
+    );
+}
+
 /// Removes the run folder it names when dropped, if it holds nothing but the lock
 /// file: a run that created its folder and failed before writing anything.
 struct RemoveIfUnused(Option<std::path::PathBuf>);
@@ -576,7 +593,12 @@ impl Drop for RemoveIfUnused {
 }
 
 /// Runs `nn-cli fit`: data → model → optimizer → fit → save → test.
-pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
+///
+/// In an MPI job of several ranks (`cluster`), every rank runs this with the same
+/// flags and trains its share of each batch (`nn_train::FitConfig::collective`);
+/// rank 0 alone locks and writes the run folder, prints, saves and tests.
+pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Result<()> {
+    let root = cluster.is_root();
     // One run at a time per folder, locked before anything in it is read; what an
     // interrupted run left is cleaned up under the lock.
     let resume_dir = args.resume.clone();
@@ -592,7 +614,11 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
                 dir.display()
             )));
         }
-        lock = Some(crate::lock::take(dir, &[dir])?);
+        if root {
+            lock = Some(crate::lock::take(dir, &[dir])?);
+        }
+        // The other ranks read the checkpoint once rank 0 has recovered it.
+        cluster.group.barrier()?;
         if !nn_train::checkpoint::exists(&dir.join("checkpoint")) {
             return Err(CliError::Usage(format!(
                 "{}: nothing to resume, the run stopped before it began training (no checkpoint yet); start it again with the command that started it",
@@ -604,7 +630,7 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     // A folder this run creates is removed again if the run fails before its first
     // checkpoint (a refused model, bad data), so a failed start leaves nothing behind.
     let mut created = RemoveIfUnused(None);
-    if let (None, Some(out)) = (&lock, &cfg.output.out) {
+    if let (None, Some(out), true) = (&lock, &cfg.output.out, root) {
         if !out.exists() {
             created.0 = Some(out.clone());
         }
@@ -724,7 +750,8 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
             None
         }
     };
-    let out = cfg.output.out.as_ref();
+    // Rank 0 alone writes (run folder, checkpoints, TensorBoard).
+    let out = cfg.output.out.as_ref().filter(|_| root);
 
     let mut nan_stop = TerminateOnNaN;
     let mut early = t.early_stopping.map(|p| EarlyStopping::new("val_loss", p));
@@ -763,7 +790,8 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     created.0 = None;
     let mut abort = args.abort_after_epochs.map(AbortAfter);
     let mut raise = args.signal_after_steps.map(|after| SignalAfterSteps { after, seen: 0 });
-    let mut tensorboard = cfg.output.tensorboard.as_ref().map(nn_train::TensorBoard::new).transpose()?;
+    let mut tensorboard =
+        cfg.output.tensorboard.as_ref().filter(|_| root).map(nn_train::TensorBoard::new).transpose()?;
     let mut callbacks: Vec<&mut dyn Callback> = vec![&mut nan_stop];
     if let Some(c) = early.as_mut() {
         callbacks.push(c);
@@ -790,7 +818,7 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     // 4. Train.
     let config = FitConfig {
         seed: t.seed,
-        verbosity: Verbosity::try_from(cfg.output.verbose)?,
+        verbosity: if root { Verbosity::try_from(cfg.output.verbose)? } else { Verbosity::Silent },
         regularizer: checked.regularizer.clone(),
         clip_norm: o.clip_norm,
         schedule: step_schedule,
@@ -799,6 +827,8 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         metadata: metadata.clone(),
         augment: checked.augment,
         class_weights: weights,
+        collective: (cluster.size() > 1).then(|| cluster.group.clone()),
+        sync_batchnorm: t.sync_batchnorm,
         ..FitConfig::new(t.epochs, t.batch_size)
     };
     if initial_epoch < t.epochs {
@@ -836,6 +866,21 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
             return Err(CliError::Usage(format!("{reason}; no model was saved (try a lower --lr)")));
         }
     }
+    let another_rank = history.stopped.as_deref() == Some(nn_train::parallel::STOPPED_BY_ANOTHER_RANK);
+    if let (None, true) = (crate::signals::received(), another_rank) {
+        // Another rank of the MPI job was interrupted: every rank stopped at the same
+        // step, and rank 0 keeps that point to resume from.
+        let at = match &history.interrupted {
+            Some(p) => format!("at step {} of epoch {}", p.steps_done, p.epoch + 1),
+            None => format!("after epoch {}", full.epochs.last().map_or(0, |e| e.epoch)),
+        };
+        if let (Some(ckpt), Some(p)) = (&resume_ckpt, &history.interrupted) {
+            ckpt.save_now(&model, optimizer.as_ref(), p.epoch, Some(p.clone()))?;
+        }
+        let resume = out.map(|o| format!("; continue with: nn-cli fit --resume {}", o.display())).unwrap_or_default();
+        eprintln!("another rank of the job was interrupted: every rank stopped {at}{resume}");
+        return Ok(());
+    }
     if let Some(signal) = crate::signals::received() {
         // Stopped by SIGINT/SIGTERM after a step: a checkpoint of exactly that point
         // (the epoch-end callback wrote one when the step ended an epoch); main exits
@@ -858,6 +903,12 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
             if history.epochs.len() == 1 { "" } else { "s" },
             train_secs / history.epochs.len() as f64
         );
+    }
+    if cluster.size() > 1 {
+        print_comm(cluster, train_secs, history.epochs.len() * steps_per_epoch);
+        if !root {
+            return Ok(());
+        }
     }
 
     // 5. Save.

@@ -1,6 +1,12 @@
 //! `nn-cli tune`: hyperparameter search over a search-space file. The plan, the
 //! records (`trials.csv`), resume and ranking live in [`nn_train::tune`]; this file
 //! trains one trial the way `nn-cli fit` would and prints.
+//!
+//! Under MPI (`mpirun -np N nn-cli tune …`, feature `mpi`) the trials are spread
+//! over the ranks ([`nn_train::tune::search_parallel`]): every rank checks the
+//! input, prepares the data and trains its own trials alone, with its own
+//! `--threads`; rank 0 alone prints, locks and writes `--out`, which ends as a
+//! single-process search's with the same flags.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,6 +23,7 @@ use nn_train::{Callback, EarlyStopping, FitConfig, History, TerminateOnNaN, Verb
 use super::fit::{build_optimizer_config, model_metadata, preset};
 use super::loss_for;
 use crate::args::{DataArgs, ModelArgs, OptimizerKind};
+use crate::cluster::Cluster;
 use crate::data::{self, Prepared};
 use crate::error::{CliError, Result};
 
@@ -195,8 +202,13 @@ fn describe(r: &TrialRecord, metric: &str) -> String {
     )
 }
 
-/// Runs `nn-cli tune`.
-pub fn run(args: TuneArgs) -> Result<()> {
+/// Runs `nn-cli tune` as one rank of `cluster` (one process: the whole search).
+///
+/// # Errors
+/// Bad input (before any data is read), data and training errors, I/O errors; under
+/// several ranks also the search's errors of another rank (see
+/// [`nn_train::tune::search_parallel`]).
+pub fn run(args: TuneArgs, cluster: &Cluster) -> Result<()> {
     // 1. Everything that can be wrong with the input, before any data or training.
     let is_preset = super::fit::PRESETS.contains(&args.model.model.as_str());
     if !is_preset && !args.model.model.ends_with(".json") && !Path::new(&args.model.model).exists() {
@@ -313,20 +325,26 @@ pub fn run(args: TuneArgs) -> Result<()> {
         )));
     }
     let outputs = super::fit::outputs_for(train);
-    println!(
-        "data {}: {} training, {} validation, {} test samples; {} search, objective {} ({})",
-        args.data.data,
-        train.len(),
-        prepared.validation.as_ref().map_or(0, |d| d.len()),
-        prepared.test.as_ref().map_or(0, |d| d.len()),
-        format!("{:?}", args.strategy).to_lowercase(),
-        space.objective.metric,
-        match space.objective.direction() {
-            Direction::Min => "min",
-            Direction::Max => "max",
-        }
-    );
-    if strategy == Strategy::Halving {
+    let root = cluster.is_root();
+    if root && cluster.size() > 1 {
+        println!("{} ranks: each trains its share of the trials, rank 0 writes {}", cluster.size(), args.out.display());
+    }
+    if root {
+        println!(
+            "data {}: {} training, {} validation, {} test samples; {} search, objective {} ({})",
+            args.data.data,
+            train.len(),
+            prepared.validation.as_ref().map_or(0, |d| d.len()),
+            prepared.test.as_ref().map_or(0, |d| d.len()),
+            format!("{:?}", args.strategy).to_lowercase(),
+            space.objective.metric,
+            match space.objective.direction() {
+                Direction::Min => "min",
+                Direction::Max => "max",
+            }
+        );
+    }
+    if root && strategy == Strategy::Halving {
         let rungs = tune::halving_rungs(args.trials.unwrap_or(27), args.min_epochs, space.epochs, args.eta)?;
         let plan: Vec<String> = rungs.iter().map(|r| format!("{}x{}", r.configs, r.epochs)).collect();
         println!("rungs (configurations x epochs): {}", plan.join(", "));
@@ -367,9 +385,13 @@ pub fn run(args: TuneArgs) -> Result<()> {
         }
     };
     // One run at a time per folder; what an interrupted one left is cleaned up first.
+    // Rank 0 alone touches the folder.
     let best = tune::best_dir(&args.out);
-    let _lock = crate::lock::take(&args.out, &[&best])?;
-    let records = tune::search(&config, &args.out, &mut runner, &mut report)?;
+    let _lock = if root { Some(crate::lock::take(&args.out, &[&best])?) } else { None };
+    let records = tune::search_parallel(&config, &args.out, &mut runner, &mut report, cluster.group.as_ref())?;
+    if !root {
+        return Ok(());
+    }
     println!(
         "\n{} trials ({} trained now) in {:.1} s; ranked by {}:\n",
         records.len(),

@@ -2,6 +2,8 @@
 //!
 //! The serde settings ([`BatchNormConfig`]) live here too; `crate::spec` re-exports it.
 
+use std::sync::Arc;
+
 use nn_autograd::{AutogradError, Graph, Var};
 use nn_tensor::{Element, Tensor};
 use serde::{Deserialize, Serialize};
@@ -9,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{layer_accessors, Meta};
 use crate::error::Result;
 use crate::init::{Fans, Initializer};
-use crate::module::{check_param_count, ForwardCtx, Layer, Mode, ParamKind, ParamSpec};
+use crate::module::{check_param_count, CrossReplicaSum, ForwardCtx, Layer, Mode, ParamKind, ParamSpec};
 use crate::spec::{yes, zeros};
 
 fn ones() -> Initializer {
@@ -104,6 +106,11 @@ impl BatchNormConfig {
 ///   variance for its running variance). The new values are pushed to
 ///   [`ForwardCtx::state_updates`] as `layers.{i}.moving_mean` and
 ///   `layers.{i}.moving_variance`.
+/// - **Synchronised training** (data parallel, PyTorch's `SyncBatchNorm`): when
+///   [`ForwardCtx::cross_replica`] is set, the statistics are those of the *global*
+///   batch, every rank's share together, summed across ranks (see
+///   `batch_norm_train_sync`); the moving statistics are updated from them, so
+///   every rank pushes the same update.
 /// - **Evaluation**: `y = γ · (x − moving_mean) / √(moving_variance + ε) + β`.
 ///
 /// Defaults (Keras): momentum 0.99, ε = 1e-3, γ initialised to 1, β to 0, moving
@@ -170,7 +177,10 @@ impl<T: Element> Layer<T> for BatchNormalization {
         match ctx.mode {
             Mode::Eval => batch_norm_eval(g, x, gamma, beta, moving_mean, moving_var, self.config.epsilon),
             Mode::Train => {
-                let (y, mean, var) = batch_norm_train(g, x, gamma, beta, self.config.epsilon)?;
+                let (y, mean, var) = match &ctx.cross_replica {
+                    Some(sum) => batch_norm_train_sync(g, x, gamma, beta, self.config.epsilon, Arc::clone(sum))?,
+                    None => batch_norm_train(g, x, gamma, beta, self.config.epsilon)?,
+                };
                 let m = T::of_f64(self.config.momentum);
                 let one_minus = T::of_f64(1.0 - self.config.momentum);
                 let prefix = <Self as Layer<T>>::prefix(self);
@@ -208,10 +218,14 @@ fn feature_vector<T: Element>(
     Ok(Some(t.to_vec()))
 }
 
-/// `x` as contiguous rows `[m, features]`, with `m` the product of the other axes.
-fn rows_of<T: Element>(g: &Graph<T>, x: Var) -> Result<(Vec<usize>, usize, usize)> {
+/// `x` as contiguous rows `[m, features]`, with `m` the product of the other axes
+/// (which may be 0 only when `allow_no_rows`: a rank's empty share of a global batch).
+fn rows_of<T: Element>(g: &Graph<T>, x: Var, allow_no_rows: bool) -> Result<(Vec<usize>, usize, usize)> {
     let shape = g.try_value(x)?.shape().to_vec();
-    if shape.len() < 2 || shape[shape.len() - 1] == 0 || shape[..shape.len() - 1].iter().product::<usize>() == 0 {
+    if shape.len() < 2
+        || shape[shape.len() - 1] == 0
+        || (!allow_no_rows && shape[..shape.len() - 1].iter().product::<usize>() == 0)
+    {
         return Err(AutogradError::InvalidArgument {
             op: "batch_norm",
             message: format!("expected a non-empty input [batch, ..., features], got shape {shape:?}"),
@@ -251,13 +265,86 @@ pub fn batch_norm_train<T: Element>(
     beta: Option<Var>,
     epsilon: f64,
 ) -> Result<(Var, Tensor<T>, Tensor<T>)> {
-    let (shape, m, c) = rows_of(g, x)?;
-    let gamma_v = feature_vector(g, gamma, &shape, "gamma of shape [features]")?;
-    let beta_v = feature_vector(g, beta, &shape, "beta of shape [features]")?;
-    let xv = g.try_value(x)?;
-    let x_std = xv.array().as_standard_layout();
-    let xs = x_std.as_slice().expect("standard layout");
+    train_op(g, x, gamma, beta, epsilon, None)
+}
 
+/// Synchronised training-mode batch normalization (PyTorch's `SyncBatchNorm`) as one
+/// graph operation: [`batch_norm_train`] with the statistics of the **global** batch,
+/// the union of every rank's share, obtained through `sum` (see [`CrossReplicaSum`]
+/// for its contract). Each rank passes its own share `x: [m_r, ..., features]` and
+/// gets its own rows of the output; the returned mean and variance are the global
+/// ones, identical on every rank (so are the moving-statistic updates made from them).
+///
+/// # Forward
+/// (Ioffe & Szegedy, 2015, Algorithm 1, over the global batch of `M = Σ_r m_r` rows)
+/// 1. all-reduce `[Σ x (per feature), m_r]` (in `f64`) → `μ = Σ_all x / M`;
+/// 2. all-reduce `Σ (x − μ)²` (per feature) → `σ² = Σ_all (x − μ)² / M`, the biased
+///    variance, in two passes like [`batch_norm_train`];
+/// 3. `y = γ · (x − μ) / √(σ² + ε) + β` on the local rows.
+///
+/// # Gradient
+/// With `g = ∂L/∂y` on the local rows, the per-feature sums `Σ g` and `Σ g·x̂` are
+/// all-reduced (one call, in `f64`) and
+/// `∂/∂x = γ / √(σ² + ε) · (g − (1/M) Σ_all g − x̂ · (1/M) Σ_all g·x̂)`
+/// (PyTorch's `SyncBatchNorm` backward, `torch/nn/modules/_functions.py`). The
+/// gradients of `γ` (`Σ g·x̂`) and `β` (`Σ g`) stay **local** sums over the rank's
+/// rows: the caller sums parameter gradients across ranks afterwards, as for every
+/// other parameter.
+///
+/// **Contract on the loss.** Because the backward all-reduce adds the upstream
+/// gradients of all ranks, rank `r` receives the gradient of `Σ_r L_r` (the sum of
+/// every rank's loss) with respect to its rows, and summing each parameter's local
+/// gradients across ranks gives `∇ Σ_r L_r`. So weight each rank's loss **before**
+/// backward so that the sum across ranks is the global loss: for a mean loss over a
+/// global batch of `n` rows, multiply the rank's mean loss over its `n_r` rows by
+/// `n_r / n`. (Scaling every summed gradient by one common constant afterwards, as
+/// PyTorch DDP's averaging does, is equivalent to scaling the loss.)
+///
+/// # Collective calls
+/// Every rank must make the same calls in the same order: this function calls `sum`
+/// twice (buffers of `features + 1` and `features` values), and its backward rule
+/// once more (`2 · features` values) when backward runs through the op: on a
+/// recording graph, when the loss depends on the output and the input, `gamma` or
+/// `beta` needs a gradient. A rank's share may have no rows (it still takes part in
+/// the sums); the global batch may not.
+///
+/// # Precision
+/// The local sums are accumulated in `f64` whatever `T` is. In `f64` with one rank
+/// (a sum that changes nothing) the results equal [`batch_norm_train`]'s bit for
+/// bit; in `f32` they may differ in the last bits (this op is the more accurate).
+///
+/// # Shapes
+/// As [`batch_norm_train`], except that `x` may have no rows.
+///
+/// # Errors
+/// As [`batch_norm_train`]; [`LayerError::Autograd`](crate::LayerError::Autograd)
+/// (`InvalidArgument`, op `batch_norm_train_sync`) when `sum` fails or the global
+/// batch has no row; a failure of `sum` in backward is returned by `backward`.
+pub fn batch_norm_train_sync<T: Element>(
+    g: &mut Graph<T>,
+    x: Var,
+    gamma: Option<Var>,
+    beta: Option<Var>,
+    epsilon: f64,
+    sum: Arc<dyn CrossReplicaSum>,
+) -> Result<(Var, Tensor<T>, Tensor<T>)> {
+    train_op(g, x, gamma, beta, epsilon, Some(sum))
+}
+
+/// The op name of [`batch_norm_train_sync`], in its errors and on the tape.
+const SYNC_OP: &str = "batch_norm_train_sync";
+
+/// `sum.sum_f64(values)`, its error message wrapped with what was being summed.
+fn all_reduce(sum: &dyn CrossReplicaSum, values: &mut [f64], what: &str) -> std::result::Result<(), AutogradError> {
+    sum.sum_f64(values).map_err(|e| AutogradError::InvalidArgument {
+        op: SYNC_OP,
+        message: format!("the cross-replica sum of {what} failed: {e}"),
+    })
+}
+
+/// Per-feature mean and biased variance of the local rows `xs` (`m` rows of `c`),
+/// accumulated in `T` (the single-process statistics), and the count `m`.
+fn local_stats<T: Element>(xs: &[T], c: usize, m: usize) -> (Vec<T>, Vec<T>, T) {
     let mf = T::of_f64(m as f64);
     let mut mean = vec![T::zero(); c];
     for row in xs.chunks_exact(c) {
@@ -272,6 +359,64 @@ pub fn batch_norm_train<T: Element>(
         }
     }
     var.iter_mut().for_each(|s| *s /= mf);
+    (mean, var, mf)
+}
+
+/// Per-feature mean and biased variance of the global batch (all ranks' rows),
+/// accumulated in `f64` and summed across ranks, and the global row count `M`.
+fn global_stats<T: Element>(
+    xs: &[T],
+    c: usize,
+    m: usize,
+    sum: &dyn CrossReplicaSum,
+) -> std::result::Result<(Vec<T>, Vec<T>, T), AutogradError> {
+    let mut sums = vec![0.0f64; c + 1];
+    for row in xs.chunks_exact(c) {
+        sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v.as_f64());
+    }
+    sums[c] = m as f64;
+    all_reduce(sum, &mut sums, "the per-feature sums and the row count")?;
+    let total = sums[c];
+    if !(total >= 1.0 && total.is_finite()) {
+        return Err(AutogradError::InvalidArgument {
+            op: SYNC_OP,
+            message: format!("the global batch must have at least one row, the ranks' row counts sum to {total}"),
+        });
+    }
+    let mean: Vec<T> = sums[..c].iter().map(|&s| T::of_f64(s / total)).collect();
+    let mut squares = vec![0.0f64; c];
+    for row in xs.chunks_exact(c) {
+        for ((s, &v), &mu) in squares.iter_mut().zip(row).zip(&mean) {
+            let d = (v - mu).as_f64();
+            *s += d * d;
+        }
+    }
+    all_reduce(sum, &mut squares, "the per-feature squared deviations")?;
+    let var = squares.iter().map(|&s| T::of_f64(s / total)).collect();
+    Ok((mean, var, T::of_f64(total)))
+}
+
+/// [`batch_norm_train`] (`sync` = `None`) and [`batch_norm_train_sync`].
+fn train_op<T: Element>(
+    g: &mut Graph<T>,
+    x: Var,
+    gamma: Option<Var>,
+    beta: Option<Var>,
+    epsilon: f64,
+    sync: Option<Arc<dyn CrossReplicaSum>>,
+) -> Result<(Var, Tensor<T>, Tensor<T>)> {
+    let (shape, m, c) = rows_of(g, x, sync.is_some())?;
+    let gamma_v = feature_vector(g, gamma, &shape, "gamma of shape [features]")?;
+    let beta_v = feature_vector(g, beta, &shape, "beta of shape [features]")?;
+    let xv = g.try_value(x)?;
+    let x_std = xv.array().as_standard_layout();
+    let xs = x_std.as_slice().expect("standard layout");
+
+    // `count` is the number of rows the statistics are over: `m`, or the global `M`.
+    let (mean, var, count) = match &sync {
+        None => local_stats(xs, c, m),
+        Some(sum) => global_stats(xs, c, m, sum.as_ref())?,
+    };
     let eps = T::of_f64(epsilon);
     let inv: Vec<T> = var.iter().map(|&v| T::one() / (v + eps).sqrt()).collect();
     let scale: Vec<T> = match &gamma_v {
@@ -294,21 +439,50 @@ pub fn batch_norm_train<T: Element>(
     let inputs: Vec<Var> = [Some(x), gamma, beta].into_iter().flatten().collect();
     let (gamma_at, beta_at) = (gamma.map(|_| 1), beta.map(|_| 1 + usize::from(gamma.is_some())));
     let saved_mean = mean.clone();
-    let y = g.try_custom("batch_norm_train", &inputs, value, move |ctx, grad, sink| {
+    let op = if sync.is_some() { SYNC_OP } else { "batch_norm_train" };
+    let y = g.try_custom(op, &inputs, value, move |ctx, grad, sink| {
         let x_std = ctx.input(0).array().as_standard_layout();
         let xs = x_std.as_slice().expect("standard layout");
         let g_std = grad.array().as_standard_layout();
         let gs = g_std.as_slice().expect("standard layout");
-        let mut sum_g = vec![T::zero(); c];
-        let mut sum_gx = vec![T::zero(); c];
-        for (xr, gr) in xs.chunks_exact(c).zip(gs.chunks_exact(c)) {
-            for k in 0..c {
-                let xhat = (xr[k] - saved_mean[k]) * inv[k];
-                sum_g[k] += gr[k];
-                sum_gx[k] += gr[k] * xhat;
+        // Local sums Σ g and Σ g·x̂ (the γ and β gradients), and the sums the input
+        // gradient uses: the same, or (synchronised) their totals over all ranks.
+        let (sum_g, sum_gx, totals) = match &sync {
+            None => {
+                let mut sum_g = vec![T::zero(); c];
+                let mut sum_gx = vec![T::zero(); c];
+                for (xr, gr) in xs.chunks_exact(c).zip(gs.chunks_exact(c)) {
+                    for k in 0..c {
+                        let xhat = (xr[k] - saved_mean[k]) * inv[k];
+                        sum_g[k] += gr[k];
+                        sum_gx[k] += gr[k] * xhat;
+                    }
+                }
+                (sum_g, sum_gx, None)
             }
-        }
+            Some(sum) => {
+                // [Σ g | Σ g·x̂], in f64; reduced across ranks on every rank, always
+                // (the call must not depend on which gradients this rank wants).
+                let mut sums = vec![0.0f64; 2 * c];
+                for (xr, gr) in xs.chunks_exact(c).zip(gs.chunks_exact(c)) {
+                    for k in 0..c {
+                        let xhat = (xr[k] - saved_mean[k]) * inv[k];
+                        sums[k] += gr[k].as_f64();
+                        sums[c + k] += (gr[k] * xhat).as_f64();
+                    }
+                }
+                let local: Vec<T> = sums.iter().map(|&s| T::of_f64(s)).collect();
+                all_reduce(sum.as_ref(), &mut sums, "the per-feature gradient sums")?;
+                let total: Vec<T> = sums.iter().map(|&s| T::of_f64(s)).collect();
+                let (sum_g, sum_gx) = (local[..c].to_vec(), local[c..].to_vec());
+                (sum_g, sum_gx, Some((total[..c].to_vec(), total[c..].to_vec())))
+            }
+        };
         if sink.wants(0) {
+            let (tg, tgx) = match &totals {
+                Some((tg, tgx)) => (tg.as_slice(), tgx.as_slice()),
+                None => (sum_g.as_slice(), sum_gx.as_slice()),
+            };
             let gm: Vec<T> = match gamma_at {
                 Some(at) => ctx.input(at).to_vec(),
                 None => vec![T::one(); c],
@@ -317,7 +491,7 @@ pub fn batch_norm_train<T: Element>(
             for (xr, gr) in xs.chunks_exact(c).zip(gs.chunks_exact(c)) {
                 for k in 0..c {
                     let xhat = (xr[k] - saved_mean[k]) * inv[k];
-                    dx.push(gm[k] * inv[k] * (gr[k] - sum_g[k] / mf - xhat * sum_gx[k] / mf));
+                    dx.push(gm[k] * inv[k] * (gr[k] - tg[k] / count - xhat * tgx[k] / count));
                 }
             }
             sink.add(0, Tensor::from_vec(ctx.input(0).shape(), dx))?;
@@ -356,7 +530,7 @@ pub fn batch_norm_eval<T: Element>(
     variance: Var,
     epsilon: f64,
 ) -> Result<Var> {
-    let (shape, _, c) = rows_of(g, x)?;
+    let (shape, _, c) = rows_of(g, x, false)?;
     let gamma_v = feature_vector(g, gamma, &shape, "gamma of shape [features]")?;
     let beta_v = feature_vector(g, beta, &shape, "beta of shape [features]")?;
     let mu = feature_vector(g, Some(mean), &shape, "moving_mean of shape [features]")?.expect("given");

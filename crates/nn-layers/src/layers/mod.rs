@@ -23,7 +23,7 @@ mod recurrent;
 mod reshape;
 
 pub use activation::{ActivationConfig, ActivationLayer, EluConfig, LeakyReluConfig};
-pub use batchnorm::{batch_norm_eval, batch_norm_train, BatchNormConfig, BatchNormalization};
+pub use batchnorm::{batch_norm_eval, batch_norm_train, batch_norm_train_sync, BatchNormConfig, BatchNormalization};
 pub use conv::{Conv2D, Conv2DConfig};
 pub use dense::{Dense, DenseConfig, LoraConfig};
 pub use dropout::{Dropout, DropoutConfig};
