@@ -115,6 +115,43 @@ fn seed_cnn_on_two_and_three_ranks_equals_one_process() {
     equivalence("cnn", "2");
 }
 
+/// `--sync-batchnorm`: the ranks normalise with the global batch's statistics, so a
+/// model with BatchNormalization trains as in one process (without it, each rank's
+/// share has its own statistics and the figures differ).
+#[test]
+fn sync_batchnorm_equals_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("bn.json");
+    std::fs::write(
+        &spec,
+        r#"{"input_shape": [8, 8, 1], "layers": [
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 32, "use_bias": false},
+            {"type": "BatchNormalization"},
+            {"type": "Activation", "activation": "relu"},
+            {"type": "Dense", "units": 10, "activation": "softmax"}]}"#,
+    )
+    .unwrap();
+    let run = |n: usize, out: &str, sync: bool| {
+        let out = dir.path().join(out).display().to_string();
+        let s = spec.display().to_string();
+        let mut args = vec!["fit", "--model", s.as_str(), "--epochs", "2", "--batch-size", "64", "--verbose", "2"];
+        args.extend(["--out", out.as_str()]);
+        if sync {
+            args.push("--sync-batchnorm");
+        }
+        let o = if n == 1 { one_process(&args) } else { on_ranks(n, &args) };
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    run(1, "single", false);
+    run(2, "sync", true);
+    run(2, "local", false);
+    assert_same_history(&dir.path().join("sync"), &dir.path().join("single"), 1e-5);
+    let (_, local) = history(&dir.path().join("local"));
+    let (_, single) = history(&dir.path().join("single"));
+    assert_ne!(local[0][1], single[0][1], "per-rank statistics should change the loss");
+}
+
 #[test]
 fn resume_under_mpi_continues_exactly() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::{write_file, HALVING_SPACE, TUNE_SPACE};
+
 const NN: &str = env!("CARGO_BIN_EXE_nn-cli");
 
 /// Open MPI's launcher, or a failure that says how to get it.
@@ -28,18 +31,63 @@ fn run(cmd: &mut Command) -> String {
     stdout.into_owned()
 }
 
-/// `nn-cli --threads 1 tune ARGS --out OUT` in one process.
-fn tune_alone(args: &[&str], out: &Path) -> String {
-    run(Command::new(NN).args(["--threads", "1", "tune"]).args(args).arg("--out").arg(out))
+/// `nn-cli --threads 1 tune` in one process.
+fn alone() -> Command {
+    let mut cmd = Command::new(NN);
+    cmd.args(["--threads", "1", "tune"]);
+    cmd
 }
 
 /// The same under `mpirun -np NP`, one thread per rank.
-fn tune_mpi(np: usize, args: &[&str], out: &Path) -> String {
-    run(Command::new(mpirun())
-        .args(["--allow-run-as-root", "--oversubscribe", "-np", &np.to_string(), NN, "--threads", "1", "tune"])
-        .args(args)
-        .arg("--out")
-        .arg(out))
+fn under_mpi(np: usize) -> Command {
+    let mut cmd = Command::new(mpirun());
+    cmd.args(["--allow-run-as-root", "--oversubscribe", "-np", &np.to_string(), NN, "--threads", "1", "tune"]);
+    cmd
+}
+
+/// `nn-cli --threads 1 tune ARGS --out OUT` in one process.
+fn tune_alone(args: &[String], out: &Path) -> String {
+    run(alone().args(args).arg("--out").arg(out))
+}
+
+/// The same under `mpirun -np NP`, one thread per rank.
+fn tune_mpi(np: usize, args: &[String], out: &Path) -> String {
+    run(under_mpi(np).args(args).arg("--out").arg(out))
+}
+
+/// Runs `tune` (`cmd`) with `ARGS --out OUT --abort-after-trials 2`, which must fail.
+fn kill_after_two_trials(mut cmd: Command, args: &[String], out: &Path) {
+    let killed = cmd.args(args).arg("--out").arg(out).args(["--abort-after-trials", "2"]).output().unwrap();
+    assert!(!killed.status.success());
+}
+
+/// A search to compare: `space` written to `space.json` in a temporary folder, the
+/// `tune` arguments `--space PATH FLAGS…`, and the search already run in one
+/// process into `alone`; `other` is where the search to compare goes.
+struct Search {
+    _dir: tempfile::TempDir,
+    args: Vec<String>,
+    alone: PathBuf,
+    other: PathBuf,
+}
+
+fn search_alone(space: &str, flags: &[&str]) -> Search {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--space".to_string(), write_file(dir.path(), "space.json", space)];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    let (alone, other) = (dir.path().join("alone"), dir.path().join("other"));
+    tune_alone(&args, &alone);
+    Search { _dir: dir, args, alone, other }
+}
+
+/// Reruns the search cut after two trials in `s.other` over two ranks: the two
+/// finished trials are read back, the rest of `total` trained, and the result is
+/// the uncut search's.
+fn assert_resumes_over_two_ranks(s: &Search, total: usize) {
+    let text = tune_mpi(2, &s.args, &s.other);
+    assert_eq!(text.matches("(from trials.csv)").count(), 2, "{text}");
+    assert!(text.contains(&format!("{total} trials ({} trained now)", total - 2)), "{text}");
+    assert_same_search(&s.alone, &s.other);
 }
 
 /// `trials.csv` as rows of fields.
@@ -84,31 +132,12 @@ fn assert_same_search(one: &Path, many: &Path) {
     assert_eq!(names, [".nn-lock", "best", "search.json", "trials.csv"]);
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
-
-const SPACE: &str = r#"{
-  "learning_rate": {"min": 1e-3, "max": 3e-2, "scale": "log"},
-  "batch_size": [32, 64],
-  "hidden": [16, 32],
-  "epochs": 4,
-  "patience": 2,
-  "objective": {"metric": "val_accuracy"}
-}"#;
-
 #[test]
 fn a_random_search_over_two_ranks_equals_one_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let space = write(dir.path(), "space.json", SPACE);
-    let args = ["--space", &space, "--trials", "5", "--seed", "3"];
-    let (one, many) = (dir.path().join("one"), dir.path().join("many"));
-    tune_alone(&args, &one);
-    let text = tune_mpi(2, &args, &many);
-    assert_same_search(&one, &many);
-    assert_eq!(rows(&many).len(), 1 + 5);
+    let s = search_alone(TUNE_SPACE, &["--trials", "5", "--seed", "3"]);
+    let text = tune_mpi(2, &s.args, &s.other);
+    assert_same_search(&s.alone, &s.other);
+    assert_eq!(rows(&s.other).len(), 1 + 5);
     // Rank 0 alone prints: each trial once, one summary.
     assert_eq!(text.matches("2 ranks: each trains its share").count(), 1, "{text}");
     for id in 0..5 {
@@ -120,73 +149,35 @@ fn a_random_search_over_two_ranks_equals_one_process() {
 
 #[test]
 fn halving_over_three_ranks_equals_one_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let space = write(
-        dir.path(),
-        "space.json",
-        r#"{"learning_rate": {"min": 1e-4, "max": 1e-1, "scale": "log"}, "hidden": [16], "epochs": 9, "patience": 9}"#,
-    );
-    let args = ["--space", &space, "--strategy", "halving", "--trials", "9", "--eta", "3"];
-    let (one, many) = (dir.path().join("one"), dir.path().join("many"));
-    tune_alone(&args, &one);
-    let text = tune_mpi(3, &args, &many);
+    let s = search_alone(HALVING_SPACE, &["--strategy", "halving", "--trials", "9", "--eta", "3"]);
+    let text = tune_mpi(3, &s.args, &s.other);
     assert!(text.contains("rungs (configurations x epochs): 9x1, 3x3, 1x9"), "{text}");
-    assert_same_search(&one, &many);
+    assert_same_search(&s.alone, &s.other);
     // 9 + 3 + 1 trials over the three rungs.
     let per_rung: Vec<usize> =
-        (0..3).map(|k| rows(&many)[1..].iter().filter(|r| r[1] == k.to_string()).count()).collect();
+        (0..3).map(|k| rows(&s.other)[1..].iter().filter(|r| r[1] == k.to_string()).count()).collect();
     assert_eq!(per_rung, [9, 3, 1]);
 }
 
 #[test]
 fn a_search_killed_in_one_process_resumes_over_two_ranks() {
-    let dir = tempfile::tempdir().unwrap();
-    let space = write(dir.path(), "space.json", SPACE);
-    let args = ["--space", &space, "--trials", "4", "--seed", "9"];
-    let (whole, cut) = (dir.path().join("whole"), dir.path().join("cut"));
-    tune_alone(&args, &whole);
+    let s = search_alone(TUNE_SPACE, &["--trials", "4", "--seed", "9"]);
     // Killed after two trials...
-    let killed = Command::new(NN)
-        .args(["--threads", "1", "tune"])
-        .args(args)
-        .arg("--out")
-        .arg(&cut)
-        .args(["--abort-after-trials", "2"])
-        .output()
-        .unwrap();
-    assert!(!killed.status.success());
-    assert_eq!(rows(&cut).len(), 1 + 2);
+    kill_after_two_trials(alone(), &s.args, &s.other);
+    assert_eq!(rows(&s.other).len(), 1 + 2);
     // ...and resumed over two ranks: the two finished trials read back, two trained.
-    let text = tune_mpi(2, &args, &cut);
-    assert_eq!(text.matches("(from trials.csv)").count(), 2, "{text}");
-    assert!(text.contains("4 trials (2 trained now)"), "{text}");
-    assert_same_search(&whole, &cut);
+    assert_resumes_over_two_ranks(&s, 4);
 }
 
 #[test]
 fn a_search_killed_over_two_ranks_keeps_its_finished_chunks() {
-    let dir = tempfile::tempdir().unwrap();
-    let space = write(dir.path(), "space.json", SPACE);
-    let args = ["--space", &space, "--trials", "5", "--seed", "4"];
-    let (whole, cut) = (dir.path().join("whole"), dir.path().join("cut"));
-    tune_alone(&args, &whole);
+    let s = search_alone(TUNE_SPACE, &["--trials", "5", "--seed", "4"]);
     // Rank 0 killed once the first chunk (trials 0 and 1) is recorded, mid-round...
-    let killed = Command::new(mpirun())
-        .args(["--allow-run-as-root", "--oversubscribe", "-np", "2", NN, "--threads", "1", "tune"])
-        .args(args)
-        .arg("--out")
-        .arg(&cut)
-        .args(["--abort-after-trials", "2"])
-        .output()
-        .unwrap();
-    assert!(!killed.status.success());
+    kill_after_two_trials(under_mpi(2), &s.args, &s.other);
     // ...left that chunk's records in trials.csv...
-    let kept = rows(&cut);
+    let kept = rows(&s.other);
     assert_eq!(kept.len(), 1 + 2);
     assert_eq!([&kept[1][..2], &kept[2][..2]], [["0", "0"], ["1", "0"]]);
     // ...and the rerun reads them back and trains the other three.
-    let text = tune_mpi(2, &args, &cut);
-    assert_eq!(text.matches("(from trials.csv)").count(), 2, "{text}");
-    assert!(text.contains("5 trials (3 trained now)"), "{text}");
-    assert_same_search(&whole, &cut);
+    assert_resumes_over_two_ranks(&s, 5);
 }

@@ -4,13 +4,7 @@
 use std::path::Path;
 
 mod common;
-use common::{fails_with, nn, stdout};
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
+use common::{fails_with, nn, stdout, write_file, HALVING_SPACE, TUNE_SPACE};
 
 /// trials.csv rows without the seconds column (the only field that may differ
 /// between runs).
@@ -19,19 +13,10 @@ fn rows_without_seconds(dir: &Path) -> Vec<String> {
     text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
 }
 
-const SPACE: &str = r#"{
-  "learning_rate": {"min": 1e-3, "max": 3e-2, "scale": "log"},
-  "batch_size": [32, 64],
-  "hidden": [16, 32],
-  "epochs": 4,
-  "patience": 2,
-  "objective": {"metric": "val_accuracy"}
-}"#;
-
 #[test]
 fn random_search_writes_trials_and_a_usable_best_model() {
     let dir = tempfile::tempdir().unwrap();
-    let space = write(dir.path(), "space.json", SPACE);
+    let space = write_file(dir.path(), "space.json", TUNE_SPACE);
     let out = dir.path().join("run");
     let text = stdout(nn().args(["tune", "--space", &space, "--trials", "4", "--seed", "3", "--out"]).arg(&out));
     let rows = std::fs::read_to_string(out.join("trials.csv")).unwrap();
@@ -78,7 +63,7 @@ fn random_search_writes_trials_and_a_usable_best_model() {
 #[test]
 fn a_killed_search_resumes_to_the_same_trials() {
     let dir = tempfile::tempdir().unwrap();
-    let space = write(dir.path(), "space.json", SPACE);
+    let space = write_file(dir.path(), "space.json", TUNE_SPACE);
     let whole = dir.path().join("whole");
     let cut = dir.path().join("cut");
     let args = ["tune", "--space", &space, "--trials", "4", "--seed", "9", "--out"];
@@ -98,11 +83,7 @@ fn a_killed_search_resumes_to_the_same_trials() {
 #[test]
 fn halving_trains_the_right_number_per_rung() {
     let dir = tempfile::tempdir().unwrap();
-    let space = write(
-        dir.path(),
-        "space.json",
-        r#"{"learning_rate": {"min": 1e-4, "max": 1e-1, "scale": "log"}, "hidden": [16], "epochs": 9, "patience": 9}"#,
-    );
+    let space = write_file(dir.path(), "space.json", HALVING_SPACE);
     let out = dir.path().join("run");
     let text = stdout(
         nn().args(["tune", "--space", &space, "--strategy", "halving", "--trials", "9", "--eta", "3", "--out"])
@@ -136,10 +117,10 @@ fn bad_spaces_fail_before_training() {
         (r#"{"filters": [8]}"#, "`filters` applies to --model cnn only"),
     ];
     for (i, (json, needle)) in cases.iter().enumerate() {
-        let space = write(dir.path(), &format!("s{i}.json"), json);
+        let space = write_file(dir.path(), &format!("s{i}.json"), json);
         fails_with(nn().args(["tune", "--space", &space, "--out"]).arg(&out), needle);
     }
-    let ok = write(dir.path(), "ok.json", r#"{"learning_rate": {"min": 1e-3, "max": 1e-2}}"#);
+    let ok = write_file(dir.path(), "ok.json", r#"{"learning_rate": {"min": 1e-3, "max": 1e-2}}"#);
     fails_with(nn().args(["tune", "--space", &ok, "--trials", "0", "--out"]).arg(&out), "--trials must be at least 1");
     fails_with(nn().args(["tune", "--space", &ok, "--strategy", "grid", "--out"]).arg(&out), "grid search needs lists");
     fails_with(

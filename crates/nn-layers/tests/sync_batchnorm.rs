@@ -168,6 +168,44 @@ fn run(
     }
 }
 
+/// What one forward pass of [`forward_with_sum`] left.
+struct Forward {
+    /// The graph, for a backward pass.
+    g: Graph<f64>,
+    /// The layer's output, or its error.
+    y: Result<Var, LayerError>,
+    /// The context's state updates.
+    state_updates: Vec<(String, Tensor<f64>)>,
+}
+
+/// Runs `layer` forward once on `x` in `mode` with `sum` as the cross-replica sum, on
+/// a fresh graph: with `grad`, `x` and the parameters are variables; without, the
+/// graph is a no-grad one with `x` an input and the parameters constants.
+fn forward_with_sum(
+    layer: &dyn Layer<f64>,
+    params: &[Tensor<f64>],
+    x: &Tensor<f64>,
+    mode: Mode,
+    grad: bool,
+    sum: Arc<dyn CrossReplicaSum>,
+) -> Forward {
+    let (mut g, xv, pv) = if grad {
+        let mut g = Graph::<f64>::new();
+        let xv = g.variable(x);
+        let pv: Vec<Var> = params.iter().map(|p| g.variable(p)).collect();
+        (g, xv, pv)
+    } else {
+        let mut g = Graph::<f64>::no_grad();
+        let xv = g.input(x);
+        let pv: Vec<Var> = params.iter().map(|p| g.constant(p)).collect();
+        (g, xv, pv)
+    };
+    let mut rng = seeded_rng(0);
+    let mut ctx = ForwardCtx::new(mode, &mut rng).with_cross_replica(sum);
+    let y = layer.forward(&mut g, xv, &pv, &mut ctx);
+    Forward { g, y, state_updates: ctx.state_updates }
+}
+
 /// Splits `x` along its first axis into contiguous shares of `shares[r]` samples.
 fn split(x: &Tensor<f64>, shares: &[usize]) -> Vec<Tensor<f64>> {
     let per_sample: usize = x.shape()[1..].iter().product();
@@ -186,18 +224,24 @@ fn split(x: &Tensor<f64>, shares: &[usize]) -> Vec<Tensor<f64>> {
         .collect()
 }
 
-/// Runs one rank per share, as threads joined by a [`ThreadSum`] group.
-fn run_ranks(layer: &dyn Layer<f64>, params: &[Tensor<f64>], xs: &[Tensor<f64>], ws: &[Tensor<f64>]) -> Vec<Run> {
+/// Runs `f(x_r, w_r, sum_r)` for every share `r`, one thread per rank joined by a
+/// [`ThreadSum`] group, and returns the results in rank order.
+fn on_ranks<T: Send>(
+    xs: &[Tensor<f64>],
+    ws: &[Tensor<f64>],
+    f: impl Fn(&Tensor<f64>, &Tensor<f64>, Arc<dyn CrossReplicaSum>) -> T + Sync,
+) -> Vec<T> {
     let sums = ThreadSum::group(xs.len());
+    let f = &f;
     std::thread::scope(|s| {
-        let handles: Vec<_> = xs
-            .iter()
-            .zip(ws)
-            .zip(sums)
-            .map(|((x, w), sum)| s.spawn(move || run(layer, params, x, w, Some(sum))))
-            .collect();
+        let handles: Vec<_> = xs.iter().zip(ws).zip(sums).map(|((x, w), sum)| s.spawn(move || f(x, w, sum))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
+}
+
+/// Runs one rank per share, as threads joined by a [`ThreadSum`] group.
+fn run_ranks(layer: &dyn Layer<f64>, params: &[Tensor<f64>], xs: &[Tensor<f64>], ws: &[Tensor<f64>]) -> Vec<Run> {
+    on_ranks(xs, ws, |x, w, sum| run(layer, params, x, w, Some(sum)))
 }
 
 /// `|a − b| ≤ tol · max(1, |b|)` element-wise.
@@ -364,27 +408,13 @@ fn one_rank_equals_unsynchronised_batch_norm_bit_for_bit() {
 /// The two-rank loss `Σ_r Σ w_r ⊙ y_r` as a function of every rank's input and of γ
 /// (shared by the ranks), forward only on no-grad graphs.
 fn two_rank_loss(layer: &dyn Layer<f64>, params: &[Tensor<f64>], xs: &[Tensor<f64>], ws: &[Tensor<f64>]) -> f64 {
-    let sums = ThreadSum::group(xs.len());
-    std::thread::scope(|s| {
-        let handles: Vec<_> = xs
-            .iter()
-            .zip(ws)
-            .zip(sums)
-            .map(|((x, w), sum)| {
-                s.spawn(move || {
-                    let mut g = Graph::<f64>::no_grad();
-                    let xv = g.input(x);
-                    let pv: Vec<Var> = params.iter().map(|p| g.constant(p)).collect();
-                    let mut rng = seeded_rng(0);
-                    let mut ctx = ForwardCtx::new(Mode::Train, &mut rng).with_cross_replica(sum);
-                    let y = layer.forward(&mut g, xv, &pv, &mut ctx).unwrap();
-                    g.value(y).to_vec().iter().zip(w.to_vec()).map(|(a, b)| a * b).sum::<f64>()
-                })
-            })
-            .collect();
-        // Summed in rank order: every evaluation adds the same way.
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
-    })
+    let losses = on_ranks(xs, ws, |x, w, sum| {
+        let forward = forward_with_sum(layer, params, x, Mode::Train, false, sum);
+        let y = forward.y.unwrap();
+        forward.g.value(y).to_vec().iter().zip(w.to_vec()).map(|(a, b)| a * b).sum::<f64>()
+    });
+    // Summed in rank order: every evaluation adds the same way.
+    losses.into_iter().sum()
 }
 
 #[test]
@@ -468,13 +498,8 @@ fn a_model_with_dense_layers_matches_the_whole_batch() {
         (g.value(y).to_vec(), grads, ctx.state_updates)
     };
     let (whole_y, whole_grads, whole_updates) = step(&x, &w, None);
-    let sums = ThreadSum::group(2);
     let (xs, ws) = (split(&x, &shares), split(&w, &shares));
-    let ranks: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> =
-            xs.iter().zip(&ws).zip(sums).map(|((x, w), sum)| s.spawn(move || step(x, w, Some(sum)))).collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let ranks = on_ranks(&xs, &ws, |x, w, sum| step(x, w, Some(sum)));
     let y_rows = rows(&whole_y, &shares, 2);
     for (r, (y, _, updates)) in ranks.iter().enumerate() {
         assert_close(y, &y_rows[r], 1e-12, &format!("rank {r} output"));
@@ -500,28 +525,20 @@ fn sum_errors_are_errors_not_panics() {
     let (layer, params) = layer_and_params(&[2], 0);
     let x = uniform(&[3, 2], -1.0, 1.0, 1);
     // Forward: the first sum fails.
-    let mut g = Graph::<f64>::new();
-    let xv = g.variable(&x);
-    let pv: Vec<Var> = params.iter().map(|p| g.variable(p)).collect();
-    let mut rng = seeded_rng(0);
     let sum = Arc::new(FailingSum { fail_at: 0, calls: AtomicUsize::new(0) });
-    let mut ctx = ForwardCtx::new(Mode::Train, &mut rng).with_cross_replica(sum);
-    let err = layer.forward(&mut g, xv, &pv, &mut ctx).unwrap_err();
+    let forward = forward_with_sum(layer.as_ref(), &params, &x, Mode::Train, true, sum);
+    let err = forward.y.unwrap_err();
     assert!(matches!(err, LayerError::Autograd(_)), "{err:?}");
     let msg = err.to_string();
     assert!(msg.starts_with("batch_norm_train_sync: the cross-replica sum"), "{msg}");
     assert!(msg.contains("link to rank 1 lost"), "{msg}");
-    assert!(ctx.state_updates.is_empty());
+    assert!(forward.state_updates.is_empty());
 
     // Backward: the third sum (the gradient sums) fails; forward went through.
-    let mut g = Graph::<f64>::new();
-    let xv = g.variable(&x);
-    let pv: Vec<Var> = params.iter().map(|p| g.variable(p)).collect();
-    let mut rng = seeded_rng(0);
     let sum = Arc::new(FailingSum { fail_at: 2, calls: AtomicUsize::new(0) });
-    let mut ctx = ForwardCtx::new(Mode::Train, &mut rng).with_cross_replica(sum);
-    let y = layer.forward(&mut g, xv, &pv, &mut ctx).unwrap();
-    let err = g.backward_with_seed(y, Tensor::ones(&[3, 2])).unwrap_err();
+    let forward = forward_with_sum(layer.as_ref(), &params, &x, Mode::Train, true, sum);
+    let y = forward.y.unwrap();
+    let err = forward.g.backward_with_seed(y, Tensor::ones(&[3, 2])).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("cross-replica sum of the per-feature gradient sums failed: link to rank 1 lost"), "{msg}");
 }
@@ -537,14 +554,10 @@ fn the_calls_each_rank_makes() {
     assert_eq!(*sum.lengths.lock().unwrap(), [3, 2, 4]);
 
     let sum = Arc::new(RecordingSum::default());
-    let mut g = Graph::<f64>::no_grad();
-    let xv = g.input(&x);
-    let pv: Vec<Var> = params.iter().map(|p| g.constant(p)).collect();
-    let mut rng = seeded_rng(0);
-    let mut ctx = ForwardCtx::new(Mode::Train, &mut rng).with_cross_replica(Arc::clone(&sum) as _);
-    layer.forward(&mut g, xv, &pv, &mut ctx).unwrap();
+    let forward = forward_with_sum(layer.as_ref(), &params, &x, Mode::Train, false, Arc::clone(&sum) as _);
+    forward.y.unwrap();
     assert_eq!(*sum.lengths.lock().unwrap(), [3, 2]);
-    assert_eq!(ctx.state_updates.len(), 2);
+    assert_eq!(forward.state_updates.len(), 2);
 }
 
 #[test]
@@ -552,14 +565,10 @@ fn evaluation_ignores_the_cross_replica_sum() {
     // A sum that would fail is never called in evaluation mode.
     let (layer, params) = layer_and_params(&[2], 0);
     let x = uniform(&[4, 2], -1.0, 1.0, 1);
-    let mut g = Graph::<f64>::new();
-    let xv = g.variable(&x);
-    let pv: Vec<Var> = params.iter().map(|p| g.variable(p)).collect();
-    let mut rng = seeded_rng(0);
     let failing = Arc::new(FailingSum { fail_at: 0, calls: AtomicUsize::new(0) });
-    let mut ctx = ForwardCtx::new(Mode::Eval, &mut rng).with_cross_replica(Arc::clone(&failing) as _);
-    let y = layer.forward(&mut g, xv, &pv, &mut ctx).unwrap();
-    g.backward_with_seed(y, Tensor::ones(&[4, 2])).unwrap();
+    let forward = forward_with_sum(layer.as_ref(), &params, &x, Mode::Eval, true, Arc::clone(&failing) as _);
+    let y = forward.y.unwrap();
+    forward.g.backward_with_seed(y, Tensor::ones(&[4, 2])).unwrap();
     assert_eq!(failing.calls.load(Ordering::SeqCst), 0);
-    assert!(ctx.state_updates.is_empty());
+    assert!(forward.state_updates.is_empty());
 }

@@ -237,12 +237,17 @@ impl ThreadRank {
             }
             *x = s;
         }
-        let mut st = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        st.all_reduces += 1;
-        st.bytes_sent += ring_bytes(buf.len() * T::SIZE, self.size);
-        st.seconds += started.elapsed().as_secs_f64();
+        record(&self.stats, ring_bytes(buf.len() * T::SIZE, self.size), started);
         Ok(())
     }
+}
+
+/// Adds one all-reduce that sent `bytes` and began at `started` to `stats`.
+fn record(stats: &Mutex<CommStats>, bytes: u64, started: Instant) {
+    let mut st = stats.lock().unwrap_or_else(|e| e.into_inner());
+    st.all_reduces += 1;
+    st.bytes_sent += bytes;
+    st.seconds += started.elapsed().as_secs_f64();
 }
 
 impl Collective for ThreadRank {
@@ -321,7 +326,7 @@ mod mpi_impl {
     use mpi::topology::{Communicator, SimpleCommunicator};
     use mpi::traits::{Destination, Root, Source};
 
-    use super::{check_root, ring_bytes, CommStats, Element};
+    use super::{check_root, record, ring_bytes, CommStats, Element};
     use crate::error::{Result, TrainError};
     use crate::parallel::Collective;
 
@@ -443,10 +448,7 @@ mod mpi_impl {
                 sent += (send_c.len() * T::SIZE) as u64;
                 buf[recv_c].copy_from_slice(incoming);
             }
-            let mut st = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-            st.all_reduces += 1;
-            st.bytes_sent += sent;
-            st.seconds += started.elapsed().as_secs_f64();
+            record(&self.stats, sent, started);
             debug_assert!(sent <= ring_bytes(len * T::SIZE, n) + (2 * n * T::SIZE) as u64);
             Ok(())
         }

@@ -1058,10 +1058,10 @@ pub fn search_parallel(
     group.check_same("search settings", &settings)?;
     let previous = share_previous(config, out, group)?;
     let mut book = Book { dir: out, objective, records: Vec::new(), previous };
-    let scratch = Scratch::new(group.rank());
+    let mut worker = Worker { patience, runner, report, group, scratch: Scratch::new(group.rank()) };
     for k in 0..plan.rounds() {
         let trials = plan.round(k, &book.records);
-        run_round(&mut book, trials, patience, runner, report, group, &scratch)?;
+        run_round(&mut book, trials, &mut worker)?;
     }
     Ok(book.records)
 }
@@ -1319,20 +1319,23 @@ struct Decision {
     failed: Option<String>,
 }
 
+/// What one rank brings to every round and chunk of a search over several ranks:
+/// each trial's patience, its runner, the report callback (called on rank 0 only),
+/// the group and the rank's scratch folder.
+struct Worker<'a> {
+    patience: usize,
+    runner: &'a mut dyn TrialRunner,
+    report: &'a mut dyn FnMut(&TrialRecord, Event),
+    group: &'a dyn Collective,
+    scratch: Scratch,
+}
+
 /// One round of a search over several ranks (see [`search_parallel`]): the trials
 /// that `book`'s earlier records do not cover are trained in chunks of one trial per
 /// rank ([`run_chunk`]), each chunk recorded before the next starts, and every rank
 /// ends with the same records.
-fn run_round(
-    book: &mut Book,
-    trials: Vec<Trial>,
-    patience: usize,
-    runner: &mut dyn TrialRunner,
-    report: &mut dyn FnMut(&TrialRecord, Event),
-    group: &dyn Collective,
-    scratch: &Scratch,
-) -> Result<()> {
-    let size = group.size();
+fn run_round(book: &mut Book, trials: Vec<Trial>, worker: &mut Worker) -> Result<()> {
+    let size = worker.group.size();
     // The same on every rank: which trials earlier records cover, which to train.
     let mut slots = Vec::with_capacity(trials.len());
     let mut to_run = Vec::new();
@@ -1356,7 +1359,7 @@ fn run_round(
         while let Some(slot) = slots.next_if(|s| !matches!(s, Slot::Train(pos) if *pos >= end)) {
             segment.push(slot);
         }
-        run_chunk(book, segment, &to_run, c * size, patience, runner, report, group, scratch)?;
+        run_chunk(book, segment, &to_run, c * size, worker)?;
     }
     Ok(())
 }
@@ -1365,18 +1368,9 @@ fn run_round(
 /// one), rank 0 records the outcomes of `slots` in plan order as [`Book::run`] would
 /// and the new best model, writes `trials.csv` and calls `report`, and every rank
 /// gets the new records (or the error that ends the search).
-#[allow(clippy::too_many_arguments)]
-fn run_chunk(
-    book: &mut Book,
-    slots: Vec<Slot>,
-    to_run: &[Trial],
-    first: usize,
-    patience: usize,
-    runner: &mut dyn TrialRunner,
-    report: &mut dyn FnMut(&TrialRecord, Event),
-    group: &dyn Collective,
-    scratch: &Scratch,
-) -> Result<()> {
+fn run_chunk(book: &mut Book, slots: Vec<Slot>, to_run: &[Trial], first: usize, worker: &mut Worker) -> Result<()> {
+    let (patience, group, scratch) = (worker.patience, worker.group, &worker.scratch);
+    let (runner, report) = (&mut *worker.runner, &mut *worker.report);
     let rank = group.rank();
     // This rank's trial. Its model is kept when it beats every record before the
     // chunk: the only way it can be a new best in plan order.

@@ -93,39 +93,39 @@ fn assert_close(a: f64, b: f64, rel: f64, what: &str) {
     assert!((a - b).abs() <= rel * a.abs().max(b.abs()), "{what}: {a} vs {b} (relative {:e})", (a - b).abs() / a.abs());
 }
 
+/// Every rank of `ranks` holds the same weights and logged the same figures, which
+/// equal one process's (`single`) to 1e-5 relative; the weights are within 1e-4 of
+/// one process's (the sums are only added in another order).
+fn assert_like_one_process(ranks: &[(History, Vec<Vec<u32>>)], single: &(History, Vec<Vec<u32>>)) {
+    let size = ranks.len();
+    for (h, w) in &ranks[1..] {
+        assert_eq!(w, &ranks[0].1, "{size} ranks: weights differ between ranks");
+        assert_eq!(h.epochs.len(), single.0.epochs.len());
+        for (a, b) in h.epochs.iter().zip(&ranks[0].0.epochs) {
+            assert_eq!(a.metrics, b.metrics);
+        }
+    }
+    for (a, b) in ranks[0].0.epochs.iter().zip(&single.0.epochs) {
+        for key in ["loss", "accuracy", "val_loss", "val_accuracy"] {
+            let (x, y) = (a.get(key).unwrap(), b.get(key).unwrap());
+            assert_close(x, y, 1e-5, &format!("{size} ranks, epoch {} {key}", a.epoch));
+        }
+    }
+    let max_diff = ranks[0]
+        .1
+        .iter()
+        .flatten()
+        .zip(single.1.iter().flatten())
+        .map(|(a, b)| (f32::from_bits(*a) - f32::from_bits(*b)).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-4, "{size} ranks: weights differ from one process by {max_diff}");
+}
+
 #[test]
 fn two_and_three_ranks_give_one_process_losses_and_identical_weights() {
-    let (single, single_weights) = train(MLP, 3, 32, None);
+    let single = train(MLP, 3, 32, None);
     for size in [2, 3] {
-        let ranks = on_ranks(MLP, size, 3, 32);
-        // Every rank holds the same weights, bit for bit, and logged the same figures.
-        for (h, w) in &ranks[1..] {
-            assert_eq!(w, &ranks[0].1, "{size} ranks: weights differ between ranks");
-            assert_eq!(h.epochs.len(), 3);
-            for (a, b) in h.epochs.iter().zip(&ranks[0].0.epochs) {
-                assert_eq!(a.metrics, b.metrics);
-            }
-        }
-        // The same per-epoch figures as one process with the same global batch; the
-        // sums are only added in another order.
-        for (a, b) in ranks[0].0.epochs.iter().zip(&single.epochs) {
-            for key in ["loss", "accuracy", "val_loss", "val_accuracy"] {
-                assert_close(
-                    a.get(key).unwrap(),
-                    b.get(key).unwrap(),
-                    1e-5,
-                    &format!("{size} ranks, epoch {} {key}", a.epoch),
-                );
-            }
-        }
-        let max_diff = ranks[0]
-            .1
-            .iter()
-            .flatten()
-            .zip(single_weights.iter().flatten())
-            .map(|(a, b)| (f32::from_bits(*a) - f32::from_bits(*b)).abs())
-            .fold(0.0f32, f32::max);
-        assert!(max_diff < 1e-4, "{size} ranks: weights differ from one process by {max_diff}");
+        assert_like_one_process(&on_ranks(MLP, size, 3, 32), &single);
     }
     // A data-parallel run is reproducible bit for bit.
     let again = on_ranks(MLP, 2, 3, 32);
@@ -147,30 +147,13 @@ fn batch_normalization_ranks_stay_identical() {
 }
 
 /// With synchronised BatchNormalization the ranks normalise with the global batch's
-/// statistics: the run equals one process's (figures and weights), not just nearly.
+/// statistics: the run equals one process's (figures and weights, moving statistics
+/// included), not just nearly.
 #[test]
 fn synchronised_batch_normalization_equals_one_process() {
-    let (single, single_weights) = train(BN, 2, 64, None);
+    let single = train(BN, 2, 64, None);
     for size in [2, 3] {
-        let ranks = on_ranks_with(BN, size, 2, 64, true);
-        for (_, w) in &ranks[1..] {
-            assert_eq!(w, &ranks[0].1, "{size} ranks: weights differ between ranks");
-        }
-        for (a, b) in ranks[0].0.epochs.iter().zip(&single.epochs) {
-            for key in ["loss", "accuracy", "val_loss", "val_accuracy"] {
-                let (x, y) = (a.get(key).unwrap(), b.get(key).unwrap());
-                assert_close(x, y, 1e-5, &format!("{size} ranks, epoch {} {key}", a.epoch));
-            }
-        }
-        // Moving statistics included: every parameter within 1e-4 of one process's.
-        let max_diff = ranks[0]
-            .1
-            .iter()
-            .flatten()
-            .zip(single_weights.iter().flatten())
-            .map(|(a, b)| (f32::from_bits(*a) - f32::from_bits(*b)).abs())
-            .fold(0.0f32, f32::max);
-        assert!(max_diff < 1e-4, "{size} ranks: weights differ from one process by {max_diff}");
+        assert_like_one_process(&on_ranks_with(BN, size, 2, 64, true), &single);
     }
 }
 
@@ -195,44 +178,35 @@ fn sharded_evaluation_equals_the_whole_set() {
     }
 }
 
+/// The errors of a 2-rank `fit` of the MLP at batch `batch` where rank r builds its
+/// model with seed `7 + r·seed_step`.
+fn refusals(seed_step: u64, batch: usize) -> Vec<String> {
+    let handles: Vec<_> = ThreadGroup::new(2)
+        .into_iter()
+        .map(|rank| {
+            thread::spawn(move || {
+                let seed = 7 + rank.rank() as u64 * seed_step;
+                let (train, _) = data();
+                let mut model = Sequential::new(ModelSpec::from_json(MLP).unwrap(), seed).unwrap();
+                let mut opt = OptimizerConfig::Adam(AdamConfig::new(0.003)).build::<f32>(ParamRules::new()).unwrap();
+                let rank: Arc<dyn Collective> = Arc::new(rank);
+                let config =
+                    FitConfig { verbosity: Verbosity::Silent, collective: Some(rank), ..FitConfig::new(1, batch) };
+                fit(&mut model, opt.as_mut(), &sce(), &train, None, &config, &mut []).unwrap_err().to_string()
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
 #[test]
 fn ranks_that_disagree_are_refused_by_name() {
     // Rank 1 trains with another seed: its initial weights differ from rank 0's.
-    let handles: Vec<_> = ThreadGroup::new(2)
-        .into_iter()
-        .map(|rank| {
-            thread::spawn(move || {
-                let r = rank.rank() as u64;
-                let (train, _) = data();
-                let mut model = Sequential::new(ModelSpec::from_json(MLP).unwrap(), 7 + r).unwrap();
-                let mut opt = OptimizerConfig::Adam(AdamConfig::new(0.003)).build::<f32>(ParamRules::new()).unwrap();
-                let rank: Arc<dyn Collective> = Arc::new(rank);
-                let config =
-                    FitConfig { verbosity: Verbosity::Silent, collective: Some(rank), ..FitConfig::new(1, 32) };
-                fit(&mut model, opt.as_mut(), &sce(), &train, None, &config, &mut []).unwrap_err().to_string()
-            })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.join().unwrap(), "rank 1 does not have rank 0's model and initial weights");
+    for e in refusals(1, 32) {
+        assert_eq!(e, "rank 1 does not have rank 0's model and initial weights");
     }
     // 1,437 samples at batch 1,436 leave 1 sample for the last batch: too few for 2 ranks.
-    let handles: Vec<_> = ThreadGroup::new(2)
-        .into_iter()
-        .map(|rank| {
-            thread::spawn(move || {
-                let (train, _) = data();
-                let mut model = Sequential::new(ModelSpec::from_json(MLP).unwrap(), 7).unwrap();
-                let mut opt = OptimizerConfig::Adam(AdamConfig::new(0.003)).build::<f32>(ParamRules::new()).unwrap();
-                let rank: Arc<dyn Collective> = Arc::new(rank);
-                let config =
-                    FitConfig { verbosity: Verbosity::Silent, collective: Some(rank), ..FitConfig::new(1, 1436) };
-                fit(&mut model, opt.as_mut(), &sce(), &train, None, &config, &mut []).unwrap_err().to_string()
-            })
-        })
-        .collect();
-    for h in handles {
-        let e = h.join().unwrap();
+    for e in refusals(0, 1436) {
         assert!(e.contains("last batch of an epoch holds 1 of the 1437"), "{e}");
     }
 }

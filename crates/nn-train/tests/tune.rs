@@ -11,6 +11,9 @@ use nn_train::tune::{
 use nn_train::TrainError;
 use proptest::prelude::*;
 
+mod common;
+use common::FakeTrials;
+
 const OPTIMIZERS: [&str; 3] = ["adam", "sgd", "momentum"];
 
 fn space(json: &str) -> SearchSpace {
@@ -28,18 +31,16 @@ fn config_err(json: &str) -> String {
 /// parameters with its minimum at lr = 10^-2.5 and batch 32, lowered by a longer
 /// budget, so rankings are known in advance.
 struct FakeRunner {
-    calls: Vec<(usize, usize)>,
-    fail_after: Option<usize>,
-    last: Option<Trial>,
+    trials: FakeTrials,
 }
 
 impl FakeRunner {
     fn new() -> Self {
-        FakeRunner { calls: Vec::new(), fail_after: None, last: None }
+        FakeRunner { trials: FakeTrials::new(None) }
     }
 
     fn failing_after(n: usize) -> Self {
-        FakeRunner { fail_after: Some(n), ..FakeRunner::new() }
+        FakeRunner { trials: FakeTrials::new(Some(n)) }
     }
 
     fn loss(trial: &Trial) -> f64 {
@@ -51,28 +52,11 @@ impl FakeRunner {
 
 impl TrialRunner for FakeRunner {
     fn run_trial(&mut self, trial: &Trial, objective: &Objective, _patience: usize) -> nn_train::Result<TrialOutcome> {
-        if self.fail_after == Some(self.calls.len()) {
-            return Err(TrainError::Config("interrupted".into()));
-        }
-        self.calls.push((trial.id, trial.rung));
-        self.last = Some(trial.clone());
-        let val_loss = Self::loss(trial);
-        let val_accuracy = 1.0 / (1.0 + val_loss.abs());
-        let objective = if objective.metric == "val_loss" { val_loss } else { val_accuracy };
-        Ok(TrialOutcome {
-            best_epoch: trial.epochs,
-            epochs_run: trial.epochs,
-            objective,
-            val_loss,
-            val_accuracy,
-            seconds: 0.5,
-        })
+        self.trials.run(trial, objective, Self::loss(trial), |_| 0.5)
     }
 
     fn save_model(&mut self, dir: &Path) -> nn_train::Result<()> {
-        std::fs::create_dir_all(dir).unwrap();
-        let t = self.last.as_ref().unwrap();
-        std::fs::write(dir.join("model.txt"), format!("{} {} {:?}", t.id, t.rung, t.params)).unwrap();
+        self.trials.save_model_txt(dir);
         Ok(())
     }
 }
@@ -237,7 +221,7 @@ fn halving_keeps_the_best_fraction_at_each_rung() {
             }
         }
     }
-    assert_eq!(runner.calls.len(), 27 + 9 + 3 + 1);
+    assert_eq!(runner.trials.calls.len(), 27 + 9 + 3 + 1);
     // 27×1 + 9×3 + 3×9 + 1×27 = 108 epochs, against 27×27 = 729 for full training.
     let epochs: usize = records.iter().map(|r| r.trial.epochs).sum();
     assert_eq!(epochs, 108);
@@ -255,7 +239,7 @@ fn check_resume(config: &SearchConfig, fail_after: usize) {
     let whole = tempfile::tempdir().unwrap();
     let mut runner = FakeRunner::new();
     let full = search(config, whole.path(), &mut runner, &mut |_, _| {}).unwrap();
-    let total = runner.calls.len();
+    let total = runner.trials.calls.len();
     assert!(fail_after < total);
 
     let cut = tempfile::tempdir().unwrap();
@@ -269,7 +253,7 @@ fn check_resume(config: &SearchConfig, fail_after: usize) {
         search(config, cut.path(), &mut second, &mut |_, e| resumed += usize::from(e == Event::Resumed)).unwrap();
     assert_eq!(resumed, fail_after);
     // Only the unfinished trials were trained, in the uninterrupted run's order.
-    assert_eq!(second.calls, runner.calls[fail_after..].to_vec());
+    assert_eq!(second.trials.calls, runner.trials.calls[fail_after..].to_vec());
     assert_eq!(again, full);
     assert_eq!(csv_without_seconds(cut.path()), csv_without_seconds(whole.path()));
     let best = |d: &Path| std::fs::read_to_string(d.join("best/model.txt")).unwrap();
@@ -278,7 +262,7 @@ fn check_resume(config: &SearchConfig, fail_after: usize) {
     // A third run has nothing left to do.
     let mut third = FakeRunner::new();
     assert_eq!(search(config, cut.path(), &mut third, &mut |_, _| {}).unwrap(), full);
-    assert!(third.calls.is_empty());
+    assert!(third.trials.calls.is_empty());
 }
 
 #[test]
@@ -343,7 +327,7 @@ fn more_random_trials_extend_an_earlier_run() {
     let mut runner = FakeRunner::new();
     let records = search(&long, dir.path(), &mut runner, &mut |_, _| {}).unwrap();
     assert_eq!(records.len(), 5);
-    assert_eq!(runner.calls, vec![(3, 0), (4, 0)]);
+    assert_eq!(runner.trials.calls, vec![(3, 0), (4, 0)]);
 }
 
 #[test]
@@ -418,5 +402,5 @@ fn bad_spaces_fail_with_one_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let mut runner = FakeRunner::new();
     assert!(matches!(search(&zero, dir.path(), &mut runner, &mut |_, _| {}), Err(TrainError::Config(_))));
-    assert!(runner.calls.is_empty());
+    assert!(runner.trials.calls.is_empty());
 }

@@ -16,6 +16,9 @@ use nn_train::tune::{
 };
 use nn_train::TrainError;
 
+mod common;
+use common::FakeTrials;
+
 /// One search at a time: the check for leftover scratch folders looks at every
 /// folder of this process.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -31,9 +34,7 @@ fn space(json: &str) -> SearchSpace {
 /// depend on the trial alone. With `watch`, it notes what that output folder holds
 /// when each trial starts.
 struct FakeRunner {
-    calls: Vec<(usize, usize)>,
-    fail_after: Option<usize>,
-    last: Option<Trial>,
+    trials: FakeTrials,
     watch: Option<PathBuf>,
     watched: Vec<Watched>,
 }
@@ -51,7 +52,7 @@ struct Watched {
 
 impl FakeRunner {
     fn new(fail_after: Option<usize>) -> Self {
-        FakeRunner { calls: Vec::new(), fail_after, last: None, watch: None, watched: Vec::new() }
+        FakeRunner { trials: FakeTrials::new(fail_after), watch: None, watched: Vec::new() }
     }
 
     fn loss(trial: &Trial) -> f64 {
@@ -77,29 +78,12 @@ impl TrialRunner for FakeRunner {
             let best = std::fs::read_to_string(dir.join("best/model.txt")).ok();
             self.watched.push(Watched { call: (trial.id, trial.rung), records, best });
         }
-        if self.fail_after == Some(self.calls.len()) {
-            return Err(TrainError::Config("interrupted".into()));
-        }
-        self.calls.push((trial.id, trial.rung));
-        self.last = Some(trial.clone());
-        let val_loss = Self::loss(trial);
-        let val_accuracy = 1.0 / (1.0 + val_loss.abs());
-        let objective = if objective.metric == "val_loss" { val_loss } else { val_accuracy };
-        Ok(TrialOutcome {
-            best_epoch: trial.epochs,
-            epochs_run: trial.epochs,
-            objective,
-            val_loss,
-            val_accuracy,
-            // Differs between runs, as real timings do.
-            seconds: 0.25 + self.calls.len() as f64 * 1e-4,
-        })
+        // The seconds differ between runs, as real timings do.
+        self.trials.run(trial, objective, Self::loss(trial), |calls| 0.25 + calls as f64 * 1e-4)
     }
 
     fn save_model(&mut self, dir: &Path) -> nn_train::Result<()> {
-        std::fs::create_dir_all(dir).unwrap();
-        let t = self.last.as_ref().unwrap();
-        std::fs::write(dir.join("model.txt"), format!("{} {} {:?}", t.id, t.rung, t.params)).unwrap();
+        let t = self.trials.save_model_txt(dir);
         let weights: Vec<u8> = [t.params.learning_rate, t.params.l2, t.params.batch_size as f64, t.epochs as f64]
             .iter()
             .flat_map(|x| x.to_le_bytes())
@@ -137,7 +121,7 @@ fn single(config: &SearchConfig, out: &Path, fail_after: Option<usize>) -> Seen 
     let mut runner = FakeRunner::new(fail_after);
     let mut events = Vec::new();
     let result = search(config, out, &mut runner, &mut |r, e| events.push((r.trial.id, r.trial.rung, e)));
-    Seen { result, events, calls: runner.calls, watched: runner.watched }
+    Seen { result, events, calls: runner.trials.calls, watched: runner.watched }
 }
 
 /// The search over `size` ranks, each a thread with a runner of its own (rank `r`
@@ -168,7 +152,7 @@ fn parallel_watching(config: &SearchConfig, out: &Path, size: usize, fail: &[Opt
                         &mut |r, e| events.push((r.trial.id, r.trial.rung, e)),
                         &group,
                     );
-                    Seen { result, events, calls: runner.calls, watched: runner.watched }
+                    Seen { result, events, calls: runner.trials.calls, watched: runner.watched }
                 })
             })
             .collect();

@@ -1,6 +1,8 @@
 //! Helpers shared by nn-cli's integration tests.
 #![allow(dead_code)]
 
+use std::path::Path;
+
 use assert_cmd::Command;
 
 /// The `nn-cli` binary, on one thread (results are bit-identical for a fixed count).
@@ -26,3 +28,25 @@ pub fn fails_with(cmd: &mut Command, needle: &str) {
     assert!(err.contains(needle), "`{needle}` not in: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Writes `text` to `dir/name` and returns that path as text.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+/// The search space of the `tune` tests: a log-scaled learning rate, two batch sizes
+/// and two hidden widths, 4 epochs with patience 2, ranked by val_accuracy.
+pub const TUNE_SPACE: &str = r#"{
+  "learning_rate": {"min": 1e-3, "max": 3e-2, "scale": "log"},
+  "batch_size": [32, 64],
+  "hidden": [16, 32],
+  "epochs": 4,
+  "patience": 2,
+  "objective": {"metric": "val_accuracy"}
+}"#;
+
+/// The `tune` tests' space for halving: 9 epochs at most, patience 9 (no early stop).
+pub const HALVING_SPACE: &str =
+    r#"{"learning_rate": {"min": 1e-4, "max": 1e-1, "scale": "log"}, "hidden": [16], "epochs": 9, "patience": 9}"#;
