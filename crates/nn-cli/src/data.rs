@@ -27,7 +27,7 @@ pub struct Prepared {
     pub target_name: Option<String>,
 }
 
-/// The CSV target column: a header name, or a 0-based index when it parses as one.
+/// The CSV target column: `--target` as typed, else the last column.
 pub fn target_column(target: Option<&str>) -> Column {
     match target {
         None => Column::Last,
@@ -35,12 +35,11 @@ pub fn target_column(target: Option<&str>) -> Column {
     }
 }
 
-/// A column given by name, or by 0-based index when it parses as one.
+/// A column of `--target`, `--drop` or `--categorical`: the column whose header
+/// equals the text, else, for a whole number, the column at that 0-based index
+/// (resolved against the header by [`nn_data::csv`]: [`Column::NameOrIndex`]).
 fn column(t: &str) -> Column {
-    match t.parse::<usize>() {
-        Ok(i) => Column::Index(i),
-        Err(_) => Column::Name(t.to_string()),
-    }
+    Column::NameOrIndex(t.to_string())
 }
 
 /// Checks that `--{name}` is in [0, 1).
@@ -134,9 +133,12 @@ pub fn load(args: &DataArgs) -> Result<Loaded> {
                 println!("--missing drop: dropped {} rows with a missing value", table.dropped_rows);
             }
             if table.rows_with_missing > 0 {
+                let categories =
+                    table.schema.columns.iter().any(|c| matches!(c.kind, nn_data::ColumnKind::Categorical { .. }));
                 println!(
-                    "--missing mean: {} rows have missing values, replaced by their column's training mean",
-                    table.rows_with_missing
+                    "--missing mean: {} rows have missing values, replaced by their column's training mean{}",
+                    table.rows_with_missing,
+                    if categories { " (a missing category by the training frequency of each category)" } else { "" }
                 );
             }
             let reason = if args.task.is_some() {
@@ -236,9 +238,15 @@ pub fn prepare(args: &DataArgs, seed: u64, hold_test: bool) -> Result<Prepared> 
     if train.is_empty() {
         return Err(CliError::Usage(format!("the training part of {} is empty", args.data)));
     }
+    if matches!(train.targets(), Targets::Real(_)) && train.len() < 2 {
+        return Err(CliError::Usage(format!(
+            "the training part of {} has 1 sample; regression needs at least 2 (to learn the targets' spread): use more rows or a smaller --test-split / --validation-split",
+            args.data
+        )));
+    }
     let mut scalers: Vec<Scaler> = Vec::new();
-    let imputing = loaded.schema.as_ref().is_some_and(|s| s.missing == nn_data::Missing::Mean);
-    if imputing {
+    if let Some(schema) = loaded.schema.as_ref().filter(|s| s.missing == nn_data::Missing::Mean) {
+        check_imputable(&train, schema)?;
         scalers.push(Scaler::fit_impute_mean(&train)?);
     }
     let imputed = match scalers.first() {
@@ -287,6 +295,28 @@ pub fn prepare(args: &DataArgs, seed: u64, hold_test: bool) -> Result<Prepared> 
         target_scaler,
         target_name: loaded.target_name,
     })
+}
+
+/// Refuses, under `--missing mean`, a feature column with no value in the training
+/// part `train` (raw features, `NaN` where missing): the imputer would have no mean
+/// to fill it with.
+fn check_imputable(train: &Dataset, schema: &FeatureSchema) -> Result<()> {
+    let x = train.features().to_vec();
+    let width = schema.width();
+    let mut start = 0;
+    for column in &schema.columns {
+        let w = column.width();
+        let empty = x.chunks_exact(width.max(1)).all(|row| row[start..start + w].iter().all(|v| v.is_nan()));
+        if empty {
+            let name = nn_layers::clip(&column.name);
+            return Err(CliError::Usage(format!(
+                "column {name:?} has no value in the {} rows of the training part, so --missing mean has no training mean to fill it with: ignore it with --drop {name:?}",
+                train.len()
+            )));
+        }
+        start += w;
+    }
+    Ok(())
 }
 
 /// Parses `--classes`: ranges `a-b` (inclusive) and single classes, comma-separated,

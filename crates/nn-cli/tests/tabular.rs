@@ -155,7 +155,7 @@ fn regression_beats_the_mean_baseline_in_the_targets_units() {
     let values: Vec<f64> = pred.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
     let mean = values.iter().sum::<f64>() / values.len() as f64;
     assert!((100.0..140.0).contains(&mean), "mean prediction {mean}");
-    // Evaluating on the training file says the training rows are included.
+    // Evaluating on the training file: its held-out test part.
     let text =
         stdout(nn().args(["evaluate", "--model", out.to_str().unwrap(), "--data", &format!("csv:{}", csv.display())]));
     assert!(text.contains("rmse:") && text.contains("r2:"), "{text}");
@@ -267,12 +267,14 @@ fn config_reproduces_a_run_bit_for_bit() {
     assert_eq!(run["data"]["data"]["Csv"], csv.canonicalize().unwrap().to_str().unwrap());
     // Without a new --out the run would overwrite the first: refused.
     fails_with(nn().args(["fit", "--config"]).arg(a.join("run.json")), "pass --out NEW_DIR");
-    // A run killed before its first checkpoint: nothing to resume, and the way to restart.
+    // A run killed before its first checkpoint: nothing to resume, and the way to
+    // restart, the command that started it (--config would not write over the folder).
     let early = dir.path().join("early");
     std::fs::create_dir(&early).unwrap();
     std::fs::copy(a.join("run.json"), early.join("run.json")).unwrap();
     fails_with(nn().args(["fit", "--resume"]).arg(&early), "nothing to resume");
-    stdout(nn().args(["fit", "--config"]).arg(early.join("run.json")).arg("--out").arg(&early));
+    fails_with(nn().args(["fit", "--config"]).arg(early.join("run.json")).arg("--out").arg(&early), "holds a run");
+    stdout(nn().args(["fit", "--epochs", "2", "--hidden", "32", "--lr", "0.003", "--out"]).arg(&early));
     assert_eq!(
         std::fs::read(a.join("weights.safetensors")).unwrap(),
         std::fs::read(early.join("weights.safetensors")).unwrap()
@@ -381,4 +383,238 @@ fn regression_on_a_real_ten_feature_table_beats_the_baseline() {
     let baseline = figure(&text, "baseline rmse:");
     println!("breast cancer worst_smoothness: rmse {rmse}, r2 {r2}, baseline rmse {baseline}");
     assert!(rmse < 0.8 * baseline && r2 > 0.5, "{text}");
+}
+
+/// Header names made of digits: a value of `--target`, `--drop` or `--categorical`
+/// equal to a header name is that column; otherwise a number is a 0-based index.
+#[test]
+fn column_names_of_digits_are_names_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("years.csv");
+    let mut rng = Lcg(3);
+    let mut text = String::from("2,0,1,2020,y\n");
+    for i in 0..40 {
+        let v: Vec<f64> = (0..3).map(|_| rng.next()).collect();
+        writeln!(text, "{},{:.3},{:.3},{:.3},{:.3}", ["a", "b", "c"][i % 3], v[0], v[1], v[2], v[0] + v[1]).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    let data = format!("csv:{}", path.display());
+    let fit = |extra: &[&str]| stdout(nn().args(["fit", "--data", &data, "--epochs", "1"]).args(extra));
+    let columns = |text: &str| text.lines().find(|l| l.starts_with("feature columns: ")).unwrap().to_string();
+    // The error's hint, --categorical "2", works as printed: column "2", not the third.
+    fails_with(nn().args(["fit", "--data", &data]), "a text column needs --categorical \"2\"");
+    let text = fit(&["--categorical", "2"]);
+    assert_eq!(columns(&text), "feature columns: 2, 0, 1, 2020", "{text}");
+    assert!(text.contains("4 feature columns → 6 inputs"), "{text}");
+    // --drop 0 drops the column named "0" (the second), --drop 2020 the one named so.
+    assert_eq!(columns(&fit(&["--categorical", "2", "--drop", "0"])), "feature columns: 2, 1, 2020");
+    assert_eq!(columns(&fit(&["--categorical", "2", "--drop", "2020"])), "feature columns: 2, 0, 1");
+    // No column is named "3": index 3, the column named "2020".
+    assert_eq!(columns(&fit(&["--categorical", "2", "--drop", "3"])), "feature columns: 2, 0, 1");
+    // --target 0: the column named "0".
+    let text = fit(&["--categorical", "2", "--target", "0"]);
+    assert!(text.contains("task: regression (column \"0\" holds only numbers"), "{text}");
+    assert_eq!(columns(&text), "feature columns: 2, 1, 2020, y");
+    fails_with(
+        nn().args(["fit", "--data", &data, "--categorical", "2", "--drop", "9"]),
+        "no column named \"9\" and dropped column index 9 is out of range: the header has 5 columns",
+    );
+    let help = stdout(nn().args(["fit", "--help"]));
+    assert!(help.contains("A value equal to a header name is that column; otherwise a number is a 0-based index"));
+}
+
+#[test]
+fn label_smoothing_needs_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = regression_csv(dir.path());
+    let out = dir.path().join("run");
+    fails_with(
+        nn().args(["fit", "--data", &format!("csv:{}", csv.display()), "--label-smoothing", "0.1", "--out"]).arg(&out),
+        "--label-smoothing needs class targets (classification)",
+    );
+    assert!(!out.exists(), "a refused run leaves no folder");
+}
+
+/// `rows` rows of `size,city,label`: `label` is `warm` for Rome, else `cold`; `size` is
+/// missing in every 11th row and `city` in every 13th.
+fn holes_csv(path: &Path, rows: usize) {
+    let mut text = String::from("size,city,label\n");
+    for i in 0..rows {
+        let city = if i % 13 == 0 { "" } else { ["Oslo", "Rome", "Lima"][i % 3] };
+        let size = if i % 11 == 0 { "NA".to_string() } else { (i % 7).to_string() };
+        let label = if city == "Rome" { "warm" } else { "cold" };
+        writeln!(text, "{size},{city},{label}").unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn evaluate_drops_rows_as_a_missing_drop_model_was_trained() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("holes.csv");
+    holes_csv(&csv, 200);
+    let data = format!("csv:{}", csv.display());
+    let out = dir.path().join("model");
+    let fit = stdout(
+        nn().args(["fit", "--data", &data, "--categorical", "city", "--missing", "drop", "--epochs", "3", "--out"])
+            .arg(&out),
+    );
+    // Rows 0, 11, 13, ... : 200 − 167 = 33 have a missing value.
+    assert!(fit.contains("--missing drop: dropped 33 rows with a missing value"), "{fit}");
+    let evaluate = |data: &str| {
+        let o = nn().args(["evaluate", "--model", out.to_str().unwrap(), "--data", data]).assert().success();
+        let o = o.get_output();
+        (String::from_utf8(o.stdout.clone()).unwrap(), String::from_utf8(o.stderr.clone()).unwrap())
+    };
+    // The training file: the same rows dropped, so the run's own test part.
+    let (text, err) = evaluate(&data);
+    assert_eq!(
+        err.trim(),
+        "note: dropped 33 rows with a missing value, as training did (the model was trained with --missing drop)"
+    );
+    assert!(text.contains("the test part the run held out of"), "{text}");
+    assert!(text.contains("(33 of 167 rows, seed 42;"), "{text}");
+    assert_eq!(figure(&text, "loss:"), figure(&fit, "test loss:"), "{text}\n{fit}");
+    assert_eq!(figure(&text, "accuracy:"), figure(&fit, "test accuracy:"), "{text}\n{fit}");
+    // Another file: all its complete rows.
+    let other = dir.path().join("other.csv");
+    holes_csv(&other, 30);
+    let (text, err) = evaluate(&format!("csv:{}", other.display()));
+    assert!(err.contains("note: dropped 5 rows with a missing value"), "{err}");
+    assert!(text.contains("25 samples of"), "{text}");
+    // predict answers every row, so it still refuses one it cannot encode.
+    fails_with(
+        nn().args(["predict", "--model", out.to_str().unwrap(), "--input", csv.to_str().unwrap()]),
+        "cannot drop a row to predict",
+    );
+}
+
+#[test]
+fn a_missing_category_gets_the_training_frequencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("cities.csv");
+    // 100 rows on every part (no validation or test part): city Oslo 40, Rome 30,
+    // Lima 20, missing 10; size 1..=4 in turn, missing in rows 5, 15, ..., 95.
+    let mut text = String::from("size,city,label\n");
+    for i in 0..100 {
+        let city = match i % 10 {
+            0..=3 => "Oslo",
+            4..=6 => "Rome",
+            7 | 8 => "Lima",
+            _ => "NA",
+        };
+        let size = if i % 10 == 5 { String::new() } else { (i % 4 + 1).to_string() };
+        writeln!(text, "{size},{city},{}", if city == "Rome" { "warm" } else { "cold" }).unwrap();
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = dir.path().join("model");
+    let fit = stdout(nn().args(["fit", "--data"]).arg(format!("csv:{}", csv.display())).args([
+        "--categorical",
+        "city",
+        "--missing",
+        "mean",
+        "--test-split",
+        "0",
+        "--validation-split",
+        "0",
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(
+        fit.contains(
+            "--missing mean: 20 rows have missing values, replaced by their column's training mean \
+             (a missing category by the training frequency of each category)"
+        ),
+        "{fit}"
+    );
+    // The imputer saved with the model: size's mean over the 90 rows that have one,
+    // then the frequencies of Lima, Oslo and Rome among the 90 rows with a city.
+    let model_json = out.join("model.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&model_json).unwrap()).unwrap();
+    let imputer = &json["metadata"]["scalers"][0];
+    assert_eq!(imputer["kind"], "impute", "{imputer}");
+    let sizes: Vec<f64> = (0..100).filter(|i| i % 10 != 5).map(|i| (i % 4 + 1) as f64).collect();
+    let size_mean = sizes.iter().sum::<f64>() / sizes.len() as f64;
+    let values: Vec<f64> = imputer["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(values, [size_mean, 20.0 / 90.0, 40.0 / 90.0, 30.0 / 90.0]);
+    // predict and serve encode a missing city the same way: with the imputer's city
+    // values set to Rome's one-hot block, a row without a city predicts as Rome.
+    json["metadata"]["scalers"][0]["values"] = serde_json::json!([size_mean, 0.0, 0.0, 1.0]);
+    std::fs::write(&model_json, serde_json::to_string(&json).unwrap()).unwrap();
+    let input = dir.path().join("input.csv");
+    std::fs::write(&input, "size,city\n3,Rome\n3,\n3,?\n3,Paris\n").unwrap();
+    let o = nn().args(["predict", "--model", out.to_str().unwrap(), "--input", input.to_str().unwrap()]).assert();
+    let o = o.success().get_output().clone();
+    let pred = String::from_utf8(o.stdout).unwrap();
+    let rows: Vec<&str> = pred.lines().skip(1).map(|l| l.split_once(',').unwrap().1).collect();
+    assert_eq!(rows[1], rows[0], "{pred}");
+    assert_eq!(rows[2], rows[0], "{pred}");
+    // An unseen city is still all zeros: another input, and counted.
+    assert_ne!(rows[3], rows[0], "{pred}");
+    assert!(String::from_utf8(o.stderr).unwrap().contains("1 categorical value was unseen in training"));
+}
+
+#[test]
+fn small_tabular_problems_are_refused_or_reported_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        format!("csv:{}", path.display())
+    };
+    // A feature column with no value at all under --missing mean.
+    let empty = write("empty.csv", "a,b,y\n1,,3\n2,NA,5\n4,,1\n5,?,2\n6,,3\n");
+    fails_with(
+        nn().args(["fit", "--data", &empty, "--missing", "mean", "--test-split", "0", "--validation-split", "0"]),
+        "column \"b\" has no value in the 5 rows of the training part, so --missing mean has no training mean to fill it with",
+    );
+    // Regression on one training row.
+    let two = write("two.csv", "a,y\n1,3\n2,5\n");
+    fails_with(nn().args(["fit", "--data", &two]), "regression needs at least 2");
+    // One test row: R² is undefined and says so.
+    let three = write("three.csv", "a,y\n1,3\n2,5\n4,1\n");
+    let text = stdout(
+        nn().args(["fit", "--data", &three, "--epochs", "1", "--validation-split", "0"]).args(["--test-split", "0.34"]),
+    );
+    assert!(text.contains("test r2: n/a - baseline rmse:"), "{text}");
+    assert!(text.contains("(1 samples)"), "{text}");
+    // --validation-split is a fraction of what the test part leaves.
+    let help = stdout(nn().args(["fit", "--help"]));
+    assert!(help.contains("of what the test part leaves"), "{help}");
+    // A model of CSV columns evaluated on images.
+    let csv = regression_csv(dir.path());
+    let out = dir.path().join("model");
+    stdout(nn().args(["fit", "--data", &format!("csv:{}", csv.display()), "--epochs", "1", "--out"]).arg(&out));
+    fails_with(
+        nn().args(["evaluate", "--model", out.to_str().unwrap(), "--data", "digits"]),
+        "was trained on the CSV columns x0, x1, x2, x3, x4, x5, x6, x7, x8, x9 (10 inputs), but digits has samples of shape [8, 8, 1]",
+    );
+    // And a digits model on a CSV file.
+    let digits = dir.path().join("digits");
+    stdout(nn().args(["fit", "--epochs", "1", "--out"]).arg(&digits));
+    fails_with(
+        nn().args(["evaluate", "--model", digits.to_str().unwrap(), "--data", &format!("csv:{}", csv.display())]),
+        "takes inputs of shape [8, 8, 1] (digits), but csv:",
+    );
+}
+
+#[test]
+fn the_confusion_matrix_shows_whole_class_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.csv");
+    let mut text = String::from("x,kind\n");
+    for i in 0..120 {
+        let kind = if i % 3 == 0 { "rare_event" } else { "common" };
+        writeln!(text, "{},{kind}", if kind == "common" { 1.0 } else { -1.0 } + 0.01 * (i % 5) as f64).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    let data = format!("csv:{}", path.display());
+    let out = dir.path().join("model");
+    stdout(nn().args(["fit", "--data", &data, "--epochs", "30", "--out"]).arg(&out));
+    let text = stdout(nn().args(["evaluate", "--model", out.to_str().unwrap(), "--data", &data]));
+    // 24 test rows: 16 common, 8 rare_event, all right; columns 10 wide.
+    assert!(text.contains(&format!("{:>10} | {:>10} {:>10} | precision", "", "common", "rare_event")), "{text}");
+    assert!(text.contains(&format!("{:>10} | {:>10} {:>10} |", "rare_event", 0, 8)), "{text}");
 }

@@ -23,8 +23,9 @@
 //! # Reading a table
 //! - The first non-blank row is the header; it names the columns. Names must be
 //!   distinct and non-empty for the columns used (a model finds them by name).
-//! - The target column is chosen by name or 0-based index ([`Column`]); the default
-//!   is the last column. Every other column is a feature, in file order, except the
+//! - The target column is chosen by name or 0-based index ([`Column`]; a user's
+//!   text, [`Column::NameOrIndex`], is a header name when one equals it, else an
+//!   index); the default is the last column. Every other column is a feature, in file order, except the
 //!   columns listed in [`CsvOptions::drop`].
 //! - Targets are class labels or real values ([`TargetKind`]). With the default,
 //!   [`TargetKind::Auto`], a target column holding any non-numeric cell is a class
@@ -45,7 +46,8 @@
 //!   row dropped ([`Missing::Drop`], counted in [`Table::dropped_rows`]), or a `NaN`
 //!   feature for the mean imputer to fill ([`Missing::Mean`], rows counted in
 //!   [`Table::rows_with_missing`]; see [`Scaler::fit_impute_mean`](crate::Scaler::fit_impute_mean);
-//!   a missing categorical cell encodes as an all-zero block). A missing target is
+//!   a missing categorical cell encodes as a block of `NaN`, which the imputer fills
+//!   with the training frequency of each category). A missing target is
 //!   an error, or drops the row under [`Missing::Drop`]. The categories of a
 //!   categorical column come from the rows kept.
 //! - A file with a header but no data row is an error: a dataset of no samples
@@ -90,6 +92,12 @@ pub enum Column {
     Name(String),
     /// The column at this 0-based index.
     Index(usize),
+    /// A column as a user typed it (`nn-cli`'s `--target`, `--drop`, `--categorical`):
+    /// the column whose header is this text (the first, if several are); otherwise,
+    /// when the text is a whole number, the column at that 0-based index. So a header
+    /// of digits (`2020`, `0`) is always reached by its name, and `2` means the third
+    /// column only when no column is named `2`.
+    NameOrIndex(String),
     /// The last column.
     #[default]
     Last,
@@ -341,6 +349,24 @@ fn table_from_bytes(bytes: &[u8], path: &Path, options: &CsvOptions) -> Result<T
                     format!("no column named {}; the columns are {}", quote(name), list(&header)),
                 )
             }),
+            Column::NameOrIndex(text) => match (header.iter().position(|h| h == text), text.parse::<usize>()) {
+                (Some(i), _) => Ok(i),
+                (None, Ok(i)) if i < ncols => Ok(i),
+                (None, Ok(i)) => Err(ctx.err(
+                    header_line,
+                    None,
+                    format!(
+                        "no column named {} and {role} column index {i} is out of range: the header has {ncols} columns ({})",
+                        quote(text),
+                        list(&header)
+                    ),
+                )),
+                (None, Err(_)) => Err(ctx.err(
+                    header_line,
+                    None,
+                    format!("no column named {}; the columns are {}", quote(text), list(&header)),
+                )),
+            },
         }
     };
 
@@ -607,11 +633,16 @@ pub struct SchemaReadOptions {
     /// is mapped to its index. `None`: the targets are real values. Used only with
     /// [`target`](Self::target).
     pub class_names: Option<Vec<String>>,
+    /// Skip each row with a missing feature value, or a missing target, instead of
+    /// refusing it, and count it in [`SchemaRead::dropped_rows`]: evaluating a model
+    /// trained with [`Missing::Drop`] on the same kind of file drops the rows its
+    /// training dropped. Default: `false` (prediction answers every row).
+    pub drop_missing: bool,
 }
 
 impl Default for SchemaReadOptions {
     fn default() -> Self {
-        SchemaReadOptions { delimiter: b',', target: None, class_names: None }
+        SchemaReadOptions { delimiter: b',', target: None, class_names: None, drop_missing: false }
     }
 }
 
@@ -631,6 +662,12 @@ impl SchemaReadOptions {
     /// Maps target labels to the indices of these class names.
     pub fn class_names(mut self, names: Vec<String>) -> Self {
         self.class_names = Some(names);
+        self
+    }
+
+    /// Skips (and counts) rows with a missing value ([`drop_missing`](Self::drop_missing)).
+    pub fn drop_missing(mut self, drop: bool) -> Self {
+        self.drop_missing = drop;
         self
     }
 }
@@ -656,6 +693,8 @@ pub struct SchemaRead {
     pub unseen_categories: usize,
     /// The 1-based line on which each data row starts, `[N]`.
     pub line_numbers: Vec<u64>,
+    /// The rows skipped for a missing value ([`SchemaReadOptions::drop_missing`]).
+    pub dropped_rows: usize,
 }
 
 impl SchemaRead {
@@ -720,7 +759,9 @@ pub fn parse_by_schema(
 ///   found by name and the others are the features in file order.
 /// - Every row must have the header's (or first row's) number of fields.
 /// - Missing values and unseen categories are handled as the schema says (see
-///   [`FeatureSchema::encode_row`]).
+///   [`FeatureSchema::encode_row`]), except that with
+///   [`SchemaReadOptions::drop_missing`] a row with a missing feature or target value
+///   is skipped and counted.
 /// - Class labels map to the index of the equal class name, or else, for a number,
 ///   of the one class name equal to it as a number (`2.0` is class `2`).
 ///
@@ -733,7 +774,8 @@ pub fn parse_by_schema(
 /// them and listing the file's columns), or present twice; a row with the wrong
 /// number of fields; an unclosed quote; text that is not UTF-8; a cell the schema
 /// cannot encode; a missing target; a label not among the class names; a real target
-/// that is not a finite number; no data row.
+/// that is not a finite number; no data row (or none left by
+/// [`SchemaReadOptions::drop_missing`]).
 pub fn read_by_schema_from<R: Read>(
     mut reader: R,
     source: impl AsRef<Path>,
@@ -951,11 +993,16 @@ fn by_schema_from_bytes(
     let mut features: Vec<f32> = Vec::new();
     let mut line_numbers: Vec<u64> = Vec::new();
     let mut unseen_categories = 0usize;
+    let mut dropped_rows = 0usize;
     let mut row = |rec: &Record| -> Result<()> {
         let line = rec.line;
         if rec.len() != expected {
             let like = if headerless { "the first row" } else { "the header" };
             return Err(ctx.err(line, None, format!("expected {expected} fields as in {like}, found {}", rec.len())));
+        }
+        if options.drop_missing && feature_idx.iter().chain(&target_idx).any(|&c| is_missing(rec.get(c))) {
+            dropped_rows += 1;
+            return Ok(());
         }
         unseen_categories +=
             schema.encode_row(|i| feature_idx.get(i).map(|&c| rec.get(c)), &mut features).map_err(|e: CellError| {
@@ -995,6 +1042,13 @@ fn by_schema_from_bytes(
         row(&rec)?;
     }
     let rows = line_numbers.len();
+    if rows == 0 && dropped_rows > 0 {
+        return Err(ctx.err(
+            first_line,
+            None,
+            format!("no data row left: all {dropped_rows} rows have a missing value (the model was trained with --missing drop)"),
+        ));
+    }
     if rows == 0 {
         return Err(ctx.err(first_line, None, "no data rows after the header"));
     }
@@ -1012,6 +1066,7 @@ fn by_schema_from_bytes(
         by_position: headerless || positional,
         unseen_categories,
         line_numbers,
+        dropped_rows,
     })
 }
 

@@ -37,7 +37,8 @@ pub enum Missing {
     Drop,
     /// Replace a missing value by its column's mean over the training part
     /// (scikit-learn `SimpleImputer(strategy="mean")`); the means are saved with the
-    /// model and used at prediction time too.
+    /// model and used at prediction time too. A missing category becomes the mean of
+    /// its one-hot inputs: the training frequency of each category.
     Mean,
 }
 
@@ -49,7 +50,10 @@ pub enum ColumnKind {
     Numeric,
     /// Text categories, one-hot encoded: one input per category, in this order. A
     /// category not in the list (unseen in training) encodes as all zeros
-    /// (scikit-learn `OneHotEncoder(handle_unknown="ignore")`).
+    /// (scikit-learn `OneHotEncoder(handle_unknown="ignore")`); a missing one, under
+    /// [`Missing::Mean`], as `NaN` in every input, which the mean imputer replaces by
+    /// the training mean of each one-hot input: the training frequency of each
+    /// category.
     Categorical {
         /// The categories seen in the training file, sorted.
         categories: Vec<String>,
@@ -215,8 +219,10 @@ impl FeatureSchema {
     ///   value ([`is_missing`]) becomes `NaN` under [`Missing::Mean`] (the model's
     ///   imputing scaler replaces it by the training mean) and is an error otherwise.
     /// - A categorical column writes a one-hot block; a category not seen in
-    ///   training writes all zeros, and so does a missing value under
-    ///   [`Missing::Mean`] (an error otherwise, as for a numeric column).
+    ///   training writes all zeros. A missing value writes a block of `NaN` under
+    ///   [`Missing::Mean`] (the imputing scaler replaces each by its one-hot input's
+    ///   training mean, the category's training frequency) and is an error otherwise,
+    ///   as for a numeric column.
     ///
     /// Returns the number of unseen categories met in the row.
     ///
@@ -257,7 +263,9 @@ impl FeatureSchema {
                 }
                 ColumnKind::Categorical { categories } => {
                     let start = out.len();
-                    out.resize(start + categories.len(), 0.0);
+                    // Missing::Mean: the imputing scaler replaces each NaN by its
+                    // one-hot input's training mean.
+                    out.resize(start + categories.len(), if missing { f32::NAN } else { 0.0 });
                     if let Some(text) = raw.filter(|_| !missing) {
                         match categories.binary_search_by(|c| c.as_str().cmp(text)) {
                             Ok(k) => out[start + k] = 1.0,
@@ -431,9 +439,12 @@ mod tests {
         let err = strict.encode_row(|i| Some(["1", ""][i]), &mut out).unwrap_err();
         assert_eq!((err.column, err.kind, err.text.as_str()), (1, CellErrorKind::Missing, ""));
         assert_eq!(err.to_string(), "missing value");
+        // A missing city under Missing::Mean: NaN in each of its inputs, for the
+        // imputer to fill with the categories' training frequencies.
         out.clear();
         assert_eq!(schema.encode_row(|i| Some(["1", "NA"][i]), &mut out), Ok(0));
-        assert_eq!(out, [1.0, 0.0, 0.0]);
+        assert_eq!(out[0], 1.0);
+        assert!(out[1].is_nan() && out[2].is_nan(), "{out:?}");
         out.clear();
         let err = strict.encode_row(|i| Some(["", "Oslo"][i]), &mut out).unwrap_err();
         assert_eq!(err.column, 0);

@@ -188,6 +188,101 @@ fn columns_chosen_wrongly_are_named() {
 }
 
 #[test]
+fn typed_columns_are_header_names_first_then_indices() {
+    // Header names made of digits: a value equal to a name is that column.
+    let text = "2,0,1,2020,y\na,1,2,3,10\nb,4,5,6,20\n";
+    let typed = |t: &str| Column::NameOrIndex(t.into());
+    let read = |options: CsvOptions| parse_table(text.as_bytes(), "t.csv", &options.categorical(vec![typed("2")]));
+    let names = |t: Table| t.schema.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    // "2" is the first column (named "2"), categorical: a and b.
+    let t = read(CsvOptions::default()).unwrap();
+    assert_eq!(t.schema.columns[0], categorical("2", &["a", "b"]));
+    assert_eq!(t.data.features().to_vec(), [1.0, 0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 4.0, 5.0, 6.0]);
+    assert_eq!(names(read(CsvOptions::default().drop(vec![typed("0")])).unwrap()), ["2", "1", "2020"]);
+    assert_eq!(names(read(CsvOptions::default().drop(vec![typed("2020")])).unwrap()), ["2", "0", "1"]);
+    // No column is named "3": the column at index 3, named "2020".
+    assert_eq!(names(read(CsvOptions::default().drop(vec![typed("3")])).unwrap()), ["2", "0", "1"]);
+    // The target "0" is the column named "0", not the first one.
+    let t = read(CsvOptions::default().target(typed("0"))).unwrap();
+    assert_eq!((t.target_names, t.task_reason.as_str()), (vec!["0".to_string()], "column \"0\" holds only numbers"));
+    assert_eq!(t.data.targets().values().unwrap().to_vec(), [1.0, 4.0]);
+    // Neither a name nor an index in range; a name that is no number.
+    let e = read(CsvOptions::default().drop(vec![typed("9")])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.csv:1: no column named \"9\" and dropped column index 9 is out of range: the header has 5 columns \
+         ([\"2\", \"0\", \"1\", \"2020\", \"y\"])"
+    );
+    let e = read(CsvOptions::default().drop(vec![typed("id")])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.csv:1: no column named \"id\"; the columns are [\"2\", \"0\", \"1\", \"2020\", \"y\"]"
+    );
+    // Without a name of digits in the way, a number is an index, as before.
+    let options = CsvOptions::default().drop(vec![typed("0"), typed("2")]).missing(Missing::Mean);
+    let t = parse_table(PEOPLE.as_bytes(), "t", &options).unwrap();
+    assert_eq!(t.schema, FeatureSchema { missing: Missing::Mean, ..FeatureSchema::numeric(["age", "income"]) });
+}
+
+#[test]
+fn a_missing_category_is_imputed_with_the_training_frequencies() {
+    // city: Oslo twice, Rome once, Lima once, missing twice (empty and NA).
+    let text = "size,city,y\n1,Oslo,1\n2,Rome,2\n3,,3\n4,Oslo,4\n5,Lima,5\n6,NA,6\n";
+    let options = CsvOptions::default().categorical(vec![Column::Name("city".into())]).missing(Missing::Mean);
+    let t = parse_table(text.as_bytes(), "t.csv", &options).unwrap();
+    assert_eq!(t.schema.columns[1], categorical("city", &["Lima", "Oslo", "Rome"]));
+    assert_eq!(t.rows_with_missing, 2);
+    let nan = f32::NAN;
+    #[rustfmt::skip]
+    let encoded = [
+        1.0, 0.0, 1.0, 0.0,
+        2.0, 0.0, 0.0, 1.0,
+        3.0, nan, nan, nan,
+        4.0, 0.0, 1.0, 0.0,
+        5.0, 1.0, 0.0, 0.0,
+        6.0, nan, nan, nan,
+    ];
+    assert_eq!(bits(&t.data.features().to_vec()), bits(&encoded));
+    // The imputer's values for the one-hot inputs: the frequencies among the 4 rows
+    // with a city, 1/4, 2/4, 1/4 (they sum to 1); size's mean 21/6 = 3.5.
+    let impute = Scaler::fit_impute_mean(&t.data).unwrap();
+    assert_eq!(impute, Scaler::Impute { values: vec![3.5, 0.25, 0.5, 0.25] });
+    let imputed = t.data.with_scaler(impute.clone()).unwrap().features().to_vec();
+    assert_eq!(imputed[8..12], [3.0, 0.25, 0.5, 0.25]);
+    assert_eq!(imputed[20..], [6.0, 0.25, 0.5, 0.25]);
+    // Prediction encodes a missing city the same way, for the same imputer.
+    let r = parse_by_schema("city,size\n?,7\nRome,8\n".as_bytes(), "p.csv", &t.schema, &SchemaReadOptions::default())
+        .unwrap();
+    assert_eq!(r.unseen_categories, 0);
+    let x = impute.apply(&r.features).unwrap().to_vec();
+    assert_eq!(x, [7.0, 0.25, 0.5, 0.25, 8.0, 0.0, 0.0, 1.0]);
+}
+
+#[test]
+fn evaluation_drops_the_rows_training_dropped() {
+    let t = people(Missing::Drop).unwrap();
+    let names = t.data.class_names().unwrap().to_vec();
+    // PEOPLE's rows 3 and 4 have a missing value; a fifth has a missing target.
+    let text = format!("{PEOPLE}5,60,Oslo,4.5,?\n");
+    let options = SchemaReadOptions::default().target("species").class_names(names).drop_missing(true);
+    let r = parse_by_schema(text.as_bytes(), "p.csv", &t.schema, &options).unwrap();
+    assert_eq!(r.dropped_rows, 3);
+    assert_eq!(r.line_numbers, [2, 3]);
+    assert_eq!(bits(&r.features.to_vec()), bits(&t.data.features().to_vec()));
+    assert_eq!(r.targets.as_ref(), Some(t.data.targets()));
+    // Without the option a missing value is refused, as for prediction.
+    let e = parse_by_schema(text.as_bytes(), "p.csv", &t.schema, &options.clone().drop_missing(false)).unwrap_err();
+    assert!(e.to_string().starts_with("p.csv:4, column 4 (\"income\"): missing value"), "{e}");
+    // Every row dropped: an error saying so.
+    let e =
+        parse_by_schema("age,city,income,species\n,Oslo,1,cat\n".as_bytes(), "p.csv", &t.schema, &options).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "p.csv:1: no data row left: all 1 rows have a missing value (the model was trained with --missing drop)"
+    );
+}
+
+#[test]
 fn categorical_columns_one_hot_in_byte_order() {
     // Byte order: upper case before lower case, "10" before "9".
     let text = "size,colour,y\n9,red,1\n10,Red,2\n9,blue,3\n";
@@ -573,9 +668,20 @@ proptest! {
                 prop_assert_eq!(r.unseen_categories, 0);
                 let lines: Vec<u64> = (2..2 + rows as u64).collect();
                 prop_assert_eq!(r.line_numbers, lines);
-            } else if let Ok(r) = read {
-                // Prediction drops no row: a missing category encodes as zeros.
-                prop_assert_eq!(r.line_numbers.len(), rows);
+            } else {
+                // Evaluation drops the rows training dropped, and reads the same features.
+                let mut again = SchemaReadOptions::default().target("y").drop_missing(true);
+                if let Some(classes) = t.data.class_names() {
+                    again = again.class_names(classes.to_vec());
+                }
+                let r = parse_by_schema(shuffled.as_bytes(), "p", &t.schema, &again).unwrap();
+                prop_assert_eq!(r.dropped_rows, t.dropped_rows);
+                prop_assert_eq!(bits(&r.features.to_vec()), bits(&t.data.features().to_vec()));
+                prop_assert_eq!(r.targets.as_ref(), Some(t.data.targets()));
+                if let Ok(r) = read {
+                    // Prediction drops no row.
+                    prop_assert_eq!(r.line_numbers.len(), rows);
+                }
             }
         }
     }

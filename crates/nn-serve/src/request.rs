@@ -648,8 +648,9 @@ mod tests {
         assert_eq!(got.values, vec![41.5, 0.0, 0.0, 1.0, 1.75, 7.0, 1.0, 0.0, 0.0, -0.2, 1.0, 0.0, 1.0, 0.0, 2.0]);
         assert_eq!(got.ignored, ["note", "id"]);
         assert_eq!(got.unseen_categories, 0);
-        // null and missing-value text become NaN under --missing mean; unseen and
-        // missing categories encode as zeros, the unseen ones counted.
+        // null and missing-value text become NaN under --missing mean (a missing
+        // category too, in each of its inputs); unseen categories encode as zeros,
+        // counted.
         let got =
             parse_with(r#"{"instances": [{"age": null, "city": "Paris", "height": "NA"}, {"age": 1, "city": "Lima", "height": 2}]}"#, &s)
                 .unwrap();

@@ -183,6 +183,10 @@ pub struct ClassScores {
 }
 
 impl ConfusionMatrix {
+    /// The most characters of a class name [`render`](Self::render) shows in the
+    /// header of a column.
+    pub const MAX_COLUMN: usize = 12;
+
     /// An all-zero matrix for `classes` classes.
     pub fn new(classes: usize) -> Self {
         ConfusionMatrix { counts: vec![vec![0; classes]; classes] }
@@ -243,11 +247,15 @@ impl ConfusionMatrix {
 
     /// A text table: one row per target class, one column per predicted class,
     /// followed by precision, recall, F1 and support per class. `names` labels the
-    /// classes (indices are used when it is shorter).
+    /// classes (indices are used when it is shorter). The columns are as wide as the
+    /// longest name, up to [`Self::MAX_COLUMN`] characters (longer names are cut in
+    /// the header), and at least 5 and the widest count.
     pub fn render(&self, names: &[String]) -> String {
         let label = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
-        let width = (0..self.classes()).map(|c| label(c).len()).max().unwrap_or(1).max(6);
-        let cell = self.counts.iter().flatten().map(|v| v.to_string().len()).max().unwrap_or(1).max(5);
+        let width = (0..self.classes()).map(|c| label(c).chars().count()).max().unwrap_or(1).max(6);
+        let longest = (0..self.classes()).map(|c| label(c).chars().count()).max().unwrap_or(1);
+        let counts = self.counts.iter().flatten().map(|v| v.to_string().len()).max().unwrap_or(1);
+        let cell = counts.max(longest.min(Self::MAX_COLUMN)).max(5);
         let mut out = format!("{:>width$} | predicted\n{:>width$} |", "target", "");
         for c in 0..self.classes() {
             out += &format!(" {:>cell$}", label(c).chars().take(cell).collect::<String>());
@@ -334,5 +342,26 @@ mod tests {
         let mut cm = ConfusionMatrix::new(2);
         cm.add(&[0, 0], &[0, 1]);
         assert_eq!(cm.class_scores(1).precision, 0.0);
+    }
+
+    #[test]
+    fn confusion_matrix_columns_fit_the_class_names() {
+        let mut cm = ConfusionMatrix::new(3);
+        cm.add(&[0, 1, 2], &[0, 1, 1]);
+        let names = ["common".to_string(), "rare".to_string(), "a_much_longer_class_name".to_string()];
+        let text = cm.render(&names);
+        let header = text.lines().nth(1).unwrap();
+        // Columns 12 wide (the cap): names whole up to 12 characters, longer ones cut.
+        assert_eq!(
+            header,
+            format!(
+                "{:>24} | {:>12} {:>12} {:>12} | precision recall     f1 support",
+                "", "common", "rare", "a_much_longe"
+            )
+        );
+        assert!(text.contains(&format!("{:>24} | {:>12} {:>12} {:>12} |", "rare", 0, 1, 1)), "{text}");
+        // Short names: columns 5 wide, as before.
+        let text = cm.render(&["a".into(), "b".into(), "c".into()]);
+        assert_eq!(text.lines().nth(1).unwrap(), "       |     a     b     c | precision recall     f1 support");
     }
 }

@@ -425,15 +425,13 @@ fn resolve(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<RunConfig> {
             Some(m) => cfg.override_with(&args.run, m).map_err(|e| CliError::io(path, e))?,
             None => Vec::new(),
         };
-        if !given("out") {
-            if let Some(out) = cfg.output.out.as_ref().filter(|o| o.join("run.json").exists()) {
-                return Err(CliError::Usage(format!(
-                    "--config {}: the run would be written over {}, which holds a run already; pass --out NEW_DIR (or --resume {} to continue it)",
-                    path.display(),
-                    out.display(),
-                    out.display()
-                )));
-            }
+        if let Some(out) = cfg.output.out.as_ref().filter(|o| holds_a_run(o) || same_dir(o, path.parent())) {
+            return Err(CliError::Usage(format!(
+                "--config {}: the run would be written over {}, which holds a run already; pass --out NEW_DIR (or --resume {} to continue it)",
+                path.display(),
+                out.display(),
+                out.display()
+            )));
         }
         let changed = if changed.is_empty() {
             String::new()
@@ -455,6 +453,23 @@ fn resolve(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<RunConfig> {
         cfg.output.verbose = 2;
     }
     Ok(cfg)
+}
+
+/// Whether `dir` holds a run: a model, a run.json or a checkpoint, which a run with
+/// `--config` must not write over.
+fn holds_a_run(dir: &Path) -> bool {
+    ["model.json", RUN_FILE, "checkpoint"].iter().any(|f| dir.join(f).exists())
+}
+
+/// Whether `dir` is the folder `other` (when given), compared canonicalised
+/// (symbolic links, `.` and `..` resolved, a trailing `/` ignored; made absolute
+/// where it does not exist).
+fn same_dir(dir: &Path, other: Option<&Path>) -> bool {
+    let resolved = |p: &Path| {
+        let p = if p.as_os_str().is_empty() { Path::new(".") } else { p };
+        std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_path_buf())
+    };
+    other.is_some_and(|o| resolved(dir) == resolved(o))
 }
 
 /// The number of model outputs `data`'s targets need.
@@ -691,7 +706,7 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
             .collect();
         println!("class weights: {}", listed.join(", "));
     }
-    let loss = super::training_loss(train.targets(), &model, t.label_smoothing);
+    let loss = super::training_loss(train.targets(), &model, t.label_smoothing)?;
 
     // 3. Optimizer, schedule, callbacks.
     let steps_per_epoch = train.len().div_ceil(t.batch_size);

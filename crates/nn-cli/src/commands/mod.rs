@@ -32,12 +32,17 @@ pub fn loss_for(targets: &Targets, model: &Sequential) -> Loss {
 
 /// The loss `fit` trains with: [`loss_for`], with label smoothing `s` on the
 /// classification loss.
-pub fn training_loss(targets: &Targets, model: &Sequential, s: f64) -> Loss {
+///
+/// # Errors
+/// [`CliError::Usage`] for label smoothing (`s > 0`) on real-valued targets, which
+/// have no labels to smooth.
+pub fn training_loss(targets: &Targets, model: &Sequential, s: f64) -> Result<Loss> {
     match loss_for(targets, model) {
         Loss::SparseCategoricalCrossentropy { from_logits, .. } => {
-            Loss::SparseCategoricalCrossentropy { from_logits, label_smoothing: s }
+            Ok(Loss::SparseCategoricalCrossentropy { from_logits, label_smoothing: s })
         }
-        other => other,
+        _ if s > 0.0 => Err(CliError::Usage("--label-smoothing needs class targets (classification)".into())),
+        other => Ok(other),
     }
 }
 
@@ -73,11 +78,12 @@ pub fn print_regression(
             ts.outputs()
         ))
     })?;
+    // R² is undefined when the targets do not vary (one sample, or all equal).
+    let r2 = if r.r2.is_finite() { format!("{:.4}", r.r2) } else { "n/a".into() };
     println!(
-        "{prefix}rmse: {:.4} - {prefix}mae: {:.4} - {prefix}r2: {:.4} - baseline rmse: {:.4} (predicting the training mean) ({} samples)",
+        "{prefix}rmse: {:.4} - {prefix}mae: {:.4} - {prefix}r2: {r2} - baseline rmse: {:.4} (predicting the training mean) ({} samples)",
         r.rmse,
         r.mae,
-        r.r2,
         r.baseline_rmse,
         data.len()
     );
@@ -390,6 +396,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     if let Some(text) = &args.classes {
         part = data::keep_classes(&part, &data::parse_classes(text)?)?;
     }
+    check_input_shape(&args, &model, &meta, part.sample_shape())?;
     let part = with_scalers(part, &meta.scalers)?;
     println!("{} samples of {}", part.len(), args.data);
     if let (true, Some(ts)) = (regression, &meta.target_scaler) {
@@ -412,14 +419,55 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
+/// Refuses data whose samples do not have as many values as the model's input
+/// (before the model's scalers would refuse them with less to go on), naming the
+/// CSV columns the model was trained on when it was.
+fn check_input_shape(args: &EvaluateArgs, model: &Sequential, meta: &Metadata, sample: &[usize]) -> Result<()> {
+    let want = model.input_shape();
+    if want.iter().product::<usize>() == sample.iter().product::<usize>() {
+        return Ok(());
+    }
+    let trained_on = match &meta.features {
+        Some(schema) => {
+            let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+            format!(
+                "was trained on the CSV columns {} ({} inputs)",
+                nn_layers::clip_to(&names.join(", "), 80),
+                schema.width()
+            )
+        }
+        None => format!("takes inputs of shape {want:?} ({})", nn_layers::clip(&meta.data)),
+    };
+    let remedy = if meta.features.is_some() { ": evaluate it on a CSV file with those columns" } else { "" };
+    Err(CliError::Usage(format!(
+        "the model in {} {trained_on}, but {} has samples of shape {sample:?}{remedy}",
+        args.model.display(),
+        args.data
+    )))
+}
+
+/// Whether two data sources name the same data: for a file or folder, the same
+/// path once canonicalised (symbolic links, `.` and `..` resolved; made absolute
+/// where it does not exist), so `csv:x.csv`, `csv:./x.csv`, `csv:../dir/x.csv`, an
+/// absolute spelling and a link to the file all agree.
+fn same_source(a: &DataSource, b: &DataSource) -> bool {
+    fn resolved(p: &Path) -> std::path::PathBuf {
+        std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+    match (a, b) {
+        (DataSource::Csv(x), DataSource::Csv(y))
+        | (DataSource::FashionMnist(x), DataSource::FashionMnist(y))
+        | (DataSource::Mnist(Some(x)), DataSource::Mnist(Some(y))) => resolved(x) == resolved(y),
+        _ => a == b,
+    }
+}
+
 /// On the file a model was trained on, the test part its run held out (the run saved
 /// in model.json gives the split and seed; for earlier models, run.json beside it
 /// when it names the model's seed); otherwise `data` itself, with a note when that
-/// includes the training rows.
+/// includes the training rows. Files are compared by their canonical paths
+/// ([`same_source`]).
 fn training_file_test_part(args: &EvaluateArgs, meta: &Metadata, data: Dataset) -> Result<Dataset> {
-    if args.data.to_string() != meta.data {
-        return Ok(data);
-    }
     // The run saved in model.json; for models of earlier versions, run.json beside
     // the model when it names the model's seed (a later run may have replaced it).
     let run = args.model.join("run.json");
@@ -428,12 +476,22 @@ fn training_file_test_part(args: &EvaluateArgs, meta: &Metadata, data: Dataset) 
         None => std::fs::read_to_string(&run).ok(),
     };
     let from = if meta.run.is_some() { args.model.join("model.json") } else { run };
-    if let Some(text) = text {
-        let cfg = crate::args::RunConfig::from_json(&text).map_err(|e| CliError::io(&from, e))?;
-        let same_run = meta.run.is_some() || cfg.training.seed == meta.seed;
+    let cfg = text
+        .map(|text| crate::args::RunConfig::from_json(&text).map_err(|e| CliError::io(&from, e)))
+        .transpose()?
+        .filter(|cfg| meta.run.is_some() || cfg.training.seed == meta.seed);
+    // The run names its data with an absolute path; the metadata as it was typed.
+    let training_file = match &cfg {
+        Some(cfg) => same_source(&cfg.data.data, &args.data),
+        None => meta.data.parse::<DataSource>().is_ok_and(|d| same_source(&d, &args.data)),
+    };
+    if !training_file {
+        return Ok(data);
+    }
+    if let Some(cfg) = cfg {
         let hold_test = !cfg.output.no_test || cfg.output.test;
-        let no_filter = cfg.data.classes.is_none() && cfg.data.missing != crate::args::MissingKind::Drop;
-        if same_run && no_filter && cfg.data.data == args.data {
+        // Rows dropped for --missing drop were dropped again when the file was read.
+        if cfg.data.classes.is_none() {
             if let Some(test) = data::held_out_test(&cfg.data, cfg.training.seed, hold_test, data.clone())? {
                 println!(
                     "the test part the run held out of {} ({} of {} rows, seed {}; from {})",
@@ -469,13 +527,15 @@ fn read_by_schema(
         delimiter: data::parse_delimiter(delimiter.or(meta.delimiter.as_deref()).unwrap_or(","))?,
         ..Default::default()
     };
-    // Evaluation: the target column by name (the model's, or --target). Prediction:
-    // the model's target column, if present, is ignored.
+    // Evaluation: the target column by name (the model's, or --target), and the rows
+    // with a missing value dropped when training dropped them. Prediction: the
+    // model's target column, if present, is ignored, and every row is answered.
     if let Some(t) = target {
         opts.target = Some(t.or_else(|| meta.target.clone()).ok_or_else(|| {
             CliError::Usage("the model does not record its target column: pass --target NAME".into())
         })?);
         opts.class_names = if regression { None } else { meta.class_names.clone() };
+        opts.drop_missing = schema.missing == nn_data::Missing::Drop;
     }
     let mut read = nn_data::csv::parse_by_schema(bytes, path, schema, &opts)?;
     // The model's own target column in a prediction file is expected, not news.
@@ -492,6 +552,13 @@ fn read_by_schema(
             "note: ignoring column{} the model was not trained on: {}",
             if read.ignored_columns.len() == 1 { "" } else { "s" },
             nn_layers::clip(&read.ignored_columns.join(", "))
+        );
+    }
+    if read.dropped_rows > 0 {
+        eprintln!(
+            "note: dropped {} row{} with a missing value, as training did (the model was trained with --missing drop)",
+            read.dropped_rows,
+            if read.dropped_rows == 1 { "" } else { "s" }
         );
     }
     if read.unseen_categories > 0 {
