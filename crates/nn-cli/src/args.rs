@@ -48,6 +48,8 @@ pub enum Command {
     Tune(Box<crate::commands::tune::TuneArgs>),
     /// Serve a saved model over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics, and a page at /.
     Serve(crate::commands::serve::ServeArgs),
+    /// Write a saved model as an ONNX file (input scaling and class names included) for ONNX Runtime.
+    Export(crate::commands::export::ExportArgs),
 }
 
 /// Where the data comes from.

@@ -86,6 +86,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict(args),
         Command::Summary(args) => commands::summary(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Export(args) => commands::export::run(args),
     };
     if let Err(e) = &result {
         eprintln!("error: {}{e}", cluster.prefix());

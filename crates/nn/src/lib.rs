@@ -164,6 +164,9 @@ pub use nn_data as data;
 #[doc(inline)]
 pub use nn_train as train;
 
+#[doc(inline)]
+pub use nn_onnx as onnx;
+
 #[cfg(feature = "serve")]
 #[doc(inline)]
 pub use nn_serve as serve;

@@ -1,5 +1,6 @@
 //! The subcommands.
 
+pub mod export;
 pub mod finetune;
 pub mod fit;
 pub mod serve;
