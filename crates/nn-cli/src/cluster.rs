@@ -102,6 +102,29 @@ impl Cluster {
         }
     }
 
+    /// On rank 0 of a job, warns when the ranks on this machine together ask for more
+    /// threads than it has cores (`--threads` is per rank): they would slow each other.
+    /// The ranks per machine come from Open MPI's `OMPI_COMM_WORLD_LOCAL_SIZE` (or
+    /// Slurm's `SLURM_NTASKS_PER_NODE`); without either nothing is said.
+    pub fn warn_oversubscribed(&self) {
+        if self.size() < 2 || !self.is_root() {
+            return;
+        }
+        let local = ["OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok()?.split('(').next()?.trim().parse::<usize>().ok());
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let threads = nn_tensor::num_threads();
+        if let Some(local) = local {
+            if local * threads > cores {
+                eprintln!(
+                    "warning: {local} ranks × {threads} threads on this machine, which has {cores} cores: give each rank --threads {}",
+                    (cores / local).max(1)
+                );
+            }
+        }
+    }
+
     /// What `--version` says about MPI.
     pub fn version_note() -> String {
         #[cfg(feature = "mpi")]

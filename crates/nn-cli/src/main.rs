@@ -74,6 +74,7 @@ fn main() -> ExitCode {
         }
     };
     cluster.quiet_other_ranks();
+    cluster.warn_oversubscribed();
     let fit_matches = matches.subcommand_matches("fit");
     let result = match cli.command {
         Command::Fit(args) => commands::fit::run(*args, fit_matches, &cluster),
@@ -89,9 +90,17 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export::run(args),
     };
     if let Err(e) = &result {
-        eprintln!("error: {}{e}", cluster.prefix());
-        // In an MPI job, every rank ends now, so none waits for this one.
-        cluster.fail();
+        if cluster.size() > 1 && matches!(e, error::CliError::Train(nn_train::TrainError::Parallel(_))) {
+            // The ranks disagree (settings, data, weights): every rank got this same
+            // error at the same point, so rank 0 alone says it and all end normally.
+            if cluster.is_root() {
+                eprintln!("error: {e}");
+            }
+        } else {
+            eprintln!("error: {}{e}", cluster.prefix());
+            // In an MPI job, every rank ends now, so none waits for this one.
+            cluster.fail();
+        }
     }
     // A command that stopped early on SIGINT or SIGTERM (after `signals::install`)
     // exits as a shell reports a process killed by that signal: 130 or 143.

@@ -190,27 +190,40 @@ fn a_failing_rank_ends_the_job_naming_it() {
     std::fs::write(&good, rows).unwrap();
     std::fs::write(&other, rows2).unwrap();
     let missing = dir.path().join("missing.csv");
-    let mpmd = |b: &Path| {
+    let mpmd = |b: &Path, extra: &[&str]| {
         let started = Instant::now();
         let out = mpirun()
             .args(["-np", "1", NN, "--threads", "1", "fit", "--epochs", "2", "--data"])
             .arg(format!("csv:{}", good.display()))
             .args([":", "-np", "1", NN, "--threads", "1", "fit", "--epochs", "2", "--data"])
             .arg(format!("csv:{}", b.display()))
+            .args(extra)
             .output()
             .unwrap();
         (out, started.elapsed())
     };
-    let (out, took) = mpmd(&missing);
+    let (out, took) = mpmd(&missing, &[]);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     assert!(took < Duration::from_secs(30), "took {took:?}");
     assert!(t.contains("error: rank 1 of 2: ") && t.contains("missing.csv"), "{t}");
-    // Another file of the same shape on rank 1: refused before training, by name.
-    let (out, _) = mpmd(&other);
+    // Another file of the same shape on rank 1: refused before training, by name, in
+    // one line from rank 0 (every rank got the same verdict).
+    let (out, _) = mpmd(&other, &[]);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains("rank 1 does not have rank 0's training data"), "{t}");
+    assert_eq!(t.matches("error: rank 1 does not have rank 0's training data").count(), 1, "{t}");
+    // Any flag that differs: the whole run configuration is compared.
+    for extra in [&["--optimizer", "sgd"][..], &["--early-stopping", "2"], &["--lr", "0.01"]] {
+        let (out, _) = mpmd(&good, extra);
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert_eq!(
+            t.matches("error: rank 1 does not have rank 0's flags (the run configuration)").count(),
+            1,
+            "{extra:?}: {t}"
+        );
+    }
 }
 
 /// `kill -9` of one rank in the middle of training ends the job within seconds.

@@ -309,9 +309,32 @@ fn data_fingerprint(data: &Dataset) -> [u8; 8] {
     })
 }
 
-/// Checks, before the first step, that every rank of `group` trains the same model
-/// from the same weights on the same data with the same settings, and that every
-/// batch gives every rank at least one sample.
+/// Checks, before anything is trained or written, that every rank of
+/// `config.collective` trains the same model from the same weights on the same data
+/// with the same settings, and that every batch gives every rank at least one sample
+/// ([`fit`] checks this again itself). Optimizer settings other than the learning
+/// rate are the caller's to compare (nn-cli compares its whole run configuration).
+/// Nothing to check without a collective or with one rank.
+///
+/// # Errors
+/// [`TrainError::Parallel`] naming the first rank that differs from rank 0, on every
+/// rank; [`TrainError::Config`] when a batch would leave a rank without samples.
+pub fn check_ranks(
+    model: &Sequential,
+    optimizer: &dyn Optimizer<f32>,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    config: &FitConfig,
+) -> Result<()> {
+    let Some(group) = config.collective.as_deref().filter(|g| g.size() > 1) else { return Ok(()) };
+    if config.batch_size == 0 || train.is_empty() {
+        return Ok(()); // fit refuses these itself
+    }
+    let steps = train.len().div_ceil(config.batch_size);
+    check_group(group, model, optimizer, train, validation, config, steps)
+}
+
+/// [`check_ranks`] with the group and the number of steps per epoch.
 fn check_group(
     group: &dyn Collective,
     model: &Sequential,

@@ -41,7 +41,7 @@ pub use callbacks::{
     TerminateOnNaN,
 };
 pub use error::{Result, TrainError};
-pub use fit::{evaluate, evaluate_in, fit, predict, EpochProgress, Evaluation, FitConfig, Predictions};
+pub use fit::{check_ranks, evaluate, evaluate_in, fit, predict, EpochProgress, Evaluation, FitConfig, Predictions};
 pub use history::{format_metrics, EpochLog, History};
 pub use metrics::RegressionReport;
 pub use model_file::{load_model, ModelMetadata};

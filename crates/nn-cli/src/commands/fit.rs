@@ -576,6 +576,17 @@ fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
+/// Counts the training steps this invocation ran (a resumed run starts inside an
+/// epoch, an interrupted one stops inside one).
+struct StepCount(usize);
+
+impl Callback for StepCount {
+    fn on_batch_end(&mut self, _epoch: usize, _batch: usize) -> Control {
+        self.0 += 1;
+        Control::Continue
+    }
+}
+
 /// Prints what the data-parallel ranks spent exchanging gradients (rank 0's view):
 /// seconds in all-reduces and their share of the training time, bytes sent per step.
 fn print_comm(cluster: &Cluster, train_secs: f64, steps: usize) {
@@ -642,6 +653,20 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
         }
     }
     let cfg = resolve(&args, matches)?;
+    if cluster.size() > 1 {
+        // Every rank must run the same command: the whole run configuration but the
+        // data path (each node may read its own copy; the data itself is compared by
+        // fingerprint before the first step).
+        let mut same = saved_config(&cfg);
+        same.data.data = match same.data.data {
+            crate::args::DataSource::Csv(_) => crate::args::DataSource::Csv(Default::default()),
+            crate::args::DataSource::Mnist(Some(_)) => crate::args::DataSource::Mnist(Some(Default::default())),
+            crate::args::DataSource::FashionMnist(_) => crate::args::DataSource::FashionMnist(Default::default()),
+            other => other,
+        };
+        let bytes = serde_json::to_vec(&same).map_err(|e| CliError::Usage(format!("run configuration: {e}")))?;
+        cluster.group.check_same("flags (the run configuration)", &bytes)?;
+    }
     // A folder this run creates is removed again if the run fails before its first
     // checkpoint (a refused model, bad data), so a failed start leaves nothing behind.
     let mut created = RemoveIfUnused(None);
@@ -798,6 +823,31 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
         ),
         None => None,
     };
+    let config = FitConfig {
+        seed: t.seed,
+        verbosity: match (root, cluster.size() > 1, Verbosity::try_from(cfg.output.verbose)?) {
+            (false, _, _) => Verbosity::Silent,
+            // mpirun gives its ranks a terminal even when its output is redirected:
+            // one line per epoch, no live bar.
+            (true, true, Verbosity::Auto) => Verbosity::Lines,
+            (true, _, v) => v,
+        },
+        regularizer: checked.regularizer.clone(),
+        clip_norm: o.clip_norm,
+        schedule: step_schedule,
+        initial_epoch,
+        resume_within_epoch: within_epoch,
+        metadata: metadata.clone(),
+        augment: checked.augment,
+        class_weights: weights,
+        collective: (cluster.size() > 1).then(|| cluster.group.clone()),
+        sync_batchnorm: t.sync_batchnorm,
+        ..FitConfig::new(t.epochs, t.batch_size)
+    };
+    if cluster.size() > 1 {
+        // The ranks agree on data, model and weights before anything is written.
+        nn_train::check_ranks(&model, optimizer.as_ref(), train, prepared.validation.as_ref(), &config)?;
+    }
     if let (Some(ckpt), None) = (&resume_ckpt, &resume_dir) {
         // A new run is resumable from its start.
         ckpt.save_now(&model, optimizer.as_ref(), 0, None)?;
@@ -829,23 +879,9 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
     if let Some(c) = stop_on_signal.as_mut() {
         callbacks.push(c);
     }
+    let mut steps_run = StepCount(0);
+    callbacks.push(&mut steps_run);
 
-    // 4. Train.
-    let config = FitConfig {
-        seed: t.seed,
-        verbosity: if root { Verbosity::try_from(cfg.output.verbose)? } else { Verbosity::Silent },
-        regularizer: checked.regularizer.clone(),
-        clip_norm: o.clip_norm,
-        schedule: step_schedule,
-        initial_epoch,
-        resume_within_epoch: within_epoch,
-        metadata: metadata.clone(),
-        augment: checked.augment,
-        class_weights: weights,
-        collective: (cluster.size() > 1).then(|| cluster.group.clone()),
-        sync_batchnorm: t.sync_batchnorm,
-        ..FitConfig::new(t.epochs, t.batch_size)
-    };
     if initial_epoch < t.epochs {
         println!(
             "training {}, batch {}, {} (lr {}), seed {}{}",
@@ -857,6 +893,7 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
             checked.augment.map(|a| format!(", augment {a}")).unwrap_or_default()
         );
     }
+    // 4. Train.
     let started = std::time::Instant::now();
     let history = if initial_epoch < t.epochs {
         nn_train::fit(
@@ -893,7 +930,9 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
             ckpt.save_now(&model, optimizer.as_ref(), p.epoch, Some(p.clone()))?;
         }
         let resume = out.map(|o| format!("; continue with: nn-cli fit --resume {}", o.display())).unwrap_or_default();
-        eprintln!("another rank of the job was interrupted: every rank stopped {at}{resume}");
+        if root {
+            eprintln!("another rank of the job was interrupted: every rank stopped {at}{resume}");
+        }
         return Ok(());
     }
     if let Some(signal) = crate::signals::received() {
@@ -907,7 +946,10 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
         if let (Some(ckpt), Some(p)) = (&resume_ckpt, &history.interrupted) {
             ckpt.save_now(&model, optimizer.as_ref(), p.epoch, Some(p.clone()))?;
         }
-        eprintln!("{}", crate::signals::message(signal, &at, out.map(|o| o.as_path())));
+        if root {
+            // (mpirun passes a Ctrl-C on to its ranks as SIGTERM.)
+            eprintln!("{}", crate::signals::message(signal, &at, out.map(|o| o.as_path())));
+        }
         return Ok(());
     }
     let train_secs: f64 = history.epochs.iter().map(|e| e.train_seconds).sum();
@@ -920,7 +962,7 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
         );
     }
     if cluster.size() > 1 {
-        print_comm(cluster, train_secs, history.epochs.len() * steps_per_epoch);
+        print_comm(cluster, train_secs, steps_run.0);
         if !root {
             return Ok(());
         }
