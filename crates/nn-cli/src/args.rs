@@ -50,6 +50,8 @@ pub enum Command {
     Serve(crate::commands::serve::ServeArgs),
     /// Write a saved model as an ONNX file (input scaling and class names included) for ONNX Runtime.
     Export(crate::commands::export::ExportArgs),
+    /// Read an ONNX file (e.g. a PyTorch MLP or CNN, NCHW) into an nn model folder for evaluate, predict, serve and fit --init-from.
+    Import(crate::commands::import::ImportArgs),
 }
 
 /// Where the data comes from.

@@ -88,6 +88,7 @@ fn main() -> ExitCode {
         Command::Summary(args) => commands::summary(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Export(args) => commands::export::run(args),
+        Command::Import(args) => commands::import::run(args),
     };
     if let Err(e) = &result {
         if cluster.size() > 1 && matches!(e, error::CliError::Train(nn_train::TrainError::Parallel(_))) {

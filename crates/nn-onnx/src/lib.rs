@@ -1,4 +1,10 @@
-//! ONNX export of nn models: `nn-cli export --model DIR --format onnx --out model.onnx`.
+//! ONNX export and import of nn models: `nn-cli export --model DIR --format onnx --out
+//! model.onnx` and `nn-cli import --from model.onnx --out DIR`.
+//!
+//! [`import()`] reads an ONNX inference graph made of operators nn has (a PyTorch MLP
+//! or CNN, NCHW, or a file [`export()`] wrote) into a [`Model`](nn_layers::Model) and
+//! its [`ModelMetadata`](nn_train::ModelMetadata); see [`mod@import`] for the
+//! operators and the NCHW → NHWC conversion.
 //!
 //! [`export()`] writes a trained [`Model`](nn_layers::Model) with the metadata saved
 //! beside it ([`ModelMetadata`](nn_train::ModelMetadata): input scaling, class names,
@@ -49,11 +55,14 @@
 #![warn(missing_docs)]
 
 pub mod export;
+pub mod import;
 pub mod proto;
 
 pub use export::{export, export_proto, resolve_pads, BATCH_DIM, CLASS_NAMES_KEY, DEFAULT_OPSET, IR_VERSION, OPSETS};
+pub use import::{import, import_proto, Imported, IMPORT_OPSETS, SUPPORTED_OPERATORS};
 
-/// Why a model could not be exported. Nothing is written when export fails.
+/// Why a model could not be exported or imported. Nothing is written when either
+/// fails.
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {
     /// A layer has no ONNX form (or not yet): names the layer, its index and kind.
@@ -77,4 +86,27 @@ pub enum OnnxError {
     /// The saved metadata (input scaling, target scaling) does not fit the model.
     #[error("metadata: {0}")]
     Metadata(String),
+    /// Import: the bytes are not an ONNX model (truncated, corrupt, another format).
+    #[error("not a readable ONNX model: {0}")]
+    Decode(String),
+    /// Import: the graph uses operators nn has no layer for; every one, by name.
+    #[error("unsupported ONNX operators: {}; nn imports {}", .0.join(", "), import::SUPPORTED_OPERATORS.join(", "))]
+    UnsupportedOperators(Vec<String>),
+    /// Import: the graph is not well formed (a cycle, a missing value, a tensor
+    /// whose data does not fill its shape, an opset outside 13 to 21).
+    #[error("invalid ONNX model: {0}")]
+    Invalid(String),
+    /// Import: a node whose settings or inputs nn cannot express.
+    #[error("node {node:?} ({op}) cannot be imported: {reason}")]
+    Node {
+        /// The node's name (`#k`, its position, when it has none).
+        node: String,
+        /// Its operator.
+        op: String,
+        /// Why.
+        reason: String,
+    },
+    /// Import: the nn model built from the graph is refused by nn (shapes, sizes).
+    #[error("the imported model does not build: {0}")]
+    Model(String),
 }

@@ -3,6 +3,7 @@
 pub mod export;
 pub mod finetune;
 pub mod fit;
+pub mod import;
 pub mod serve;
 pub mod tune;
 
