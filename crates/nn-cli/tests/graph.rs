@@ -233,6 +233,9 @@ fn the_example_specs_build() {
         ("residual.json", "Total params: 36,266"),
         ("inception.json", "Total params: "),
         ("two_inputs.json", "Connected to"),
+        // The models of bench/compare.sh (PyTorch and Keras count the same).
+        ("cnn2.json", "Total params: 34,826"),
+        ("gru.json", "Total params: 61,962"),
     ] {
         let summary = stdout(nn().args(["summary", "--model"]).arg(root.join(file)));
         assert!(summary.contains(params), "{file}:\n{summary}");
