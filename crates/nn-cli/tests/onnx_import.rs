@@ -121,18 +121,26 @@ fn import_refusals_are_one_line() {
     std::fs::write(&junk, b"\x89PNG\r\n\x1a\n not onnx at all").unwrap();
     fails_with(nn().args(["import", "--from"]).arg(&junk).arg("--out").arg(dir.path().join("o")), "ONNX");
     assert!(!dir.path().join("o").exists());
-    // An Embedding model exports as Cast and Gather, which nn does not import.
-    let spec = nn_layers::ModelSpec::from_json(
-        r#"{"input_shape": [6], "layers": [
-            {"type": "Embedding", "input_dim": 10, "output_dim": 4}, {"type": "Flatten"}, {"type": "Dense", "units": 2}]}"#,
-    )
-    .unwrap();
+    // An MLP's export with an Erf node appended: an operator nn does not have.
+    let spec =
+        nn_layers::ModelSpec::from_json(r#"{"input_shape": [6], "layers": [{"type": "Dense", "units": 2}]}"#).unwrap();
     let model = nn_layers::Sequential::new(spec, 1).unwrap();
-    let file = dir.path().join("embedding.onnx");
-    std::fs::write(&file, nn_onnx::export(&model, &nn_train::ModelMetadata::default(), 17).unwrap()).unwrap();
+    let mut proto = nn_onnx::export_proto(&model, &nn_train::ModelMetadata::default(), 17).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    let last = graph.output[0].name.clone();
+    graph.node.push(nn_onnx::proto::NodeProto {
+        input: vec![last],
+        output: vec!["erf".into()],
+        name: "erf".into(),
+        op_type: "Erf".into(),
+        ..Default::default()
+    });
+    graph.output[0].name = "erf".into();
+    let file = dir.path().join("erf.onnx");
+    std::fs::write(&file, prost::Message::encode_to_vec(&proto)).unwrap();
     fails_with(
         nn().args(["import", "--from"]).arg(&file).arg("--out").arg(dir.path().join("o")),
-        "unsupported ONNX operators: Cast, Gather;",
+        "unsupported ONNX operators: Erf;",
     );
     assert!(!dir.path().join("o").exists());
 }

@@ -35,9 +35,17 @@
 //! `Reshape` Flatten and Reshape; `Pad` (zeros over the image axes) ZeroPadding2D;
 //! `RNN`, `LSTM` and `GRU` (one forward direction, zero initial state; after a
 //! `Transpose` to time-major, before a `Squeeze` of the direction axis) SimpleRNN,
-//! LSTM and GRU; `Dropout`, `Identity` and `Constant` no layer. The input scaling
-//! and target scaling nodes `nn-cli export` writes come back as the metadata's
-//! scalers and target scaling.
+//! LSTM and GRU; `Cast` to int64 of a computed value then `Gather` of a constant
+//! table by it Embedding (the exporter's form); `Dropout`, `Identity` and `Constant`
+//! no layer. `Shape` of a computed value, and `Gather`, `Unsqueeze`, `Concat` and
+//! `Cast` of constants are folded (PyTorch's `x.view(x.size(0), -1)` chain before
+//! a `Reshape`; the batch size kept as a marker `Reshape` reads as "keep the batch
+//! axis"). A layer normalization decomposed below opset 17 (`ReduceMean`, `Sub`,
+//! `Mul` or `Pow`, `ReduceMean`, `Add` ε, `Sqrt`, `Div`, then a scale and a shift) is
+//! put back as one `LayerNormalization` first: in files nn wrote only the exporter's
+//! exact pattern, in others also PyTorch's. The input scaling and target scaling
+//! nodes `nn-cli export` writes come back as the metadata's scalers and target
+//! scaling.
 //!
 //! Every check on sizes happens before anything is allocated from them: a
 //! tensor's element count is checked with [`nn_tensor::shape::checked_numel`] and
@@ -68,6 +76,7 @@ pub const SUPPORTED_OPERATORS: &[&str] = &[
     "Add",
     "AveragePool",
     "BatchNormalization",
+    "Cast",
     "Concat",
     "Constant",
     "Conv",
@@ -75,6 +84,7 @@ pub const SUPPORTED_OPERATORS: &[&str] = &[
     "Dropout",
     "Elu",
     "Flatten",
+    "Gather",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
@@ -93,6 +103,7 @@ pub const SUPPORTED_OPERATORS: &[&str] = &[
     "ReduceMean",
     "Relu",
     "Reshape",
+    "Shape",
     "Sigmoid",
     "Softmax",
     "Softplus",
@@ -100,7 +111,13 @@ pub const SUPPORTED_OPERATORS: &[&str] = &[
     "Sub",
     "Tanh",
     "Transpose",
+    "Unsqueeze",
 ];
+
+/// The batch size in a folded shape constant (`Shape` of a computed value): not
+/// known when importing, kept as this marker, which `Reshape` reads as "keep the
+/// batch axis" and every other use refuses.
+const BATCH: i64 = i64::MIN;
 
 /// The ε of the BatchNormalization layers that hold an element-wise constant: so
 /// small that `1 + ε` is 1 in `f32` and `f64`, so the layer computes
@@ -165,14 +182,11 @@ pub fn import(bytes: &[u8]) -> Result<Imported, OnnxError> {
 /// As [`import`].
 pub fn import_proto(proto: &ModelProto) -> Result<Imported, OnnxError> {
     let graph = proto.graph.as_ref().ok_or_else(|| OnnxError::Decode("the model has no graph".into()))?;
-    let mut stripped = None;
-    let mut scaling = NnScaling::default();
-    if proto.producer_name == "nn" {
-        let mut g = graph.clone();
-        scaling = strip_nn_scaling(&mut g);
-        stripped = Some(g);
-    }
-    let graph = stripped.as_ref().unwrap_or(graph);
+    let nn = proto.producer_name == "nn";
+    let mut g = graph.clone();
+    let scaling = if nn { strip_nn_scaling(&mut g) } else { NnScaling::default() };
+    fuse_layer_norms(&mut g, nn);
+    let graph = &g;
     let opset = proto
         .opset_import
         .iter()
@@ -397,6 +411,159 @@ fn strip_nn_scaling(g: &mut GraphProto) -> NnScaling {
     out
 }
 
+/// Puts back the layer normalizations that exporters decompose below opset 17 as
+/// one `LayerNormalization` node each. With `nn` (files nn exported) only the
+/// exporter's exact pattern: `ReduceMean` over axis −1, `Sub`, `Mul` of the
+/// difference by itself, `ReduceMean`, `Add` of `{layer}/epsilon`, `Sqrt`, `Div`,
+/// then `Mul` by `{layer}/gamma` and `Add` of `{layer}/beta` when the layer has
+/// them. Otherwise also PyTorch's (`Pow` by 2 for the square, the constants as
+/// `Constant` nodes or initializers of any name; a scale and shift a scalar or a
+/// vector). Anything else is left as it is (and refused later: `Sqrt` has no
+/// layer).
+fn fuse_layer_norms(g: &mut GraphProto, nn: bool) {
+    let inits: HashMap<&str, &TensorProto> = g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    let constant_nodes: HashMap<&str, &NodeProto> = g
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Constant" && n.output.len() == 1)
+        .map(|n| (n.output[0].as_str(), n))
+        .collect();
+    // The value of a constant (an initializer, or with !nn a `Constant` node's).
+    let constant = |name: &str| -> Option<Const> {
+        if let Some(t) = inits.get(name) {
+            return read_tensor(t).ok();
+        }
+        let a = constant_nodes.get(name).filter(|_| !nn)?.attribute.first()?;
+        match a.name.as_str() {
+            "value" => read_tensor(a.t.as_ref()?).ok(),
+            "value_float" => Some(Const { dims: vec![], data: ConstData::F32(vec![a.f]) }),
+            _ => None,
+        }
+    };
+    let scalar = |name: &str| -> Option<f32> {
+        match constant(name)?.floats().ok()? {
+            &[v] => Some(v),
+            _ => None,
+        }
+    };
+    let outputs: HashSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (k, n) in g.node.iter().enumerate() {
+        for i in &n.input {
+            let r = readers.entry(i.as_str()).or_default();
+            if r.last() != Some(&k) {
+                r.push(k);
+            }
+        }
+    }
+    // The one node reading `v` (which is no graph output), if it is an `op`.
+    let sole = |v: &str, op: &str| -> Option<usize> {
+        match readers.get(v).map(Vec::as_slice) {
+            Some(&[k]) if g.node[k].op_type == op && !outputs.contains(v) && g.node[k].output.len() == 1 => Some(k),
+            _ => None,
+        }
+    };
+    let last_axis_mean = |n: &NodeProto| {
+        n.op_type == "ReduceMean"
+            && n.input.len() == 1
+            && attr_ints(n, "axes") == Some(&[-1])
+            && attr_i(n, "keepdims", 1) == 1
+    };
+    let mut fused: Vec<(Vec<usize>, NodeProto)> = Vec::new();
+    for (k, mu) in g.node.iter().enumerate() {
+        let found = (|| {
+            if !last_axis_mean(mu) || mu.output.len() != 1 {
+                return None;
+            }
+            let x = mu.input[0].as_str();
+            let sub = sole(&mu.output[0], "Sub")?;
+            if g.node[sub].input != [x, mu.output[0].as_str()] {
+                return None;
+            }
+            let d = g.node[sub].output.first()?.as_str();
+            let rs = readers.get(d)?;
+            if rs.len() != 2 || outputs.contains(d) {
+                return None;
+            }
+            let (sq, div) = if g.node[rs[0]].op_type == "Div" { (rs[1], rs[0]) } else { (rs[0], rs[1]) };
+            let square = match g.node[sq].op_type.as_str() {
+                "Mul" => g.node[sq].input == [d, d],
+                "Pow" => {
+                    !nn && g.node[sq].input.len() == 2
+                        && g.node[sq].input[0] == d
+                        && scalar(&g.node[sq].input[1]) == Some(2.0)
+                }
+                _ => false,
+            };
+            if !square || g.node[div].op_type != "Div" {
+                return None;
+            }
+            let var = sole(g.node[sq].output.first()?, "ReduceMean")?;
+            if !last_axis_mean(&g.node[var]) {
+                return None;
+            }
+            let add = sole(g.node[var].output.first()?, "Add")?;
+            let (v_in, eps_name) = (g.node[add].input.first()?, g.node[add].input.get(1)?);
+            if v_in != &g.node[var].output[0] {
+                return None;
+            }
+            let scope = if nn { eps_name.strip_suffix("/epsilon")? } else { "" };
+            let eps = scalar(eps_name).filter(|e| *e > 0.0 && e.is_finite())?;
+            let sqrt = sole(g.node[add].output.first()?, "Sqrt")?;
+            if sole(g.node[sqrt].output.first()?, "Div") != Some(div)
+                || g.node[div].input != [d, g.node[sqrt].output[0].as_str()]
+            {
+                return None;
+            }
+            let mut nodes = vec![k, sub, sq, var, add, sqrt, div];
+            let mut y = g.node[div].output.first()?.clone();
+            let mut affine = |op: &str, param: &str| -> Option<String> {
+                let next = sole(&y, op)?;
+                let c = g.node[next].input.get(1)?;
+                if g.node[next].input[0] != y {
+                    return None;
+                }
+                if nn && (*c != format!("{scope}/{param}") || !inits.contains_key(c.as_str())) {
+                    return None;
+                }
+                // A scalar or a vector over the last axis.
+                if constant(c).is_none_or(|v| v.dims.iter().skip_while(|&&x| x == 1).count() > 1) {
+                    return None;
+                }
+                nodes.push(next);
+                y = g.node[next].output[0].clone();
+                Some(c.clone())
+            };
+            let gamma = affine("Mul", "gamma").unwrap_or_default();
+            let beta = affine("Add", "beta").unwrap_or_default();
+            let node = NodeProto {
+                input: vec![x.to_string(), gamma, beta],
+                output: vec![y],
+                name: format!("{}/LayerNormalization", if nn { scope } else { &mu.name }),
+                op_type: "LayerNormalization".into(),
+                attribute: vec![AttributeProto::int("axis", -1), AttributeProto::float("epsilon", eps)],
+                ..Default::default()
+            };
+            Some((nodes, node))
+        })();
+        fused.extend(found);
+    }
+    let mut remove: HashSet<usize> = HashSet::new();
+    let mut add = Vec::new();
+    for (nodes, node) in fused {
+        if nodes.iter().all(|k| !remove.contains(k)) {
+            remove.extend(nodes);
+            add.push(node);
+        }
+    }
+    let mut k = 0;
+    g.node.retain(|_| {
+        k += 1;
+        !remove.contains(&(k - 1))
+    });
+    g.node.extend(add);
+}
+
 fn invalid(msg: impl Into<String>) -> OnnxError {
     OnnxError::Invalid(msg.into())
 }
@@ -580,6 +747,9 @@ enum Layout {
     /// The `Y_h` output of a recurrent operator, `[1, N, units]` in ONNX, nn's
     /// `[N, units]`.
     RecurrentH,
+    /// Indices (`Cast` to an integer type): ONNX's int64 values, nn's floats holding
+    /// whole numbers, read only by a `Gather` from a constant table (Embedding).
+    Indices,
 }
 
 impl Layout {
@@ -895,6 +1065,10 @@ impl<'g> Importer<'g> {
                 Ok(())
             }
             "Transpose" => self.transpose(n),
+            "Cast" => self.cast(n),
+            "Shape" => self.shape(n),
+            "Unsqueeze" => self.unsqueeze(n),
+            "Gather" => self.gather(n),
             "Relu" => self.activation(n, Activation::Relu),
             "Sigmoid" => self.activation(n, Activation::Sigmoid),
             "Tanh" => self.activation(n, Activation::Tanh),
@@ -963,6 +1137,150 @@ impl<'g> Importer<'g> {
         };
         self.values.insert(n.output.first().ok_or("has no output")?.clone(), Val::Const(c));
         Ok(())
+    }
+
+    /// `Cast` of a computed value to int64 / int32 (indices for a `Gather`) or to
+    /// float (no layer); of a constant, folded.
+    fn cast(&mut self, n: &NodeProto) -> R<()> {
+        let to = attr(n, "to").ok_or("has no `to` attribute")?.i as i32;
+        const INT32: i32 = 6;
+        let int = to == crate::proto::DATA_TYPE_INT64 || to == INT32;
+        if !int && to != crate::proto::DATA_TYPE_FLOAT {
+            return Err(format!("to = {to}: nn casts only to float32, int32 and int64"));
+        }
+        match self.value(n.input.first().ok_or("has no input")?)?.clone() {
+            Val::Const(c) => {
+                let data = match (c.data, int) {
+                    (ConstData::F32(v), true) => ConstData::I64(v.iter().map(|&x| x as i64).collect()),
+                    (ConstData::I64(v), false) => ConstData::F32(v.iter().map(|&x| x as f32).collect()),
+                    (data, _) => data,
+                };
+                let out = n.output.first().ok_or("has no output")?.clone();
+                self.values.insert(out, Val::Const(Const { dims: c.dims, data }));
+                Ok(())
+            }
+            Val::Dyn(mut d) => {
+                match (&d.layout, int) {
+                    (Layout::Plain, false) | (Layout::Indices, true) => {}
+                    (Layout::Plain, true) if d.onnx == d.shape => d.layout = Layout::Indices,
+                    (Layout::Indices, false) => {
+                        return Err("casting indices back to float (rounding toward zero) has no nn layer".into())
+                    }
+                    _ => return Err(format!("casting a value of shape {:?} in this layout is not supported", d.onnx)),
+                }
+                self.pass(n, d)
+            }
+        }
+    }
+
+    /// `Shape` of a computed value: a constant (the batch size as [`BATCH`]), for
+    /// the `Gather` / `Unsqueeze` / `Concat` chains PyTorch writes before `Reshape`.
+    fn shape(&mut self, n: &NodeProto) -> R<()> {
+        let d = self.dyn_in(n, 0)?;
+        if !matches!(d.layout, Layout::Plain | Layout::Nchw | Layout::FlatNchw { .. } | Layout::Indices) {
+            return Err("the shape of a recurrent value in ONNX's time-major layout is not supported".into());
+        }
+        let full: Vec<i64> = std::iter::once(BATCH).chain(d.onnx.iter().map(|&x| x as i64)).collect();
+        let rank = full.len() as i64;
+        let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+        let start = clamp(attr_i(n, "start", 0));
+        let end = clamp(attr_i(n, "end", rank)).max(start);
+        let v = full[start..end].to_vec();
+        let out = n.output.first().ok_or("has no output")?.clone();
+        self.values.insert(out, Val::Const(Const { dims: vec![v.len()], data: ConstData::I64(v) }));
+        Ok(())
+    }
+
+    /// `Unsqueeze` of a constant (folded).
+    fn unsqueeze(&mut self, n: &NodeProto) -> R<()> {
+        let c = match self.value(n.input.first().ok_or("has no input")?)? {
+            Val::Const(c) => c.clone(),
+            Val::Dyn(_) => return Err("unsqueezing a computed value has no nn layer".into()),
+        };
+        let axes: Vec<i64> = match attr_ints(n, "axes") {
+            Some(a) => a.to_vec(),
+            None => self.need_const(n, 1)?.ints()?.to_vec(),
+        };
+        let rank = (c.dims.len() + axes.len()) as i64;
+        let mut axes: Vec<usize> = axes
+            .iter()
+            .map(|&a| if a < 0 { a + rank } else { a })
+            .map(|a| if (0..rank).contains(&a) { Ok(a as usize) } else { Err(format!("axis {a} is out of range")) })
+            .collect::<R<_>>()?;
+        axes.sort_unstable();
+        axes.dedup();
+        let mut dims = c.dims.clone();
+        for a in axes {
+            if a > dims.len() {
+                return Err("axes out of range".into());
+            }
+            dims.insert(a, 1);
+        }
+        let out = n.output.first().ok_or("has no output")?.clone();
+        self.values.insert(out, Val::Const(Const { dims, data: c.data }));
+        Ok(())
+    }
+
+    /// `Gather` of constants on axis 0 (folded: the shape chains PyTorch writes).
+    fn gather_const(&mut self, n: &NodeProto, data: Const, idx: Const) -> R<()> {
+        if attr_i(n, "axis", 0) != 0 || data.dims.len() != 1 {
+            return Err("folds only a Gather on axis 0 of a 1-d constant".into());
+        }
+        let len = data.dims[0] as i64;
+        let at = idx
+            .ints()?
+            .iter()
+            .map(|&i| {
+                let j = if i < 0 { i + len } else { i };
+                if (0..len).contains(&j) {
+                    Ok(j as usize)
+                } else {
+                    Err(format!("index {i} is out of range"))
+                }
+            })
+            .collect::<R<Vec<_>>>()?;
+        let values = match &data.data {
+            ConstData::I64(v) => ConstData::I64(at.iter().map(|&j| v[j]).collect()),
+            ConstData::F32(v) => ConstData::F32(at.iter().map(|&j| v[j]).collect()),
+        };
+        let out = n.output.first().ok_or("has no output")?.clone();
+        self.values.insert(out, Val::Const(Const { dims: idx.dims, data: values }));
+        Ok(())
+    }
+
+    /// `Gather` on axis 0 of a constant `[input_dim, output_dim]` table by computed
+    /// indices: an Embedding. nn's Embedding refuses indices that are not whole
+    /// numbers, where ONNX's `Cast` rounds them toward zero.
+    fn gather(&mut self, n: &NodeProto) -> R<()> {
+        let table = self.need_const(n, 0)?;
+        if let Some(Val::Const(idx)) = n.input.get(1).map(|s| self.value(s)).transpose()? {
+            let idx = idx.clone();
+            return self.gather_const(n, table, idx);
+        }
+        let d = self.dyn_in(n, 1)?;
+        if attr_i(n, "axis", 0) != 0 {
+            return Err(format!("axis {}: nn gathers rows of a table (axis 0)", attr_i(n, "axis", 0)));
+        }
+        if d.layout != Layout::Indices {
+            return Err("expects indices cast from a model input (Cast to int64)".into());
+        }
+        let (input_dim, output_dim) = match table.dims.as_slice() {
+            &[v, e] if v > 0 && e > 0 => (v, e),
+            other => return Err(format!("a table of shape {other:?}: nn's Embedding takes [input_dim, output_dim]")),
+        };
+        let values = table.floats()?.to_vec();
+        let mut shape = d.shape.clone();
+        shape.push(output_dim);
+        numel(&shape)?;
+        let spec = LayerSpec::Embedding(nn_layers::EmbeddingConfig::new(input_dim, output_dim));
+        let params = vec![("embeddings", vec![input_dim, output_dim], values)];
+        if !self.notes.iter().any(|s| s.starts_with("Embedding")) {
+            self.notes.push(
+                "Embedding: indices must be whole numbers in [0, input_dim); ONNX's Cast would round others toward zero"
+                    .into(),
+            );
+        }
+        self.layer(n, spec, &[&d], params, shape.clone(), shape, Layout::Plain)
     }
 
     fn transpose(&mut self, n: &NodeProto) -> R<()> {
@@ -1047,6 +1365,7 @@ impl<'g> Importer<'g> {
             Layout::TimeMajor | Layout::RecurrentY | Layout::RecurrentH => {
                 Err("flattening a time-major sequence has no nn equivalent".into())
             }
+            Layout::Indices => Err("flattening indices is not supported".into()),
             Layout::Nchw => {
                 let (h, w, c) = (d.shape[0], d.shape[1], d.shape[2]);
                 let layout = if c == 1 || h * w == 1 { Layout::Plain } else { Layout::FlatNchw { c, h, w } };
@@ -1058,7 +1377,14 @@ impl<'g> Importer<'g> {
     fn reshape(&mut self, n: &NodeProto) -> R<()> {
         let d = self.dyn_in(n, 0)?;
         let shape = self.need_const(n, 1)?;
-        let t = shape.ints()?;
+        let mut t = shape.ints()?.to_vec();
+        if t.first() == Some(&BATCH) {
+            t[0] = 0; // the batch size read by `Shape`: kept
+        }
+        if t.contains(&BATCH) {
+            return Err("the batch size on an axis other than the first: nn keeps the batch axis first".into());
+        }
+        let t = t.as_slice();
         let allowzero = attr_i(n, "allowzero", 0) != 0;
         let full: Vec<usize> = std::iter::once(1).chain(d.onnx.iter().copied()).collect();
         let count = numel(&d.onnx)?;
@@ -1331,6 +1657,30 @@ impl<'g> Importer<'g> {
     }
 
     fn concat(&mut self, n: &NodeProto) -> R<()> {
+        let consts: Vec<Const> = n
+            .input
+            .iter()
+            .filter_map(|s| match self.values.get(s) {
+                Some(Val::Const(c)) => Some(c.clone()),
+                _ => None,
+            })
+            .collect();
+        if !consts.is_empty() && consts.len() == n.input.len() {
+            // A shape being put together (folded): 1-d int64 constants.
+            if consts.iter().any(|c| c.dims.len() != 1) || attr_i(n, "axis", 0) != 0 && attr_i(n, "axis", 0) != -1 {
+                return Err("folds only the concatenation of 1-d constants".into());
+            }
+            // Charged before allocating: a chain of Concats could double a shape each time.
+            let total = consts.iter().try_fold(0usize, |t, c| t.checked_add(c.ints().map_or(0, <[i64]>::len)));
+            self.charge(total.ok_or("too large")?)?;
+            let mut v = Vec::new();
+            for c in &consts {
+                v.extend_from_slice(c.ints()?);
+            }
+            let out = n.output.first().ok_or("has no output")?.clone();
+            self.values.insert(out, Val::Const(Const { dims: vec![v.len()], data: ConstData::I64(v) }));
+            return Ok(());
+        }
         let ds = (0..n.input.len()).map(|k| self.dyn_in(n, k)).collect::<R<Vec<_>>>()?;
         if ds.len() < 2 {
             return self.pass(n, ds.into_iter().next().ok_or("has no input")?);

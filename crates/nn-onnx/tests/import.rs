@@ -147,8 +147,11 @@ fn round_trip_gives_the_original_predictions() {
         ("resnet", ModelSpec::resnet(&shape, 10).unwrap(), classes(vec![per_channel]), 17),
         ("lstm", ModelSpec::lstm_classifier(&shape, 16, 10).unwrap(), classes(vec![constant.clone()]), 17),
         ("lstm_opset13", ModelSpec::lstm_classifier(&shape, 16, 10).unwrap(), classes(vec![standard.clone()]), 13),
-        ("all_layers", ModelSpec::from_json(IMAGE_GRAPH).unwrap(), classes(vec![constant]), 17),
+        ("all_layers", ModelSpec::from_json(IMAGE_GRAPH).unwrap(), classes(vec![constant.clone()]), 17),
         ("all_layers_plain", ModelSpec::from_json(IMAGE_GRAPH).unwrap(), classes(vec![]), 17),
+        // Below opset 17 the LayerNormalization layers are decomposed; the importer
+        // puts nn's own pattern back together.
+        ("all_layers_opset13", ModelSpec::from_json(IMAGE_GRAPH).unwrap(), classes(vec![constant.clone()]), 13),
     ];
     for (k, (name, spec, meta, opset)) in cases.into_iter().enumerate() {
         let mut model = Sequential::new(spec, 11 + k as u64).unwrap();
@@ -160,6 +163,60 @@ fn round_trip_gives_the_original_predictions() {
         assert_eq!(back.metadata.scalers.len(), meta.scalers.len(), "{name}");
         assert_eq!(back.metadata.task, Some(nn_data::Task::Classification), "{name}");
         assert_eq!(back.model.input_shape(), &shape, "{name}");
+        let kinds = |m: &Sequential| -> Vec<&'static str> { m.spec().layers.iter().map(|l| l.layer.kind()).collect() };
+        let count = |m: &Sequential, k: &str| kinds(m).iter().filter(|x| **x == k).count();
+        assert_eq!(count(&back.model, "LayerNormalization"), count(&model, "LayerNormalization"), "{name}");
+    }
+}
+
+/// The exporter's "embedding + recurrent" model (tests/onnx_runtime.rs): token
+/// indices as floats, an Embedding (ONNX's `Cast` to int64 and `Gather` on the
+/// table), then SimpleRNN, GRU and LSTM stacked and side by side.
+const SEQUENCE_GRAPH: &str = r#"{
+  "format_version": 2,
+  "inputs": [{"name": "tokens", "shape": [6]}],
+  "layers": [
+    {"type": "Embedding", "name": "emb", "input_dim": 10, "output_dim": 5},
+    {"type": "SimpleRNN", "name": "rnn", "units": 4, "return_sequences": true},
+    {"type": "GRU", "name": "gru", "units": 5, "return_sequences": true},
+    {"type": "LSTM", "name": "lstm", "units": 3},
+    {"type": "LSTM", "name": "lstm_seq", "units": 3, "return_sequences": true, "inputs": ["emb"]},
+    {"type": "GRU", "name": "gru2", "units": 4},
+    {"type": "SimpleRNN", "name": "rnn2", "units": 2, "inputs": ["emb"]},
+    {"type": "GRU", "name": "gru_nobias", "units": 2, "use_bias": false, "inputs": ["emb"]},
+    {"type": "Concatenate", "name": "cat", "inputs": ["lstm", "gru2", "rnn2", "gru_nobias"]},
+    {"type": "Dense", "name": "out", "units": 3, "activation": "softmax"}
+  ]
+}"#;
+
+/// Embedding + recurrent: the table comes back as an Embedding layer (same
+/// values), the predictions within 1e-6 of the original's, at opsets 13 and 17.
+#[test]
+fn embedding_recurrent_round_trip() {
+    let mut model = Sequential::new(ModelSpec::from_json(SEQUENCE_GRAPH).unwrap(), 6).unwrap();
+    perturb(&mut model, 10);
+    let mut rng = Lcg(3);
+    let tokens: Vec<f32> = (0..120 * 6).map(|_| rng.uniform(0.0, 10.0).floor().min(9.0)).collect();
+    let raw = Tensor::from_vec(&[120, 6], tokens);
+    let meta = ModelMetadata { class_names: Some(vec!["a".into(), "b".into(), "c".into()]), ..Default::default() };
+    for opset in [13, 17] {
+        let (diff, back) = round_trip(&model, &meta, &raw, opset);
+        println!("embedding+recurrent opset {opset}: max |original − imported| = {diff:.3e}");
+        assert!(diff <= ROUND_TRIP, "{diff:e}");
+        assert_eq!(back.model.input_shape(), &[6]);
+        assert_eq!(back.metadata.class_names, meta.class_names);
+        let emb = back.model.spec().layers.iter().find(|l| l.layer.kind() == "Embedding").expect("an Embedding");
+        match &emb.layer {
+            nn_layers::LayerSpec::Embedding(c) => assert_eq!((c.input_dim, c.output_dim), (10, 5)),
+            other => panic!("{other:?}"),
+        }
+        let table = |m: &Sequential| -> Vec<f32> {
+            m.parameters().iter().find(|p| p.kind == ParamKind::Embeddings).unwrap().value.to_vec()
+        };
+        assert_eq!(table(&back.model), table(&model));
+        // Indices that are not whole numbers are refused, as by the original.
+        let bad = Tensor::from_vec(&[1, 6], vec![0.5, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert!(model.predict(&bad).is_err() && back.model.predict(&bad).is_err());
     }
 }
 
@@ -353,6 +410,93 @@ fn nchw_cnn_keeps_the_flatten_order() {
     assert!(d < 1e-5, "max difference {d:e}");
 }
 
+/// PyTorch's `x.view(x.size(0), -1)`: `Shape`, `Gather` of the batch axis,
+/// `Unsqueeze`, `Concat` with `[-1]`, then `Reshape`: folded to a Reshape; the
+/// `MatMul` after it sees the elements in ONNX's order.
+#[test]
+fn shape_chains_before_reshape_are_folded() {
+    let mut rng = Lcg(4);
+    let wv: Vec<f32> = (0..6 * 2).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let scalar = |name: &str, v: i64| NodeProto {
+        output: vec![name.into()],
+        name: name.into(),
+        op_type: "Constant".into(),
+        attribute: vec![AttributeProto::int("value_int", v)],
+        ..Default::default()
+    };
+    let nodes = vec![
+        node("Shape", &["x"], "shape", vec![]),
+        scalar("zero", 0),
+        node("Gather", &["shape", "zero"], "batch", vec![AttributeProto::int("axis", 0)]),
+        node("Unsqueeze", &["batch", "axes0"], "batch1", vec![]),
+        node("Concat", &["batch1", "minus_one"], "target", vec![AttributeProto::int("axis", 0)]),
+        node("Reshape", &["x", "target"], "flat", vec![]),
+        node("MatMul", &["flat", "w"], "y", vec![]),
+    ];
+    let inits = vec![
+        TensorProto::int64s("axes0", &[0]),
+        TensorProto::int64s("minus_one", &[-1]),
+        TensorProto::float("w", &[6, 2], &wv),
+    ];
+    let m = model(nodes, inits, info("x", &[2, 3]), info("y", &[2]));
+    let back = nn_onnx::import(&m.to_bytes()).unwrap();
+    let kinds: Vec<&str> = back.model.spec().layers.iter().map(|l| l.layer.kind()).collect();
+    assert_eq!(kinds, ["Reshape", "Dense"]);
+    let x: Vec<f32> = (0..7 * 6).map(|_| rng.uniform(-2.0, 2.0)).collect();
+    let got = back.model.predict(&Tensor::from_vec(&[7, 2, 3], x.clone())).unwrap().to_vec();
+    let want: Vec<f32> = (0..7)
+        .flat_map(|s| {
+            let x = &x;
+            let wv = &wv;
+            (0..2).map(move |j| (0..6).map(|i| x[s * 6 + i] * wv[i * 2 + j]).sum::<f32>())
+        })
+        .collect();
+    let diff = max_diff(&got, &want);
+    println!("shape chain + MatMul: max |nn − direct| = {diff:.3e}");
+    assert!(diff <= 1e-6, "{diff:e}");
+    // The batch size on another axis is refused, naming the node.
+    let mut m = m;
+    let g = m.graph.as_mut().unwrap();
+    g.node[4].input = vec!["minus_one".into(), "batch1".into()];
+    let e = import_err(&m.to_bytes());
+    assert!(e.contains("(Reshape) cannot be imported: the batch size on an axis other than the first"), "{e}");
+}
+
+/// nn's LayerNormalization below opset 17 comes back only from the exporter's
+/// exact pattern: with a constant renamed it is refused, naming `Sqrt`.
+#[test]
+fn decomposed_layer_norm_outside_the_pattern_is_refused() {
+    let spec = ModelSpec::from_json(
+        r#"{"input_shape": [5], "layers": [
+            {"type": "Dense", "units": 4}, {"type": "LayerNormalization", "name": "ln"}, {"type": "Dense", "units": 2}]}"#,
+    )
+    .unwrap();
+    let mut model = Sequential::new(spec, 2).unwrap();
+    perturb(&mut model, 3);
+    let mut rng = Lcg(5);
+    let raw = Tensor::from_vec(&[20, 5], (0..100).map(|_| rng.uniform(-2.0, 2.0)).collect());
+    let (diff, back) = round_trip(&model, &ModelMetadata::default(), &raw, 13);
+    assert!(diff <= ROUND_TRIP, "{diff:e}");
+    let kinds: Vec<&str> = back.model.spec().layers.iter().map(|l| l.layer.kind()).collect();
+    assert_eq!(kinds, ["Dense", "LayerNormalization", "Dense"]);
+    let mut m = nn_onnx::export_proto(&model, &ModelMetadata::default(), 13).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    for t in &mut g.initializer {
+        if t.name == "ln/epsilon" {
+            t.name = "ln/eps".into();
+        }
+    }
+    for n in &mut g.node {
+        for i in &mut n.input {
+            if i == "ln/epsilon" {
+                *i = "ln/eps".into();
+            }
+        }
+    }
+    let e = import_err(&m.to_bytes());
+    assert!(e.starts_with("unsupported ONNX operators: Sqrt; "), "{e}");
+}
+
 // ---- errors and hostile files --------------------------------------------------
 
 fn mlp_bytes() -> Vec<u8> {
@@ -373,16 +517,13 @@ fn import_err(bytes: &[u8]) -> String {
 
 #[test]
 fn unsupported_operators_are_listed_by_name_in_one_error() {
-    let spec = ModelSpec::from_json(
-        r#"{"input_shape": [6], "layers": [
-            {"type": "Embedding", "input_dim": 10, "output_dim": 4}, {"type": "Flatten"}, {"type": "Dense", "units": 2}]}"#,
-    )
-    .unwrap();
-    let emb = Sequential::new(spec, 1).unwrap();
-    let bytes = nn_onnx::export(&emb, &ModelMetadata::default(), 17).unwrap();
-    let e = nn_onnx::import(&bytes).unwrap_err();
-    assert!(matches!(&e, OnnxError::UnsupportedOperators(ops) if ops == &["Cast", "Gather"]), "{e}");
-    assert!(e.to_string().starts_with("unsupported ONNX operators: Cast, Gather; nn imports Add, "), "{e}");
+    let mut m = ModelProto::decode_bytes(&mlp_bytes());
+    let g = m.graph.as_mut().unwrap();
+    g.node.push(node("Sqrt", &["output"], "z", vec![]));
+    g.node.push(node("Erf", &["z"], "z2", vec![]));
+    let e = nn_onnx::import(&m.to_bytes()).unwrap_err();
+    assert!(matches!(&e, OnnxError::UnsupportedOperators(ops) if ops == &["Erf", "Sqrt"]), "{e}");
+    assert!(e.to_string().starts_with("unsupported ONNX operators: Erf, Sqrt; nn imports Add, "), "{e}");
 
     let mut m = ModelProto::decode_bytes(&mlp_bytes());
     let g = m.graph.as_mut().unwrap();
@@ -471,6 +612,16 @@ fn hostile_files_give_one_error_line() {
     });
     let e = import_err(&m.to_bytes());
     assert!(e.contains("node \"empty_max\" (Max) cannot be imported: has no input"), "{e}");
+    // Concats of constants doubling a shape 40 times: refused before allocating.
+    let mut m = ModelProto::decode_bytes(&good);
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.push(TensorProto::int64s("c0", &[1, 2, 3, 4]));
+    for k in 0..40 {
+        let (a, b) = (format!("c{k}"), format!("c{}", k + 1));
+        g.node.push(node("Concat", &[&a, &a], &b, vec![AttributeProto::int("axis", 0)]));
+    }
+    let e = import_err(&m.to_bytes());
+    assert!(e.contains("(Concat) cannot be imported: the model would need more than"), "{e}");
     // A grouped convolution names the node and the setting.
     let cnn = Sequential::new(ModelSpec::seed_cnn(&[8, 8, 1], 3), 1).unwrap();
     let mut m = nn_onnx::export_proto(&cnn, &ModelMetadata::default(), 17).unwrap();
