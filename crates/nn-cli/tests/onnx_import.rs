@@ -117,6 +117,15 @@ fn import_refusals_are_one_line() {
         nn().args(["import", "--from"]).arg(dir.path().join("none.onnx")).arg("--out").arg(dir.path()),
         "none.onnx",
     );
+    // Never into a folder that holds anything (a run, a model, other files).
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(run.join("run.json"), b"{}").unwrap();
+    fails_with(
+        nn().args(["import", "--from"]).arg(dir.path().join("none.onnx")).arg("--out").arg(&run),
+        "already exists and is not an empty folder",
+    );
+    assert_eq!(std::fs::read_dir(&run).unwrap().count(), 1);
     let junk = dir.path().join("junk.onnx");
     std::fs::write(&junk, b"\x89PNG\r\n\x1a\n not onnx at all").unwrap();
     fails_with(nn().args(["import", "--from"]).arg(&junk).arg("--out").arg(dir.path().join("o")), "ONNX");

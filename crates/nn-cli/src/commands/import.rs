@@ -25,8 +25,20 @@ pub struct ImportArgs {
 /// # Errors
 /// [`CliError::Io`] when the file cannot be read; [`CliError::Usage`] with the
 /// importer's one-line reason (every unsupported operator by name, a malformed or
-/// hostile file); the saver's errors when the folder cannot be written.
+/// hostile file) or an `--out` that exists and is not an empty folder; the saver's
+/// errors when the folder cannot be written.
 pub fn run(args: ImportArgs) -> Result<()> {
+    // A new folder, or an empty one: never over a run or any other files (a model
+    // pair written over a run would sit beside that run's run.json and checkpoint).
+    if args.out.exists() {
+        let empty = args.out.is_dir() && std::fs::read_dir(&args.out).is_ok_and(|mut d| d.next().is_none());
+        if !empty {
+            return Err(CliError::Usage(format!(
+                "--out {}: already exists and is not an empty folder; import writes a new model folder (choose another --out)",
+                args.out.display()
+            )));
+        }
+    }
     let bytes = std::fs::read(&args.from).map_err(|e| CliError::io(&args.from, e))?;
     let imported = nn_onnx::import(&bytes).map_err(|e| CliError::Usage(format!("{}: {e}", args.from.display())))?;
     let model = &imported.model;
