@@ -42,6 +42,28 @@ pub const BATCH_DIM: &str = "batch";
 /// (class `k` is element `k`).
 pub const CLASS_NAMES_KEY: &str = "class_names";
 
+/// The model-level metadata key holding nn's own metadata as JSON (a
+/// [`ModelMetadata`] with the feature columns, target, task, class names and CSV
+/// delimiter; without the scalers and target scaling, which are nodes of the graph,
+/// without the run configuration, and with the data's path cut to its file name), so
+/// that [`crate::import()`] restores the column names a CSV-trained model reads.
+pub const NN_METADATA_KEY: &str = "nn_metadata";
+
+/// `data` as `nn-cli fit --data` took it, with a path cut to its last component
+/// (`csv:/home/me/iris.csv` → `csv:iris.csv`), so exported files do not carry local
+/// paths.
+pub fn portable_data_name(data: &str) -> String {
+    let file = |p: &str| {
+        std::path::Path::new(p).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| p.to_string())
+    };
+    match data.split_once(':') {
+        Some((kind, path)) if !path.is_empty() => format!("{kind}:{}", file(path)),
+        Some(_) => data.to_string(),
+        None if data.contains(['/', '\\']) => file(data),
+        None => data.to_string(),
+    }
+}
+
 /// The encoded ONNX model (`.onnx` file content) of `model` for opset `opset`; see
 /// [`export_proto`].
 ///
@@ -68,8 +90,10 @@ pub fn export(model: &Model, metadata: &ModelMetadata, opset: i64) -> Result<Vec
 ///   regression model with a saved target scaling the values mapped back to the
 ///   target's units (`Mul` by the standard deviations, `Add` the means), as
 ///   `nn-cli predict` prints them;
-/// - metadata: [`CLASS_NAMES_KEY`] (JSON array), `task`, `target` and `data` when
-///   the metadata has them.
+/// - metadata: [`CLASS_NAMES_KEY`] (JSON array), `task`, `target` and `data` (cut
+///   to its file name, [`portable_data_name`]) when the metadata has them, and
+///   [`NN_METADATA_KEY`]: the metadata as JSON (feature columns, target, task, class
+///   names, delimiter, seed), which [`crate::import()`] restores.
 ///
 /// # Errors
 /// [`OnnxError::Opset`] for an opset outside [`OPSETS`]; [`OnnxError::Unsupported`]
@@ -160,9 +184,12 @@ pub fn export_proto(model: &Model, metadata: &ModelMetadata, opset: i64) -> Resu
     if let Some(target) = &metadata.target {
         prop("target", target.clone());
     }
-    if !metadata.data.is_empty() {
-        prop("data", metadata.data.clone());
+    let data = portable_data_name(&metadata.data);
+    if !data.is_empty() {
+        prop("data", data.clone());
     }
+    let portable = ModelMetadata { data, scalers: Vec::new(), target_scaler: None, run: None, ..metadata.clone() };
+    prop(NN_METADATA_KEY, serde_json::to_string(&portable).map_err(|e| OnnxError::Metadata(e.to_string()))?);
     Ok(ModelProto {
         ir_version: IR_VERSION,
         producer_name: "nn".into(),

@@ -62,7 +62,7 @@ use nn_tensor::Tensor;
 use nn_train::ModelMetadata;
 use prost::Message;
 
-use crate::export::{resolve_pads, CLASS_NAMES_KEY};
+use crate::export::{portable_data_name, resolve_pads, CLASS_NAMES_KEY, NN_METADATA_KEY};
 use crate::proto::{dimension, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use crate::OnnxError;
 
@@ -71,7 +71,8 @@ use crate::OnnxError;
 /// axes as an attribute up to 17 and as an input from 18, both are read.
 pub const IMPORT_OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
 
-/// The ONNX operators [`import`] maps onto nn layers (see the module docs).
+/// The ONNX operators [`import`] maps onto nn layers (see the module docs), in
+/// alphabetical order.
 pub const SUPPORTED_OPERATORS: &[&str] = &[
     "Add",
     "AveragePool",
@@ -88,21 +89,21 @@ pub const SUPPORTED_OPERATORS: &[&str] = &[
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
+    "GRU",
     "Identity",
     "LayerNormalization",
     "LeakyRelu",
+    "LSTM",
     "MatMul",
     "Max",
     "MaxPool",
     "Mul",
-    "GRU",
-    "LSTM",
     "Pad",
-    "RNN",
     "ReduceMax",
     "ReduceMean",
     "Relu",
     "Reshape",
+    "RNN",
     "Shape",
     "Sigmoid",
     "Softmax",
@@ -113,6 +114,10 @@ pub const SUPPORTED_OPERATORS: &[&str] = &[
     "Transpose",
     "Unsqueeze",
 ];
+
+/// The data name of a model imported from a file nn did not write (or that does not
+/// name its data): what messages about the model call it.
+pub const FOREIGN_DATA: &str = "imported ONNX model";
 
 /// The batch size in a folded shape constant (`Shape` of a computed value): not
 /// known when importing, kept as this marker, which `Reshape` reads as "keep the
@@ -2224,7 +2229,8 @@ impl<'g> Importer<'g> {
                 .set_parameter(&name, Tensor::from_vec(&shape, values))
                 .map_err(|e| OnnxError::Model(e.to_string()))?;
         }
-        let mut metadata = ModelMetadata { data: "onnx".into(), ..Default::default() };
+        let mut metadata = ModelMetadata { data: FOREIGN_DATA.into(), ..Default::default() };
+        let input_size: usize = model.input_shape().iter().product();
         for prop in &proto.metadata_props {
             match prop.key.as_str() {
                 CLASS_NAMES_KEY => {
@@ -2241,8 +2247,43 @@ impl<'g> Importer<'g> {
                 }
                 "task" => metadata.task = serde_json::from_value(serde_json::Value::String(prop.value.clone())).ok(),
                 "target" => metadata.target = Some(prop.value.clone()),
-                "data" => metadata.data = prop.value.clone(),
+                "data" if !prop.value.is_empty() => metadata.data = portable_data_name(&prop.value),
                 _ => {}
+            }
+        }
+        if proto.producer_name == "nn" {
+            if let Some(prop) = proto.metadata_props.iter().find(|p| p.key == NN_METADATA_KEY) {
+                match serde_json::from_str::<ModelMetadata>(&prop.value) {
+                    Ok(saved) => {
+                        if let Some(schema) = saved.features {
+                            match schema.check() {
+                                Ok(()) if schema.width() == input_size => metadata.features = Some(schema),
+                                Ok(()) => self.notes.push(format!(
+                                    "metadata_props[\"{NN_METADATA_KEY}\"] names columns encoding to {} inputs, the model takes {input_size}: left out",
+                                    schema.width()
+                                )),
+                                Err(e) => self.notes.push(format!(
+                                    "metadata_props[\"{NN_METADATA_KEY}\"]: {e}: the column names are left out"
+                                )),
+                            }
+                        }
+                        if let Some(names) = saved.class_names {
+                            if names.len() == output_size || saved.task == Some(nn_data::Task::Regression) {
+                                metadata.class_names = Some(names);
+                            }
+                        }
+                        metadata.target = saved.target.or(metadata.target);
+                        metadata.task = saved.task.or(metadata.task);
+                        metadata.delimiter = saved.delimiter;
+                        metadata.seed = saved.seed;
+                        if !saved.data.is_empty() {
+                            metadata.data = portable_data_name(&saved.data);
+                        }
+                    }
+                    Err(e) => self
+                        .notes
+                        .push(format!("metadata_props[\"{NN_METADATA_KEY}\"] is not nn's metadata ({e}): left out")),
+                }
             }
         }
         if metadata.task.is_none() && (metadata.class_names.is_some() || model.ends_with_softmax()) {

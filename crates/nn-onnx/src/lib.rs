@@ -58,8 +58,10 @@ pub mod export;
 pub mod import;
 pub mod proto;
 
-pub use export::{export, export_proto, resolve_pads, BATCH_DIM, CLASS_NAMES_KEY, DEFAULT_OPSET, IR_VERSION, OPSETS};
-pub use import::{import, import_proto, Imported, IMPORT_OPSETS, SUPPORTED_OPERATORS};
+pub use export::{
+    export, export_proto, resolve_pads, BATCH_DIM, CLASS_NAMES_KEY, DEFAULT_OPSET, IR_VERSION, NN_METADATA_KEY, OPSETS,
+};
+pub use import::{import, import_proto, Imported, FOREIGN_DATA, IMPORT_OPSETS, SUPPORTED_OPERATORS};
 
 /// Why a model could not be exported or imported. Nothing is written when either
 /// fails.

@@ -265,6 +265,142 @@ fn regression_round_trip_keeps_the_target_scaling() {
     assert_eq!(back.metadata.class_names, None);
 }
 
+/// A CSV model's feature schema: three numeric columns and a categorical one of two
+/// categories, five inputs.
+fn csv_schema() -> nn_data::FeatureSchema {
+    let mut schema = nn_data::FeatureSchema::numeric(["sepal_length", "sepal_width", "petal_length"]);
+    schema.columns.push(nn_data::FeatureColumn {
+        name: "colour".into(),
+        kind: nn_data::ColumnKind::Categorical { categories: vec!["blue".into(), "red".into()] },
+    });
+    schema.missing = nn_data::Missing::Mean;
+    schema
+}
+
+#[test]
+fn round_trip_keeps_the_feature_schema_and_drops_local_paths() {
+    let mut model = Sequential::new(ModelSpec::mlp(&[5], 8, 3, 0.0), 11).unwrap();
+    perturb(&mut model, 4);
+    let meta = ModelMetadata {
+        data: "csv:/home/someone/secret/iris.csv".into(),
+        target: Some("species".into()),
+        class_names: Some(vec!["setosa".into(), "versicolor".into(), "virginica".into()]),
+        scalers: vec![Scaler::Standard { mean: vec![5.8, 3.0, 3.7, 0.4, 0.6], std: vec![0.8, 0.4, 1.7, 0.5, 0.5] }],
+        seed: 42,
+        task: Some(nn_data::Task::Classification),
+        features: Some(csv_schema()),
+        delimiter: Some(";".into()),
+        run: Some(serde_json::json!({"data": {"data": "csv:/home/someone/secret/iris.csv"}})),
+        ..Default::default()
+    };
+    let proto = nn_onnx::export_proto(&model, &meta, 17).unwrap();
+    let prop = |k: &str| proto.metadata_props.iter().find(|p| p.key == k).map(|p| p.value.clone());
+    assert_eq!(prop("data").as_deref(), Some("csv:iris.csv"));
+    assert!(proto.metadata_props.iter().all(|p| !p.value.contains("/home/someone")), "{:?}", proto.metadata_props);
+    let saved: ModelMetadata = serde_json::from_str(&prop(nn_onnx::export::NN_METADATA_KEY).unwrap()).unwrap();
+    assert_eq!(saved.features, meta.features);
+    assert_eq!(saved.run, None);
+    assert!(saved.scalers.is_empty(), "the scalers are nodes of the graph");
+
+    let mut rng = Lcg(5);
+    let raw = Tensor::from_vec(&[6, 5], (0..30).map(|_| rng.uniform(-1.0, 6.0)).collect());
+    let (diff, back) = round_trip(&model, &meta, &raw, 17);
+    assert!(diff <= ROUND_TRIP, "{diff:e}");
+    let m = &back.metadata;
+    assert_eq!(m.features, meta.features);
+    assert_eq!(m.features.as_ref().unwrap().columns[3].name, "colour");
+    assert_eq!(m.target.as_deref(), Some("species"));
+    assert_eq!(m.task, Some(nn_data::Task::Classification));
+    assert_eq!(m.class_names, meta.class_names);
+    assert_eq!(m.delimiter.as_deref(), Some(";"));
+    assert_eq!(m.seed, 42);
+    // The scaling comes back from the graph's float32 nodes.
+    match m.scalers.as_slice() {
+        [Scaler::Standard { mean, std }] => {
+            let want = [5.8, 3.0, 3.7, 0.4, 0.6, 0.8, 0.4, 1.7, 0.5, 0.5];
+            assert!(mean.iter().chain(std).zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{mean:?} {std:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(m.data, "csv:iris.csv");
+    assert_eq!(m.run, None);
+    m.check(&back.model).unwrap();
+}
+
+#[test]
+fn regression_round_trip_keeps_the_feature_schema() {
+    let model = Sequential::new(ModelSpec::mlp(&[5], 6, 1, 0.0), 2).unwrap();
+    let meta = ModelMetadata {
+        data: "csv:houses.csv".into(),
+        target: Some("price".into()),
+        task: Some(nn_data::Task::Regression),
+        features: Some(csv_schema()),
+        target_scaler: Some(TargetScaler { mean: vec![250.0], std: vec![40.0] }),
+        ..Default::default()
+    };
+    let back = nn_onnx::import(&nn_onnx::export(&model, &meta, 17).unwrap()).unwrap();
+    assert_eq!(back.metadata.features, meta.features);
+    assert_eq!(back.metadata.target.as_deref(), Some("price"));
+    assert_eq!(back.metadata.task, Some(nn_data::Task::Regression));
+    assert_eq!(back.metadata.target_scaler, meta.target_scaler);
+    assert_eq!(back.metadata.class_names, None);
+    assert_eq!(back.metadata.data, "csv:houses.csv");
+}
+
+#[test]
+fn nn_metadata_is_read_only_from_nn_files_and_checked() {
+    let model = Sequential::new(ModelSpec::mlp(&[5], 4, 2, 0.0), 1).unwrap();
+    let meta = ModelMetadata { features: Some(csv_schema()), target: Some("t".into()), ..Default::default() };
+    let mut proto = nn_onnx::export_proto(&model, &meta, 17).unwrap();
+
+    // A foreign producer: the nn metadata is not trusted, the data gets a clear name.
+    let mut foreign = proto.clone();
+    foreign.producer_name = "pytorch".into();
+    foreign.metadata_props.retain(|p| p.key != "data");
+    let back = nn_onnx::import_proto(&foreign).unwrap();
+    assert_eq!(back.metadata.features, None);
+    assert_eq!(back.metadata.data, "imported ONNX model");
+    assert_eq!(back.metadata.data, nn_onnx::import::FOREIGN_DATA);
+
+    // Columns that do not fit the model's input are left out with a note.
+    let mut wide = meta.clone();
+    wide.features
+        .as_mut()
+        .unwrap()
+        .columns
+        .push(nn_data::FeatureColumn { name: "extra".into(), kind: nn_data::ColumnKind::Numeric });
+    let json = serde_json::to_string(&wide).unwrap();
+    proto.metadata_props.iter_mut().find(|p| p.key == nn_onnx::export::NN_METADATA_KEY).unwrap().value = json;
+    let back = nn_onnx::import_proto(&proto).unwrap();
+    assert_eq!(back.metadata.features, None);
+    assert!(back.notes.iter().any(|n| n.contains("encoding to 6 inputs, the model takes 5")), "{:?}", back.notes);
+    assert_eq!(back.metadata.target.as_deref(), Some("t"));
+
+    // Malformed JSON: a note, the rest of the import unharmed.
+    proto.metadata_props.iter_mut().find(|p| p.key == nn_onnx::export::NN_METADATA_KEY).unwrap().value = "{".into();
+    let back = nn_onnx::import_proto(&proto).unwrap();
+    assert_eq!(back.metadata.features, None);
+    assert!(back.notes.iter().any(|n| n.contains("is not nn's metadata")), "{:?}", back.notes);
+}
+
+#[test]
+fn portable_data_names_keep_only_the_file_name() {
+    use nn_onnx::export::portable_data_name as p;
+    assert_eq!(p("csv:/work/x/iris.csv"), "csv:iris.csv");
+    assert_eq!(p("csv:iris.csv"), "csv:iris.csv");
+    assert_eq!(p("mnist:/data/mnist"), "mnist:mnist");
+    assert_eq!(p("digits"), "digits");
+    assert_eq!(p("adding:50"), "adding:50");
+    assert_eq!(p(""), "");
+}
+
+#[test]
+fn supported_operators_are_alphabetical() {
+    let ops = nn_onnx::SUPPORTED_OPERATORS;
+    assert!(ops.windows(2).all(|w| w[0].to_lowercase() < w[1].to_lowercase()), "{ops:?}");
+    assert!(ops.contains(&"GRU") && ops.contains(&"LSTM"));
+}
+
 // ---- hand-built graphs -------------------------------------------------------
 
 fn info(name: &str, dims: &[i64]) -> ValueInfoProto {

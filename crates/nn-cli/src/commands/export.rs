@@ -1,5 +1,6 @@
 //! `nn-cli export`: a saved model as an ONNX file (the nn-onnx crate), with its input
-//! scaling as nodes at the input and its class names as metadata, so ONNX Runtime
+//! scaling as nodes at the input (and a regression model's target scaling at the
+//! output), its class names and feature columns as metadata, so ONNX Runtime
 //! answers the raw features `nn-cli predict` reads with the same outputs.
 
 use std::io::Write;
@@ -51,15 +52,28 @@ pub fn run(args: ExportArgs) -> Result<()> {
         std::iter::once(nn_onnx::BATCH_DIM.to_string()).chain(s.iter().map(|d| d.to_string())).collect::<Vec<_>>()
     };
     println!(
-        "wrote {} (ONNX opset {}, {} bytes): input {:?} float32 [{}], output \"output\" float32 [{}]{}{}",
+        "wrote {} (ONNX opset {}, {} bytes): input {:?} float32 [{}], output \"output\" float32 [{}]{}{}{}",
         args.out.display(),
         args.opset,
         bytes.len(),
         model.inputs()[0].name,
         shape(model.input_shape()).join(", "),
         shape(model.output_shape()).join(", "),
-        if meta.scalers.is_empty() { "" } else { "; input scaling included" },
+        match (meta.scalers.is_empty(), meta.target_scaler.is_some()) {
+            (false, true) => "; input scaling and target scaling included",
+            (false, false) => "; input scaling included",
+            (true, true) => "; target scaling included",
+            (true, false) => "",
+        },
         if meta.class_names.is_some() { "; class names in metadata_props[\"class_names\"]" } else { "" },
+        match &meta.features {
+            Some(f) if !f.is_positional() => format!(
+                "; {} feature column names in metadata_props[\"{}\"]",
+                f.columns.len(),
+                nn_onnx::export::NN_METADATA_KEY
+            ),
+            _ => String::new(),
+        },
     );
     Ok(())
 }
