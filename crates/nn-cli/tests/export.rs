@@ -4,19 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{fails_with, nn, stdout};
-
-/// An IDX file of `n` images `8×8` (unsigned bytes), as MNIST's.
-fn write_idx(path: &Path, n: usize, pixels: &[u8]) {
-    let mut bytes = vec![0, 0, 0x08, 3];
-    for d in [n as u32, 8, 8] {
-        bytes.extend_from_slice(&d.to_be_bytes());
-    }
-    bytes.extend_from_slice(pixels);
-    std::fs::write(path, bytes).unwrap();
-}
+use common::{fails_with, nn, stdout, write_idx};
 
 #[test]
 fn export_writes_an_onnx_file_and_refuses_bad_flags() {

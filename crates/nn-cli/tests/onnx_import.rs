@@ -10,17 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 
-use common::{fails_with, nn, stdout};
-
-/// An IDX file of `n` images `8×8` (unsigned bytes), as MNIST's.
-fn write_idx(path: &Path, n: usize, pixels: &[u8]) {
-    let mut bytes = vec![0, 0, 0x08, 3];
-    for d in [n as u32, 8, 8] {
-        bytes.extend_from_slice(&d.to_be_bytes());
-    }
-    bytes.extend_from_slice(pixels);
-    std::fs::write(path, bytes).unwrap();
-}
+use common::{fails_with, nn, stdout, write_idx};
 
 /// `predict`'s rows as (class, probability).
 fn rows(text: &str) -> Vec<(String, f64)> {

@@ -971,6 +971,21 @@ impl<'g> Importer<'g> {
         Ok(())
     }
 
+    /// Appends a layer named after its kind and position (made unique), indexed by
+    /// name; returns the name.
+    fn push_layer(
+        &mut self,
+        spec: LayerSpec,
+        inputs: Vec<String>,
+        params: Vec<(&'static str, Vec<usize>, Vec<f32>)>,
+    ) -> String {
+        let base = format!("{}_{}", spec.kind().to_lowercase(), self.layers.len());
+        let name = self.unique(&base);
+        self.by_name.insert(name.clone(), self.layers.len());
+        self.layers.push(Pending { name: name.clone(), spec, inputs, params, affine: None });
+        name
+    }
+
     fn unique(&mut self, base: &str) -> String {
         let mut name = base.to_string();
         let mut k = 1;
@@ -1032,16 +1047,7 @@ impl<'g> Importer<'g> {
         onnx: Vec<usize>,
         layout: Layout,
     ) -> R<()> {
-        let base = format!("{}_{}", spec.kind().to_lowercase(), self.layers.len());
-        let name = self.unique(&base);
-        self.by_name.insert(name.clone(), self.layers.len());
-        self.layers.push(Pending {
-            name: name.clone(),
-            spec,
-            inputs: inputs.iter().map(|d| d.src.clone()).collect(),
-            params,
-            affine: None,
-        });
+        let name = self.push_layer(spec, inputs.iter().map(|d| d.src.clone()).collect(), params);
         let out = n.output.first().ok_or("has no output")?;
         let sole = self.sole_use(out);
         self.values.insert(out.clone(), Val::Dyn(Dyn { src: name, shape, onnx, layout, sole }));
@@ -1830,16 +1836,7 @@ impl<'g> Importer<'g> {
         let spec = LayerSpec::ZeroPadding2D(ZeroPadding2DConfig {
             padding: Padding2D { top: t, bottom: b, left: l, right: r },
         });
-        let name = format!("{}_{}", spec.kind().to_lowercase(), self.layers.len());
-        let name = self.unique(&name);
-        self.by_name.insert(name.clone(), self.layers.len());
-        self.layers.push(Pending {
-            name: name.clone(),
-            spec,
-            inputs: vec![d.src.clone()],
-            params: vec![],
-            affine: None,
-        });
+        let name = self.push_layer(spec, vec![d.src.clone()], vec![]);
         let padded =
             Dyn { src: name, shape: vec![ph, pw, c], onnx: vec![c, ph, pw], layout: Layout::Nchw, sole: false };
         Ok((padded, PaddingMode::Valid))

@@ -7,8 +7,9 @@
 //! Needs a python with `onnx`, `onnxruntime` and `numpy`, named by `NN_ONNX_PYTHON`
 //! (`.ci/run` makes one); without it the test is ignored.
 
-use std::path::Path;
+mod common;
 
+use common::{nchw_to_nhwc, run_script};
 use nn_tensor::Tensor;
 
 /// The acceptance bound (absolute).
@@ -24,11 +25,7 @@ fn imported_graphs_answer_like_onnx_runtime() {
     let Ok(python) = std::env::var("NN_ONNX_PYTHON") else {
         panic!("NN_ONNX_PYTHON: a python with onnx, onnxruntime and numpy (see .ci/run)");
     };
-    let dir = tempfile::tempdir().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/import_graphs.py");
-    let out = std::process::Command::new(&python).arg(&script).arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "import_graphs.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let cases: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let (_dir, cases) = run_script(&python, "import_graphs.py");
     assert_eq!(cases.len(), 6);
     let mut failures = Vec::new();
     for case in &cases {
@@ -42,17 +39,7 @@ fn imported_graphs_answer_like_onnx_runtime() {
         let want = read_f32(case["y"].as_str().unwrap());
         // ONNX's NCHW images are given to nn as NHWC.
         let (nn_shape, x) = if let &[c, h, w] = shape.as_slice() {
-            let mut t = vec![0f32; x.len()];
-            for s in 0..n {
-                for ci in 0..c {
-                    for i in 0..h {
-                        for j in 0..w {
-                            t[((s * h + i) * w + j) * c + ci] = x[((s * c + ci) * h + i) * w + j];
-                        }
-                    }
-                }
-            }
-            (vec![n, h, w, c], t)
+            (vec![n, h, w, c], nchw_to_nhwc(&x, n, c, h, w))
         } else {
             (std::iter::once(n).chain(shape.iter().copied()).collect(), x)
         };

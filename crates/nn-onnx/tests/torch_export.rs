@@ -7,8 +7,9 @@
 //! Needs a python with `torch`, `onnx`, `onnxruntime` and `numpy`, named by
 //! `NN_TORCH_PYTHON`; without it the test is ignored.
 
-use std::path::Path;
+mod common;
 
+use common::{nchw_to_nhwc, run_script};
 use nn_tensor::Tensor;
 
 /// The acceptance bound (absolute).
@@ -31,32 +32,13 @@ fn read_npy(path: &str) -> (Vec<usize>, Vec<f32>) {
     (shape, data)
 }
 
-/// `[n, c, h, w]` as `[n, h, w, c]`.
-fn nchw_to_nhwc(x: &[f32], n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
-    let mut t = vec![0f32; x.len()];
-    for s in 0..n {
-        for ci in 0..c {
-            for i in 0..h {
-                for j in 0..w {
-                    t[((s * h + i) * w + j) * c + ci] = x[((s * c + ci) * h + i) * w + j];
-                }
-            }
-        }
-    }
-    t
-}
-
 #[test]
 #[ignore = "needs python3 with torch, onnx, onnxruntime and numpy: set NN_TORCH_PYTHON"]
 fn torch_exported_models_answer_like_onnx_runtime() {
     let Ok(python) = std::env::var("NN_TORCH_PYTHON") else {
         panic!("NN_TORCH_PYTHON: a python with torch, onnx, onnxruntime and numpy");
     };
-    let dir = tempfile::tempdir().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/torch_export.py");
-    let out = std::process::Command::new(&python).arg(&script).arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "torch_export.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let cases: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let (_dir, cases) = run_script(&python, "torch_export.py");
     let names: Vec<&str> = cases.iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert!(names.len() >= 4, "{names:?}");
     let mut failures = Vec::new();

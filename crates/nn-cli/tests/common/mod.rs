@@ -50,3 +50,13 @@ pub const TUNE_SPACE: &str = r#"{
 /// The `tune` tests' space for halving: 9 epochs at most, patience 9 (no early stop).
 pub const HALVING_SPACE: &str =
     r#"{"learning_rate": {"min": 1e-4, "max": 1e-1, "scale": "log"}, "hidden": [16], "epochs": 9, "patience": 9}"#;
+
+/// An IDX file of `n` images `8×8` (unsigned bytes), as MNIST's.
+pub fn write_idx(path: &Path, n: usize, pixels: &[u8]) {
+    let mut bytes = vec![0, 0, 0x08, 3];
+    for d in [n as u32, 8, 8] {
+        bytes.extend_from_slice(&d.to_be_bytes());
+    }
+    bytes.extend_from_slice(pixels);
+    std::fs::write(path, bytes).unwrap();
+}
