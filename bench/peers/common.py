@@ -7,6 +7,7 @@ the last 12,000 (what Keras's `validation_split=0.2` holds out, and nn-cli's def
 split), test accuracy on the 10,000 test images.
 """
 import gzip
+import json
 import os
 import statistics
 import struct
@@ -106,3 +107,14 @@ def finish(info, n_train):
     info["val_s_median"] = statistics.median([e["val_s"] for e in info["epochs"]])
     info["epoch_derived_step_ms"] = statistics.median(tr) / (n_train / BATCH) * 1e3
     return info
+
+
+def report(info, n_train, whole, json_path):
+    """Finishes `info` (finish), adds the whole run's noise since `whole`, prints
+    the summary as one JSON line and writes everything to `json_path` if given."""
+    finish(info, n_train)
+    info["whole_run_noise"] = Noise.since(whole)
+    print(json.dumps({k: v for k, v in info.items() if k != "epochs"}), flush=True)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(info, f, indent=1)

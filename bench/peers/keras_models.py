@@ -188,12 +188,7 @@ def main():
         lat.append((time.perf_counter() - t0) * 1e3)
     info["single_latency_predict_on_batch_ms_median"] = statistics.median(lat)
 
-    common.finish(info, n_train)
-    info["whole_run_noise"] = common.Noise.since(whole)
-    print(json.dumps({k: v for k, v in info.items() if k != "epochs"}), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(info, f, indent=1)
+    common.report(info, n_train, whole, args.json)
 
 
 if __name__ == "__main__":

@@ -268,12 +268,7 @@ def main():
         info["single_latency_ms_median"] = statistics.median(lat)
         info["single_latency_ms_p90"] = sorted(lat)[int(0.9 * len(lat))]
 
-    common.finish(info, n_train)
-    info["whole_run_noise"] = common.Noise.since(whole)
-    print(json.dumps({k: v for k, v in info.items() if k != "epochs"}), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(info, f, indent=1)
+    common.report(info, n_train, whole, args.json)
 
 
 if __name__ == "__main__":
