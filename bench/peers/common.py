@@ -6,6 +6,7 @@ as float32 in [0, 1], training on the first 48,000 training images, validation o
 the last 12,000 (what Keras's `validation_split=0.2` holds out, and nn-cli's default
 split), test accuracy on the 10,000 test images.
 """
+import argparse
 import gzip
 import json
 import os
@@ -118,3 +119,20 @@ def report(info, n_train, whole, json_path):
     if json_path:
         with open(json_path, "w") as f:
             json.dump(info, f, indent=1)
+
+
+def parse_args(description, threads_help=None):
+    """The flags both peer scripts take (--model, --epochs, --threads, --seed, --lr,
+    --data-dir, --json, --limit); returns the arguments and the learning rate (the
+    model's default when --lr is not given)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--model", choices=MODELS, required=True)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2, help=threads_help)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--lr", type=float, default=None, help="default: 1e-3, 2e-3 for lstm and gru")
+    ap.add_argument("--data-dir", default=None, help="folder of the MNIST .gz files")
+    ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--limit", type=int, default=None, help="smoke tests only: train on N samples")
+    args = ap.parse_args()
+    return args, (args.lr if args.lr is not None else DEFAULT_LR[args.model])

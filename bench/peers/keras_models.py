@@ -22,7 +22,6 @@ samples, a shorter step bench).
 
 Example: python3 bench/peers/keras_models.py --model resnet --epochs 3 --threads 2 --json keras-resnet.json
 """
-import argparse
 import json
 import os
 import platform
@@ -90,17 +89,7 @@ def build(name, lr):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", choices=common.MODELS, required=True)
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2, help="intra-op threads (inter-op: 1)")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--lr", type=float, default=None, help="default: 1e-3, 2e-3 for lstm and gru")
-    ap.add_argument("--data-dir", default=None, help="folder of the MNIST .gz files")
-    ap.add_argument("--json", default=None, help="write the results here")
-    ap.add_argument("--limit", type=int, default=None, help="smoke tests only: train on N samples")
-    args = ap.parse_args()
-    lr = args.lr if args.lr is not None else common.DEFAULT_LR[args.model]
+    args, lr = common.parse_args(__doc__.split("\n")[0], "intra-op threads (inter-op: 1)")
     B = common.BATCH
 
     default_intra = tf.config.threading.get_intra_op_parallelism_threads()

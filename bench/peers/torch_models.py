@@ -40,7 +40,6 @@ a shorter step bench: for smoke tests only, never for figures.
 
 Example: python3 bench/peers/torch_models.py --model lstm --epochs 3 --threads 2 --json torch-lstm.json
 """
-import argparse
 import json
 import math
 import os
@@ -162,17 +161,7 @@ def evaluate(model, x, y, batch, loss_fn):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", choices=common.MODELS, required=True)
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--lr", type=float, default=None, help="default: 1e-3, 2e-3 for lstm and gru")
-    ap.add_argument("--data-dir", default=None, help="folder of the MNIST .gz files")
-    ap.add_argument("--json", default=None, help="write the results here")
-    ap.add_argument("--limit", type=int, default=None, help="smoke tests only: train on N samples")
-    args = ap.parse_args()
-    lr = args.lr if args.lr is not None else common.DEFAULT_LR[args.model]
+    args, lr = common.parse_args(__doc__.split("\n")[0], None)
     B = common.BATCH
 
     default_threads = torch.get_num_threads()
