@@ -33,6 +33,7 @@
 //! | shape | [`reshape`](Graph::try_reshape), [`flatten`](Graph::try_flatten), [`permute`](Graph::try_permute), [`transpose`](Graph::try_transpose), [`concat`](Graph::try_concat), [`stack`](Graph::try_stack), [`slice`](Graph::try_slice), [`gather_rows`](Graph::try_gather_rows) |
 //! | element-wise maths | [`exp`](Graph::try_exp), [`ln`](Graph::try_ln), [`sqrt`](Graph::try_sqrt), [`powf`](Graph::try_powf), [`abs`](Graph::try_abs), [`clamp`](Graph::try_clamp) |
 //! | activations | [`relu`](Graph::try_relu), [`leaky_relu`](Graph::try_leaky_relu), [`elu`](Graph::try_elu), [`sigmoid`](Graph::try_sigmoid), [`tanh`](Graph::try_tanh), [`softplus`](Graph::try_softplus) (any of these six as an [`Epilogue`]: [`activation`](Graph::try_activation)), [`softmax`](Graph::try_softmax), [`log_softmax`](Graph::try_log_softmax) |
+//! | attention (Transformers) | [`gelu`](Graph::try_gelu) (exact, with [`erf`], or tanh form), [`masked_softmax`](Graph::try_masked_softmax) (scaled, masked positions exactly 0, fully masked rows zeros); the products are batched [`matmul_t`](Graph::try_matmul_t) |
 //! | convolution, pooling (NHWC) | [`conv2d`](Graph::try_conv2d), [`conv2d_act`](Graph::try_conv2d_act) (an [`Epilogue`] fused in), [`conv2d_max_pool`](Graph::try_conv2d_max_pool) (conv2d → epilogue → max-pool (→ flatten) as one op, the convolution's output never stored), [`max_pool2d`](Graph::try_max_pool2d), [`avg_pool2d`](Graph::try_avg_pool2d) |
 //! | regularisation | [`dropout`](Graph::try_dropout) (inverted, caller-supplied mask) |
 //! | losses | [`cross_entropy`](Graph::try_cross_entropy) (+ [`_with`](Graph::try_cross_entropy_with) weights and [`Reduction`]), [`binary_cross_entropy_with_logits`](Graph::try_binary_cross_entropy_with_logits), [`mse`](Graph::try_mse) |
@@ -124,6 +125,7 @@ pub use ops::conv::conv2d_value;
 pub use ops::conv_pool::{conv2d_max_pool_value, PoolWindow};
 pub use ops::loss::Reduction;
 pub use ops::matmul::linear_value;
+pub use ops::transformer::{erf, erfc};
 
 pub use nn_tensor;
 pub use nn_tensor::conv::Padding;

@@ -52,6 +52,12 @@ pub enum Command {
     Export(crate::commands::export::ExportArgs),
     /// Read an ONNX file (e.g. a PyTorch MLP or CNN, NCHW) into an nn model folder for evaluate, predict, serve and fit --init-from.
     Import(crate::commands::import::ImportArgs),
+    /// Top-N items for a user from a recommender (`fit --data ratings:…`), with scores and titles.
+    Recommend(crate::commands::recommend::RecommendArgs),
+    /// The items most similar to an item (cosine of the recommender's item vectors).
+    Similar(crate::commands::recommend::SimilarArgs),
+    /// Continue a prompt with a language model (`fit --data text:FILE --model gpt`): greedy, temperature or top-k sampling, seeded.
+    Generate(crate::commands::generate::GenerateArgs),
 }
 
 /// Where the data comes from.
@@ -66,9 +72,21 @@ pub enum DataSource {
     FashionMnist(PathBuf),
     /// A CSV file with a header row.
     Csv(PathBuf),
+    /// Text for a language model (`text:FILE`): a plain UTF-8 file, or a CSV file
+    /// with `--text-column` whose rows are joined with newlines (see crate::text).
+    Text(PathBuf),
     /// The adding problem with sequences of this length (nn_data::adding; 10,000
     /// training and 1,000 test sequences, data seed fixed).
     Adding(usize),
+    /// Ratings or implicit feedback (`user,item,rating,timestamp` CSV, optionally
+    /// gzipped) for a recommender, with an optional items file of item features
+    /// (`ratings:FILE[,items=FILE]`; see nn_recommend::data).
+    Ratings {
+        /// The ratings file.
+        ratings: PathBuf,
+        /// The items file (`movieId,title,year,genres`), if any.
+        items: Option<PathBuf>,
+    },
 }
 
 impl FromStr for DataSource {
@@ -88,12 +106,25 @@ impl FromStr for DataSource {
             "mnist" => path("mnist").map(|p| DataSource::Mnist(Some(p))),
             "fashion-mnist" => path("fashion-mnist").map(DataSource::FashionMnist),
             "csv" => path("csv").map(DataSource::Csv),
+            "text" => path("text").map(DataSource::Text),
+            "ratings" => {
+                let rest = rest.unwrap_or_default();
+                let (ratings, items) = match rest.split_once(",items=") {
+                    Some((r, i)) if !i.is_empty() => (r, Some(PathBuf::from(i))),
+                    Some(_) => return Err(format!("`{s}`: items= needs a path, e.g. ratings:FILE,items=FILE")),
+                    None => (rest, None),
+                };
+                if ratings.is_empty() {
+                    return Err(format!("`{s}`: ratings needs a path, e.g. ratings:FILE[,items=FILE]"));
+                }
+                Ok(DataSource::Ratings { ratings: PathBuf::from(ratings), items })
+            }
             "adding" => match rest.and_then(|r| r.parse::<usize>().ok()) {
                 Some(n) if n >= 2 => Ok(DataSource::Adding(n)),
                 _ => Err(format!("`{s}`: adding needs a sequence length of at least 2, e.g. adding:50")),
             },
             _ => Err(format!(
-                "unknown data `{s}`: expected digits, mnist[:DIR], fashion-mnist:DIR, csv:PATH or adding:LENGTH"
+                "unknown data `{s}`: expected digits, mnist[:DIR], fashion-mnist:DIR, csv:PATH, text:PATH, adding:LENGTH or ratings:FILE[,items=FILE]"
             )),
         }
     }
@@ -107,7 +138,12 @@ impl std::fmt::Display for DataSource {
             DataSource::Mnist(Some(p)) => write!(f, "mnist:{}", p.display()),
             DataSource::FashionMnist(p) => write!(f, "fashion-mnist:{}", p.display()),
             DataSource::Csv(p) => write!(f, "csv:{}", p.display()),
+            DataSource::Text(p) => write!(f, "text:{}", p.display()),
             DataSource::Adding(n) => write!(f, "adding:{n}"),
+            DataSource::Ratings { ratings, items: None } => write!(f, "ratings:{}", ratings.display()),
+            DataSource::Ratings { ratings, items: Some(items) } => {
+                write!(f, "ratings:{},items={}", ratings.display(), items.display())
+            }
         }
     }
 }
@@ -241,6 +277,10 @@ pub struct DataArgs {
     #[arg(long, value_name = "SPEC")]
     #[serde(default)]
     pub augment: Option<String>,
+    /// Text data: --text-column, --context, --tokenizer, --holdout-groups, --split-seed.
+    #[command(flatten)]
+    #[serde(default)]
+    pub text: crate::text::TextArgs,
 }
 
 impl DataArgs {
@@ -260,6 +300,7 @@ impl DataArgs {
             classes: None,
             per_class: None,
             augment: None,
+            text: crate::text::TextArgs::default(),
         }
     }
 }
@@ -301,6 +342,10 @@ pub struct ModelArgs {
     #[arg(long, requires = "lora_rank")]
     #[serde(default)]
     pub lora_alpha: Option<f64>,
+    /// Sizes of the `gpt` and `transformer-classifier` presets: --layers, --heads, --d-model.
+    #[command(flatten)]
+    #[serde(default)]
+    pub transformer: crate::text::TransformerArgs,
 }
 
 /// The optimizer group: the update rule, its learning rate and schedule, and the penalties.
@@ -502,6 +547,43 @@ pub struct FitArgs {
     /// Ctrl-C at that exact moment would.
     #[arg(long, hide = true)]
     pub signal_after_steps: Option<usize>,
+    /// Settings used only with `--data ratings:…` (a recommender).
+    #[command(flatten)]
+    pub recommend: RecommendFitArgs,
+}
+
+/// `nn-cli fit --data ratings:…` settings (a recommender; see nn_recommend). The
+/// other flags that apply: --model (mf, ncf, two-tower or a RecSpec JSON file),
+/// --hidden (the width of the dense layers; 0 for none), --epochs, --batch-size,
+/// --lr, --weight-decay (the dense part), --seed, --early-stopping,
+/// --validation-split, --out, --verbose.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Recommendation (--data ratings:FILE[,items=FILE])")]
+pub struct RecommendFitArgs {
+    /// How the ratings are split into training and test parts: random[:F], leave-last-out[:K] (each user's K latest by time), time[:F] (the latest F of all ratings).
+    #[arg(long, value_name = "SPLIT", default_value = "random:0.2")]
+    pub split: String,
+    /// explicit: the rating column is a score to predict (MSE, RMSE); implicit: every row is a positive interaction (ranking losses).
+    #[arg(long, value_name = "explicit|implicit", default_value = "explicit")]
+    pub feedback: String,
+    /// With --feedback implicit: keep only rows whose rating is at least this (the others are dropped).
+    #[arg(long, value_name = "RATING")]
+    pub implicit_threshold: Option<f32>,
+    /// The training loss: mse (explicit), sampled-softmax or bpr (implicit; default sampled-softmax).
+    #[arg(long, value_name = "mse|bpr|sampled-softmax")]
+    pub loss: Option<String>,
+    /// Negative items sampled per positive for sampled-softmax and bpr.
+    #[arg(long, default_value_t = 20)]
+    pub negatives: usize,
+    /// Length of the user and item embeddings.
+    #[arg(long, default_value_t = 32)]
+    pub embedding_dim: usize,
+    /// L2 penalty λ/2·‖row‖² on the embedding and bias rows a batch uses (the dense part's kernels take --weight-decay).
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+    pub embedding_l2: f64,
+    /// Duplicate user–item rows: last (keep the latest; the default), mean, or error.
+    #[arg(long, value_name = "last|mean|error", default_value = "last")]
+    pub duplicates: String,
 }
 
 /// `nn-cli evaluate` flags.

@@ -162,6 +162,18 @@ pub fn load(args: &DataArgs) -> Result<Loaded> {
             let tt = nn_data::adding::train_test(*length, ADDING_TRAIN, ADDING_TEST, ADDING_SEED)?;
             plain(tt.train, Some(tt.test))
         }
+        DataSource::Text(_) => {
+            return Err(CliError::Usage(format!(
+                "--data {}: text is read by `nn-cli fit` (a language model); evaluate a text model with `--data text:…` through fit's run folder",
+                args.data
+            )))
+        }
+        DataSource::Ratings { .. } => {
+            return Err(CliError::Usage(format!(
+                "--data {}: ratings train a recommender with `nn-cli fit`; other commands read them through `nn-cli recommend`",
+                args.data
+            )))
+        }
     })
 }
 
@@ -170,7 +182,7 @@ fn pixel_scale(source: &DataSource) -> Option<f64> {
     match source {
         DataSource::Digits => Some(1.0 / 16.0),
         DataSource::Mnist(_) | DataSource::FashionMnist(_) => Some(1.0 / 255.0),
-        DataSource::Csv(_) | DataSource::Adding(_) => None,
+        DataSource::Csv(_) | DataSource::Text(_) | DataSource::Adding(_) | DataSource::Ratings { .. } => None,
     }
 }
 

@@ -20,6 +20,9 @@ pub enum CliError {
     /// An optimizer could not be built or restored.
     #[error(transparent)]
     Optim(#[from] nn_optim::OptimError),
+    /// Text could not be read, tokenized or split (`--data text:…`, `--text-column`).
+    #[error(transparent)]
+    Text(#[from] nn_text::TextError),
     /// A file could not be read or written.
     #[error("{path}: {message}")]
     Io {

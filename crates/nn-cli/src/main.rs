@@ -10,6 +10,7 @@ mod error;
 mod lock;
 mod plot;
 mod signals;
+mod text;
 
 use std::process::ExitCode;
 
@@ -89,6 +90,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Export(args) => commands::export::run(args),
         Command::Import(args) => commands::import::run(args),
+        Command::Recommend(args) => commands::recommend::recommend(args),
+        Command::Similar(args) => commands::recommend::similar(args),
+        Command::Generate(args) => commands::generate::run(args),
     };
     if let Err(e) = &result {
         if cluster.size() > 1 && matches!(e, error::CliError::Train(nn_train::TrainError::Parallel(_))) {

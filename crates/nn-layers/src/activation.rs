@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// An element-wise (or, for softmax, per-row) activation, serialised by its Keras
 /// name: `"linear"`, `"relu"`, `"leaky_relu"`, `"elu"`, `"sigmoid"`, `"tanh"`,
-/// `"softmax"`, `"softplus"`.
+/// `"softmax"`, `"softplus"`, `"gelu"`, `"gelu_approximate"`.
 ///
 /// | name | formula | derivative convention |
 /// |---|---|---|
@@ -19,6 +19,11 @@ use serde::{Deserialize, Serialize};
 /// | `tanh` | `tanh x` | |
 /// | `softmax` | `e^{x_i} / Σ_j e^{x_j}` over the last axis, computed stably | |
 /// | `softplus` | `ln(1 + eˣ)`, computed stably | |
+/// | `gelu` | `x·Φ(x) = ½x(1 + erf(x/√2))` (Hendrycks & Gimpel 2016; Keras's `gelu(x, approximate=False)`) | read from the input |
+/// | `gelu_approximate` | `½x(1 + tanh(√(2/π)(x + 0.044715x³)))` (Keras's `gelu(x, approximate=True)`, GPT-2's form) | read from the input |
+///
+/// GELU is not an [`Epilogue`] (its derivative needs the input): Dense and Conv2D
+/// apply it as its own op after their product ([`Graph::try_gelu`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
@@ -39,6 +44,10 @@ pub enum Activation {
     Softmax,
     /// Softplus.
     Softplus,
+    /// Exact GELU `x·Φ(x)` (with nn-autograd's `erf`).
+    Gelu,
+    /// GELU's tanh form (Keras's `approximate=True`).
+    GeluApproximate,
 }
 
 /// Keras's default negative slope of the `leaky_relu` activation function.
@@ -56,16 +65,18 @@ impl Activation {
             Activation::Tanh => "tanh",
             Activation::Softmax => "softmax",
             Activation::Softplus => "softplus",
+            Activation::Gelu => "gelu",
+            Activation::GeluApproximate => "gelu_approximate",
         }
     }
 
     /// The element-wise activation as nn-autograd's [`Epilogue`] (its value and
     /// derivative are defined there, once): leaky_relu with slope
     /// [`LEAKY_RELU_SLOPE`], elu with α = 1. `None` for linear (nothing to apply) and
-    /// softmax (not element-wise).
+    /// softmax (not element-wise) and GELU (its derivative needs the input).
     pub fn epilogue(self) -> Option<Epilogue> {
         match self {
-            Activation::Linear | Activation::Softmax => None,
+            Activation::Linear | Activation::Softmax | Activation::Gelu | Activation::GeluApproximate => None,
             Activation::Relu => Some(Epilogue::Relu),
             Activation::LeakyRelu => Some(Epilogue::LeakyRelu(LEAKY_RELU_SLOPE)),
             Activation::Elu => Some(Epilogue::Elu(1.0)),
@@ -73,6 +84,13 @@ impl Activation {
             Activation::Tanh => Some(Epilogue::Tanh),
             Activation::Softplus => Some(Epilogue::Softplus),
         }
+    }
+
+    /// Whether Dense and Conv2D apply it as a separate op after their fused product
+    /// (softmax and GELU, which are no [`Epilogue`]); the fusion planner leaves such
+    /// a Conv2D unfused.
+    pub fn runs_after_product(self) -> bool {
+        matches!(self, Activation::Softmax | Activation::Gelu | Activation::GeluApproximate)
     }
 
     /// Applies the activation to `x` (softmax over `x`'s last axis). `Linear` returns
@@ -84,6 +102,8 @@ impl Activation {
     pub fn apply<T: Element>(self, g: &mut Graph<T>, x: Var) -> nn_autograd::Result<Var> {
         match (self, self.epilogue()) {
             (_, Some(e)) => g.try_activation(x, e),
+            (Activation::Gelu, None) => g.try_gelu(x, false),
+            (Activation::GeluApproximate, None) => g.try_gelu(x, true),
             (Activation::Softmax, None) => {
                 let ndim = g.try_value(x)?.ndim();
                 g.try_softmax(x, ndim.saturating_sub(1))

@@ -35,9 +35,15 @@
 //! | [`Identity`](layers::Identity) | unchanged | |
 //! | [`Add`, `Subtract`, `Multiply`, `Average`, `Maximum`](layers::Merge) | n inputs `[batch, ...s]` (identical shapes; Subtract: 2) `→ [batch, ...s]` | |
 //! | [`Concatenate`](layers::Concatenate) | n inputs `[batch, ..., dₖ, ...] → [batch, ..., Σ dₖ, ...]` along `axis` (default −1) | |
+//! | [`Dot`](layers::Dot) | 2 inputs `[batch, d] → [batch, 1]`, `Σⱼ aⱼ·cⱼ` per sample | |
 //! | [`SimpleRNN`](layers::SimpleRNN) | `[batch, time, features] → [batch, units]` (or `[batch, time, units]`) | kernel `[features, units]`, recurrent_kernel `[units, units]`, bias `[units]` |
 //! | [`LSTM`](layers::LSTM) | as SimpleRNN | kernel `[features, 4·units]`, recurrent_kernel `[units, 4·units]`, bias `[4·units]` (gates i, f, c̃, o) |
 //! | [`GRU`](layers::GRU) (`reset_after`) | as SimpleRNN | kernel `[features, 3·units]`, recurrent_kernel `[units, 3·units]`, bias `[2, 3·units]` (gates z, r, h̃) |
+//! | [`MultiHeadAttention`](layers::MultiHeadAttention) | `[query, value?, key?, mask?]`: `[batch, seq_q, dq]`, `[batch, seq_k, dv]`, `[batch, seq_k, dk]`, `[batch, seq_k]` → `[batch, seq_q, output_shape]` | `query.kernel [dq, heads, key_dim]`, `query.bias [heads, key_dim]`, `key.*`, `value.*` alike, `attention_output.kernel [heads, value_dim, out]`, `attention_output.bias [out]` |
+//! | [`PaddingMask`](layers::PaddingMask) | token ids `[batch, seq] → [batch, seq]` (1 token, 0 padding) | |
+//! | [`PositionEmbedding`](layers::PositionEmbedding) | `[batch, seq, d]` + table → unchanged | embeddings `[sequence_length, d]` |
+//! | [`SinePositionEncoding`](layers::SinePositionEncoding) | `[batch, seq, d]` + fixed sinusoids → unchanged | |
+//! | [`GlobalAveragePooling1D`](layers::GlobalAveragePooling1D) | `[batch, seq, d]` (and a mask `[batch, seq]`) → `[batch, d]` | |
 //!
 //! ## Speed
 //!
@@ -146,6 +152,7 @@ pub use model::{
     ModelShapes, ModelSpec, NodeSpec, Sequential, Source, StepMemory, FORMAT_VERSION, MAX_LAYERS, MAX_NAME_LEN,
     MAX_PARAMETERS,
 };
+pub use model::{TransformerBlockConfig, TRANSFORMER_LN_EPSILON};
 pub use module::CrossReplicaSum;
 pub use module::{ForwardCtx, Layer, Mode, Module, ParamKind, ParamSpec, Parameter, PoolWindow};
 pub use nn_autograd::{Graph, Var};
@@ -156,5 +163,6 @@ pub use spec::{
 };
 pub use spec::{ConcatenateConfig, LayerNormConfig, Padding2D, ZeroPadding2DConfig};
 pub use spec::{GruConfig, LstmConfig, ReshapeConfig, SimpleRnnConfig, TargetShape};
+pub use spec::{MultiHeadAttentionConfig, PaddingMaskConfig, PositionEmbeddingConfig, SinePositionEncodingConfig};
 pub use summary::thousands;
 pub use transfer::{name_matches, LoadOptions, LoadReport};

@@ -338,6 +338,19 @@ pub trait Layer<T: Element = f32>: std::fmt::Debug + Send + Sync {
         Ok(p.initializer.init::<T>(&p.shape, p.fans, rng)?)
     }
 
+    /// The local name of parameter `k` (an index into [`Layer::param_specs`]); the
+    /// model names it `{prefix}.{local name}`. The default is the Keras weight name of
+    /// its kind ([`ParamKind::keras_name`]: `kernel`, `bias`, …); a layer holding
+    /// several parameters of one kind overrides it with a dotted path, as Keras names
+    /// the weights of its sublayers (MultiHeadAttention: `query.kernel`,
+    /// `attention_output.bias`, …), so the last part is still the kind's name.
+    ///
+    /// # Panics
+    /// If `k` is not below the number of parameters.
+    fn param_name(&self, k: usize) -> String {
+        self.param_specs()[k].kind.keras_name().to_string()
+    }
+
     /// The parameter prefix: the name in a graph model, `layers.{index}` in a chain.
     fn prefix(&self) -> String {
         match self.name() {

@@ -20,6 +20,8 @@
 //! - `merge.rs`: [`ConcatenateConfig`]
 //! - `norm.rs`: [`LayerNormConfig`]
 //! - `padding.rs`: [`ZeroPadding2DConfig`], [`Padding2D`]
+//! - `attention.rs`: [`MultiHeadAttentionConfig`], [`PaddingMaskConfig`]
+//! - `sequence.rs`: [`PositionEmbeddingConfig`], [`SinePositionEncodingConfig`]
 
 use nn_tensor::conv::Padding;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -33,6 +35,9 @@ pub use crate::layers::{BatchNormConfig, DropoutConfig, EmbeddingConfig, Pool2DC
 pub use crate::layers::{ConcatenateConfig, LayerNormConfig, Padding2D, ZeroPadding2DConfig};
 pub use crate::layers::{Conv2DConfig, DenseConfig, LoraConfig};
 pub use crate::layers::{GruConfig, LstmConfig, SimpleRnnConfig};
+pub use crate::layers::{
+    MultiHeadAttentionConfig, PaddingMaskConfig, PositionEmbeddingConfig, SinePositionEncodingConfig,
+};
 pub use crate::layers::{ReshapeConfig, TargetShape, MAX_TARGET_AXES};
 
 /// A pair of sizes `(height, width)`: a kernel size, stride or pool size. In JSON it
@@ -181,6 +186,8 @@ pub enum LayerSpec {
     Maximum,
     /// Joins ≥ 2 inputs along an axis.
     Concatenate(ConcatenateConfig),
+    /// Per-sample dot product of 2 inputs `[batch, d]` → `[batch, 1]`.
+    Dot,
     /// Layer normalization over the last axis.
     LayerNormalization(LayerNormConfig),
     /// Zero rows and columns around NHWC images.
@@ -189,6 +196,17 @@ pub enum LayerSpec {
     GlobalMaxPooling2D,
     /// Returns its input.
     Identity,
+    /// Multi-head scaled dot-product attention over `[query, value?, key?, mask?]`.
+    MultiHeadAttention(MultiHeadAttentionConfig),
+    /// Token ids `[batch, seq]` → a 1 (token) / 0 (padding) mask.
+    PaddingMask(PaddingMaskConfig),
+    /// A learned `[sequence_length, features]` table added to `[batch, seq, features]`.
+    PositionEmbedding(PositionEmbeddingConfig),
+    /// The fixed sinusoidal encoding (Vaswani et al. 2017) added to its input.
+    SinePositionEncoding(SinePositionEncodingConfig),
+    /// Mean over the sequence axis: `[batch, seq, features]` (and an optional mask
+    /// `[batch, seq]`) → `[batch, features]`.
+    GlobalAveragePooling1D,
 }
 
 /// The serde form of [`LayerSpec`]: parameterless layers are empty struct variants
@@ -224,10 +242,16 @@ enum LayerSpecRepr {
     Average {},
     Maximum {},
     Concatenate(ConcatenateConfig),
+    Dot {},
     LayerNormalization(LayerNormConfig),
     ZeroPadding2D(ZeroPadding2DConfig),
     GlobalMaxPooling2D {},
     Identity {},
+    MultiHeadAttention(MultiHeadAttentionConfig),
+    PaddingMask(PaddingMaskConfig),
+    PositionEmbedding(PositionEmbeddingConfig),
+    SinePositionEncoding(SinePositionEncodingConfig),
+    GlobalAveragePooling1D {},
 }
 
 impl From<LayerSpecRepr> for LayerSpec {
@@ -257,10 +281,16 @@ impl From<LayerSpecRepr> for LayerSpec {
             LayerSpecRepr::Average {} => LayerSpec::Average,
             LayerSpecRepr::Maximum {} => LayerSpec::Maximum,
             LayerSpecRepr::Concatenate(c) => LayerSpec::Concatenate(c),
+            LayerSpecRepr::Dot {} => LayerSpec::Dot,
             LayerSpecRepr::LayerNormalization(c) => LayerSpec::LayerNormalization(c),
             LayerSpecRepr::ZeroPadding2D(c) => LayerSpec::ZeroPadding2D(c),
             LayerSpecRepr::GlobalMaxPooling2D {} => LayerSpec::GlobalMaxPooling2D,
             LayerSpecRepr::Identity {} => LayerSpec::Identity,
+            LayerSpecRepr::MultiHeadAttention(c) => LayerSpec::MultiHeadAttention(c),
+            LayerSpecRepr::PaddingMask(c) => LayerSpec::PaddingMask(c),
+            LayerSpecRepr::PositionEmbedding(c) => LayerSpec::PositionEmbedding(c),
+            LayerSpecRepr::SinePositionEncoding(c) => LayerSpec::SinePositionEncoding(c),
+            LayerSpecRepr::GlobalAveragePooling1D {} => LayerSpec::GlobalAveragePooling1D,
         }
     }
 }
@@ -292,10 +322,16 @@ impl From<LayerSpec> for LayerSpecRepr {
             LayerSpec::Average => LayerSpecRepr::Average {},
             LayerSpec::Maximum => LayerSpecRepr::Maximum {},
             LayerSpec::Concatenate(c) => LayerSpecRepr::Concatenate(c),
+            LayerSpec::Dot => LayerSpecRepr::Dot {},
             LayerSpec::LayerNormalization(c) => LayerSpecRepr::LayerNormalization(c),
             LayerSpec::ZeroPadding2D(c) => LayerSpecRepr::ZeroPadding2D(c),
             LayerSpec::GlobalMaxPooling2D => LayerSpecRepr::GlobalMaxPooling2D {},
             LayerSpec::Identity => LayerSpecRepr::Identity {},
+            LayerSpec::MultiHeadAttention(c) => LayerSpecRepr::MultiHeadAttention(c),
+            LayerSpec::PaddingMask(c) => LayerSpecRepr::PaddingMask(c),
+            LayerSpec::PositionEmbedding(c) => LayerSpecRepr::PositionEmbedding(c),
+            LayerSpec::SinePositionEncoding(c) => LayerSpecRepr::SinePositionEncoding(c),
+            LayerSpec::GlobalAveragePooling1D => LayerSpecRepr::GlobalAveragePooling1D {},
         }
     }
 }
@@ -328,10 +364,16 @@ impl LayerSpec {
             LayerSpec::Average => "Average",
             LayerSpec::Maximum => "Maximum",
             LayerSpec::Concatenate(_) => "Concatenate",
+            LayerSpec::Dot => "Dot",
             LayerSpec::LayerNormalization(_) => "LayerNormalization",
             LayerSpec::ZeroPadding2D(_) => "ZeroPadding2D",
             LayerSpec::GlobalMaxPooling2D => "GlobalMaxPooling2D",
             LayerSpec::Identity => "Identity",
+            LayerSpec::MultiHeadAttention(_) => "MultiHeadAttention",
+            LayerSpec::PaddingMask(_) => "PaddingMask",
+            LayerSpec::PositionEmbedding(_) => "PositionEmbedding",
+            LayerSpec::SinePositionEncoding(_) => "SinePositionEncoding",
+            LayerSpec::GlobalAveragePooling1D => "GlobalAveragePooling1D",
         }
     }
 

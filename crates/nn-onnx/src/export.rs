@@ -379,6 +379,31 @@ impl Builder {
             Activation::Tanh => self.op("Tanh", &[x], vec![]),
             Activation::Softmax => self.op("Softmax", &[x], vec![AttributeProto::int("axis", -1)]),
             Activation::Softplus => self.op("Softplus", &[x], vec![]),
+            Activation::Gelu => {
+                // ½x(1 + erf(x/√2)) from opset-9 operators (ONNX's Gelu needs opset 20).
+                let r = self.init("inv_sqrt2", &[], &[std::f32::consts::FRAC_1_SQRT_2]);
+                let (one, half) = (self.init("one", &[], &[1.0]), self.init("half", &[], &[0.5]));
+                let u = self.op("Mul", &[x, &r], vec![]);
+                let e = self.op("Erf", &[&u], vec![]);
+                let e1 = self.op("Add", &[&e, &one], vec![]);
+                let xe = self.op("Mul", &[x, &e1], vec![]);
+                self.op("Mul", &[&xe, &half], vec![])
+            }
+            Activation::GeluApproximate => {
+                // ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+                let c = self.init("gelu_cubic", &[], &[0.044_715]);
+                let k = self.init("sqrt_2_over_pi", &[], &[(2.0 / std::f32::consts::PI).sqrt()]);
+                let (one, half) = (self.init("one", &[], &[1.0]), self.init("half", &[], &[0.5]));
+                let x2 = self.op("Mul", &[x, x], vec![]);
+                let x3 = self.op("Mul", &[&x2, x], vec![]);
+                let cx3 = self.op("Mul", &[&x3, &c], vec![]);
+                let inner = self.op("Add", &[x, &cx3], vec![]);
+                let u = self.op("Mul", &[&inner, &k], vec![]);
+                let t = self.op("Tanh", &[&u], vec![]);
+                let t1 = self.op("Add", &[&t, &one], vec![]);
+                let xt = self.op("Mul", &[x, &t1], vec![]);
+                self.op("Mul", &[&xt, &half], vec![])
+            }
         }
     }
 }
@@ -651,6 +676,14 @@ impl LayerCtx<'_> {
             LayerSpec::Maximum => {
                 let args: Vec<&str> = x.iter().map(String::as_str).collect();
                 b.op("Max", &args, vec![])
+            }
+            LayerSpec::Dot => {
+                // Σⱼ aⱼ·cⱼ per sample: Mul, then MatMul with a column of ones [d, 1]
+                // (no ReduceSum, whose axes moved from attribute to input in opset 13).
+                let d = *self.input_shape.last().unwrap_or(&1);
+                let prod = b.op("Mul", &[x0, &x[1]], vec![]);
+                let ones = b.init("ones", &[d, 1], &vec![1.0; d]);
+                b.op("MatMul", &[&prod, &ones], vec![])
             }
             LayerSpec::Concatenate(c) => {
                 // nn counts the axis with the batch as axis 0, as ONNX; negative from the end.

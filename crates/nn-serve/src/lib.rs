@@ -91,6 +91,7 @@ pub mod batcher;
 mod error;
 pub mod metrics;
 mod model;
+pub mod recommend;
 pub mod request;
 mod server;
 
@@ -122,10 +123,28 @@ pub fn run(
     ready: impl FnOnce(SocketAddr),
     stopping: impl FnOnce() + Send + 'static,
 ) -> Result<ShutdownReport, ServeError> {
+    let server = Server::new(service, config)?;
+    run_until_signal(addr, io_threads, ready, stopping, |listener, signal| server.serve(listener, signal))
+}
+
+/// The shared body of [`run`] and [`recommend::run`]: a tokio runtime of
+/// `io_threads` threads, `addr` bound, `ready` called with the bound address, then
+/// `serve` on the listener with a shutdown future that resolves (after calling
+/// `stopping`) on SIGINT or SIGTERM.
+pub(crate) fn run_until_signal<F, Fut>(
+    addr: SocketAddr,
+    io_threads: usize,
+    ready: impl FnOnce(SocketAddr),
+    stopping: impl FnOnce() + Send + 'static,
+    serve: F,
+) -> Result<ShutdownReport, ServeError>
+where
+    F: FnOnce(tokio::net::TcpListener, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
+    Fut: std::future::Future<Output = Result<ShutdownReport, ServeError>>,
+{
     if io_threads == 0 {
         return Err(ServeError::Config("I/O threads must be at least 1".into()));
     }
-    let server = Server::new(service, config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(io_threads)
         .thread_name("nn-serve-io")
@@ -137,10 +156,10 @@ pub fn run(
         let listener = bind(addr).await?;
         let local = listener.local_addr().map_err(|e| ServeError::io("reading the bound address", e))?;
         ready(local);
-        let signal = async move {
+        let signal = Box::pin(async move {
             shutdown_signal().await;
             stopping();
-        };
-        server.serve(listener, signal).await
+        });
+        serve(listener, signal).await
     })
 }

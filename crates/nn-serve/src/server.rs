@@ -290,7 +290,7 @@ impl Server {
 
 /// The accept loop and the shutdown: one task per connection, at most
 /// `max_connections` at once; on `shutdown`, graceful close and then the deadline.
-async fn serve_connections<F>(
+pub(crate) async fn serve_connections<F>(
     listener: TcpListener,
     router: Router,
     config: &ServeConfig,

@@ -216,13 +216,10 @@ fn check_data(model: &Sequential, loss: &Loss, data: &Dataset, what: &str) -> Re
                 )));
             }
         }
+        Targets::Real(t) if is_classification(loss) => {
+            check_sequence_targets(model, t, &format!("{what} data `{}`", data.name()))?;
+        }
         Targets::Real(t) => {
-            if is_classification(loss) {
-                return Err(TrainError::Mismatch(format!(
-                    "{what} data `{}` has real-valued targets, but sparse categorical cross-entropy needs class labels",
-                    data.name()
-                )));
-            }
             let per_sample: usize = t.shape()[1..].iter().product();
             if per_sample != outputs {
                 return Err(TrainError::Mismatch(format!(
@@ -233,6 +230,62 @@ fn check_data(model: &Sequential, loss: &Loss, data: &Dataset, what: &str) -> Re
         }
     }
     Ok(())
+}
+
+/// Checks class indices per position for a sequence model (a language model):
+/// targets `[N, d1, ..., dk]` of whole numbers for a model whose output per sample
+/// is `[d1, ..., dk, classes]` (e.g. logits `[context, vocab]` against the next
+/// token at each of the `context` positions), each in `[0, classes)`.
+fn check_sequence_targets(model: &Sequential, t: &Tensor<f32>, what: &str) -> Result<()> {
+    let out = model.output_shape();
+    let positions = &t.shape()[1..];
+    if out.len() < 2 || positions != &out[..out.len() - 1] {
+        return Err(TrainError::Mismatch(format!(
+            "{what} has real-valued targets of shape {:?} per sample, but sparse categorical cross-entropy needs class labels \
+             (or, for a sequence model, whole-number targets [positions] for an output [positions, classes]; the model outputs {:?})",
+            positions, out
+        )));
+    }
+    let classes = out[out.len() - 1];
+    if let Some((i, &v)) =
+        t.array().iter().enumerate().find(|(_, &v)| !(v >= 0.0 && v.fract() == 0.0 && (v as usize) < classes))
+    {
+        let per_sample: usize = positions.iter().product::<usize>().max(1);
+        return Err(TrainError::Mismatch(format!(
+            "{what}: target {v} at position {} of sample {} is not a class index in [0, {classes})",
+            i % per_sample,
+            i / per_sample
+        )));
+    }
+    Ok(())
+}
+
+/// Per-position predictions and targets of a sequence model: the argmax over the
+/// last axis of `out` (`[N, ..., classes]`) and the whole-number targets `t`
+/// (`[N, ...]`, checked by [`check_sequence_targets`]). Returns (hits, positions).
+fn sequence_hits(out: &Tensor<f32>, t: &Tensor<f32>) -> (usize, usize) {
+    let classes = out.shape().last().copied().unwrap_or(1).max(1);
+    let Some(scores) = out.as_slice() else {
+        let owned = out.to_vec();
+        return count_hits(&owned, t, classes);
+    };
+    count_hits(scores, t, classes)
+}
+
+fn count_hits(scores: &[f32], t: &Tensor<f32>, classes: usize) -> (usize, usize) {
+    let mut hits = 0;
+    let mut total = 0;
+    for (row, &target) in scores.chunks_exact(classes).zip(t.array().iter()) {
+        let mut best = 0;
+        for (k, &s) in row.iter().enumerate() {
+            if s > row[best] {
+                best = k;
+            }
+        }
+        hits += usize::from(best as f32 == target);
+        total += 1;
+    }
+    (hits, total)
 }
 
 /// Reshapes real targets `[N]` to the model's output `[N, outputs]` when they match.
@@ -628,8 +681,15 @@ pub fn fit(
             let mut data_loss = g.value(loss_var).item() as f64;
             let mut batch_accuracy = None;
             if classification {
-                if let Targets::Classes { labels, .. } = &local_targets {
-                    batch_accuracy = Some(accuracy(&argmax_rows(g.value(out)), &labels[..]));
+                match &local_targets {
+                    Targets::Classes { labels, .. } => {
+                        batch_accuracy = Some(accuracy(&argmax_rows(g.value(out)), &labels[..]));
+                    }
+                    // A sequence model: the fraction of positions predicted right.
+                    Targets::Real(t) => {
+                        let (hits, total) = sequence_hits(g.value(out), t);
+                        batch_accuracy = Some(hits as f64 / total.max(1) as f64);
+                    }
                 }
             }
             // The global batch's mean loss is Σ_r (n_r / n) L_r, L_r the mean loss of
@@ -850,6 +910,9 @@ pub fn evaluate_in(
     let confusion = sums.confusion.take();
     if let Some(cm) = &confusion {
         metrics.push(("accuracy".to_string(), cm.accuracy()));
+    } else if is_classification(loss) {
+        // A sequence model: the fraction of positions whose argmax is the target.
+        metrics.push(("accuracy".to_string(), sums.hits / sums.count as f64));
     } else {
         metrics.push(("mse".to_string(), sums.se / sums.count as f64));
         metrics.push(("mae".to_string(), sums.ae / sums.count as f64));
@@ -863,6 +926,8 @@ struct EvalSums {
     confusion: Option<ConfusionMatrix>,
     se: f64,
     ae: f64,
+    /// Positions of a sequence model predicted right (sparse targets per position).
+    hits: f64,
     count: usize,
 }
 
@@ -873,13 +938,14 @@ impl EvalSums {
             confusion: classes.map(ConfusionMatrix::new),
             se: 0.0,
             ae: 0.0,
+            hits: 0.0,
             count: 0,
         }
     }
 
-    /// `[loss × samples, samples, se, ae, count, confusion counts row by row...]`.
+    /// `[loss × samples, samples, se, ae, count, hits, confusion counts row by row...]`.
     fn to_flat(&self) -> Vec<f64> {
-        let mut v = vec![self.loss.sum(), self.loss.count() as f64, self.se, self.ae, self.count as f64];
+        let mut v = vec![self.loss.sum(), self.loss.count() as f64, self.se, self.ae, self.count as f64, self.hits];
         if let Some(cm) = &self.confusion {
             v.extend(cm.counts().iter().flatten().map(|&c| c as f64));
         }
@@ -891,8 +957,9 @@ impl EvalSums {
         self.se = v[2];
         self.ae = v[3];
         self.count = v[4] as usize;
+        self.hits = v[5];
         if let Some(cm) = &mut self.confusion {
-            for (c, x) in cm.counts_mut().iter_mut().flatten().zip(&v[5..]) {
+            for (c, x) in cm.counts_mut().iter_mut().flatten().zip(&v[6..]) {
                 *c = *x as u64;
             }
         }
@@ -924,6 +991,11 @@ fn evaluation_sums(
         sums.loss.add(g.value(l).item() as f64, n);
         match (&batch.targets, &mut sums.confusion) {
             (Targets::Classes { labels, .. }, Some(cm)) if classification => cm.add(&argmax_rows(g.value(out)), labels),
+            (Targets::Real(t), _) if classification => {
+                let (hits, total) = sequence_hits(g.value(out), t);
+                sums.hits += hits as f64;
+                sums.count += total;
+            }
             (Targets::Real(_), _) => {
                 if let LossTargets::Values(t) = targets {
                     for (p, y) in g.value(out).array().iter().zip(t.array().iter()) {

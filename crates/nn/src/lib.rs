@@ -12,6 +12,7 @@
 //! | [`optim`] | nn-optim | SGD, Adam(W), RMSprop, Adagrad, schedules, clipping, penalties |
 //! | [`data`] | nn-data | [`Dataset`](data::Dataset), CSV and IDX (MNIST) readers, the embedded digits, splits, scalers, batches |
 //! | [`train`] | nn-train | [`fit`](train::fit), [`evaluate`](train::evaluate), [`predict`](train::predict), callbacks, metrics, tuning |
+//! | [`text`] | nn-text | [`TextTokenizer`](text::TextTokenizer) (byte-level BPE, bytes), language-modelling windows, text classification from CSV, held-out chapters, the byte n-gram baseline, bits per byte |
 //! | `serve` | nn-serve | the HTTP inference server (feature `serve`, on by default) |
 //!
 //! ```toml
@@ -166,6 +167,9 @@ pub use nn_train as train;
 
 #[doc(inline)]
 pub use nn_onnx as onnx;
+
+#[doc(inline)]
+pub use nn_text as text;
 
 #[cfg(feature = "serve")]
 #[doc(inline)]

@@ -20,6 +20,7 @@ pub mod pool;
 pub mod reduce;
 pub mod shape;
 pub mod softmax;
+pub mod transformer;
 pub mod unary;
 
 /// Defines the panicking twin `$name` of `try_$name`-style method `$try`.

@@ -274,11 +274,12 @@ fn saved_config(cfg: &RunConfig) -> RunConfig {
     let mut cfg = cfg.clone();
     cfg.data.data = match cfg.data.data {
         DataSource::Csv(p) => DataSource::Csv(absolute(&p)),
+        DataSource::Text(p) => DataSource::Text(absolute(&p)),
         DataSource::Mnist(Some(p)) => DataSource::Mnist(Some(absolute(&p))),
         DataSource::FashionMnist(p) => DataSource::FashionMnist(absolute(&p)),
         other => other,
     };
-    if !PRESETS.contains(&cfg.model.model.as_str()) {
+    if !PRESETS.contains(&cfg.model.model.as_str()) && !crate::text::MODELS.contains(&cfg.model.model.as_str()) {
         cfg.model.model = absolute(Path::new(&cfg.model.model)).display().to_string();
     }
     cfg.model.init_from = cfg.model.init_from.as_deref().map(absolute);
@@ -351,7 +352,11 @@ fn validate(cfg: &RunConfig, spec_saved: bool) -> Result<Checked> {
     let regularizer = if o.l1 > 0.0 || o.l2 > 0.0 { Some(Regularizer::try_new(o.l1, o.l2)?) } else { None };
     // The schedule needs the data's size; its syntax is checked now.
     parse_schedule(&o.lr_schedule, o.lr, 1, t.epochs)?;
-    if !PRESETS.contains(&m.model.as_str()) && !spec_saved && !Path::new(&m.model).exists() {
+    if !PRESETS.contains(&m.model.as_str())
+        && !crate::text::MODELS.contains(&m.model.as_str())
+        && !spec_saved
+        && !Path::new(&m.model).exists()
+    {
         return Err(CliError::Usage(format!(
             "--model {}: not a preset (mlp, cnn, lstm, resnet) and no such model file",
             m.model
@@ -624,6 +629,15 @@ impl Drop for RemoveIfUnused {
 /// flags and trains its share of each batch (`nn_train::FitConfig::collective`);
 /// rank 0 alone locks and writes the run folder, prints, saves and tests.
 pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Result<()> {
+    if matches!(args.run.data.data, crate::args::DataSource::Ratings { .. }) {
+        if cluster.size() > 1 {
+            return Err(CliError::Usage(
+                "a recommender (--data ratings:…) trains in one process; run it without mpirun".into(),
+            ));
+        }
+        return super::recommend::fit(&args, matches);
+    }
+    super::recommend::check_not_given(matches, &args.run.data.data)?;
     let root = cluster.is_root();
     // One run at a time per folder, locked before anything in it is read; what an
     // interrupted run left is cleaned up under the lock.
@@ -686,8 +700,11 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
     let checked = validate(&cfg, checkpointed.is_some())?;
     let (d, m, o, t) = (&cfg.data, &cfg.model, &cfg.optimizer, &cfg.training);
 
-    // 1. Data.
-    let prepared = prepare_data(&cfg, &checked)?;
+    // 1. Data (text is read, split and tokenized by crate::text).
+    let (prepared, text) = match crate::text::prepare(&cfg)? {
+        Some((p, run)) => (p, Some(run)),
+        None => (prepare_data(&cfg, &checked)?, None),
+    };
     let train = &prepared.train;
 
     // 2. Model.
@@ -695,6 +712,8 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
     let regression = prepared.task == nn_data::Task::Regression;
     let spec = if let Some(spec) = &checkpointed {
         spec.clone()
+    } else if let Some(run) = &text {
+        run.spec.clone()
     } else if PRESETS.contains(&m.model.as_str()) {
         preset(&m.model, train.sample_shape(), outputs, m.hidden, m.dropout, regression)?
     } else {
@@ -703,7 +722,13 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
     // Sized for the largest batch it will see: at most the training part.
     let mut sized = cfg.clone();
     sized.training.batch_size = t.batch_size.min(train.len().max(1));
+    if let Some(run) = &text {
+        sized = run.build_config(&sized);
+    }
     let super::finetune::Prepared { mut model, rules } = super::finetune::build_model(&sized, outputs, spec)?;
+    if let Some(run) = &text {
+        model = run.adapt(model, &cfg)?;
+    }
     if let (Some(saved), Some(dir)) = (&checkpointed, &resume_dir) {
         if model.spec() != saved {
             return Err(CliError::Usage(format!(
@@ -731,7 +756,10 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
             .collect();
         println!("class weights: {}", listed.join(", "));
     }
-    let loss = super::training_loss(train.targets(), &model, t.label_smoothing)?;
+    let loss = match text.as_ref().and_then(|r| r.loss()) {
+        Some(lm) => lm,
+        None => super::training_loss(train.targets(), &model, t.label_smoothing)?,
+    };
 
     // 3. Optimizer, schedule, callbacks.
     let steps_per_epoch = train.len().div_ceil(t.batch_size);
@@ -971,6 +999,9 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
     // 5. Save.
     if let Some(out) = out {
         model.save_with_metadata(out, &metadata)?;
+        if let Some(run) = &text {
+            run.save_tokenizer(out)?;
+        }
         full.write_csv(&out.join("history.csv"))?;
         crate::plot::learning_curves(&full, &out.join("learning_curves.svg"))?;
         println!(
@@ -985,7 +1016,10 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
 
     // 6. Test.
     let run_test = !cfg.output.no_test || cfg.output.test;
-    if let (true, Some(test)) = (run_test, &prepared.test) {
+    if let Some(run) = &text {
+        run.report(&model, &prepared, t.batch_size.max(64))?;
+    }
+    if let (true, Some(test), false) = (run_test, &prepared.test, text.as_ref().is_some_and(|r| r.is_lm())) {
         super::print_test(&model, test, prepared.target_scaler.as_ref(), t.batch_size.max(256), "")?;
     }
     Ok(())

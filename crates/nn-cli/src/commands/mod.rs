@@ -3,7 +3,9 @@
 pub mod export;
 pub mod finetune;
 pub mod fit;
+pub mod generate;
 pub mod import;
+pub mod recommend;
 pub mod serve;
 pub mod tune;
 
@@ -279,6 +281,12 @@ pub fn check_inference(spec: &ModelSpec, batch: usize, batch_flag: &str) -> Resu
 /// `batch` samples fits the [`memory_limit`] (from `model.json` alone, before the
 /// model is built or its weights read).
 pub fn load_model_for(dir: &Path, batch: usize) -> Result<(Sequential, Metadata)> {
+    if dir.join(nn_recommend::model::SPEC_FILE).is_file() {
+        return Err(CliError::Usage(format!(
+            "{} is a recommender (fit --data ratings:…): use `nn-cli recommend`, `nn-cli similar` or `nn-cli serve` with it",
+            dir.display()
+        )));
+    }
     // A folder whose description cannot be read is left to the loader, which says why.
     if let Ok(spec) = ModelSpec::read_saved(dir) {
         check_inference(&spec, batch, "--batch-size")?;
@@ -322,7 +330,9 @@ pub fn check_tune(args: &tune::TuneArgs) -> Result<()> {
         let (shape, classes) = match args.data.data {
             DataSource::Digits => (vec![8, 8, 1], 10),
             DataSource::Mnist(_) | DataSource::FashionMnist(_) => (vec![28, 28, 1], 10),
-            DataSource::Csv(_) | DataSource::Adding(_) => return Ok(()),
+            DataSource::Csv(_) | DataSource::Text(_) | DataSource::Adding(_) | DataSource::Ratings { .. } => {
+                return Ok(())
+            }
         };
         let Ok(mut spec) = fit::preset(model, &shape, classes, hidden, dropout, false) else {
             return Ok(());

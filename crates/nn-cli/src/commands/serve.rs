@@ -89,6 +89,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout)?,
     };
     config.check().map_err(|e| CliError::Usage(e.to_string()))?;
+    if args.model.join(nn_recommend::model::SPEC_FILE).is_file() {
+        return serve_recommender(&args, config);
+    }
     // Sized from model.json before the weights are read (a folder that cannot be
     // described is left to the loader, which says why).
     if let Ok(spec) = nn_layers::ModelSpec::read_saved(&args.model) {
@@ -112,25 +115,35 @@ pub fn run(args: ServeArgs) -> Result<()> {
         "at most {} connections; headers within {} s, bodies within {} s; a shutdown waits up to {} s",
         args.max_connections, args.header_timeout, args.body_timeout, args.shutdown_timeout
     );
+    let lines = vec![described, format!("{batching}; {} kernel threads", nn_tensor::num_threads()), limits];
+    serve_reporting(&args, lines, |ready, stopping| {
+        nn_serve::run(service, args.addr, config, args.io_threads, ready, stopping)
+    })
+}
+
+/// Runs a server through `run` (given what to print once it listens and when it
+/// stops), then prints whether every request was answered.
+fn serve_reporting(
+    args: &ServeArgs,
+    lines: Vec<String>,
+    run: impl FnOnce(
+        Box<dyn FnOnce(SocketAddr)>,
+        Box<dyn FnOnce() + Send>,
+    ) -> std::result::Result<nn_serve::ShutdownReport, nn_serve::ServeError>,
+) -> Result<()> {
     let deadline = args.shutdown_timeout;
-    let report = nn_serve::run(
-        service,
-        args.addr,
-        config,
-        args.io_threads,
-        |addr| {
-            println!("{described}");
-            println!("{batching}; {} kernel threads", nn_tensor::num_threads());
-            println!("{limits}");
-            println!("listening on http://{addr} (Ctrl-C or SIGTERM stops)");
-            let _ = std::io::stdout().flush();
-        },
-        move || {
-            println!("stopping: no new connections; finishing the requests in progress (up to {deadline} s)");
-            let _ = std::io::stdout().flush();
-        },
-    )
-    .map_err(|e| CliError::Usage(e.to_string()))?;
+    let ready = Box::new(move |addr: SocketAddr| {
+        for line in &lines {
+            println!("{line}");
+        }
+        println!("listening on http://{addr} (Ctrl-C or SIGTERM stops)");
+        let _ = std::io::stdout().flush();
+    });
+    let stopping = Box::new(move || {
+        println!("stopping: no new connections; finishing the requests in progress (up to {deadline} s)");
+        let _ = std::io::stdout().flush();
+    });
+    let report = run(ready, stopping).map_err(|e| CliError::Usage(e.to_string()))?;
     // A stop past the deadline is still a clean stop (exit status 0): the line says
     // what was cut short.
     match report.closed_unfinished {
@@ -142,4 +155,21 @@ pub fn run(args: ServeArgs) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// `nn-cli serve` on a recommender's folder (`fit --data ratings:… --out DIR`): the
+/// routes of [`nn_serve::recommend`].
+fn serve_recommender(args: &ServeArgs, config: ServeConfig) -> Result<()> {
+    let service =
+        nn_serve::recommend::RecommendService::load(&args.model).map_err(|e| CliError::Usage(e.to_string()))?;
+    let described = format!(
+        "recommender {}: {} users, {} items",
+        args.model.display(),
+        service.model().users().len(),
+        service.model().items().len()
+    );
+    let lines = vec![described, "routes: POST /v1/recommend, POST /v1/similar, GET /v1/model, GET /healthz".into()];
+    serve_reporting(args, lines, |ready, stopping| {
+        nn_serve::recommend::run(service, args.addr, config, args.io_threads, ready, stopping)
+    })
 }

@@ -188,9 +188,10 @@ impl<T: Element> Layer<T> for Conv2D {
         let (stride, padding) = (self.config.strides.pair(), self.config.padding.into());
         let act = self.config.activation;
         let y = g.try_conv2d_act(x, params[0], params.get(1).copied(), stride, padding, act.epilogue())?;
-        match act {
-            Activation::Softmax => Ok(act.apply(g, y)?),
-            _ => Ok(y),
+        if act.runs_after_product() {
+            Ok(act.apply(g, y)?)
+        } else {
+            Ok(y)
         }
     }
 
@@ -201,7 +202,7 @@ impl<T: Element> Layer<T> for Conv2D {
     fn infer(&self, x: ArrayViewD<'_, T>, params: &[Parameter<T>], _logits: bool) -> Option<Result<Tensor<T>>> {
         let act = self.config.activation;
         let g = &self.geometry;
-        if act == Activation::Softmax
+        if act.runs_after_product()
             || params.len() != self.meta.params.len()
             || x.ndim() != 4
             || x.shape()[1..] != [g.in_h, g.in_w, g.channels]

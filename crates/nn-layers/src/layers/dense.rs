@@ -232,9 +232,10 @@ impl<T: Element> Layer<T> for Dense {
         }
         let act = self.config.activation;
         let y = g.try_linear_act(x, params[0], self.bias(params), act.epilogue())?;
-        match act {
-            Activation::Softmax => Ok(act.apply(g, y)?),
-            _ => Ok(y),
+        if act.runs_after_product() {
+            Ok(act.apply(g, y)?)
+        } else {
+            Ok(y)
         }
     }
 
@@ -243,8 +244,9 @@ impl<T: Element> Layer<T> for Dense {
     }
 
     fn infer(&self, x: ArrayViewD<'_, T>, params: &[Parameter<T>], logits: bool) -> Option<Result<Tensor<T>>> {
-        if self.config.lora.is_some() || params.len() != self.meta.params.len() || x.ndim() < 2 {
-            return None; // adapters (and misuse) take the graph path
+        let gelu = matches!(self.config.activation, Activation::Gelu | Activation::GeluApproximate);
+        if self.config.lora.is_some() || gelu || params.len() != self.meta.params.len() || x.ndim() < 2 {
+            return None; // adapters, GELU (and misuse) take the graph path
         }
         let mut act = self.config.activation;
         if logits && act == Activation::Softmax {

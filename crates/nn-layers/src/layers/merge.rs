@@ -1,5 +1,6 @@
 //! Merge layers (Keras's `keras.layers.merging`): the element-wise `Add`,
-//! `Subtract`, `Multiply`, `Average` and `Maximum` ([`Merge`]), and [`Concatenate`].
+//! `Subtract`, `Multiply`, `Average` and `Maximum` ([`Merge`]), [`Concatenate`] and the
+//! per-sample dot product [`Dot`].
 //! They take several inputs in a graph model (format version 2, `"inputs": [...]`)
 //! and have no parameters.
 //!
@@ -288,6 +289,110 @@ fn elementwise<T: Element>(g: &mut Graph<T>, op: MergeOp, inputs: &[Var]) -> Res
     })?)
 }
 
+/// The dot product of two vectors per sample (Keras's `keras.layers.Dot` with
+/// `axes=-1` on rank-2 tensors, `normalize=False`): `y[b] = Σⱼ a[b, j] · c[b, j]`.
+/// The score of a matrix-factorisation or two-tower recommender (Koren, Bell &
+/// Volinsky 2009, eq. 2: `r̂ = qᵢᵀpᵤ`). No parameters. JSON: `{"type": "Dot",
+/// "inputs": ["user", "item"]}` in a graph model.
+///
+/// # Gradient
+/// For an upstream gradient `g: [batch, 1]`: `∂/∂a[b, j] = g[b] · c[b, j]` and
+/// `∂/∂c[b, j] = g[b] · a[b, j]` (the backward rule needs both inputs). The same
+/// tensor given twice (`["u", "u"]`, a squared norm) gets both contributions.
+///
+/// # Shapes
+/// Exactly 2 inputs `[batch, d]` of one `d` → `[batch, 1]`.
+///
+/// # Errors
+/// When built: [`LayerError::InvalidConfig`] unless there are exactly 2 inputs;
+/// [`LayerError::BuildShape`] unless both per-sample shapes are the same `[d]`. In
+/// forward: [`LayerError::Autograd`] for inputs of other shapes (a layer used alone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dot {
+    meta: Meta,
+}
+
+impl Dot {
+    pub(crate) fn new(mut meta: Meta) -> Result<Self> {
+        check_input_count(&meta, true)?;
+        let first = meta.input_shapes[0].clone();
+        if first.len() != 1 {
+            return Err(mismatch(&meta, 0, "a vector per sample [d] (Dot multiplies two [batch, d] tensors)".into()));
+        }
+        if meta.input_shapes[1] != first {
+            return Err(mismatch(&meta, 1, format!("{first:?} (the shape of input 0: Dot's inputs must agree)")));
+        }
+        meta.output_shape = vec![1];
+        Ok(Dot { meta })
+    }
+}
+
+impl<T: Element> Layer<T> for Dot {
+    layer_accessors!();
+
+    /// Refused: Dot takes exactly 2 inputs; use [`Layer::forward_inputs`].
+    fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
+        self.forward_inputs(g, &[x], params, ctx)
+    }
+
+    fn forward_inputs(
+        &self,
+        g: &mut Graph<T>,
+        inputs: &[Var],
+        params: &[Var],
+        _ctx: &mut ForwardCtx<'_, T>,
+    ) -> Result<Var> {
+        check_param_count::<T>(self, params)?;
+        if inputs.len() != 2 {
+            return Err(self.meta.config_error(format!("takes exactly 2 inputs, got {}", inputs.len())));
+        }
+        dot(g, inputs[0], inputs[1])
+    }
+}
+
+/// `y[b] = Σⱼ a[b, j] · c[b, j]` of two `[batch, d]` tensors as one graph operation;
+/// see [`Dot`].
+fn dot<T: Element>(g: &mut Graph<T>, a: Var, c: Var) -> Result<Var> {
+    let (av, cv) = (g.try_value(a)?, g.try_value(c)?);
+    if av.shape().len() != 2 || av.shape() != cv.shape() {
+        return Err(AutogradError::ShapeMismatch {
+            op: "dot",
+            lhs: av.shape().to_vec(),
+            rhs: cv.shape().to_vec(),
+            expected: "two [batch, d] tensors of one shape",
+        }
+        .into());
+    }
+    let (n, d) = (av.shape()[0], av.shape()[1]);
+    let (a_std, c_std) = (av.array().as_standard_layout(), cv.array().as_standard_layout());
+    let (xs, ys) = (a_std.as_slice().expect("standard layout"), c_std.as_slice().expect("standard layout"));
+    let out: Vec<T> = (0..n)
+        .map(|b| {
+            let mut s = T::zero();
+            for j in 0..d {
+                s += xs[b * d + j] * ys[b * d + j];
+            }
+            s
+        })
+        .collect();
+    drop((a_std, c_std));
+    let value = Tensor::from_vec(&[n, 1], out);
+    Ok(g.try_custom("dot", &[a, c], value, move |ctx, grad, sink| {
+        let g_std = grad.array().as_standard_layout();
+        let gs = g_std.as_slice().expect("standard layout");
+        for (k, other) in [(0, 1), (1, 0)] {
+            if !sink.wants(k) {
+                continue;
+            }
+            let o_std = ctx.input(other).array().as_standard_layout();
+            let os = o_std.as_slice().expect("standard layout");
+            let d_in: Vec<T> = (0..n * d).map(|i| gs[i / d] * os[i]).collect();
+            sink.add(k, Tensor::from_vec(&[n, d], d_in))?;
+        }
+        Ok(())
+    })?)
+}
+
 fn minus_one() -> i64 {
     -1
 }
@@ -492,6 +597,37 @@ mod tests {
             .unwrap();
             assert!(report.passes(tol), "{op:?}: {report}");
         }
+    }
+
+    #[test]
+    fn dot_values_and_gradients() {
+        // [1, 2, 3]·[4, −5, 6] = 4 − 10 + 18 = 12; [0.5, 0, −1]·[2, 7, 3] = 1 − 3 = −2.
+        let a = t(&[2, 3], &[1., 2., 3., 0.5, 0., -1.]);
+        let c = t(&[2, 3], &[4., -5., 6., 2., 7., 3.]);
+        let y = run(LayerSpec::Dot, &[a.clone(), c.clone()]);
+        assert_eq!(y.shape(), [2, 1]);
+        assert_eq!(y.to_vec(), [12., -2.]);
+        let report = gradcheck(&[a, c], |g, v| {
+            dot(g, v[0], v[1]).map_err(|e| match e {
+                LayerError::Autograd(e) => e,
+                e => AutogradError::InvalidArgument { op: "dot", message: e.to_string() },
+            })
+        })
+        .unwrap();
+        assert!(report.passes(1e-6), "{report}");
+        // The same tensor twice: y = ‖a‖², ∂y/∂a = 2a.
+        let mut g = Graph::<f64>::new();
+        let x = g.variable(t(&[1, 2], &[3., -4.]));
+        let y = dot(&mut g, x, x).unwrap();
+        assert_eq!(g.value(y).to_vec(), [25.]);
+        let s = g.sum(y);
+        assert_eq!(g.backward(s).unwrap().wrt(x).unwrap().to_vec(), [6., -8.]);
+        let e = LayerSpec::Dot.build_node::<f32>(0, Some("d"), &[&[3], &[4]]).unwrap_err();
+        assert!(matches!(&e, LayerError::BuildShape { got, .. } if got == &[4]), "{e}");
+        let e = LayerSpec::Dot.build_node::<f32>(0, None, &[&[3], &[3], &[3]]).unwrap_err();
+        assert!(e.to_string().contains("exactly 2 inputs, got 3"), "{e}");
+        let e = LayerSpec::Dot.build_node::<f32>(0, None, &[&[2, 3], &[2, 3]]).unwrap_err();
+        assert!(matches!(e, LayerError::BuildShape { .. }), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::module::{Layer, ParamSpec};
 use crate::spec::LayerSpec;
 
 mod activation;
+mod attention;
 mod batchnorm;
 mod conv;
 mod dense;
@@ -21,19 +22,25 @@ mod padding;
 mod pool;
 mod recurrent;
 mod reshape;
+mod sequence;
 
 pub use activation::{ActivationConfig, ActivationLayer, EluConfig, LeakyReluConfig};
+pub use attention::{MultiHeadAttention, MultiHeadAttentionConfig, PaddingMask, PaddingMaskConfig};
 pub use batchnorm::{batch_norm_eval, batch_norm_train, batch_norm_train_sync, BatchNormConfig, BatchNormalization};
 pub use conv::{Conv2D, Conv2DConfig};
 pub use dense::{Dense, DenseConfig, LoraConfig};
 pub use dropout::{Dropout, DropoutConfig};
 pub use embedding::{Embedding, EmbeddingConfig};
-pub use merge::{Concatenate, ConcatenateConfig, Merge, MergeOp};
+pub use merge::{Concatenate, ConcatenateConfig, Dot, Merge, MergeOp};
 pub use norm::{layer_norm, LayerNormConfig, LayerNormalization};
 pub use padding::{Padding2D, ZeroPadding2D, ZeroPadding2DConfig};
 pub use pool::{GlobalAveragePooling2D, GlobalMaxPooling2D, Pool2D, Pool2DConfig};
 pub use recurrent::{GruConfig, LstmConfig, RecurrentOutput, SimpleRNN, SimpleRnnConfig, GRU, LSTM};
 pub use reshape::{Flatten, Identity, Reshape, ReshapeConfig, TargetShape, MAX_TARGET_AXES};
+pub use sequence::{
+    sine_position_encoding, GlobalAveragePooling1D, PositionEmbedding, PositionEmbeddingConfig, SinePositionEncoding,
+    SinePositionEncodingConfig,
+};
 
 /// What every built layer knows about itself: position, kind, shapes, parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,12 +187,19 @@ impl LayerSpec {
             LayerSpec::ZeroPadding2D(c) => Box::new(ZeroPadding2D::new(meta, *c)?),
             LayerSpec::GlobalMaxPooling2D => Box::new(GlobalMaxPooling2D::new(meta)?),
             LayerSpec::Identity => Box::new(Identity::new(meta)?),
+            LayerSpec::PaddingMask(c) => Box::new(PaddingMask::new(meta, *c)?),
+            LayerSpec::PositionEmbedding(c) => Box::new(PositionEmbedding::new(meta, *c)?),
+            LayerSpec::SinePositionEncoding(c) => Box::new(SinePositionEncoding::new(meta, *c)?),
+            LayerSpec::MultiHeadAttention(_) | LayerSpec::GlobalAveragePooling1D => {
+                unreachable!("build_multi_input builds the layers that may take several inputs")
+            }
             LayerSpec::Add
             | LayerSpec::Subtract
             | LayerSpec::Multiply
             | LayerSpec::Average
             | LayerSpec::Maximum
-            | LayerSpec::Concatenate(_) => unreachable!("build_multi_input builds the merge layers"),
+            | LayerSpec::Concatenate(_)
+            | LayerSpec::Dot => unreachable!("build_multi_input builds the merge layers"),
         })
     }
 
@@ -205,6 +219,9 @@ impl LayerSpec {
             LayerSpec::Average => MergeOp::Average,
             LayerSpec::Maximum => MergeOp::Maximum,
             LayerSpec::Concatenate(c) => return Ok(Some(Box::new(Concatenate::new(meta.clone(), *c)?))),
+            LayerSpec::Dot => return Ok(Some(Box::new(Dot::new(meta.clone())?))),
+            LayerSpec::MultiHeadAttention(c) => return Ok(Some(Box::new(MultiHeadAttention::new(meta.clone(), *c)?))),
+            LayerSpec::GlobalAveragePooling1D => return Ok(Some(Box::new(GlobalAveragePooling1D::new(meta.clone())?))),
             _ => return Ok(None),
         };
         Ok(Some(Box::new(Merge::new(meta.clone(), op)?)))

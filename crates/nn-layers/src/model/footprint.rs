@@ -171,7 +171,8 @@ impl<T: Element> Model<T> {
 /// layer's per-step gates and states (LSTM: the input projection of its 4 gates and
 /// the `h`, `c` sequences, 6·units per step; GRU: 3 gates, the recurrent product and
 /// `h`, 5·units; SimpleRNN: the projection and `h`, 2·units), Dropout's mask (one per
-/// output scalar); 0 for the others.
+/// output scalar), MultiHeadAttention's projections and attention maps
+/// ([`attention_saved`]); 0 for the others.
 fn saved_per_sample(layer: &LayerSpec, input: &[usize], output: &[usize]) -> usize {
     let time = input.first().copied().unwrap_or(1);
     let per_step = match layer {
@@ -179,9 +180,25 @@ fn saved_per_sample(layer: &LayerSpec, input: &[usize], output: &[usize]) -> usi
         LayerSpec::LSTM(c) => c.units.saturating_mul(6),
         LayerSpec::GRU(c) => c.units.saturating_mul(5),
         LayerSpec::Dropout(_) => return output.iter().product(),
+        LayerSpec::MultiHeadAttention(c) => return attention_saved(c, time),
         _ => return 0,
     };
     time.saturating_mul(per_step)
+}
+
+/// Scalars per sample MultiHeadAttention keeps for backward, an estimate taking the
+/// key length equal to the query length `seq`: the query, key and value projections
+/// (each the GEMM's output and its head-major copy), the scores and the attention
+/// weights `[heads, seq, seq]` (and the dropout mask and dropped weights in
+/// training), the heads' outputs and their merged copy.
+fn attention_saved(c: &crate::spec::MultiHeadAttentionConfig, seq: usize) -> usize {
+    let h = c.num_heads;
+    let dims = c.key_dim.saturating_mul(2).saturating_add(c.effective_value_dim());
+    let projections = seq.saturating_mul(h).saturating_mul(dims).saturating_mul(2);
+    let maps = if c.dropout > 0.0 { 4 } else { 2 };
+    let weights = h.saturating_mul(seq).saturating_mul(seq).saturating_mul(maps);
+    let heads_out = seq.saturating_mul(h).saturating_mul(c.effective_value_dim()).saturating_mul(2);
+    projections.saturating_add(weights).saturating_add(heads_out)
 }
 
 impl ModelShapes {

@@ -22,12 +22,14 @@ use crate::module::{ForwardCtx, Layer, Mode, Module, Parameter};
 pub(crate) mod footprint;
 pub(crate) mod plan;
 pub mod spec;
+mod transformer;
 
 pub use footprint::{
     format_bytes, machine_memory, parse_memory_size, Footprint, LayerShape, MachineMemory, ModelShapes, StepMemory,
 };
 use plan::{GraphView, Stage};
 pub use spec::{InputSpec, ModelSpec, NodeSpec, FORMAT_VERSION, MAX_NAME_LEN};
+pub use transformer::{TransformerBlockConfig, TRANSFORMER_LN_EPSILON};
 
 /// Where a layer's input (or a model's output) comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,7 +144,7 @@ impl<T: Element> Model<T> {
                     None => Tensor::try_full(&p.shape, T::zero())?,
                 };
                 params.push(Parameter {
-                    name: format!("{prefix}.{}", p.kind.keras_name()),
+                    name: format!("{prefix}.{}", layer.param_name(k)),
                     value: Arc::new(value),
                     kind: p.kind,
                     trainable: p.trainable,

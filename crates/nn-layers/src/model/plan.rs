@@ -17,7 +17,6 @@
 
 use nn_tensor::conv::Conv2dGeometry;
 
-use crate::activation::Activation;
 use crate::module::PoolWindow;
 use crate::spec::LayerSpec;
 
@@ -132,7 +131,7 @@ pub(crate) fn infer_plan(view: &GraphView<'_>, fuse: bool) -> Vec<Stage> {
 /// Conv2D `i` → MaxPool2D [→ Flatten], when the pattern holds.
 fn conv_pool(view: &GraphView<'_>, i: usize) -> Option<Stage> {
     let LayerSpec::Conv2D(c) = view.specs[i] else { return None };
-    if c.activation == Activation::Softmax {
+    if c.activation.runs_after_product() {
         return None;
     }
     let pool = view.sole_consumer(i)?;
