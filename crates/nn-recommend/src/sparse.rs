@@ -117,14 +117,19 @@ pub struct LazyAdamConfig {
     /// ε, added to `√v̂`.
     pub epsilon: f64,
     /// λ of the L2 penalty `λ/2·‖row‖²` on each row a step uses (its gradient
-    /// `λ·row` is added once per unique row).
+    /// `λ·row` is added once per unique row, or once per use with
+    /// [`LazyAdamConfig::l2_per_use`]).
     pub l2: f64,
+    /// Whether a row used `c` times in a step gets `c·λ·row` (the penalty of each
+    /// rating's factors, as in the objective of Koren, Bell & Volinsky 2009, eq. 2)
+    /// rather than `λ·row` once. Default false.
+    pub l2_per_use: bool,
 }
 
 impl LazyAdamConfig {
     /// Learning rate `learning_rate`, L2 `l2`, the other settings as Keras's Adam.
     pub fn new(learning_rate: f64, l2: f64) -> Self {
-        LazyAdamConfig { learning_rate, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, l2 }
+        LazyAdamConfig { learning_rate, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, l2, l2_per_use: false }
     }
 }
 
@@ -257,12 +262,15 @@ impl<T: Element> LazyAdam<T> {
             indices.iter().enumerate().filter_map(|(k, i)| i.map(|i| (i, k))).collect();
         order.sort_unstable();
         let mut unique: Vec<usize> = Vec::new();
+        let mut uses: Vec<usize> = Vec::new();
         let mut summed: Vec<T> = Vec::new();
         for (row, k) in order {
             if unique.last() != Some(&row) {
                 unique.push(row);
+                uses.push(0);
                 summed.extend(std::iter::repeat_n(T::zero(), d));
             }
+            *uses.last_mut().expect("pushed above") += 1;
             let base = summed.len() - d;
             for j in 0..d {
                 summed[base + j] += gs[k * d + j];
@@ -274,6 +282,7 @@ impl<T: Element> LazyAdam<T> {
         let (one_b1, one_b2) = (T::of_f64(1.0 - c.beta_1), T::of_f64(1.0 - c.beta_2));
         let (lr, eps, l2) = (T::of_f64(c.learning_rate), T::of_f64(c.epsilon), T::of_f64(c.l2));
         for (u, &row) in unique.iter().enumerate() {
+            let l2 = if c.l2_per_use { l2 * T::of_f64(uses[u] as f64) } else { l2 };
             self.row_steps[row] += 1;
             let t = self.row_steps[row] as f64;
             let bc1 = T::of_f64(1.0 - c.beta_1.powf(t));
@@ -281,7 +290,7 @@ impl<T: Element> LazyAdam<T> {
             for j in 0..d {
                 let at = row * d + j;
                 let w = table.values[at];
-                // 2. L2 once per unique row.
+                // 2. L2 once per unique row (or per use).
                 let g = summed[u * d + j] + l2 * w;
                 // 3. Adam on this row.
                 let m = b1 * self.m[at] + one_b1 * g;

@@ -89,6 +89,10 @@ pub struct TrainConfig {
     /// λ of the user and item biases (`None`: [`TrainConfig::l2`]); biases usually
     /// want less shrinkage than the factors (Koren 2009 uses separate constants).
     pub bias_l2: Option<f64>,
+    /// Penalise a row once per use in a batch (a user with 3 ratings in the batch gets
+    /// `3λ·row`), which is the per-rating objective of Koren, Bell & Volinsky (2009,
+    /// eq. 2), instead of once per batch. Default false.
+    pub l2_per_use: bool,
     /// Decoupled weight decay of the dense part's kernels (AdamW; 0: plain Adam).
     pub dense_weight_decay: f64,
     /// The objective.
@@ -109,6 +113,7 @@ impl Default for TrainConfig {
             learning_rate: 2e-3,
             l2: 0.05,
             bias_l2: None,
+            l2_per_use: false,
             dense_weight_decay: 0.0,
             loss: RecLoss::Mse,
             seed: 42,
@@ -434,10 +439,16 @@ pub fn fit(
 
     // The batch objective (1/n)(Σ loss + λ Σ_{rows used} ‖row‖²) with n = batch_size:
     // LazyAdam adds λ'·row, the gradient of λ'/2·‖row‖², so λ' = 2λ/n.
-    let sparse_cfg = LazyAdamConfig::new(cfg.learning_rate, 2.0 * cfg.l2 / cfg.batch_size as f64);
+    let sparse_cfg = LazyAdamConfig {
+        l2_per_use: cfg.l2_per_use,
+        ..LazyAdamConfig::new(cfg.learning_rate, 2.0 * cfg.l2 / cfg.batch_size as f64)
+    };
     let mut table_opts = model.tables.iter().map(|t| LazyAdam::new(t, sparse_cfg)).collect::<Result<Vec<_>>>()?;
     let bias_l2 = cfg.bias_l2.unwrap_or(cfg.l2);
-    let bias_cfg = LazyAdamConfig::new(cfg.learning_rate, 2.0 * bias_l2 / cfg.batch_size as f64);
+    let bias_cfg = LazyAdamConfig {
+        l2_per_use: cfg.l2_per_use,
+        ..LazyAdamConfig::new(cfg.learning_rate, 2.0 * bias_l2 / cfg.batch_size as f64)
+    };
     let mut user_bias_opt = LazyAdam::new(&model.user_bias, bias_cfg)?;
     let mut item_bias_opt = LazyAdam::new(&model.item_bias, bias_cfg)?;
     let mut dense_opt: Box<dyn Optimizer<f32>> = if cfg.dense_weight_decay > 0.0 {

@@ -87,7 +87,8 @@ fn duplicate_indices_are_summed_before_the_step() {
     // summed gradient. Row 0 gets 0.3 + (−0.5) = −0.2 (so it moves up by η), not two
     // separate updates; L2 λ·θ is added once: g = −0.2 + 0.1·1.0 = −0.1.
     let mut t = EmbeddingTable::<f64>::from_values("t", 2, 1, vec![1.0, 2.0]).unwrap();
-    let cfg = LazyAdamConfig { learning_rate: 0.5, beta_1: 0.0, beta_2: 0.0, epsilon: 1e-12, l2: 0.1 };
+    let cfg =
+        LazyAdamConfig { learning_rate: 0.5, beta_1: 0.0, beta_2: 0.0, epsilon: 1e-12, l2: 0.1, l2_per_use: false };
     let mut opt = LazyAdam::new(&t, cfg).unwrap();
     let g = Tensor::from_vec(&[3, 1], vec![0.3, 7.0, -0.5]);
     opt.step(&mut t, &[Some(0), None, Some(0)], &g).unwrap();
@@ -114,4 +115,26 @@ fn bad_steps_are_refused_without_change() {
     assert_eq!(t, before);
     assert_eq!(opt.iterations(), 0);
     assert!(LazyAdam::new(&t, LazyAdamConfig::new(-1.0, 0.0)).is_err());
+}
+
+#[test]
+fn l2_per_use_counts_each_use_of_a_row() {
+    // Row 0 = 1.0 used twice with gradients 0.05 and −0.2 (sum −0.15). Once per row:
+    // g = −0.15 + 0.1·1.0 = −0.05 < 0, so the sign step moves it up by η. Per use:
+    // g = −0.15 + 2·0.1·1.0 = +0.05 > 0, so it moves down by η. β₁ = β₂ = 0 make the
+    // step η·sign(g).
+    for (per_use, want) in [(false, 1.5), (true, 0.5)] {
+        let mut t = EmbeddingTable::<f64>::from_values("t", 1, 1, vec![1.0]).unwrap();
+        let cfg = LazyAdamConfig {
+            learning_rate: 0.5,
+            beta_1: 0.0,
+            beta_2: 0.0,
+            epsilon: 1e-12,
+            l2: 0.1,
+            l2_per_use: per_use,
+        };
+        let mut opt = LazyAdam::new(&t, cfg).unwrap();
+        opt.step(&mut t, &[Some(0), Some(0)], &Tensor::from_vec(&[2, 1], vec![0.05, -0.2])).unwrap();
+        assert!((t.values[0] - want).abs() < 1e-9, "per use {per_use}: {}", t.values[0]);
+    }
 }
