@@ -538,8 +538,9 @@ impl TextRun {
 
     /// Loads the pretrained body by name (every parameter but the head's), then
     /// `--freeze body` (all but the head) and `--lora-rank` (adapters on the Dense
-    /// layers but the head, i.e. the blocks' MLP projections; everything else but
-    /// the head frozen), and prints the trainable share.
+    /// layers but the head and on the MultiHeadAttention layers, i.e. the blocks' MLP
+    /// and attention projections; everything else but the head frozen), and prints
+    /// the trainable share.
     ///
     /// # Errors
     /// The loaders' errors; [`CliError::Usage`] when the pretrained model shares no
@@ -581,16 +582,18 @@ impl TextRun {
                 .layers
                 .iter()
                 .enumerate()
-                // The MLP projections (Dense); MultiHeadAttention's projections have no
-                // adapters yet.
-                .filter(|(_, l)| l.name.as_deref() != Some(head) && matches!(l.layer, LayerSpec::Dense(_)))
+                // The MLP projections (Dense) and the attention's four projections.
+                .filter(|(_, l)| {
+                    l.name.as_deref() != Some(head)
+                        && matches!(l.layer, LayerSpec::Dense(_) | LayerSpec::MultiHeadAttention(_))
+                })
                 .map(|(i, _)| i)
                 .collect();
             model = model.with_lora(|i| adapted.contains(&i), LoraConfig::new(rank, alpha), cfg.training.seed)?;
             model.freeze(|n| !is_adapter(n) && !name_matches(head, n));
             let names: Vec<String> = adapted.iter().map(|&i| model.layer_prefix(i)).collect();
             println!(
-                "LoRA rank {rank}, alpha {alpha} on the Dense layers {}; everything else but {head} frozen",
+                "LoRA rank {rank}, alpha {alpha} on the layers {}; everything else but {head} frozen",
                 names.join(", ")
             );
         }

@@ -37,7 +37,6 @@ use safetensors::SafeTensors;
 use crate::error::{LayerError, Result};
 use crate::io::{dtype_of, format_err, from_bytes, io_err};
 use crate::model::Model;
-use crate::module::ParamKind;
 use crate::spec::{LayerSpec, LoraConfig};
 
 /// Whether parameter `name` is selected by `pattern`: the exact name
@@ -265,10 +264,11 @@ impl<T: Element> Model<T> {
         Ok((model, head))
     }
 
-    /// The same model with LoRA adapters (see [`LoraConfig`]) on every Dense layer
-    /// whose index `select` accepts: their kernel and bias frozen, `lora_a` drawn
-    /// from `seed` (`N(0, 1/in_features)`), `lora_b` zero, so the outputs are
-    /// unchanged until training. Every other parameter is kept, value and frozen
+    /// The same model with LoRA adapters (see [`LoraConfig`]) on every Dense and
+    /// MultiHeadAttention layer whose index `select` accepts (on an attention layer,
+    /// one pair on each of its four projections): their kernels and biases frozen,
+    /// `lora_a` drawn from `seed` (`N(0, 1/in_features)`), `lora_b` zero, so the
+    /// outputs are unchanged until training. Every other parameter is kept, value and frozen
     /// state; layers that already have adapters get new ones.
     ///
     /// # Errors
@@ -277,42 +277,59 @@ impl<T: Element> Model<T> {
     pub fn with_lora(&self, select: impl Fn(usize) -> bool, lora: LoraConfig, seed: u64) -> Result<Self> {
         let mut spec = self.spec().clone();
         for (i, node) in spec.layers.iter_mut().enumerate() {
-            if let LayerSpec::Dense(c) = &mut node.layer {
-                if select(i) {
-                    c.lora = Some(lora);
-                }
+            match &mut node.layer {
+                LayerSpec::Dense(c) if select(i) => c.lora = Some(lora),
+                LayerSpec::MultiHeadAttention(c) if select(i) => c.lora = Some(lora),
+                _ => {}
             }
         }
         self.rebuild(spec, seed, |name| !matches!(name.rsplit('.').next(), Some("lora_a" | "lora_b")))
     }
 
     /// Folds every LoRA adapter into its kernel, `kernel + (α/r)·A·B` (in `f64`,
-    /// rounded once to `T`), and returns a plain model without adapters, for export:
-    /// its predictions equal this model's up to rounding (checked to 1e-5 in the
+    /// rounded once to `T`; a MultiHeadAttention kernel is seen as the matrix
+    /// `[in, out]` of its adapter, the same row-major values), and returns a plain
+    /// model without adapters, for export: its predictions equal this model's up to rounding (checked to 1e-5 in the
     /// tests). Parameters other than the adapters are copied; every parameter of the
     /// result is trainable as its kind says (the frozen state is not carried).
     ///
     /// # Errors
-    /// [`LayerError::Tensor`] only if the parameters do not have the shapes their
-    /// layers declare (they always do for a model built by this crate).
+    /// [`LayerError::Tensor`] or [`LayerError::Spec`] only if the parameters do not
+    /// have the shapes their layers declare (they always do for a model built by this
+    /// crate).
     pub fn merge_lora(&self) -> Result<Self> {
         let mut spec = self.spec().clone();
         let mut merged: Vec<(String, Tensor<T>)> = Vec::new();
         for (i, node) in spec.layers.iter_mut().enumerate() {
-            let LayerSpec::Dense(c) = &mut node.layer else { continue };
-            let Some(lora) = c.lora.take() else { continue };
-            let params = self.layer_parameters(i);
-            let get = |kind: ParamKind| params.iter().find(|p| p.kind == kind).map(|p| &p.value);
-            let (Some(k), Some(a), Some(b)) = (get(ParamKind::Kernel), get(ParamKind::LoraA), get(ParamKind::LoraB))
-            else {
-                continue;
+            let (lora, projections): (_, &[&str]) = match &mut node.layer {
+                LayerSpec::Dense(c) => (c.lora.take(), &[""]),
+                LayerSpec::MultiHeadAttention(c) => (c.lora.take(), &["query.", "key.", "value.", "attention_output."]),
+                _ => continue,
             };
-            let to64 = |t: &Tensor<T>| Tensor::<f64>::from(t.array().mapv(|v| v.as_f64()));
-            let ab = to64(a).try_matmul(&to64(b))?;
-            let s = lora.scaling();
-            let k64 = to64(k);
-            let sum: Vec<T> = k64.array().iter().zip(ab.array().iter()).map(|(&w, &d)| T::of_f64(w + s * d)).collect();
-            merged.push((format!("{}.kernel", self.layer_prefix(i)), Tensor::try_from_vec(k.shape(), sum)?));
+            let Some(lora) = lora else { continue };
+            let prefix = self.layer_prefix(i);
+            for part in projections {
+                let get = |local: &str| self.parameter(&format!("{prefix}.{part}{local}")).map(|p| &p.value);
+                let (Some(k), Some(a), Some(b)) = (get("kernel"), get("lora_a"), get("lora_b")) else {
+                    continue;
+                };
+                let to64 = |t: &Tensor<T>| Tensor::<f64>::from(t.array().mapv(|v| v.as_f64()));
+                let ab = to64(a).try_matmul(&to64(b))?;
+                let s = lora.scaling();
+                let k64 = to64(k);
+                if k64.len() != ab.len() {
+                    return Err(LayerError::Spec {
+                        message: format!(
+                            "{prefix}.{part}kernel has shape {:?} but its adapter gives {:?}",
+                            k.shape(),
+                            ab.shape()
+                        ),
+                    });
+                }
+                let sum: Vec<T> =
+                    k64.array().iter().zip(ab.array().iter()).map(|(&w, &d)| T::of_f64(w + s * d)).collect();
+                merged.push((format!("{prefix}.{part}kernel"), Tensor::try_from_vec(k.shape(), sum)?));
+            }
         }
         let mut out = Model::build(spec, None)?;
         for p in out.parameters_mut() {

@@ -421,7 +421,7 @@ pub fn read_ratings(path: &Path, opts: &RatingsOptions) -> Result<Ratings> {
                         None,
                         format!(
                             "user \"{}\" and item \"{}\" repeat row {} (duplicates are errors; \
-                             choose keep-last or mean to allow them)",
+                             pass --duplicates last or mean to allow them)",
                             users.id(pair.0).unwrap_or_default(),
                             items.id(pair.1).unwrap_or_default(),
                             row_numbers[k]

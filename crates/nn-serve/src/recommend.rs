@@ -136,11 +136,27 @@ fn default_true() -> bool {
     true
 }
 
+/// An id given as a JSON string or integer (ids are read from CSV files as text:
+/// `15` and `"15"` are the same user).
+fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(i64),
+    }
+    Ok(match Id::deserialize(d)? {
+        Id::Text(s) => s,
+        Id::Number(n) => n.to_string(),
+    })
+}
+
 /// The body of `POST /v1/recommend`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecommendRequest {
-    /// The user's id as in the ratings file.
+    /// The user's id as in the ratings file (a JSON string or integer).
+    #[serde(deserialize_with = "id_text")]
     pub user: String,
     /// How many items (default 10).
     #[serde(default = "default_top")]
@@ -154,7 +170,8 @@ pub struct RecommendRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimilarRequest {
-    /// The item's id.
+    /// The item's id (a JSON string or integer).
+    #[serde(deserialize_with = "id_text")]
     pub item: String,
     /// How many items (default 10).
     #[serde(default = "default_top")]
@@ -166,7 +183,8 @@ pub struct SimilarRequest {
 pub struct RankedItem {
     /// 1 for the best.
     pub rank: usize,
-    /// The item's id.
+    /// The item's id (a JSON string or integer).
+    #[serde(deserialize_with = "id_text")]
     pub item: String,
     /// The model's score (a predicted rating for an explicit-feedback model) or the
     /// cosine similarity.

@@ -70,6 +70,11 @@ async fn recommend_and_similar_answer_the_models_top_n_and_bad_requests_are_type
     assert_eq!(got, want);
     assert_eq!(body["items"][0]["rank"], 1);
 
+    // Ids as JSON integers mean the same as strings.
+    let a = send(addr, "POST", "/v1/similar", r#"{"item": 1, "top": 4}"#).await;
+    assert_eq!(a.status, 422, "{}", a.text());
+    assert!(a.json()["error"].as_str().unwrap().contains("item \"1\" is not in the model"), "{}", a.text());
+
     // An unknown user: the fallback ranking, not an error.
     let a = send(addr, "POST", "/v1/recommend", r#"{"user": "stranger", "top": 2}"#).await;
     assert_eq!(a.status, 200);

@@ -580,7 +580,7 @@ impl Generator {
     /// # Errors
     /// [`GenerateError::NotAGpt`] naming the first layer that does not fit (or the
     /// inputs or outputs): e.g. attention without a causal mask, a padding mask input,
-    /// a Dense with LoRA adapters, extra layers, a logits layer whose units are not
+    /// a Dense or MultiHeadAttention with LoRA adapters, extra layers, a logits layer whose units are not
     /// the vocabulary size.
     pub fn new(model: &Model<f32>) -> Result<Self> {
         let inputs = model.inputs();
@@ -632,6 +632,9 @@ impl Generator {
             let (ln1_at, ln1) = w.norm(stream, d, "the block's first LayerNormalization")?;
             let mha_at = w.peek().expect("checked above");
             let LayerSpec::MultiHeadAttention(c) = *w.spec(mha_at) else { unreachable!("checked above") };
+            if c.lora.is_some() {
+                return Err(w.fail(mha_at, "has LoRA adapters; merge them first (Model::merge_lora)"));
+            }
             let sources = model.layer_inputs(mha_at);
             if sources.iter().any(|&s| s != Source::Layer(ln1_at)) {
                 return Err(w.fail(

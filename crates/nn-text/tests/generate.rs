@@ -269,6 +269,15 @@ fn models_that_are_not_a_gpt_are_refused_naming_the_layer() {
     assert_eq!(at, "layer \"block1_attention\" (MultiHeadAttention)");
     assert!(message.contains("not causal"), "{message}");
 
+    // A gpt whose first attention has LoRA adapters: refused like a LoRA Dense.
+    let mut spec = ModelSpec::gpt(VOCAB, CONTEXT, 32, 2, 1, 0.0).unwrap();
+    let i = spec.layers.iter().position(|n| n.name.as_deref() == Some("block0_attention")).unwrap();
+    let LayerSpec::MultiHeadAttention(c) = spec.layers[i].layer else { unreachable!() };
+    spec.layers[i].layer = LayerSpec::MultiHeadAttention(c.with_lora(Some(nn_layers::LoraConfig::new(2, 2.0))));
+    let (at, message) = not_a_gpt(spec);
+    assert_eq!(at, "layer \"block0_attention\" (MultiHeadAttention)");
+    assert!(message.contains("merge them first"), "{message}");
+
     // A logits layer whose width is not the vocabulary.
     let mut spec = ModelSpec::gpt(VOCAB, CONTEXT, 32, 2, 1, 0.0).unwrap();
     spec.layers.last_mut().unwrap().layer = LayerSpec::dense(49, nn_layers::Activation::Linear);

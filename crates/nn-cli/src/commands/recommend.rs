@@ -208,7 +208,7 @@ pub fn fit(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         return Err(CliError::Usage(format!(
             "{} does not apply to --data ratings:… (a recommender); its flags are --model, --hidden, --epochs, \
              --batch-size, --lr, --weight-decay, --seed, --early-stopping, --validation-split, --out, --split, \
-             --feedback, --loss, --negatives, --embedding-dim, --embedding-l2, --duplicates",
+             --feedback, --implicit-threshold, --loss, --negatives, --embedding-dim, --embedding-l2, --duplicates",
             flag(id)
         )));
     }
@@ -478,6 +478,29 @@ struct Ranked<'a> {
     title: Option<&'a str>,
 }
 
+/// Loads the recommender in `dir`.
+///
+/// # Errors
+/// [`CliError::Usage`] naming the folder when it holds no recommender (a model
+/// folder of `fit` on other data, or no folder), or the loader's error.
+fn load(dir: &Path) -> Result<Recommender> {
+    if !dir.join(nn_recommend::model::SPEC_FILE).is_file() {
+        let what = if dir.join("model.json").is_file() {
+            "a model folder, not a recommender"
+        } else if dir.is_dir() {
+            "not a recommender folder"
+        } else {
+            "no such folder"
+        };
+        return Err(CliError::Usage(format!(
+            "{}: {what} (no {}; `nn-cli fit --data ratings:FILE --out DIR` makes one)",
+            dir.display(),
+            nn_recommend::model::SPEC_FILE
+        )));
+    }
+    Recommender::load(dir).map_err(rec_err)
+}
+
 fn title(model: &Recommender, item: usize) -> Option<&str> {
     model.item_table().and_then(|t| t.titles.get(item)).and_then(|t| t.as_deref())
 }
@@ -514,7 +537,7 @@ pub fn recommend(args: RecommendArgs) -> Result<()> {
     if args.top == 0 {
         return Err(CliError::Usage("--top must be at least 1".into()));
     }
-    let model = Recommender::load(&args.model).map_err(rec_err)?;
+    let model = load(&args.model)?;
     let user = model.users().get(&args.user);
     if user.is_none() {
         eprintln!(
@@ -541,7 +564,7 @@ pub fn similar(args: SimilarArgs) -> Result<()> {
     if args.top == 0 {
         return Err(CliError::Usage("--top must be at least 1".into()));
     }
-    let model = Recommender::load(&args.model).map_err(rec_err)?;
+    let model = load(&args.model)?;
     let item = model.items().get(&args.item).ok_or_else(|| {
         CliError::Usage(format!("item {:?} is not in the model ({} items)", args.item, model.items().len()))
     })?;

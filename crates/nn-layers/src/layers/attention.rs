@@ -27,7 +27,7 @@ use super::{layer_accessors, Meta};
 use crate::error::{LayerError, Result};
 use crate::init::{Fans, Initializer};
 use crate::module::{check_param_count, ForwardCtx, Layer, Mode, ParamKind, ParamSpec};
-use crate::spec::{yes, zeros};
+use crate::spec::{yes, zeros, LoraConfig};
 
 /// Settings of MultiHeadAttention (Keras's names and defaults; `use_causal_mask`,
 /// a call argument in Keras, is a setting here).
@@ -65,6 +65,11 @@ pub struct MultiHeadAttentionConfig {
     /// Default `zeros`.
     #[serde(default = "zeros")]
     pub bias_initializer: Initializer,
+    /// Low-rank adapters (LoRA, Hu et al. 2021; see [`LoraConfig`]) on each of the
+    /// four projections; default none. With them, every kernel and bias is frozen and
+    /// only the `lora_a`, `lora_b` pairs train. Left out of JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 impl MultiHeadAttentionConfig {
@@ -80,7 +85,13 @@ impl MultiHeadAttentionConfig {
             use_causal_mask: false,
             kernel_initializer: Initializer::GlorotUniform,
             bias_initializer: Initializer::Zeros,
+            lora: None,
         }
+    }
+    /// Adds (or, with `None`, removes) low-rank adapters on the four projections.
+    pub fn with_lora(mut self, lora: Option<LoraConfig>) -> Self {
+        self.lora = lora;
+        self
     }
     /// Sets the causal mask.
     pub fn with_causal_mask(mut self, causal: bool) -> Self {
@@ -141,11 +152,22 @@ impl MultiHeadAttentionConfig {
 ///   key_dim]`, `key.bias`, `value.kernel [value_features, num_heads, value_dim]`,
 ///   `value.bias [num_heads, value_dim]`, `attention_output.kernel [num_heads,
 ///   value_dim, output_shape]`, `attention_output.bias [output_shape]`
+/// - with [LoRA adapters](crate::LoraConfig) of rank `r`, then (all kernels and
+///   biases frozen): `query.lora_a [query_features, r]`, `query.lora_b [r,
+///   num_heads·key_dim]`, `key.lora_a [key_features, r]`, `key.lora_b [r,
+///   num_heads·key_dim]`, `value.lora_a [value_features, r]`, `value.lora_b [r,
+///   num_heads·value_dim]`, `attention_output.lora_a [num_heads·value_dim, r]`,
+///   `attention_output.lora_b [r, output_shape]`. Each projection's kernel, seen as
+///   the matrix `[in, out]` (`[features, heads·dim]`, or `[heads·value_dim,
+///   output_shape]` for the output), becomes `kernel + (α/r)·A·B` (Hu et al. 2021,
+///   eq. 3), evaluated as `x·kernel + bias + (α/r)·(x·A)·B`; `A ~ N(0, 1/in)`, `B = 0`,
+///   so fresh adapters leave the output unchanged.
 /// - output `[batch, seq_q, output_shape]` (default `query_features`)
 ///
 /// # Errors
 /// When built: [`LayerError::InvalidConfig`] for `num_heads`, `key_dim`,
-/// `value_dim` or `output_shape` of 0, a dropout rate outside `[0, 1)`, or inputs that
+/// `value_dim` or `output_shape` of 0, a dropout rate outside `[0, 1)`, a LoRA rank
+/// of 0 or an `alpha` that is not a positive number, or inputs that
 /// are not 1–3 sequences then at most one mask; [`LayerError::BuildShape`] for a
 /// sequence input that is not `[seq, features]`, a key and value of different lengths,
 /// or a mask whose length is not the key's.
@@ -206,12 +228,20 @@ impl MultiHeadAttention {
             vec![h, value_dim, out],
         ];
         let biases = [vec![h, c.key_dim], vec![h, c.key_dim], vec![h, value_dim], vec![out]];
+        // The projections as matrices [in, out], for the adapters.
+        let matrices: Vec<(usize, usize)> = kernels
+            .iter()
+            .enumerate()
+            .map(|(i, k)| if i == 3 { (k[0] * k[1], k[2]) } else { (k[0], k[1] * k[2]) })
+            .collect();
+        // With adapters the base weights are frozen: only A and B train (Hu et al. 2021).
+        let base_trainable = c.lora.is_none();
         for (kernel, bias) in kernels.into_iter().zip(biases) {
             meta.params.push(ParamSpec {
                 kind: ParamKind::Kernel,
                 fans: Fans::of_shape(&kernel),
                 shape: kernel,
-                trainable: true,
+                trainable: base_trainable,
                 initializer: c.kernel_initializer,
             });
             if c.use_bias {
@@ -219,8 +249,32 @@ impl MultiHeadAttention {
                     kind: ParamKind::Bias,
                     fans: Fans::of_shape(&bias),
                     shape: bias,
-                    trainable: true,
+                    trainable: base_trainable,
                     initializer: c.bias_initializer,
+                });
+            }
+        }
+        if let Some(lora) = c.lora {
+            if lora.rank == 0 {
+                return Err(meta.config_error("lora.rank must be at least 1, got 0"));
+            }
+            if !(lora.alpha.is_finite() && lora.alpha > 0.0) {
+                return Err(meta.config_error(format!("lora.alpha must be a positive number, got {}", lora.alpha)));
+            }
+            for (fan_in, fan_out) in matrices {
+                meta.params.push(ParamSpec {
+                    kind: ParamKind::LoraA,
+                    shape: vec![fan_in, lora.rank],
+                    trainable: true,
+                    initializer: Initializer::RandomNormal { mean: 0.0, stddev: 1.0 / (fan_in as f64).sqrt() },
+                    fans: Fans::dense(fan_in, lora.rank),
+                });
+                meta.params.push(ParamSpec {
+                    kind: ParamKind::LoraB,
+                    shape: vec![lora.rank, fan_out],
+                    trainable: true,
+                    initializer: Initializer::Zeros,
+                    fans: Fans::dense(lora.rank, fan_out),
                 });
             }
         }
@@ -234,17 +288,38 @@ impl MultiHeadAttention {
     }
 
     /// `x: [batch, seq, features]` projected by `kernel: [features, heads, dim]` (and
-    /// `bias: [heads, dim]`) to `[batch·heads, seq, dim]`.
-    fn project<T: Element>(&self, g: &mut Graph<T>, x: Var, kernel: Var, bias: Option<Var>) -> Result<Var> {
+    /// `bias: [heads, dim]`, and the adapter `(A, B)`, `[features, r]`, `[r,
+    /// heads·dim]`) to `[batch·heads, seq, dim]`.
+    fn project<T: Element>(
+        &self,
+        g: &mut Graph<T>,
+        x: Var,
+        kernel: Var,
+        bias: Option<Var>,
+        adapter: Option<(Var, Var)>,
+    ) -> Result<Var> {
         let xs = g.try_value(x)?.shape().to_vec();
         let ks = g.try_value(kernel)?.shape().to_vec();
         let (batch, seq, heads, dim) = (xs[0], xs[1], ks[1], ks[2]);
         let k2 = g.try_reshape(kernel, &[ks[0], heads * dim])?;
         let b2 = bias.map(|b| g.try_reshape(b, &[heads * dim])).transpose()?;
         let y = g.try_linear(x, k2, b2)?;
+        let y = self.adapt(g, x, y, adapter)?;
         let y = g.try_reshape(y, &[batch, seq, heads, dim])?;
         let y = g.try_permute(y, &[0, 2, 1, 3])?;
         Ok(g.try_reshape(y, &[batch * heads, seq, dim])?)
+    }
+
+    /// `y + (α/r)·(x·A)·B` with an adapter, `y` without (`x: [..., in]`, `y: [...,
+    /// out]`, `A: [in, r]`, `B: [r, out]`).
+    fn adapt<T: Element>(&self, g: &mut Graph<T>, x: Var, y: Var, adapter: Option<(Var, Var)>) -> Result<Var> {
+        let (Some(lora), Some((a, b))) = (self.config.lora, adapter) else {
+            return Ok(y);
+        };
+        let xa = g.try_linear(x, a, None)?;
+        let xab = g.try_linear(xa, b, None)?;
+        let update = g.try_mul_scalar(xab, T::of_f64(lora.scaling()))?;
+        Ok(g.try_add(y, update)?)
     }
 
     /// The keep flags `[batch or 1, seq_q, seq_k]` from the causal setting and the
@@ -290,6 +365,11 @@ impl<T: Element> Layer<T> for MultiHeadAttention {
 
     fn param_name(&self, k: usize) -> String {
         let per = if self.config.use_bias { 2 } else { 1 };
+        if k >= 4 * per {
+            let j = k - 4 * per;
+            let part = if j.is_multiple_of(2) { "lora_a" } else { "lora_b" };
+            return format!("{}.{part}", MHA_NAMES[(j / 2).min(3)]);
+        }
         let part = if k.is_multiple_of(per) { "kernel" } else { "bias" };
         format!("{}.{part}", MHA_NAMES[(k / per).min(3)])
     }
@@ -323,12 +403,14 @@ impl<T: Element> Layer<T> for MultiHeadAttention {
         let (wk, bk) = weights(1);
         let (wv, bv) = weights(2);
         let (wo, bo) = weights(3);
+        let adapters: Vec<Option<(Var, Var)>> =
+            (0..4).map(|k| self.config.lora.map(|_| (params[4 * per + 2 * k], params[4 * per + 2 * k + 1]))).collect();
 
         let batch = g.try_value(query)?.shape()[0];
         let heads = self.config.num_heads;
-        let q = self.project(g, query, wq, bq)?;
-        let k = self.project(g, key, wk, bk)?;
-        let v = self.project(g, value, wv, bv)?;
+        let q = self.project(g, query, wq, bq, adapters[0])?;
+        let k = self.project(g, key, wk, bk, adapters[1])?;
+        let v = self.project(g, value, wv, bv, adapters[2])?;
         let (sq, sk) = (g.try_value(q)?.shape()[1], g.try_value(k)?.shape()[1]);
         let keep = self.mask(g, mask, sq, sk)?;
         if let Some(keep) = &keep {
@@ -353,7 +435,8 @@ impl<T: Element> Layer<T> for MultiHeadAttention {
         let o = g.try_reshape(o, &[batch, sq, heads * dv])?;
         let ws = g.try_value(wo)?.shape().to_vec();
         let wo2 = g.try_reshape(wo, &[heads * dv, ws[2]])?;
-        Ok(g.try_linear(o, wo2, bo)?)
+        let y = g.try_linear(o, wo2, bo)?;
+        self.adapt(g, o, y, adapters[3])
     }
 }
 
