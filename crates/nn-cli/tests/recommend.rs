@@ -143,16 +143,6 @@ fn mf_learns_two_taste_groups_and_recommends_within_the_group() {
         "not a recommender folder (no recommender.json",
     );
     fails_with(nn().args(["similar", "--model", "/nonexistent", "--item", "m0"]), "/nonexistent: no such folder");
-    fails_with(
-        nn().args(["evaluate", "--model", out_s, "--data", "digits"]),
-        "is a recommender (fit --data ratings:…): use `nn-cli recommend`",
-    );
-    fails_with(nn().args(["predict", "--model", out_s, "--input", &ratings]), "is a recommender");
-    fails_with(
-        nn().args(["recommend", "--model", dir.path().to_str().unwrap(), "--user", "u0"]),
-        "not a recommender folder (no recommender.json",
-    );
-    fails_with(nn().args(["similar", "--model", "/nonexistent", "--item", "m0"]), "/nonexistent: no such folder");
     fails_with(nn().args(["recommend", "--model", out_s, "--user", "u0", "--top", "0"]), "--top must be at least 1");
 }
 
