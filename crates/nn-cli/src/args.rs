@@ -555,7 +555,7 @@ pub struct FitArgs {
 /// `nn-cli fit --data ratings:…` settings (a recommender; see nn_recommend). The
 /// other flags that apply: --model (mf, ncf, two-tower or a RecSpec JSON file),
 /// --hidden (the width of the dense layers; 0 for none), --epochs, --batch-size,
-/// --lr, --weight-decay (the dense part), --seed, --early-stopping,
+/// --lr, --weight-decay (the dense part), --seed, --split-seed, --early-stopping,
 /// --validation-split, --out, --verbose.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Recommendation (--data ratings:FILE[,items=FILE])")]
@@ -581,6 +581,9 @@ pub struct RecommendFitArgs {
     /// L2 penalty λ/2·‖row‖² on the embedding and bias rows a batch uses (the dense part's kernels take --weight-decay).
     #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     pub embedding_l2: f64,
+    /// Add a bias per user and day of the rating (timeSVD++'s b_u,t, Koren 2010): a user's mood on one day. Explicit ratings with timestamps; it applies to ratings of a day the user rated in training (the test part of a random split), never to recommend or serve, which have no time.
+    #[arg(long)]
+    pub user_day_bias: bool,
     /// Duplicate user–item rows: last (keep the latest; the default), mean, or error.
     #[arg(long, value_name = "last|mean|error", default_value = "last")]
     pub duplicates: String,

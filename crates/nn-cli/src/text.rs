@@ -59,7 +59,7 @@ pub struct TextArgs {
     #[arg(long, value_delimiter = ',')]
     #[serde(default)]
     pub holdout_groups: Vec<String>,
-    /// Seed of the text splits (held-out groups, validation rows); default --seed. Keep it fixed across runs that must share a test part (a pretraining run and its fine-tuning runs).
+    /// Seed of the test and validation splits of text and ratings data (held-out groups, validation rows, a random ratings split); default --seed. Keep it fixed across runs that must share a test part (a pretraining run and its fine-tuning runs; several model seeds).
     #[arg(long)]
     #[serde(default)]
     pub split_seed: Option<u64>,

@@ -172,6 +172,29 @@ fn same_seed_gives_the_same_saved_weights() {
     assert_eq!(run("a"), run("b"));
 }
 
+/// `--split-seed` fixes the test part while `--seed` changes: the training-mean
+/// baseline (a function of the split alone) is the same across model seeds, and
+/// differs when the split seed does (the default split seed is `--seed`).
+#[test]
+fn split_seed_fixes_the_test_part_across_model_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ratings, _) = write_ratings(dir.path());
+    let data = format!("ratings:{ratings}");
+    let baseline = |extra: &[&str]| {
+        let mut args = vec!["fit", "--data", &data, "--embedding-dim", "2", "--epochs", "1"];
+        args.extend_from_slice(extra);
+        let text = stdout(nn().args(&args));
+        (number_after(&text, "predicting the training mean: rmse "), number_after(&text, "test: rmse "))
+    };
+    let (base_a, rmse_a) = baseline(&["--seed", "1", "--split-seed", "5"]);
+    let (base_b, rmse_b) = baseline(&["--seed", "2", "--split-seed", "5"]);
+    assert_eq!(base_a, base_b);
+    assert_ne!(rmse_a, rmse_b, "different model seeds train different weights");
+    let (base_c, _) = baseline(&["--seed", "1"]);
+    let (base_d, _) = baseline(&["--seed", "2"]);
+    assert_ne!(base_c, base_d);
+}
+
 #[test]
 fn implicit_feedback_ranks_better_than_popularity_on_leave_last_out() {
     let dir = tempfile::tempdir().unwrap();
@@ -222,6 +245,12 @@ fn bad_ratings_and_flags_are_one_error_line() {
     fails_with(nn().args(["fit", "--data", &data, "--model", "cnn"]), "expected mf, ncf, two-tower");
     fails_with(nn().args(["fit", "--data", &data, "--loss", "bpr"]), "add --feedback implicit");
     fails_with(nn().args(["fit", "--split", "time"]), "--split applies to --data ratings:FILE");
+    fails_with(nn().args(["fit", "--data", &data, "--text-column", "title"]), "--text-column does not apply");
+    fails_with(
+        nn().args(["fit", "--data", &data, "--user-day-bias", "--feedback", "implicit"]),
+        "--user-day-bias predicts ratings",
+    );
+    fails_with(nn().args(["fit", "--user-day-bias"]), "--user-day-bias applies to --data ratings:FILE");
     let space = write_file(dir.path(), "space.json", r#"{"hidden": [8], "epochs": 1}"#);
     let out = dir.path().join("tune");
     fails_with(

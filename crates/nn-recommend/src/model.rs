@@ -158,6 +158,25 @@ pub struct BiasSpec {
     pub user: bool,
     /// `b_i`, learned.
     pub item: bool,
+    /// `b_{u,t}`, learned: a bias per user and day of the rating (UTC days of the
+    /// timestamp, [`day_of`]), the day-specific user bias of timeSVD++ (Koren 2010,
+    /// "Collaborative filtering with temporal dynamics", CACM 53(4), eq. 9): it absorbs
+    /// a user's mood on one day. It is 0 for a day on which the user had no training
+    /// rating and wherever the time is unknown ([`Recommender::predict`], `recommend`,
+    /// `serve`): it never changes a user's ranking, only predicted ratings of a known
+    /// day ([`Recommender::predict_at`]). Explicit ratings with timestamps only.
+    /// Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user_day: bool,
+}
+
+/// Seconds per day of [`BiasSpec::user_day`].
+pub const SECONDS_PER_DAY: i64 = 86_400;
+
+/// The day of a Unix timestamp in seconds: `⌊t / 86400⌋` (UTC days since 1970-01-01;
+/// negative before it).
+pub fn day_of(timestamp: i64) -> i64 {
+    timestamp.div_euclid(SECONDS_PER_DAY)
 }
 
 /// What the output means.
@@ -265,7 +284,7 @@ impl RecSpec {
                  {item_feature_width:?} must all be at least 1"
             )));
         }
-        let biases = BiasSpec { global: true, user: true, item: true };
+        let biases = BiasSpec { global: true, user: true, item: true, user_day: false };
         let (tables, inputs, dense) = match preset {
             Preset::Mf => (
                 vec![table("user", RowKind::Users, d), table("item", RowKind::Items, d)],
@@ -398,6 +417,12 @@ pub struct Recommender {
     pub(crate) user_bias: EmbeddingTable,
     /// `[items, 1]`.
     pub(crate) item_bias: EmbeddingTable,
+    /// The `(user, day)` pairs of the training ratings, sorted and unique: row `k` of
+    /// `user_day_bias` belongs to `user_days[k]` (empty without
+    /// [`BiasSpec::user_day`] or before training).
+    pub(crate) user_days: Vec<(usize, i64)>,
+    /// `[user_days.len(), 1]`: `b_{u,t}`.
+    pub(crate) user_day_bias: EmbeddingTable,
     pub(crate) dense: Model<f32>,
     /// One per dense input, in the dense model's input order.
     pub(crate) resolved: Vec<Resolved>,
@@ -505,6 +530,8 @@ impl Recommender {
         Ok(Recommender {
             user_bias: EmbeddingTable::new("user_bias", users.len(), 1, 0.0, 0)?,
             item_bias: EmbeddingTable::new("item_bias", items.len(), 1, 0.0, 0)?,
+            user_days: Vec::new(),
+            user_day_bias: EmbeddingTable::new("user_day_bias", 0, 1, 0.0, 0)?,
             seen_users: vec![false; users.len()],
             seen_items: vec![false; items.len()],
             histories: Vec::new(),
@@ -577,6 +604,22 @@ impl Recommender {
         } else {
             0.0
         }
+    }
+
+    /// The row of `b_{u,t}` for `user` on the day of `timestamp`, if the model has a
+    /// user-day bias and that user had a training rating that day.
+    pub(crate) fn user_day_row(&self, user: Option<usize>, timestamp: Option<i64>) -> Option<usize> {
+        if !self.spec.biases.user_day {
+            return None;
+        }
+        let key = (user?, day_of(timestamp?));
+        self.user_days.binary_search(&key).ok()
+    }
+
+    /// The day-specific user bias `b_{u,t}` of `user` at `timestamp` (Unix seconds):
+    /// 0 when the spec has none, or the user had no training rating on that day.
+    pub fn user_day_bias(&self, user: usize, timestamp: i64) -> f32 {
+        self.user_day_row(Some(user), Some(timestamp)).map_or(0.0, |k| self.user_day_bias.values[k])
     }
 
     /// The `[min, max]` predictions are clipped to (rating output after training).
@@ -664,14 +707,19 @@ impl Recommender {
             .collect()
     }
 
-    /// `μ + b_u + b_i` of each pair (the part outside the dense model).
-    pub(crate) fn offsets(&self, pairs: &[(Option<usize>, usize)]) -> Vec<f32> {
+    /// `μ + b_u + b_i (+ b_{u,t})` of each pair (the part outside the dense model);
+    /// `timestamps`, when given, has one entry per pair.
+    pub(crate) fn offsets(&self, pairs: &[(Option<usize>, usize)], timestamps: Option<&[Option<i64>]>) -> Vec<f32> {
         pairs
             .iter()
-            .map(|&(u, i)| {
+            .enumerate()
+            .map(|(k, &(u, i))| {
                 let mut o = if self.spec.biases.global { self.global_bias } else { 0.0 };
                 if let Some(u) = u {
                     o += self.user_bias(u);
+                }
+                if let Some(r) = self.user_day_row(u, timestamps.and_then(|t| t[k])) {
+                    o += self.user_day_bias.values[r];
                 }
                 o + self.item_bias(i)
             })
@@ -705,8 +753,28 @@ impl Recommender {
     /// [`RecError::UnknownId`] for an index out of range; [`RecError::Layer`] if the
     /// dense part fails.
     pub fn predict(&self, pairs: &[(Option<usize>, usize)]) -> Result<Vec<f32>> {
+        self.predict_inner(pairs, None)
+    }
+
+    /// [`Recommender::predict`] of ratings given at known times (`timestamps[k]`, Unix
+    /// seconds, for pair `k`; `None`: unknown): with a [`BiasSpec::user_day`] bias, a
+    /// pair whose user had a training rating on that day gets `b_{u,t}` too.
+    ///
+    /// # Shapes
+    /// `pairs: [n]`, `timestamps: [n]` → `[n]`.
+    ///
+    /// # Errors
+    /// As [`Recommender::predict`]; [`RecError::Config`] when the lengths differ.
+    pub fn predict_at(&self, pairs: &[(Option<usize>, usize)], timestamps: &[Option<i64>]) -> Result<Vec<f32>> {
+        if timestamps.len() != pairs.len() {
+            return Err(RecError::Config(format!("{} timestamps for {} pairs", timestamps.len(), pairs.len())));
+        }
+        self.predict_inner(pairs, Some(timestamps))
+    }
+
+    fn predict_inner(&self, pairs: &[(Option<usize>, usize)], timestamps: Option<&[Option<i64>]>) -> Result<Vec<f32>> {
         self.check_pairs(pairs)?;
-        let offsets = self.offsets(pairs);
+        let offsets = self.offsets(pairs, timestamps);
         let mut out = offsets.clone();
         let run: Vec<usize> = (0..pairs.len()).filter(|&k| pairs[k].0.is_some() || !self.falls_back()).collect();
         if !run.is_empty() {
@@ -739,7 +807,7 @@ impl Recommender {
         let n = self.items.len();
         let pairs: Vec<(Option<usize>, usize)> = (0..n).map(|i| (user, i)).collect();
         self.check_pairs(&pairs[..1])?;
-        let mut out = self.offsets(&pairs);
+        let mut out = self.offsets(&pairs, None);
         if user.is_none() && self.falls_back() {
             return Ok(out);
         }
@@ -898,7 +966,7 @@ impl Recommender {
     /// Saves to directory `dir` (created if missing): [`SPEC_FILE`] (the spec, the id
     /// maps, the item feature spec with titles, μ, the rating range, which users and
     /// items were seen, the histories) and [`WEIGHTS_FILE`] (`table.{name}`,
-    /// `bias.user`, `bias.item`, `dense.{parameter}`, `item_features`), each written to
+    /// `bias.user`, `bias.item`, `bias.user_day` (with that bias; its `(user, day)` keys go in the JSON), `dense.{parameter}`, `item_features`), each written to
     /// a temporary file then renamed.
     ///
     /// # Errors
@@ -921,6 +989,7 @@ impl Recommender {
             seen_users: self.seen_users.clone(),
             seen_items: self.seen_items.clone(),
             histories: self.histories.clone(),
+            user_days: self.user_days.clone(),
         };
         let json = serde_json::to_string(&saved).expect("a recommender serialises");
         let spec_path = dir.join(SPEC_FILE);
@@ -932,6 +1001,9 @@ impl Recommender {
         }
         named.push(("bias.user".into(), vec![self.users.len(), 1], &self.user_bias.values));
         named.push(("bias.item".into(), vec![self.items.len(), 1], &self.item_bias.values));
+        if self.spec.biases.user_day {
+            named.push(("bias.user_day".into(), vec![self.user_days.len(), 1], &self.user_day_bias.values));
+        }
         for p in self.dense.parameters() {
             let s = p.value.as_slice().expect("parameters are contiguous");
             named.push((format!("dense.{}", p.name), p.shape().to_vec(), s));
@@ -979,6 +1051,8 @@ impl Recommender {
             || saved.seen_items.len() != ni
             || !(saved.histories.is_empty() || saved.histories.len() == nu)
             || saved.histories.iter().flatten().any(|&j| j >= ni)
+            || saved.user_days.iter().any(|&(u, _)| u >= nu)
+            || saved.user_days.windows(2).any(|w| w[0] >= w[1])
         {
             return Err(fmt_err(&spec_path, format!("seen/history lists do not match {nu} users and {ni} items")));
         }
@@ -1017,6 +1091,13 @@ impl Recommender {
         }
         rec.user_bias.values = take("bias.user", &[nu, 1])?;
         rec.item_bias.values = take("bias.item", &[ni, 1])?;
+        if rec.spec.biases.user_day {
+            let n = saved.user_days.len();
+            rec.user_day_bias = EmbeddingTable::from_values("user_day_bias", n, 1, take("bias.user_day", &[n, 1])?)?;
+            rec.user_days = saved.user_days;
+        } else if !saved.user_days.is_empty() {
+            return Err(fmt_err(&spec_path, "user_days without a user_day bias in the spec".into()));
+        }
         let params: Vec<(String, Vec<usize>)> =
             rec.dense.parameters().iter().map(|p| (p.name.clone(), p.shape().to_vec())).collect();
         for (name, shape) in params {
@@ -1077,4 +1158,6 @@ struct Saved {
     seen_users: Vec<bool>,
     seen_items: Vec<bool>,
     histories: Vec<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    user_days: Vec<(usize, i64)>,
 }

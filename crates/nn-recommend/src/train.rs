@@ -7,7 +7,7 @@
 //! pairs (user, item) of the batch (+ negatives for BPR / sampled softmax)
 //!   → gather each table's rows, history means, item features   (sparse part, no tape)
 //!   → g.variable(rows) per dense input → Model::forward_all     (dense part, on the tape)
-//!   → prediction = μ + b_u + b_i + dense output                 (biases outside the tape)
+//!   → prediction = μ + b_u + b_i (+ b_u,day) + dense output     (biases outside the tape)
 //!   → loss and ∂loss/∂prediction (closed form, below)
 //!   → g.backward_with_seed(output, ∂loss/∂prediction)
 //!   → ∂/∂(gathered rows) → LazyAdam on those rows only          (sparse update, L2 there)
@@ -42,7 +42,7 @@ use rand::Rng as _;
 
 use crate::data::{items_by_user, Interaction};
 use crate::error::{RecError, Result};
-use crate::model::{Lookup, Recommender};
+use crate::model::{day_of, Lookup, Recommender};
 use crate::sparse::{EmbeddingTable, LazyAdam, LazyAdamConfig};
 
 /// The training objective.
@@ -327,6 +327,7 @@ struct Snapshot {
     tables: Vec<EmbeddingTable>,
     user_bias: EmbeddingTable,
     item_bias: EmbeddingTable,
+    user_day_bias: EmbeddingTable,
     dense: Vec<(String, Tensor<f32>)>,
 }
 
@@ -335,6 +336,7 @@ fn snapshot(m: &Recommender) -> Snapshot {
         tables: m.tables.clone(),
         user_bias: m.user_bias.clone(),
         item_bias: m.item_bias.clone(),
+        user_day_bias: m.user_day_bias.clone(),
         dense: m.dense.parameters().iter().map(|p| (p.name.clone(), (*p.value).clone())).collect(),
     }
 }
@@ -343,6 +345,7 @@ fn restore(m: &mut Recommender, s: Snapshot) -> Result<()> {
     m.tables = s.tables;
     m.user_bias = s.user_bias;
     m.item_bias = s.item_bias;
+    m.user_day_bias = s.user_day_bias;
     for (name, v) in s.dense {
         m.dense.set_parameter(&name, v)?;
     }
@@ -386,16 +389,17 @@ fn check_interactions(model: &Recommender, data: &[Interaction], what: &str) -> 
 ///
 /// Before the first epoch, the model learns from `train` what it needs for
 /// prediction: which users and items were seen, the users' histories (when the spec
-/// uses them), and for MSE the global mean `μ` and the rating range `[min, max]`
-/// (ranking losses set `μ = 0` and no range). Each epoch shuffles `train` with a
+/// uses them), for MSE the global mean `μ` and the rating range `[min, max]`
+/// (ranking losses set `μ = 0` and no range), and with a user-day bias the
+/// `(user, day)` pairs of the training ratings (its rows). Each epoch shuffles `train` with a
 /// ChaCha8 seeded with `seed + epoch` (which also draws the negatives); the same seed
 /// gives bit-identical weights. With `valid`, the best epoch (lowest validation RMSE
 /// for MSE, lowest validation loss otherwise) is restored at the end, and training
 /// stops after [`TrainConfig::patience`] epochs without improvement.
 ///
 /// # Errors
-/// [`RecError::Config`] for bad settings, an empty `train`, or an interaction out of
-/// the model's range; [`RecError::Layer`], [`RecError::Autograd`],
+/// [`RecError::Config`] for bad settings, an empty `train`, an interaction out of
+/// the model's range, or a user-day bias with a ranking loss or without timestamps; [`RecError::Layer`], [`RecError::Autograd`],
 /// [`RecError::Optim`] from the dense part.
 pub fn fit(
     model: &mut Recommender,
@@ -433,6 +437,25 @@ pub fn fit(
         model.global_bias = 0.0;
         model.rating_range = None;
     }
+    if model.spec.biases.user_day {
+        if cfg.loss != RecLoss::Mse {
+            return Err(RecError::Config(
+                "a user-day bias shifts every item of a user's day alike, so it cannot help ranking: \
+                 it needs explicit ratings (MSE)"
+                    .into(),
+            ));
+        }
+        let days: std::collections::BTreeSet<(usize, i64)> =
+            train.iter().filter_map(|x| x.timestamp.map(|t| (x.user, day_of(t)))).collect();
+        if days.is_empty() {
+            return Err(RecError::Config("a user-day bias needs timestamps: the training ratings have none".into()));
+        }
+        model.user_days = days.into_iter().collect();
+        model.user_day_bias = EmbeddingTable::new("user_day_bias", model.user_days.len(), 1, 0.0, 0)?;
+    } else {
+        model.user_days = Vec::new();
+        model.user_day_bias = EmbeddingTable::new("user_day_bias", 0, 1, 0.0, 0)?;
+    }
     model.invalidate();
     let candidates: Vec<usize> = (0..ni).filter(|&i| model.seen_items[i]).collect();
     let k = cfg.loss.negatives();
@@ -451,6 +474,7 @@ pub fn fit(
     };
     let mut user_bias_opt = LazyAdam::new(&model.user_bias, bias_cfg)?;
     let mut item_bias_opt = LazyAdam::new(&model.item_bias, bias_cfg)?;
+    let mut user_day_opt = LazyAdam::new(&model.user_day_bias, bias_cfg)?;
     let mut dense_opt: Box<dyn Optimizer<f32>> = if cfg.dense_weight_decay > 0.0 {
         Box::new(Adam::adamw(AdamConfig::new(cfg.learning_rate).with_weight_decay(cfg.dense_weight_decay))?)
     } else {
@@ -477,9 +501,13 @@ pub fn fit(
                 }
             };
             let inputs = model.batch_inputs(&pairs)?;
-            let offsets: Vec<f64> = model.offsets(&pairs).iter().map(|&o| o as f64).collect();
+            // Times of the pairs: the positives' (the negatives, after them, have none).
+            let times: Vec<Option<i64>> =
+                batch.iter().map(|x| x.timestamp).chain(std::iter::repeat(None)).take(pairs.len()).collect();
+            let offsets: Vec<f64> = model.offsets(&pairs, Some(&times)).iter().map(|&o| o as f64).collect();
             let grads = loss_and_gradients(&model.dense, inputs, &offsets, &objective, &mut rng)?;
-            apply(model, &pairs, &grads, &mut table_opts, &mut user_bias_opt, &mut item_bias_opt, &mut *dense_opt)?;
+            let opts = BiasOpts { user: &mut user_bias_opt, item: &mut item_bias_opt, user_day: &mut user_day_opt };
+            apply(model, &pairs, &times, &grads, &mut table_opts, opts, &mut *dense_opt)?;
             loss_sum += grads.loss * batch.len() as f64;
             count += batch.len();
         }
@@ -515,16 +543,22 @@ pub fn fit(
     Ok(reports)
 }
 
+/// The optimizers of the biases.
+struct BiasOpts<'a> {
+    user: &'a mut LazyAdam,
+    item: &'a mut LazyAdam,
+    user_day: &'a mut LazyAdam,
+}
+
 /// Applies one batch's gradients: LazyAdam on the used rows of every table and bias,
 /// Adam on the dense part.
-#[allow(clippy::too_many_arguments)]
 fn apply(
     model: &mut Recommender,
     pairs: &[(Option<usize>, usize)],
+    times: &[Option<i64>],
     grads: &BatchGradients<f32>,
     table_opts: &mut [LazyAdam],
-    user_bias_opt: &mut LazyAdam,
-    item_bias_opt: &mut LazyAdam,
+    bias_opts: BiasOpts<'_>,
     dense_opt: &mut dyn Optimizer<f32>,
 ) -> Result<()> {
     let n = pairs.len();
@@ -580,10 +614,14 @@ fn apply(
     }
     let dp = Tensor::from_vec(&[n, 1], grads.predictions.iter().map(|&v| v as f32).collect());
     if model.spec.biases.user {
-        user_bias_opt.step(&mut model.user_bias, &users, &dp)?;
+        bias_opts.user.step(&mut model.user_bias, &users, &dp)?;
     }
     if model.spec.biases.item {
-        item_bias_opt.step(&mut model.item_bias, &items, &dp)?;
+        bias_opts.item.step(&mut model.item_bias, &items, &dp)?;
+    }
+    if model.spec.biases.user_day {
+        let rows: Vec<Option<usize>> = pairs.iter().zip(times).map(|(&(u, _), &t)| model.user_day_row(u, t)).collect();
+        bias_opts.user_day.step(&mut model.user_day_bias, &rows, &dp)?;
     }
     if !grads.params.is_empty() {
         let mut g: Vec<(String, Tensor<f32>)> = grads.params.clone();
@@ -632,7 +670,8 @@ fn validation(
 }
 
 /// Root mean squared error and mean absolute error of the model's (clipped)
-/// predictions on `data`: `√((1/n) Σ (r̂ − r)²)`, `(1/n) Σ |r̂ − r|`.
+/// predictions on `data` at their timestamps ([`Recommender::predict_at`]):
+/// `√((1/n) Σ (r̂ − r)²)`, `(1/n) Σ |r̂ − r|`.
 ///
 /// # Errors
 /// [`RecError::Config`] for empty `data`; [`RecError::UnknownId`] for an index out of
@@ -642,7 +681,8 @@ pub fn rmse_mae(model: &Recommender, data: &[Interaction]) -> Result<(f64, f64)>
         return Err(RecError::Config("RMSE of no interactions".into()));
     }
     let pairs: Vec<(Option<usize>, usize)> = data.iter().map(|x| (Some(x.user), x.item)).collect();
-    let p = model.predict(&pairs)?;
+    let times: Vec<Option<i64>> = data.iter().map(|x| x.timestamp).collect();
+    let p = model.predict_at(&pairs, &times)?;
     let (mut se, mut ae) = (0.0, 0.0);
     for (p, x) in p.iter().zip(data) {
         let e = *p as f64 - x.value as f64;

@@ -1,6 +1,6 @@
 //! Training: the gradients of every preset and loss against finite differences in
 //! f64, the loss formulas, reproducibility, early stopping, RMSE; and, with
-//! `NN_DATA_DIR`, the MovieLens targets (RMSE ≤ 0.86 on a random 80/20 split; BPR
+//! `NN_DATA_DIR`, the MovieLens targets (RMSE ≤ 0.86 on a random 80/20 split with a user-day bias; BPR
 //! beats popularity on HR@10 with a leave-last-out split).
 
 use std::path::PathBuf;
@@ -219,6 +219,57 @@ fn early_stopping_restores_the_best_epoch() {
     assert!(fit(&mut rec, train, None, &bad, |_| true).is_err());
 }
 
+/// One user rates two items on two days, a point higher on the second day:
+/// `μ + b_u + b_i + b_{u,t}` fits it exactly, and only `b_{u,t}` can tell the days
+/// apart, so the predictions at the two days differ by 1.0 for both items; a time the
+/// user did not rate on, or no time, gets no day bias. The model survives save/load.
+#[test]
+fn user_day_bias_learns_the_day_offset() {
+    let day = 86_400;
+    let x = |item, value, t| Interaction { user: 0, item, value, timestamp: Some(t) };
+    let train = [x(0, 4.0, 10), x(1, 2.0, 20), x(0, 5.0, day + 5), x(1, 3.0, day + 50)];
+    let mut spec = RecSpec::preset(Preset::Mf, 1, &[], None).unwrap();
+    spec.biases.user_day = true;
+    let mut rec = Recommender::new(spec, ids("u", 1), ids("i", 2), None, 3).unwrap();
+    let cfg = TrainConfig {
+        epochs: 600,
+        batch_size: 4,
+        learning_rate: 0.02,
+        l2: 0.0,
+        patience: None,
+        ..TrainConfig::default()
+    };
+    fit(&mut rec, &train, None, &cfg, |_| true).unwrap();
+    let pairs = [(Some(0), 0), (Some(0), 1), (Some(0), 0), (Some(0), 1)];
+    let p = rec.predict_at(&pairs, &[Some(0), Some(0), Some(day), Some(2 * day - 1)]).unwrap();
+    let want = [4.0, 2.0, 5.0, 3.0];
+    for (p, w) in p.iter().zip(want) {
+        assert!((p - w).abs() < 0.01, "{p} vs {w}");
+    }
+    assert!((rec.user_day_bias(0, day) - rec.user_day_bias(0, 0) - 1.0).abs() < 0.02);
+    // An unseen day, an unknown time and `predict` add no day bias.
+    let none = rec.predict(&pairs[..2]).unwrap();
+    let unseen = rec.predict_at(&pairs[..2], &[Some(7 * day), None]).unwrap();
+    assert_eq!(none, unseen);
+    assert_eq!(rec.user_day_bias(0, 7 * day), 0.0);
+    assert!((none[0] - none[1] - 2.0).abs() < 0.02, "{none:?}");
+    assert!(rec.predict_at(&pairs, &[None]).is_err());
+    // Save and load: the same predictions at every time.
+    let dir = tempfile::tempdir().unwrap();
+    rec.save(dir.path()).unwrap();
+    let back = Recommender::load(dir.path()).unwrap();
+    let times = [Some(0), Some(day), Some(7 * day), None];
+    assert_eq!(back.predict_at(&pairs, &times).unwrap(), rec.predict_at(&pairs, &times).unwrap());
+    // A ranking loss or ratings without timestamps cannot train it.
+    let mut rec = Recommender::new(rec.spec().clone(), ids("u", 1), ids("i", 2), None, 3).unwrap();
+    let bpr = TrainConfig { loss: RecLoss::Bpr { negatives: 1 }, ..cfg };
+    let err = fit(&mut rec, &train, None, &bpr, |_| true).unwrap_err().to_string();
+    assert!(err.contains("explicit ratings"), "{err}");
+    let untimed: Vec<Interaction> = train.iter().map(|x| Interaction { timestamp: None, ..*x }).collect();
+    let err = fit(&mut rec, &untimed, None, &cfg, |_| true).unwrap_err().to_string();
+    assert!(err.contains("needs timestamps"), "{err}");
+}
+
 fn movielens() -> Option<PathBuf> {
     std::env::var_os("NN_DATA_DIR").map(|d| PathBuf::from(d).join("movielens"))
 }
@@ -249,24 +300,26 @@ fn movielens_rmse(preset: Preset, dim: usize, hidden: &[usize], cfg: &TrainConfi
     (rmse, secs)
 }
 
-/// The best configuration measured: mf, 128 dimensions, λ 0.15, η 1e-3, trained on
-/// the whole training part for 56 epochs (the epoch count early stopping picked on a
-/// 10 % validation part). Test RMSE 0.8649 with seed 42: better than the bias model's
-/// 0.887, short of the 0.86.
+/// The best configuration measured: mf with a user-day bias (timeSVD++'s `b_{u,t}`),
+/// 128 dimensions, λ 0.15, η 1e-3, trained on the whole training part for 56 epochs
+/// (the epoch count early stopping picked on a 10 % validation part). Test RMSE
+/// 0.8527 with seed 42 (0.8649 without the day bias): the target is 0.86, the
+/// bias model's 0.887.
 #[test]
 #[ignore = "needs MovieLens: set NN_DATA_DIR"]
-fn movielens_mf_beats_the_bias_model() {
+fn movielens_mf_with_a_user_day_bias_reaches_0_86() {
     let dir = movielens().expect("NN_DATA_DIR");
     let ratings = read_ratings(&dir.join("ratings.csv.gz"), &RatingsOptions::default()).unwrap();
     let parts = split(&ratings.interactions, Split::Random { test_fraction: 0.2 }, 42).unwrap();
-    let spec = RecSpec::preset(Preset::Mf, 128, &[], None).unwrap();
+    let mut spec = RecSpec::preset(Preset::Mf, 128, &[], None).unwrap();
+    spec.biases.user_day = true;
     let mut rec = Recommender::new(spec, ratings.users.clone(), ratings.items.clone(), None, 42).unwrap();
     let cfg =
         TrainConfig { epochs: 56, learning_rate: 1e-3, l2: 0.15, seed: 42, patience: None, ..TrainConfig::default() };
     fit(&mut rec, &parts.train, None, &cfg, |_| true).unwrap();
     let (rmse, mae) = rmse_mae(&rec, &parts.test).unwrap();
-    eprintln!("mf: test RMSE {rmse:.4} MAE {mae:.4}");
-    assert!(rmse < 0.870, "test RMSE {rmse} (measured 0.8649)");
+    eprintln!("mf + user-day bias: test RMSE {rmse:.4} MAE {mae:.4}");
+    assert!(rmse <= 0.86, "test RMSE {rmse} (measured 0.8527)");
 }
 
 /// Early stopping on 10 % of the training part (test RMSE 0.871 measured).

@@ -104,11 +104,27 @@ const NOT_FOR_RATINGS: &[&str] = &[
     "no_test",
     "config",
     "resume",
+    "text_column",
+    "context",
+    "tokenizer",
+    "holdout_groups",
+    "layers",
+    "heads",
+    "d_model",
 ];
 
 /// The flags only a recommender uses.
-pub const ONLY_FOR_RATINGS: &[&str] =
-    &["split", "feedback", "implicit_threshold", "loss", "negatives", "embedding_dim", "embedding_l2", "duplicates"];
+pub const ONLY_FOR_RATINGS: &[&str] = &[
+    "split",
+    "feedback",
+    "implicit_threshold",
+    "loss",
+    "negatives",
+    "embedding_dim",
+    "embedding_l2",
+    "user_day_bias",
+    "duplicates",
+];
 
 fn given(matches: Option<&ArgMatches>, id: &str) -> bool {
     matches.is_some_and(|m| m.value_source(id) == Some(ValueSource::CommandLine))
@@ -148,7 +164,9 @@ struct RunRecord<'a> {
     batch_size: usize,
     learning_rate: f64,
     embedding_l2: f64,
+    user_day_bias: bool,
     seed: u64,
+    split_seed: u64,
     train_interactions: usize,
     test_interactions: usize,
     seconds_per_epoch: f64,
@@ -207,8 +225,9 @@ pub fn fit(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     if let Some(id) = NOT_FOR_RATINGS.iter().find(|id| given(matches, id)) {
         return Err(CliError::Usage(format!(
             "{} does not apply to --data ratings:… (a recommender); its flags are --model, --hidden, --epochs, \
-             --batch-size, --lr, --weight-decay, --seed, --early-stopping, --validation-split, --out, --split, \
-             --feedback, --implicit-threshold, --loss, --negatives, --embedding-dim, --embedding-l2, --duplicates",
+             --batch-size, --lr, --weight-decay, --seed, --split-seed, --early-stopping, --validation-split, --out, \
+             --split, --feedback, --implicit-threshold, --loss, --negatives, --embedding-dim, --embedding-l2, \
+             --user-day-bias, --duplicates",
             flag(id)
         )));
     }
@@ -240,6 +259,13 @@ pub fn fit(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     };
     if rec.implicit_threshold.is_some() && feedback == Feedback::Explicit {
         return Err(CliError::Usage("--implicit-threshold needs --feedback implicit".into()));
+    }
+    if rec.user_day_bias && feedback == Feedback::Implicit {
+        return Err(CliError::Usage(
+            "--user-day-bias predicts ratings (it shifts all of a user's items alike, so it cannot change a \
+             ranking): use it with --feedback explicit"
+                .into(),
+        ));
     }
     let options = RatingsOptions {
         feedback,
@@ -278,7 +304,16 @@ pub fn fit(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         data.items.len(),
         item_table.as_ref().map_or(String::new(), |t| format!("; {} item features", t.width()))
     );
-    let parts = split(&data.interactions, how, run.training.seed).map_err(rec_err)?;
+    if rec.user_day_bias && data.interactions.iter().all(|x| x.timestamp.is_none()) {
+        return Err(CliError::Usage(format!(
+            "--user-day-bias needs the day of each rating: {} has no timestamp column",
+            ratings.display()
+        )));
+    }
+    // The split's own seed (--split-seed), so that runs of several model seeds can
+    // share one test part.
+    let split_seed = run.data.text.split_seed.unwrap_or(run.training.seed);
+    let parts = split(&data.interactions, how, split_seed).map_err(rec_err)?;
     let validation = run.data.validation_split;
     if !(0.0..1.0).contains(&validation) {
         return Err(CliError::Usage(format!("--validation-split must be in [0, 1), got {validation}")));
@@ -289,7 +324,7 @@ pub fn fit(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
             Split::TimeCut { .. } => Split::TimeCut { test_fraction: validation },
             Split::LeaveLastOut { per_user } => Split::LeaveLastOut { per_user },
         };
-        let v = split(&parts.train, inner, run.training.seed.wrapping_add(1)).map_err(rec_err)?;
+        let v = split(&parts.train, inner, split_seed.wrapping_add(1)).map_err(rec_err)?;
         (v.train, Some(v.test))
     } else {
         (parts.train.clone(), None)
@@ -306,7 +341,7 @@ pub fn fit(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     // batches of 256 and nn-recommend's learning rate unless the flags are given.
     let model_name = if given(matches, "model") { run.model.model.as_str() } else { "mf" };
     let batch_size = if given(matches, "batch_size") { run.training.batch_size } else { 256 };
-    let spec = match model_name {
+    let mut spec = match model_name {
         name @ ("mf" | "ncf" | "two-tower") => {
             let preset: Preset = parse("--model", name)?;
             let width = item_table.as_ref().map(|t| t.width());
@@ -326,6 +361,9 @@ pub fn fit(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
             )))
         }
     };
+    if rec.user_day_bias {
+        spec.biases.user_day = true;
+    }
     let mut model = Recommender::new(spec, data.users.clone(), data.items.clone(), item_table, run.training.seed)
         .map_err(rec_err)?;
     let cfg = TrainConfig {
@@ -418,7 +456,9 @@ pub fn fit(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
             batch_size: cfg.batch_size,
             learning_rate: cfg.learning_rate,
             embedding_l2: cfg.l2,
+            user_day_bias: model.spec().biases.user_day,
             seed: cfg.seed,
+            split_seed,
             train_interactions: parts.train.len(),
             test_interactions: parts.test.len(),
             seconds_per_epoch,
