@@ -11,7 +11,7 @@
 # Environment: EPOCHS_LM (pretraining epochs, default 3), EPOCHS_FEW (50 per class,
 # default 10), EPOCHS_ALL (all labels, default 1), SEEDS (50 per class, default
 # "1 2 3"), SEEDS_ALL (all labels, default "1": one epoch of all labels takes minutes
-# on 2 threads), REGIMES (default "few all").
+# on 2 threads), REGIMES (default "few all"), METHODS (default "scratch full lora probe").
 set -euo pipefail
 NN=${NN:-target/release/nn-cli}
 KJV=${NN_DATA_DIR:?set NN_DATA_DIR}/kjv/verses.csv.gz
@@ -22,6 +22,7 @@ EPOCHS_ALL=${EPOCHS_ALL:-1}
 SEEDS=${SEEDS:-1 2 3}
 SEEDS_ALL=${SEEDS_ALL:-1}
 REGIMES=${REGIMES:-few all}
+METHODS=${METHODS:-scratch full lora probe}
 mkdir -p "$OUT"
 SPLIT=(--holdout-groups book,chapter --test-split 0.1 --split-seed 1)
 SIZE=(--context 64 --d-model 64 --heads 4 --layers 2)
@@ -44,9 +45,14 @@ classify() { # name seed epochs per_class_flag extra...
 for regime in $REGIMES; do
   if [ $regime = few ]; then E=$EPOCHS_FEW; PER="--per-class 50"; S=$SEEDS; else E=$EPOCHS_ALL; PER=""; S=$SEEDS_ALL; fi
   for seed in $S; do
-    classify "$regime-scratch" "$seed" "$E" "$PER" --tokenizer "$OUT/gpt/tokenizer.json" "${SIZE[@]}" --lr 1e-3
-    classify "$regime-full" "$seed" "$E" "$PER" --init-from "$OUT/gpt" --lr 3e-4
-    classify "$regime-lora" "$seed" "$E" "$PER" --init-from "$OUT/gpt" --lora-rank 4 --lr 3e-3
-    classify "$regime-probe" "$seed" "$E" "$PER" --init-from "$OUT/gpt" --freeze body --lr 3e-3
+    for m in $METHODS; do
+      case $m in
+        scratch) classify "$regime-scratch" "$seed" "$E" "$PER" --tokenizer "$OUT/gpt/tokenizer.json" "${SIZE[@]}" --lr 1e-3 ;;
+        full) classify "$regime-full" "$seed" "$E" "$PER" --init-from "$OUT/gpt" --lr 3e-4 ;;
+        lora) classify "$regime-lora" "$seed" "$E" "$PER" --init-from "$OUT/gpt" --lora-rank 4 --lr 3e-3 ;;
+        probe) classify "$regime-probe" "$seed" "$E" "$PER" --init-from "$OUT/gpt" --freeze body --lr 3e-3 ;;
+        *) echo "unknown method $m" >&2; exit 2 ;;
+      esac
+    done
   done
-done | tee "$OUT/summary.txt"
+done | tee -a "$OUT/summary.txt"

@@ -595,7 +595,7 @@ pub struct EvaluateArgs {
     /// A folder written by `nn-cli fit --out`.
     #[arg(long)]
     pub model: PathBuf,
-    /// digits | mnist:DIR | fashion-mnist:DIR | csv:PATH (its test part is used when it has one).
+    /// digits | mnist:DIR | fashion-mnist:DIR | csv:PATH | text:PATH (a language model; its test part is used when it has one).
     #[arg(long)]
     pub data: DataSource,
     /// CSV target column (default: the one the model was trained with, else the last).

@@ -451,27 +451,6 @@ pub fn prepare(cfg: &RunConfig) -> Result<Option<(Prepared, TextRun)>> {
                 Ok(Some(part.dataset))
             };
             let train = encode(&fit_rows)?.ok_or_else(|| CliError::Usage("the training part is empty".into()))?;
-            let s = sizes_for(tok.vocab_size());
-            let mut spec = ModelSpec::transformer_classifier(
-                s.vocab,
-                s.context,
-                s.d_model,
-                s.heads,
-                s.layers,
-                table.num_classes(),
-                dropout,
-            )
-            .map_err(|e| CliError::Usage(format!("--model transformer-classifier: {e}")))?;
-            if s.causal {
-                // The body of a GPT was trained to attend to earlier tokens only: it keeps
-                // its causal attention (the padding, at the end, stays masked as well).
-                for node in &mut spec.layers {
-                    if let LayerSpec::MultiHeadAttention(a) = &mut node.layer {
-                        a.use_causal_mask = true;
-                    }
-                }
-                println!("attention stays causal, as in the pretrained model");
-            }
             println!(
                 "text {}: column {col:?} → {} classes of {target:?}; tokenizer {} ({} tokens), context {context}",
                 path.display(),
@@ -490,6 +469,22 @@ pub fn prepare(cfg: &RunConfig) -> Result<Option<(Prepared, TextRun)>> {
                 target_name: Some(target.to_string()),
             };
             let prepared = data::restrict(prepared, d.classes.as_deref(), d.per_class, cfg.training.seed)?;
+            // After --classes, the head has one output per class kept.
+            let classes = prepared.train.num_classes().unwrap_or(table.num_classes());
+            let s = sizes_for(tok.vocab_size());
+            let mut spec =
+                ModelSpec::transformer_classifier(s.vocab, s.context, s.d_model, s.heads, s.layers, classes, dropout)
+                    .map_err(|e| CliError::Usage(format!("--model transformer-classifier: {e}")))?;
+            if s.causal {
+                // The body of a GPT was trained to attend to earlier tokens only: it keeps
+                // its causal attention (the padding, at the end, stays masked as well).
+                for node in &mut spec.layers {
+                    if let LayerSpec::MultiHeadAttention(a) = &mut node.layer {
+                        a.use_causal_mask = true;
+                    }
+                }
+                println!("attention stays causal, as in the pretrained model");
+            }
             println!(
                 "data: {} training, {} validation, {} test texts",
                 prepared.train.len(),
@@ -657,5 +652,219 @@ impl TextRun {
     /// Whether this run is a language model (no classification test to print).
     pub fn is_lm(&self) -> bool {
         self.lm.is_some()
+    }
+}
+
+/// A text model saved by `fit` (a folder with [`TOKENIZER_FILE`]): what `predict`
+/// and `evaluate` need to read text exactly as training did.
+pub struct SavedText {
+    /// The folder.
+    dir: PathBuf,
+    /// The run as `fit` saved it.
+    cfg: RunConfig,
+    /// The folder's tokenizer.
+    tokenizer: TextTokenizer,
+    /// Tokens per text (classifier) or per window (language model): the model's
+    /// input length.
+    context: usize,
+}
+
+impl SavedText {
+    /// The text setup of the model folder `dir` (`model` loaded from it, `cfg` the
+    /// run saved with it); `None` when `dir` holds no [`TOKENIZER_FILE`] (not a text
+    /// model).
+    ///
+    /// # Errors
+    /// [`CliError::Usage`] for a text model without its run configuration or whose
+    /// input is not one row of token ids; [`CliError::Text`] for a tokenizer that
+    /// cannot be read.
+    pub fn load(dir: &Path, model: &Sequential, cfg: Option<RunConfig>) -> Result<Option<SavedText>> {
+        let path = dir.join(TOKENIZER_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let Some(cfg) = cfg else {
+            return Err(CliError::Usage(format!(
+                "{}: a text model ({TOKENIZER_FILE}) saved without its run configuration (model.json's run or run.json), which says how its texts were read; train it again with `nn-cli fit`",
+                dir.display()
+            )));
+        };
+        let &[context] = model.input_shape() else {
+            return Err(CliError::Usage(format!(
+                "{}: has a {TOKENIZER_FILE} but its input has shape {:?}, not one row of token ids",
+                dir.display(),
+                model.input_shape()
+            )));
+        };
+        let tokenizer = TextTokenizer::load(&path)?;
+        Ok(Some(SavedText { dir: dir.to_path_buf(), cfg, tokenizer, context }))
+    }
+
+    /// Whether the model is a language model (`fit --data text:…`, `--model gpt`).
+    pub fn is_lm(&self) -> bool {
+        matches!(self.cfg.data.data, DataSource::Text(_))
+    }
+
+    /// The CSV column the model reads its texts from (`--text-column`, default `text`).
+    pub fn text_column(&self) -> &str {
+        self.cfg.data.text.text_column.as_deref().unwrap_or("text")
+    }
+
+    /// The data the model was trained on (an absolute path, as `fit` saved it).
+    pub fn training_data(&self) -> &DataSource {
+        &self.cfg.data.data
+    }
+
+    /// Refuses a `--delimiter` other than `,`: text CSV files are read comma-separated,
+    /// as `fit` read them.
+    ///
+    /// # Errors
+    /// [`CliError::Usage`] naming the delimiter given.
+    pub fn check_delimiter(&self, delimiter: Option<&str>) -> Result<()> {
+        match delimiter {
+            Some(d) if d != "," => Err(CliError::Usage(format!(
+                "--delimiter {d:?}: the text model in {} reads comma-separated files, as fit did",
+                self.dir.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The token ids of each text of the CSV file `path` for prediction: its column
+    /// [`text_column`](Self::text_column) (by header name; a file of one column
+    /// whose header is another name is read as that column, with a note), tokenized
+    /// and padded or cut to the model's context as training did
+    /// ([`nn_text::encode_classification`]). Other columns are ignored.
+    ///
+    /// # Shapes
+    /// output: `[rows, context]` (token ids as `f32`).
+    ///
+    /// # Errors
+    /// [`CliError::Text`] naming the file, row, line and column: no such column (the
+    /// header listed), an empty text cell, bytes that are not UTF-8, a row with
+    /// another number of fields, an empty file or one with no data row.
+    pub fn read_for_prediction(&self, path: &Path) -> Result<nn_tensor::Tensor<f32>> {
+        let col = self.text_column();
+        // The text column doubles as the (unused) class column: every row is answered.
+        let table = match nn_text::read_text_csv(path, col, col) {
+            Err(nn_text::TextError::MissingColumn { header, .. }) if header.len() == 1 => {
+                eprintln!(
+                    "note: {} has one column, {:?}: it is read as the model's text column {col:?} (its first line is the header)",
+                    path.display(),
+                    header[0]
+                );
+                nn_text::read_text_csv(path, &header[0], &header[0])?
+            }
+            other => other?,
+        };
+        let encoded = nn_text::encode_classification(&table, &self.tokenizer, self.context)?;
+        Ok(encoded.dataset.features())
+    }
+
+    /// The texts of the CSV file `path` to evaluate a classifier on, with their
+    /// classes in column `target` mapped to the model's `class_names` by name. On
+    /// the file the model was trained on (`training_file`), the test part `fit` held
+    /// out (the saved `--test-split`, `--holdout-groups` and `--split-seed`, with
+    /// [`split_rows`], and `--classes` as [`data::restrict`] kept them); on another
+    /// file, all its rows. Tokenized and padded as training did.
+    ///
+    /// # Shapes
+    /// output: features `[rows, context]`, class targets `[rows]`.
+    ///
+    /// # Errors
+    /// [`CliError::Text`] for the file's errors (as [`nn_text::read_text_csv`]);
+    /// [`CliError::Usage`] naming the row, line and column of a class the model does
+    /// not know.
+    pub fn evaluation_part(
+        &self,
+        path: &Path,
+        target: &str,
+        training_file: bool,
+        class_names: Option<&[String]>,
+    ) -> Result<Dataset> {
+        let table = nn_text::read_text_csv(path, self.text_column(), target)?;
+        let d = &self.cfg.data;
+        let mut rows: Vec<usize> = (0..table.len()).collect();
+        if training_file {
+            let split_seed = d.text.split_seed.unwrap_or(self.cfg.training.seed);
+            let (_, test) = split_rows(&table, d, split_seed)?;
+            if test.is_empty() {
+                println!(
+                    "note: the run held no test part out of {} (--test-split 0), so all its rows are used, including those the model was trained on",
+                    path.display()
+                );
+            } else {
+                println!(
+                    "the test part the run held out of {} ({} of {} rows, split seed {split_seed})",
+                    path.display(),
+                    test.len(),
+                    table.len()
+                );
+                rows = test;
+            }
+            if let Some(text) = &d.classes {
+                let keep = data::parse_classes(text)?;
+                rows.retain(|&r| keep.contains(&table.labels()[r]));
+            }
+        }
+        let names = class_names.unwrap_or(table.class_names());
+        // The model's index of each class of the file, by name.
+        let index: Vec<Option<usize>> = table.class_names().iter().map(|c| names.iter().position(|n| n == c)).collect();
+        let mut labels = Vec::with_capacity(rows.len());
+        for &r in &rows {
+            let label = table.labels()[r];
+            let Some(i) = index[label] else {
+                return Err(CliError::Usage(format!(
+                    "{}: row {} (line {}), column {target:?}: class {:?} is not one the model knows ({})",
+                    path.display(),
+                    r + 1,
+                    table.line(r).unwrap_or(0),
+                    table.class_names()[label],
+                    nn_layers::clip(&names.join(", "))
+                )));
+            };
+            labels.push(i);
+        }
+        let encoded = nn_text::encode_classification(&table.select(&rows)?, &self.tokenizer, self.context)?;
+        let targets = nn_data::Targets::classes(labels, names.len())?;
+        let name = encoded.dataset.name().to_string();
+        Ok(Dataset::from_tensor(name, encoded.dataset.features(), targets)?.with_class_names(names.to_vec())?)
+    }
+
+    /// For a language model: reads `data` (`text:FILE`) with the saved run's
+    /// settings and this folder's tokenizer and context, splits it as `fit` did (the
+    /// same `--test-split`, `--validation-split`, `--holdout-groups` and
+    /// `--split-seed`), and prints what `fit` prints at the end of a gpt run
+    /// ([`TextRun::report`]): validation and test loss, perplexity, bits per byte and
+    /// the byte n-gram baselines. On the training file these are `fit`'s figures.
+    ///
+    /// # Errors
+    /// [`CliError::Usage`] for data other than `text:FILE`, or a run that held out
+    /// neither part; [`prepare`]'s errors (a part too short for one window, ...).
+    pub fn report_lm(&self, model: &Sequential, data: &DataSource) -> Result<()> {
+        if !matches!(data, DataSource::Text(_)) {
+            return Err(CliError::Usage(format!(
+                "the model in {} is a language model: evaluate it with --data text:FILE (got {data})",
+                self.dir.display()
+            )));
+        }
+        let mut cfg = self.cfg.clone();
+        if cfg.data.test_split == 0.0 && cfg.data.validation_split == 0.0 {
+            return Err(CliError::Usage(format!(
+                "the run of {} held out no validation or test text (--test-split 0, --validation-split 0): nothing to evaluate on",
+                self.dir.display()
+            )));
+        }
+        let sizes = Sizes::of(model.spec(), &self.dir)?;
+        cfg.data.data = data.clone();
+        cfg.data.text.tokenizer = Some(self.dir.join(TOKENIZER_FILE).to_string_lossy().into_owned());
+        cfg.data.text.context = Some(self.context);
+        cfg.model.init_from = None;
+        cfg.model.transformer =
+            TransformerArgs { layers: Some(sizes.layers), heads: Some(sizes.heads), d_model: Some(sizes.d_model) };
+        let Some((prepared, run)) = prepare(&cfg)? else {
+            return Err(CliError::Usage(format!("{data}: not text data")));
+        };
+        run.report(model, &prepared, cfg.training.batch_size.max(64))
     }
 }

@@ -169,3 +169,284 @@ fn kjv_divisions_hold_out_whole_chapters() {
     assert!(text.contains("data: 40 training"), "{text}");
     assert!(text.contains("test accuracy:"), "{text}");
 }
+
+// ------------------------------------------------------------------ predict and evaluate
+
+/// 120 texts of two classes with every fifth label flipped (`i % 5 == 3`), so no
+/// model is right on all of them, and a `group` column of 20 groups of 6 rows.
+fn noisy_csv(dir: &Path) -> PathBuf {
+    let path = dir.join("noisy.csv");
+    let mut s = String::from("text,group,label\n");
+    for (i, text, label) in noisy_rows() {
+        s += &format!("{text},g{},{label}\n", i / 6);
+    }
+    std::fs::write(&path, s).unwrap();
+    path
+}
+
+/// The rows of [`noisy_csv`]: index, text and label.
+fn noisy_rows() -> Vec<(usize, String, &'static str)> {
+    (0..120)
+        .map(|i| {
+            let (text, label) = if i % 2 == 0 {
+                (format!("a cat on a mat {i}"), "cats")
+            } else {
+                (format!("the dog by the log {i}"), "dogs")
+            };
+            let label = match (i % 5 == 3, label) {
+                (true, "cats") => "dogs",
+                (true, _) => "cats",
+                (false, l) => l,
+            };
+            (i, text, label)
+        })
+        .collect()
+}
+
+/// Trains a tiny classifier on `csv` into `dir/name` with `extra` flags; returns the
+/// folder and what fit printed.
+fn fit_classifier(dir: &Path, csv: &Path, name: &str, extra: &[&str]) -> (PathBuf, String) {
+    let out = dir.join(name);
+    let text = stdout(
+        nn().arg("fit")
+            .arg("--data")
+            .arg(format!("csv:{}", csv.display()))
+            .args(["--text-column", "text", "--target", "label", "--model", "transformer-classifier"])
+            .args(["--epochs", "2", "--batch-size", "16", "--lr", "3e-3", "--tokenizer", "bytes", "--context", "16"])
+            .args(TINY)
+            .args(extra)
+            .arg("--out")
+            .arg(&out),
+    );
+    (out, text)
+}
+
+/// The line of `text` that starts with `lead`.
+fn line_of<'a>(text: &'a str, lead: &str) -> &'a str {
+    text.lines().find(|l| l.starts_with(lead)).unwrap_or_else(|| panic!("no line `{lead}…` in:\n{text}"))
+}
+
+/// The confusion matrix block `evaluate` prints (from its title to the end).
+fn confusion(text: &str) -> &str {
+    &text[text.find("confusion matrix").unwrap_or_else(|| panic!("no confusion matrix in:\n{text}"))..]
+}
+
+#[test]
+fn evaluate_and_predict_a_text_classifier_on_fits_test_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = noisy_csv(dir.path());
+    let (model, fit) = fit_classifier(dir.path(), &csv, "cls", &[]);
+    // Without --holdout-groups the test part is the last 20 % of the rows: 96..120.
+    let fit_test = line_of(&fit, "test loss:");
+    assert!(fit_test.ends_with("(24 samples)"), "{fit}");
+    let evaluate = |data: &Path| {
+        stdout(nn().args(["evaluate", "--model"]).arg(&model).arg("--data").arg(format!("csv:{}", data.display())))
+    };
+    // (a) evaluate on the training file: the same 24 rows, so the same loss and accuracy.
+    let on_train = evaluate(&csv);
+    assert!(on_train.contains("(24 of 120 rows, split seed 42)"), "{on_train}");
+    let (loss, accuracy) = (figure(&on_train, "loss:"), figure(&on_train, "accuracy:"));
+    assert_eq!(format!("test loss: {loss:.4} - test accuracy: {accuracy:.4} (24 samples)"), fit_test, "{on_train}");
+    // Five labels of the 24 test rows are flipped (i % 5 == 3: rows 98, 103, 108, 113
+    // and 118), so the texts alone cannot give every label: the accuracy is below 1.
+    assert!(accuracy < 1.0, "{on_train}");
+    // Another file holding exactly those rows: all its rows, the same figures.
+    let rows = noisy_rows();
+    let test_rows = &rows[96..];
+    let mut labelled = String::from("label,text\n");
+    let mut texts = String::from("text\n");
+    for (_, text, label) in test_rows {
+        labelled += &format!("{label},{text}\n");
+        texts += &format!("{text}\n");
+    }
+    let labelled_path = dir.path().join("test_rows.csv");
+    std::fs::write(&labelled_path, labelled).unwrap();
+    let on_file = evaluate(&labelled_path);
+    assert!(on_file.contains("24 samples of csv:"), "{on_file}");
+    assert!(!on_file.contains("held out"), "{on_file}");
+    assert_eq!(line_of(&on_file, "loss:"), line_of(&on_train, "loss:"));
+    assert_eq!(line_of(&on_file, "accuracy:"), line_of(&on_train, "accuracy:"));
+    assert_eq!(confusion(&on_file), confusion(&on_train));
+    // (b) predict on the texts alone: its classes give evaluate's accuracy, and the
+    // probabilities its loss (two classes: p(label) = p or 1 − p).
+    let texts_path = dir.path().join("texts.csv");
+    std::fs::write(&texts_path, texts).unwrap();
+    let predicted = stdout(nn().args(["predict", "--model"]).arg(&model).arg("--input").arg(&texts_path));
+    let mut lines = predicted.lines();
+    assert_eq!(lines.next(), Some("row,class,name,probability"));
+    let (mut right, mut nll) = (0, 0.0);
+    for ((_, _, label), line) in test_rows.iter().zip(lines.by_ref()) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let (class, name, p): (usize, &str, f64) = (cells[1].parse().unwrap(), cells[2], cells[3].parse().unwrap());
+        assert_eq!(name, ["cats", "dogs"][class], "{predicted}");
+        let p_label = if name == *label {
+            right += 1;
+            p
+        } else {
+            1.0 - p
+        };
+        nll -= p_label.ln();
+    }
+    assert_eq!(lines.next(), None, "{predicted}");
+    assert!((right as f64 / 24.0 - accuracy).abs() < 5.1e-5, "{right} of 24 vs {accuracy}\n{predicted}");
+    assert!((nll / 24.0 - loss).abs() < 2e-4, "{} vs {loss}\n{predicted}", nll / 24.0);
+    // A file of one column under another name is read as the text column.
+    let renamed = dir.path().join("renamed.csv");
+    std::fs::write(&renamed, std::fs::read_to_string(&texts_path).unwrap().replacen("text", "sentence", 1)).unwrap();
+    assert_eq!(stdout(nn().args(["predict", "--model"]).arg(&model).arg("--input").arg(&renamed)), predicted);
+}
+
+#[test]
+fn evaluate_holds_out_the_groups_fit_held_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = noisy_csv(dir.path());
+    // The split seed (5), not the model's seed (3), chooses the groups.
+    let flags = ["--holdout-groups", "group", "--test-split", "0.25", "--split-seed", "5", "--seed", "3"];
+    let (model, fit) = fit_classifier(dir.path(), &csv, "grouped", &flags);
+    // 20 groups of 6 rows: a quarter held out is 5 groups, 30 rows.
+    let held = line_of(&fit, "held out ");
+    assert_eq!(held, "held out 5 of 20 groups (group) as the test part: 30 rows");
+    let fit_test = line_of(&fit, "test loss:");
+    // Spelled another way (`dir/./noisy.csv`), the training file is still recognised.
+    let spelled = dir.path().join(".").join("noisy.csv");
+    let text =
+        stdout(nn().args(["evaluate", "--model"]).arg(&model).arg("--data").arg(format!("csv:{}", spelled.display())));
+    assert_eq!(line_of(&text, "held out "), held, "{text}");
+    assert!(text.contains("(30 of 120 rows, split seed 5)"), "{text}");
+    let (loss, accuracy) = (figure(&text, "loss:"), figure(&text, "accuracy:"));
+    assert_eq!(format!("test loss: {loss:.4} - test accuracy: {accuracy:.4} (30 samples)"), fit_test, "{text}");
+}
+
+#[test]
+fn predict_and_evaluate_text_models_give_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = classes_csv(dir.path());
+    let (model, _) = fit_classifier(dir.path(), &csv, "cls", &[]);
+    let predict = |name: &str, content: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let mut cmd = nn();
+        cmd.args(["predict", "--model"]).arg(&model).arg("--input").arg(path);
+        cmd
+    };
+    fails_with(
+        &mut predict("cols.csv", b"body,id\nhello,1\n"),
+        "cols.csv: no column \"text\"; the header has [\"body\", \"id\"]",
+    );
+    fails_with(
+        &mut predict("holed.csv", b"text,id\nhello,1\n\"\",2\n"),
+        "holed.csv: row 2 (line 3), column \"text\": the cell is empty",
+    );
+    fails_with(
+        &mut predict("bytes.csv", b"text,id\nhello,1\nab\xffc,2\n"),
+        "bytes.csv: row 2 (line 3): column \"text\": invalid UTF-8 byte 0xff at byte offset 2",
+    );
+    fails_with(&mut predict("empty.csv", b""), "empty.csv: the file is empty");
+    fails_with(predict("semi.csv", b"text\nhello\n").args(["--delimiter", ";"]), "reads comma-separated files");
+    let unknown = dir.path().join("birds.csv");
+    std::fs::write(&unknown, "text,label\na cat,cats\na bird,birds\n").unwrap();
+    fails_with(
+        nn().args(["evaluate", "--model"]).arg(&model).arg("--data").arg(format!("csv:{}", unknown.display())),
+        "birds.csv: row 2 (line 3), column \"label\": class \"birds\" is not one the model knows (cats, dogs)",
+    );
+    fails_with(
+        nn().args(["evaluate", "--model"]).arg(&model).args(["--data", "digits"]),
+        "classifies texts: evaluate it with --data csv:FILE (columns \"text\" and \"label\")",
+    );
+    // A language model: evaluate repeats fit's closing report; predict points to generate.
+    let lm = dir.path().join("lm");
+    let fit = stdout(
+        nn().arg("fit")
+            .arg("--data")
+            .arg(format!("text:{}", repeating_text(dir.path()).display()))
+            .args(["--model", "gpt", "--tokenizer", "bytes", "--context", "16", "--epochs", "1"])
+            .args(["--batch-size", "32", "--validation-split", "0.1", "--split-seed", "9"])
+            .args(TINY)
+            .arg("--out")
+            .arg(&lm),
+    );
+    let text = stdout(
+        nn().args(["evaluate", "--model"])
+            .arg(&lm)
+            .arg("--data")
+            .arg(format!("text:{}", dir.path().join("rep.txt").display())),
+    );
+    for lead in ["validation loss ", "test loss "] {
+        assert_eq!(line_of(&text, lead), line_of(&fit, lead), "{text}");
+    }
+    // 9,600 bytes (48 × 200): the last 20 % (1,920 bytes) is the test part; 120
+    // windows of 16 would need 1,921 tokens, so 119 windows predict 1,904 tokens.
+    assert!(line_of(&text, "test loss ").contains("(1904 tokens, 1904 bytes)"), "{text}");
+    fails_with(
+        nn().args(["evaluate", "--model"]).arg(&lm).arg("--data").arg(format!("csv:{}", csv.display())),
+        "is a language model: evaluate it with --data text:FILE",
+    );
+    fails_with(
+        nn().args(["predict", "--model"]).arg(&lm).arg("--input").arg(&csv),
+        "is a language model (gpt): it continues text rather than classifying rows; use `nn-cli generate --model",
+    );
+}
+
+#[test]
+fn classes_keeps_a_head_of_the_classes_kept_and_evaluate_repeats_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("three.csv");
+    let mut s = String::from("text,label\n");
+    for i in 0..150 {
+        s += &[
+            format!("a cat on a mat {i},cats"),
+            format!("the dog by the log {i},dogs"),
+            format!("a bird in a tree {i},birds"),
+        ][i % 3];
+        s += "\n";
+    }
+    std::fs::write(&path, s).unwrap();
+    // Classes sorted: birds 0, cats 1, dogs 2; `--classes 2,0` keeps dogs then birds.
+    let (model, fit) = fit_classifier(dir.path(), &path, "two", &["--classes", "2,0"]);
+    // The last 30 rows are the test part; 20 of them are dogs or birds.
+    let fit_test = line_of(&fit, "test loss:");
+    assert!(fit_test.ends_with("(20 samples)"), "{fit}");
+    let text =
+        stdout(nn().args(["evaluate", "--model"]).arg(&model).arg("--data").arg(format!("csv:{}", path.display())));
+    let (loss, accuracy) = (figure(&text, "loss:"), figure(&text, "accuracy:"));
+    assert_eq!(format!("test loss: {loss:.4} - test accuracy: {accuracy:.4} (20 samples)"), fit_test, "{text}");
+    assert!(text.contains("|  dogs birds |"), "{text}");
+    // Two outputs, named as kept: class 0 is dogs, class 1 birds.
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "text\nthe dog by the log 1\na bird in a tree 2\n").unwrap();
+    let predicted = stdout(nn().args(["predict", "--model"]).arg(&model).arg("--input").arg(&input));
+    for line in predicted.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[2], ["dogs", "birds"][cells[1].parse::<usize>().unwrap()], "{predicted}");
+    }
+}
+
+/// `evaluate` on the KJV verses finds the 3,179 held-out verses of the run and
+/// repeats its test loss and accuracy.
+#[test]
+#[ignore = "needs KJV: set NN_DATA_DIR"]
+fn kjv_evaluate_repeats_fits_test_part() {
+    let dir = std::env::var("NN_DATA_DIR").expect("NN_DATA_DIR");
+    let kjv = Path::new(&dir).join("kjv/verses.csv.gz");
+    let out = tempfile::tempdir().unwrap();
+    let model = out.path().join("kjv");
+    let fit = stdout(
+        nn().arg("fit")
+            .arg("--data")
+            .arg(format!("csv:{}", kjv.display()))
+            .args(["--text-column", "text", "--target", "division", "--model", "transformer-classifier"])
+            .args(["--holdout-groups", "book,chapter", "--test-split", "0.1", "--split-seed", "1"])
+            .args(["--validation-split", "0.05", "--per-class", "5", "--epochs", "1", "--tokenizer", "bytes"])
+            .args(["--context", "16", "--layers", "1", "--heads", "2", "--d-model", "16", "--out"])
+            .arg(&model),
+    );
+    let text =
+        stdout(nn().args(["evaluate", "--model"]).arg(&model).arg("--data").arg(format!("csv:{}", kjv.display())));
+    assert!(text.contains("(3179 of 31102 rows, split seed 1)"), "{text}");
+    let (loss, accuracy) = (figure(&text, "loss:"), figure(&text, "accuracy:"));
+    assert_eq!(
+        format!("test loss: {loss:.4} - test accuracy: {accuracy:.4} (3179 samples)"),
+        line_of(&fit, "test loss:"),
+        "{text}"
+    );
+}

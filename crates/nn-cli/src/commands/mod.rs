@@ -368,7 +368,10 @@ fn with_scalers(mut d: Dataset, scalers: &[nn_data::Scaler]) -> Result<Dataset> 
 /// `nn-cli evaluate`: loss, accuracy and the confusion matrix (classification) or
 /// RMSE, MAE, R² and the mean baseline (regression) on the data's test part, or on
 /// the whole data when it has none. A CSV file is read by the model's saved column
-/// names.
+/// names. A text classifier reads its text column with its `tokenizer.json`
+/// ([`crate::text::SavedText::evaluation_part`]: on its training file, the test part
+/// `fit` held out); a language model prints `fit`'s closing report on `text:FILE`
+/// ([`crate::text::SavedText::report_lm`]).
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let (mut model, mut meta) = load_model_for(&args.model, args.batch_size)?;
     if let Some(dir) = &args.head_from {
@@ -377,8 +380,28 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     }
     let target = args.target.clone().or(meta.target.clone());
     let regression = is_regression(&model, &meta);
-    let mut part = match (&args.data, &meta.features) {
-        (DataSource::Csv(path), Some(schema)) => {
+    let text = saved_text(&args.model, &model, &meta)?;
+    if let Some(lm) = text.as_ref().filter(|t| t.is_lm()) {
+        return lm.report_lm(&model, &args.data);
+    }
+    let mut part = match (&args.data, &meta.features, &text) {
+        (DataSource::Csv(path), _, Some(t)) => {
+            let target = target.as_deref().ok_or_else(|| {
+                CliError::Usage("the model does not record its target column: pass --target NAME".into())
+            })?;
+            t.check_delimiter(args.delimiter.as_deref())?;
+            let training_file = same_source(t.training_data(), &args.data);
+            t.evaluation_part(path, target, training_file, meta.class_names.as_deref())?
+        }
+        (_, _, Some(t)) => {
+            return Err(CliError::Usage(format!(
+                "the model in {} classifies texts: evaluate it with --data csv:FILE (columns {:?} and {:?})",
+                args.model.display(),
+                t.text_column(),
+                target.as_deref().unwrap_or("TARGET")
+            )))
+        }
+        (DataSource::Csv(path), Some(schema), None) => {
             let bytes = std::fs::read(path).map_err(|e| CliError::io(path, e))?;
             let read = read_by_schema(
                 path,
@@ -468,10 +491,43 @@ fn same_source(a: &DataSource, b: &DataSource) -> bool {
     }
     match (a, b) {
         (DataSource::Csv(x), DataSource::Csv(y))
+        | (DataSource::Text(x), DataSource::Text(y))
         | (DataSource::FashionMnist(x), DataSource::FashionMnist(y))
         | (DataSource::Mnist(Some(x)), DataSource::Mnist(Some(y))) => resolved(x) == resolved(y),
         _ => a == b,
     }
+}
+
+/// The run that trained the model in `dir` and the file it was read from: the run
+/// saved in model.json; for models of earlier versions, run.json beside the model
+/// when it names the model's seed (a later run may have replaced it).
+///
+/// # Errors
+/// [`CliError::Io`] for a saved run that cannot be parsed.
+fn saved_run(dir: &Path, meta: &Metadata) -> Result<(Option<crate::args::RunConfig>, std::path::PathBuf)> {
+    let run = dir.join("run.json");
+    let text = match &meta.run {
+        Some(value) => Some(value.to_string()),
+        None => std::fs::read_to_string(&run).ok(),
+    };
+    let from = if meta.run.is_some() { dir.join("model.json") } else { run };
+    let cfg = text
+        .map(|text| crate::args::RunConfig::from_json(&text).map_err(|e| CliError::io(&from, e)))
+        .transpose()?
+        .filter(|cfg| meta.run.is_some() || cfg.training.seed == meta.seed);
+    Ok((cfg, from))
+}
+
+/// The text setup of a text model's folder ([`crate::text::SavedText::load`]);
+/// `None`, without reading its run, for any other model.
+///
+/// # Errors
+/// [`saved_run`]'s and [`crate::text::SavedText::load`]'s.
+fn saved_text(dir: &Path, model: &Sequential, meta: &Metadata) -> Result<Option<crate::text::SavedText>> {
+    if !dir.join(crate::text::TOKENIZER_FILE).is_file() {
+        return Ok(None);
+    }
+    crate::text::SavedText::load(dir, model, saved_run(dir, meta)?.0)
 }
 
 /// On the file a model was trained on, the test part its run held out (the run saved
@@ -480,18 +536,7 @@ fn same_source(a: &DataSource, b: &DataSource) -> bool {
 /// includes the training rows. Files are compared by their canonical paths
 /// ([`same_source`]).
 fn training_file_test_part(args: &EvaluateArgs, meta: &Metadata, data: Dataset) -> Result<Dataset> {
-    // The run saved in model.json; for models of earlier versions, run.json beside
-    // the model when it names the model's seed (a later run may have replaced it).
-    let run = args.model.join("run.json");
-    let text = match &meta.run {
-        Some(value) => Some(value.to_string()),
-        None => std::fs::read_to_string(&run).ok(),
-    };
-    let from = if meta.run.is_some() { args.model.join("model.json") } else { run };
-    let cfg = text
-        .map(|text| crate::args::RunConfig::from_json(&text).map_err(|e| CliError::io(&from, e)))
-        .transpose()?
-        .filter(|cfg| meta.run.is_some() || cfg.training.seed == meta.seed);
+    let (cfg, from) = saved_run(&args.model, meta)?;
     // The run names its data with an absolute path; the metadata as it was typed.
     let training_file = match &cfg {
         Some(cfg) => same_source(&cfg.data.data, &args.data),
@@ -662,10 +707,26 @@ fn read_inputs(path: &Path, model: &Sequential, meta: &Metadata, delimiter: Opti
     Ok(meta.scale(&features)?)
 }
 
-/// `nn-cli predict`: class, class name and probability for each input row.
+/// `nn-cli predict`: class, class name and probability for each input row (a text
+/// classifier reads the texts of its text column with its `tokenizer.json`,
+/// [`crate::text::SavedText::read_for_prediction`]; a language model is refused,
+/// pointing to `nn-cli generate`).
 pub fn predict(args: PredictArgs) -> Result<()> {
     let (model, meta) = load_model_for(&args.model, args.batch_size)?;
-    let x = read_inputs(&args.input, &model, &meta, args.delimiter.as_deref())?;
+    let x = match saved_text(&args.model, &model, &meta)? {
+        Some(t) if t.is_lm() => {
+            return Err(CliError::Usage(format!(
+                "the model in {} is a language model (gpt): it continues text rather than classifying rows; use `nn-cli generate --model {} --prompt TEXT`",
+                args.model.display(),
+                args.model.display()
+            )))
+        }
+        Some(t) => {
+            t.check_delimiter(args.delimiter.as_deref())?;
+            t.read_for_prediction(&args.input)?
+        }
+        None => read_inputs(&args.input, &model, &meta, args.delimiter.as_deref())?,
+    };
     let p = nn_train::predict(&model, &x, args.batch_size)?;
     let regression = is_regression(&model, &meta);
     let outputs = p.outputs.to_vec();
