@@ -710,6 +710,11 @@ impl SavedText {
         self.cfg.data.text.text_column.as_deref().unwrap_or("text")
     }
 
+    /// The folder's tokenizer (what `nn-cli serve` encodes request texts with).
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
     /// The data the model was trained on (an absolute path, as `fit` saved it).
     pub fn training_data(&self) -> &DataSource {
         &self.cfg.data.data

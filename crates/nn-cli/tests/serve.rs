@@ -355,3 +355,284 @@ fn serve_refuses_timeouts_and_limits_out_of_range() {
     fails_with(&mut serve(&["--max-connections", "0"]), "max connections must be in [1, 100000], got 0");
     fails_with(&mut serve(&["--max-connections", "100001"]), "max connections must be in [1, 100000]");
 }
+
+// ------------------------------------------------------------------ text models
+
+/// The flags of a tiny byte-level text Transformer of context 16.
+const TINY_TEXT: [&str; 10] =
+    ["--tokenizer", "bytes", "--context", "16", "--layers", "1", "--heads", "2", "--d-model", "32"];
+
+/// `nn-cli fit` with `args`, into `out`.
+fn fit_text(out: &Path, args: &[&str]) {
+    nn().arg("fit")
+        .args(args)
+        .args(TINY_TEXT)
+        .args(["--batch-size", "16", "--lr", "3e-3", "--out"])
+        .arg(out)
+        .assert()
+        .success();
+}
+
+/// The body of a JSON answer.
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Asserts a JSON error answer: status, `kind`, `column` (when given) and a part of
+/// the message.
+fn assert_error(answer: (u16, String), status: u16, kind: &str, column: Option<&str>, needle: &str) {
+    let (got, body) = answer;
+    let err = json(&body);
+    assert_eq!((got, err["kind"].as_str()), (status, Some(kind)), "{body}");
+    assert_eq!(err["column"].as_str(), column, "{body}");
+    assert!(err["error"].as_str().unwrap().contains(needle), "`{needle}` not in {body}");
+}
+
+#[test]
+fn serve_text_classifier_answers_texts_like_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("cls.csv");
+    let mut rows = String::from("text,label\n");
+    for i in 0..80 {
+        rows +=
+            &if i % 2 == 0 { format!("a cat on a mat {i},cats\n") } else { format!("the dog by the log {i},dogs\n") };
+    }
+    std::fs::write(&csv, rows).unwrap();
+    let out = dir.path().join("cls");
+    fit_text(
+        &out,
+        &[
+            "--data",
+            &format!("csv:{}", csv.display()),
+            "--text-column",
+            "text",
+            "--target",
+            "label",
+            "--model",
+            "transformer-classifier",
+            "--epochs",
+            "2",
+        ],
+    );
+
+    // Texts shorter than the context (padded), longer (cut: 16 of 41 bytes kept) and
+    // of one byte, in a file for `nn-cli predict`.
+    let texts = ["And God said", "a cat on a mat 7", "the dog by the log and the cat on the mat", "x", "dog"];
+    let input = dir.path().join("texts.csv");
+    std::fs::write(&input, format!("text\n{}\n", texts.join("\n"))).unwrap();
+    let printed = nn().args(["predict", "--model"]).arg(&out).arg("--input").arg(&input).assert().success();
+    let printed = String::from_utf8(printed.get_output().stdout.clone()).unwrap();
+    let expected: Vec<&str> = printed.lines().skip(1).collect();
+    assert_eq!(expected.len(), texts.len(), "{printed}");
+
+    // `nn-cli predict`'s computation as f32 bits: the texts padded by nn-text, the model.
+    let (model, _) = nn_train::load_model(&out).unwrap();
+    let tokenizer = nn_text::TextTokenizer::load(out.join("tokenizer.json")).unwrap();
+    let ids = nn_text::encode_padded(texts, &tokenizer, 16).unwrap();
+    assert_eq!(ids.lengths, [12, 16, 16, 1, 3]);
+    let x = nn_tensor::Tensor::try_from_vec(&[texts.len(), 16], ids.features).unwrap();
+    let reference = nn_train::predict(&model, &x, 1000).unwrap().outputs.to_vec();
+    let reference: Vec<Vec<u32>> = reference.chunks(2).map(|r| r.iter().map(|v| v.to_bits()).collect()).collect();
+
+    let served = serve(&out, &["--max-batch", "4", "--batch-wait-ms", "5"]);
+    assert!(
+        served
+            .banner
+            .contains("texts (column \"text\", padded or cut to 16 tokens; bytes tokenizer, 258 tokens), 2 classes"),
+        "{}",
+        served.banner
+    );
+    let addr = served.addr;
+    let check = |answer: &serde_json::Value, i: usize| {
+        let class = answer["class"].as_u64().unwrap();
+        let name = answer["name"].as_str().unwrap();
+        let p = answer["probability"].as_f64().unwrap() as f32;
+        assert_eq!(format!("{i},{class},{name},{p:.6}"), expected[i], "text {i}: {answer}");
+        let bits: Vec<u32> = answer["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| (v.as_f64().unwrap() as f32).to_bits())
+            .collect();
+        assert_eq!(bits, reference[i], "text {i}: probabilities differ from nn-cli predict's");
+    };
+    // Plain strings, and objects keyed by the text column (other keys ignored).
+    let strings = serde_json::json!({ "inputs": texts }).to_string();
+    let objects: Vec<serde_json::Value> =
+        texts.iter().enumerate().map(|(i, t)| serde_json::json!({ "text": t, "id": i })).collect();
+    let objects = serde_json::json!({ "instances": objects }).to_string();
+    for body in [&strings, &objects] {
+        let (status, answer) = http(addr, "POST", "/v1/predict", body);
+        assert_eq!(status, 200, "{answer}");
+        let answer = json(&answer);
+        for i in 0..texts.len() {
+            check(&answer["predictions"][i], i);
+        }
+    }
+    assert_eq!(json(&http(addr, "POST", "/v1/predict", &objects).1)["ignored"], serde_json::json!(["id"]));
+    // One request per text, all at once, batched together.
+    let threads: Vec<_> = texts
+        .iter()
+        .map(|t| {
+            let body = serde_json::json!({ "inputs": [t] }).to_string();
+            std::thread::spawn(move || http(addr, "POST", "/v1/predict", &body))
+        })
+        .collect();
+    for (i, t) in threads.into_iter().enumerate() {
+        let (status, answer) = t.join().unwrap();
+        assert_eq!(status, 200, "{answer}");
+        check(&json(&answer)["predictions"][0], i);
+    }
+
+    // GET /v1/model says the input is text.
+    let (status, info) = http(addr, "GET", "/v1/model", "");
+    assert_eq!(status, 200, "{info}");
+    let info = json(&info);
+    assert_eq!(info["input_kind"], "text");
+    assert_eq!(
+        info["text"],
+        serde_json::json!({ "column": "text", "context": 16, "vocab_size": 258, "tokenizer": "bytes", "language_model": false })
+    );
+
+    // Errors: 422 naming the column, 400 for the wrong route; the server goes on.
+    let predict = |body: &str| http(addr, "POST", "/v1/predict", body);
+    assert_error(
+        predict(r#"{"inputs": ["ok", ""]}"#),
+        422,
+        "bad_value",
+        Some("text"),
+        "row 1, column \"text\": the text is empty",
+    );
+    assert_error(
+        predict(r#"{"inputs": [{"body": "x"}]}"#),
+        422,
+        "bad_value",
+        Some("text"),
+        "row 0 has no key \"text\"",
+    );
+    assert_error(
+        predict(r#"{"inputs": [{"text": 5}]}"#),
+        422,
+        "bad_value",
+        Some("text"),
+        "expected a text (a JSON string), got 5",
+    );
+    assert_error(predict(r#"{"inputs": [[1, 2]]}"#), 422, "bad_value", Some("text"), "got [1,2]");
+    assert_error(predict(r#"{"texts": ["x"]}"#), 400, "bad_json", None, "unknown field `texts`");
+    assert_error(
+        http(addr, "POST", "/v1/generate", r#"{"prompt": "a"}"#),
+        400,
+        "wrong_route",
+        None,
+        "this model classifies texts rather than continuing them: POST /v1/predict",
+    );
+    let (status, answer) = predict(&strings);
+    assert_eq!(status, 200, "{answer}");
+    check(&json(&answer)["predictions"][4], 4);
+
+    let (exit, _, rest) = terminate(served);
+    assert!(exit.success(), "{exit:?}");
+    assert!(rest.contains("stopped: every request received was answered"), "{rest}");
+}
+
+#[test]
+fn serve_gpt_generates_like_generate() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("rep.txt");
+    std::fs::write(&text, "the cat sat on the mat. the dog ran to the log.\n".repeat(100)).unwrap();
+    let out = dir.path().join("lm");
+    fit_text(&out, &["--data", &format!("text:{}", text.display()), "--model", "gpt", "--epochs", "2"]);
+
+    let generate = |args: &[&str]| {
+        let done = nn().args(["generate", "--model"]).arg(&out).args(args).assert().success();
+        let printed = String::from_utf8(done.get_output().stdout.clone()).unwrap();
+        printed.strip_suffix('\n').unwrap().to_string()
+    };
+    let served = serve(&out, &[]);
+    assert!(
+        served.banner.contains("a language model of context 16 tokens (bytes tokenizer, 258 tokens"),
+        "{}",
+        served.banner
+    );
+    let addr = served.addr;
+    // (body, the same settings as flags, tokens generated): sampled with a seed,
+    // sampled among the top 3, greedy, and the default length (the rest of the
+    // context: 16 − 4 prompt bytes).
+    let cases: [(&str, &[&str], usize); 4] = [
+        (
+            r#"{"prompt": "the cat", "max_tokens": 6, "temperature": 0.8, "seed": 7}"#,
+            &["--prompt", "the cat", "--max-tokens", "6", "--temperature", "0.8", "--seed", "7"],
+            6,
+        ),
+        (
+            r#"{"prompt": "the d", "max_tokens": 9, "top_k": 3, "seed": 2}"#,
+            &["--prompt", "the d", "--max-tokens", "9", "--top-k", "3", "--seed", "2"],
+            9,
+        ),
+        (
+            r#"{"prompt": "the ", "max_tokens": 5, "temperature": 0}"#,
+            &["--prompt", "the ", "--max-tokens", "5", "--temperature", "0"],
+            5,
+        ),
+        (r#"{"prompt": "on t", "seed": 4}"#, &["--prompt", "on t", "--seed", "4"], 12),
+    ];
+    for (body, flags, tokens) in cases {
+        let (status, answer) = http(addr, "POST", "/v1/generate", body);
+        assert_eq!(status, 200, "{answer}");
+        let answer = json(&answer);
+        assert_eq!(answer["text"].as_str().unwrap(), generate(flags), "{body}");
+        assert_eq!(answer["tokens"], tokens, "{body}");
+        let prompt = json(body)["prompt"].as_str().unwrap().len();
+        assert_eq!(answer["prompt_tokens"], prompt, "{body}");
+    }
+    let (_, info) = http(addr, "GET", "/v1/model", "");
+    assert_eq!(
+        json(&info)["text"],
+        serde_json::json!({ "context": 16, "vocab_size": 258, "tokenizer": "bytes", "language_model": true })
+    );
+
+    let gen = |body: &str| http(addr, "POST", "/v1/generate", body);
+    assert_error(
+        gen(r#"{"prompt": "the", "max_tokens": 0}"#),
+        422,
+        "bad_value",
+        Some("max_tokens"),
+        "max_tokens must be in [1, 13] (the model's context of 16 tokens less the prompt's 3), got 0",
+    );
+    assert_error(gen(r#"{"prompt": "the", "max_tokens": 14}"#), 422, "bad_value", Some("max_tokens"), "got 14");
+    assert_error(gen(r#"{"prompt": "the", "max_tokens": -2}"#), 422, "bad_value", Some("max_tokens"), "got -2");
+    assert_error(
+        gen(r#"{"prompt": "the cat sat on the mat"}"#),
+        422,
+        "bad_value",
+        Some("prompt"),
+        "the prompt is 22 tokens, which leaves no room in the model's context of 16 tokens",
+    );
+    assert_error(gen(r#"{"prompt": ""}"#), 422, "bad_value", Some("prompt"), "the prompt is empty");
+    assert_error(
+        gen(r#"{"prompt": "the", "temperature": -0.5}"#),
+        422,
+        "bad_value",
+        Some("temperature"),
+        "temperature must be a number ≥ 0, got -0.5",
+    );
+    assert_error(
+        gen(r#"{"prompt": "the", "top_k": 0}"#),
+        422,
+        "bad_value",
+        Some("top_k"),
+        "top_k must be at least 1, got 0",
+    );
+    assert_error(gen(r#"{"prompt": "the", "length": 3}"#), 400, "bad_json", None, "unknown field `length`");
+    assert_error(gen(r#"{"max_tokens": 3}"#), 400, "bad_json", None, "missing field `prompt`");
+    assert_error(
+        http(addr, "POST", "/v1/predict", r#"{"inputs": ["the cat"]}"#),
+        400,
+        "wrong_route",
+        None,
+        "is a language model (gpt): it continues text rather than classifying it; POST /v1/generate",
+    );
+    let (exit, _, rest) = terminate(served);
+    assert!(exit.success(), "{exit:?}");
+    assert!(rest.contains("stopped: every request received was answered"), "{rest}");
+}

@@ -107,6 +107,11 @@ pub enum ApiError {
     /// 405: the route exists but not for this method.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 400: the route does not fit this model: `POST /v1/predict` on a language
+    /// model, `POST /v1/generate` on any other model (the message names the route
+    /// to use).
+    #[error("{0}")]
+    WrongRoute(String),
     /// 503: the request queue is full, or the server is shutting down.
     #[error("{0}")]
     Unavailable(String),
@@ -119,9 +124,10 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadJson(_) | ApiError::MissingColumn { .. } | ApiError::NoColumnNames(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::BadJson(_)
+            | ApiError::MissingColumn { .. }
+            | ApiError::NoColumnNames(_)
+            | ApiError::WrongRoute(_) => StatusCode::BAD_REQUEST,
             ApiError::BadShape(_) | ApiError::NonFinite(_) | ApiError::BadValue { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -139,7 +145,7 @@ impl ApiError {
     /// The stable `kind` string of the JSON body (`bad_json`, `bad_shape`,
     /// `non_finite`, `missing_column`, `no_column_names`, `bad_value`,
     /// `non_finite_output`, `too_large`, `timeout`, `not_found`, `method_not_allowed`,
-    /// `unavailable`, `internal`).
+    /// `wrong_route`, `unavailable`, `internal`).
     pub fn kind(&self) -> &'static str {
         match self {
             ApiError::BadJson(_) => "bad_json",
@@ -153,6 +159,7 @@ impl ApiError {
             ApiError::Timeout(_) => "timeout",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::WrongRoute(_) => "wrong_route",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }

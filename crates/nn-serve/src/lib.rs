@@ -23,8 +23,9 @@
 //! # API
 //! | route | answer |
 //! |---|---|
-//! | `POST /v1/predict` | body `{"inputs": [row, ...]}` (or `"instances"`), each row the raw features of one sample (the scalers saved with the model are applied, as `nn-cli predict` does): a flat array of `features` numbers in row-major order, nested arrays of the input shape (`[8][8]` or `[8][8][1]` for `[8, 8, 1]`), or, for a model trained on a CSV file with a header, an object keyed by column name (`{"sepal_length": 5.1, "soil": "clay", "age": null}`: numbers, numbers as text, categories, `null` for a missing value; see [`request`]). Answer `{"predictions": [{"class", "name", "probability", "probabilities"}, ...]}` in row order; a model without a final softmax answers `logits` instead of the two probability fields, a regression model (no class names) only `outputs`, in the target's units (mapped back from standardised units when the model was trained on standardised targets). `"ignored": [keys]` lists object keys that are not columns, `"unseen_categories": n` counts categories not seen in training (both only when there are any). |
-//! | `GET /v1/model` | [`ModelInfo`] (input shape, input and output kinds, class names, task, feature columns with their types and categories, parameter counts, layers, summary, architecture) plus `max_batch`, `batch_wait_ms`, `max_body_bytes` |
+//! | `POST /v1/predict` | body `{"inputs": [row, ...]}` (or `"instances"`), each row the raw features of one sample (the scalers saved with the model are applied, as `nn-cli predict` does): a flat array of `features` numbers in row-major order, nested arrays of the input shape (`[8][8]` or `[8][8][1]` for `[8, 8, 1]`), or, for a model trained on a CSV file with a header, an object keyed by column name (`{"sepal_length": 5.1, "soil": "clay", "age": null}`: numbers, numbers as text, categories, `null` for a missing value; see [`request`]). Answer `{"predictions": [{"class", "name", "probability", "probabilities"}, ...]}` in row order; a model without a final softmax answers `logits` instead of the two probability fields, a regression model (no class names) only `outputs`, in the target's units (mapped back from standardised units when the model was trained on standardised targets). `"ignored": [keys]` lists object keys that are not columns, `"unseen_categories": n` counts categories not seen in training (both only when there are any). For a text classifier ([`ModelService::with_text_column`]) each row is a text: a string, or an object keyed by the model's text column (`{"text": "And God said"}`), tokenized and padded or cut to the model's context as training and `nn-cli predict` do (see [`text`]); a language model answers 400 (`wrong_route`). |
+//! | `POST /v1/generate` | language models only ([`ModelService::with_language_model`]): body [`GenerateRequest`] `{"prompt": text, "max_tokens": n, "temperature": t, "top_k": k, "seed": s}` (all but `prompt` optional: the rest of the context, 1, all tokens, 0), answer [`Generated`] `{"text", "tokens", "prompt_tokens"}`, `text` being the prompt and its continuation exactly as `nn-cli generate` prints it for the same settings. `max_tokens` must be in `[1, context − prompt tokens]`. Other models answer 400 (`wrong_route`). |
+//! | `GET /v1/model` | [`ModelInfo`] (input shape, input and output kinds, class names, task, feature columns with their types and categories, for a text model [`TextInfo`] under `text`: its text column, context, vocabulary size and tokenizer, parameter counts, layers, summary, architecture) plus `max_batch`, `batch_wait_ms`, `max_body_bytes` |
 //! | `GET /healthz` | `{"status": "ok", "queued": n}` |
 //! | `GET /metrics` | Prometheus text format: `nn_serve_requests_total{route,code}`, `nn_serve_request_errors_total{route,code}`, the latency histogram `nn_serve_request_duration_seconds{route}`, batch histograms `nn_serve_batch_rows` and `nn_serve_batch_requests`, `nn_serve_rows_predicted_total`, `nn_serve_queue_depth` and the settings |
 //! | `GET /` | a page to try the model by hand: a canvas for one-channel image models (the strokes are redrawn with a pen in proportion to the digit, then cropped, scaled into a 20×20 box and centred by centre of mass as MNIST digits were; or block-counted as the 8×8 UCI digits were), a form of the input columns otherwise (by name when the model knows them), and the answer as probability bars |
@@ -38,10 +39,13 @@
 //! row with the wrong number of values or shape, a non-finite value (a number beyond
 //! `f32`'s range, JSON's `1e999`, or the non-JSON `NaN`/`Infinity`), a value that
 //! does not fit its column (`bad_value`: text in a numeric column, a missing value the
-//! model does not impute), or a model output that is NaN or infinite for the input
-//! (`non_finite_output`; 500 when the model's own parameters are not finite); 404/405
-//! unknown routes and methods; 503 a full queue. The server keeps serving after any of
-//! them.
+//! model does not impute; for a text model an empty text, a missing text key or a
+//! value that is not a string, and a `/v1/generate` setting out of range, `column`
+//! naming the field), or a model output that is NaN or infinite for the input
+//! (`non_finite_output`; 500 when the model's own parameters are not finite); 400
+//! `/v1/predict` on a language model or `/v1/generate` on another model
+//! (`wrong_route`, naming the route to use); 404/405 unknown routes and methods; 503
+//! a full queue. The server keeps serving after any of them.
 //!
 //! # Batching
 //! See the [batching rule](batcher): a batch takes the queued requests up to
@@ -94,6 +98,7 @@ mod model;
 pub mod recommend;
 pub mod request;
 mod server;
+pub mod text;
 
 use std::net::SocketAddr;
 
@@ -102,6 +107,7 @@ pub use error::{ApiError, ServeError};
 pub use metrics::Metrics;
 pub use model::{InputKind, LayerInfo, ModelInfo, ModelService, OutputKind, ParameterCounts};
 pub use server::{bind, shutdown_signal, ServeConfig, Server, ShutdownReport, MAX_CONNECTIONS, MAX_TIMEOUT, PAGE_HTML};
+pub use text::{GenerateRequest, Generated, TextInfo};
 
 /// Serves `service` on `addr` until SIGINT or SIGTERM, on a tokio runtime of
 /// `io_threads` threads (HTTP and JSON; the model runs on its own inference thread,

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// The `route` label values; anything else is `other`.
-pub const ROUTES: [&str; 6] = ["/", "/v1/predict", "/v1/model", "/healthz", "/metrics", "other"];
+pub const ROUTES: [&str; 7] = ["/", "/v1/predict", "/v1/generate", "/v1/model", "/healthz", "/metrics", "other"];
 
 /// Upper bounds (seconds) of the request-latency histogram's buckets.
 pub const LATENCY_BUCKETS: [f64; 16] =

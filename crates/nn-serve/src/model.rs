@@ -6,10 +6,12 @@ use std::path::Path;
 use nn_data::{FeatureColumn, Missing, Task};
 use nn_layers::Sequential;
 use nn_tensor::Tensor;
+use nn_text::TextTokenizer;
 use nn_train::ModelMetadata;
 use serde::Serialize;
 
 use crate::error::ServeError;
+use crate::text::{TextInfo, TextModel};
 
 /// How the page and clients should feed the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -20,6 +22,10 @@ pub enum InputKind {
     /// Anything else (a feature vector `[features]`, colour images, ...): the page
     /// offers a form of the input columns.
     Tabular,
+    /// Texts read with the model's tokenizer (a text classifier or a language model,
+    /// see [`ModelService::with_text_column`] and
+    /// [`ModelService::with_language_model`]); `text` of [`ModelInfo`] says more.
+    Text,
 }
 
 /// What each row of the model's output holds.
@@ -100,6 +106,10 @@ pub struct ModelInfo {
     /// Whether regression outputs are mapped back from standardised units to the
     /// target's (the model was trained on standardised targets).
     pub target_scaled: bool,
+    /// For a text model: its text column, context, vocabulary size and whether it
+    /// is a language model. Absent for other models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextInfo>,
 }
 
 /// Parameter counts of a model.
@@ -124,6 +134,7 @@ pub struct ModelService {
     meta: ModelMetadata,
     info: ModelInfo,
     parameters_finite: bool,
+    text: Option<TextModel>,
 }
 
 impl ModelService {
@@ -149,7 +160,46 @@ impl ModelService {
         meta.check(&model).map_err(ServeError::Metadata)?;
         let info = describe(&model, &meta);
         let parameters_finite = model.parameters().iter().all(|p| all_finite(&p.value));
-        Ok(ModelService { model, meta, info, parameters_finite })
+        Ok(ModelService { model, meta, info, parameters_finite, text: None })
+    }
+
+    /// Makes the service a text classifier: rows of `POST /v1/predict` are texts
+    /// (strings, or objects keyed by `column`), tokenized with `tokenizer` and
+    /// padded or cut to the model's context as training did (see
+    /// [`crate::text`]). `nn-cli serve` calls this for a folder with a
+    /// `tokenizer.json`, with the text column of the saved run.
+    ///
+    /// # Errors
+    /// [`ServeError::Metadata`] when the model's input is not `[context]` token ids
+    /// or the tokenizer's vocabulary is not the size of the model's Embedding.
+    pub fn with_text_column(self, tokenizer: TextTokenizer, column: impl Into<String>) -> Result<Self, ServeError> {
+        let text = TextModel::new(&self.model, tokenizer, Some(column.into()))?;
+        Ok(self.with_text_model(text))
+    }
+
+    /// Makes the service a language model: `POST /v1/generate` continues a prompt
+    /// as `nn-cli generate` does, and `POST /v1/predict` is refused (see
+    /// [`crate::text`]).
+    ///
+    /// # Errors
+    /// [`ServeError::Metadata`] when the model is not a decoder-only transformer of
+    /// the gpt preset ([`nn_text::Generator::new`]) or the tokenizer's vocabulary is
+    /// not the model's.
+    pub fn with_language_model(self, tokenizer: TextTokenizer) -> Result<Self, ServeError> {
+        let text = TextModel::new(&self.model, tokenizer, None)?;
+        Ok(self.with_text_model(text))
+    }
+
+    fn with_text_model(mut self, text: TextModel) -> Self {
+        self.info.input_kind = InputKind::Text;
+        self.info.text = Some(text.info().clone());
+        self.text = Some(text);
+        self
+    }
+
+    /// The text side of a text model (tokenizer, generator).
+    pub(crate) fn text(&self) -> Option<&TextModel> {
+        self.text.as_ref()
     }
 
     /// Whether every parameter of the model is finite. When one is not, the model
@@ -309,5 +359,6 @@ fn describe(model: &Sequential, meta: &ModelMetadata) -> ModelInfo {
         missing: schema.map(|s| s.missing),
         input_names: schema.map(|s| s.input_names()),
         target_scaled: meta.target_scaler.is_some(),
+        text: None,
     }
 }

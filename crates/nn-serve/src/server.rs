@@ -172,6 +172,10 @@ struct AppState {
     metrics: Arc<Metrics>,
     config: ServeConfig,
     model_json: Bytes,
+    /// `POST /v1/generate`: admission (`max_queue` waiting plus the one running;
+    /// more get a 503) and the turn (one generation at a time).
+    generate_slots: Arc<Semaphore>,
+    generate_turn: Arc<Semaphore>,
 }
 
 /// An inference server for one model: its inference thread is running; serve it
@@ -217,7 +221,10 @@ impl Server {
             max_body_bytes: config.max_body_bytes,
         };
         let model_json = Bytes::from(serde_json::to_vec(&body).map_err(|e| ServeError::Config(e.to_string()))?);
-        Ok(Server { state: Arc::new(AppState { service, batcher, metrics, config, model_json }), worker })
+        let generate_slots = Arc::new(Semaphore::new(config.max_queue.saturating_add(1)));
+        let generate_turn = Arc::new(Semaphore::new(1));
+        let state = AppState { service, batcher, metrics, config, model_json, generate_slots, generate_turn };
+        Ok(Server { state: Arc::new(state), worker })
     }
 
     /// The model being served.
@@ -238,6 +245,7 @@ impl Server {
             .route("/", get(page))
             .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
             .route("/v1/predict", post(predict))
+            .route("/v1/generate", post(generate))
             .route("/v1/model", get(model))
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics))
@@ -448,7 +456,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 async fn not_found(request: Request) -> ApiError {
     ApiError::NotFound(format!(
-        "no route {} {}: the routes are GET /, POST /v1/predict, GET /v1/model, GET /healthz, GET /metrics",
+        "no route {} {}: the routes are GET /, POST /v1/predict, POST /v1/generate (language models), GET /v1/model, \
+         GET /healthz, GET /metrics",
         request.method(),
         request.uri().path()
     ))
@@ -456,7 +465,7 @@ async fn not_found(request: Request) -> ApiError {
 
 async fn method_not_allowed(request: Request) -> ApiError {
     let path = request.uri().path().to_string();
-    let allowed = if path == "/v1/predict" { "POST" } else { "GET" };
+    let allowed = if path == "/v1/predict" || path == "/v1/generate" { "POST" } else { "GET" };
     ApiError::MethodNotAllowed(format!("{} is not allowed on {path}: use {allowed}", request.method()))
 }
 
@@ -492,17 +501,18 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+/// The body of a request, within `body_timeout` (408) and `max_body_bytes` (413).
+async fn read_body(state: &Arc<AppState>, request: Request) -> Result<Bytes, ApiError> {
     // The body limit (413) is checked as the body arrives; the deadline covers the
     // whole body.
     let timeout = state.config.body_timeout;
-    let body = tokio::time::timeout(timeout, Bytes::from_request(request, &state)).await.map_err(|_| {
+    let body = tokio::time::timeout(timeout, Bytes::from_request(request, state)).await.map_err(|_| {
         ApiError::Timeout(format!(
             "the request body did not arrive within {} s (--body-timeout)",
             timeout.as_secs_f64()
         ))
     })?;
-    let body = body.map_err(|e: BytesRejection| {
+    body.map_err(|e: BytesRejection| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(format!(
                 "the request body exceeds the limit of {} bytes (--max-body-bytes)",
@@ -511,7 +521,11 @@ async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Result
         } else {
             ApiError::BadJson(format!("could not read the request body: {}", e.body_text()))
         }
-    })?;
+    })
+}
+
+async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    let body = read_body(&state, request).await?;
     let parsed = if body.len() <= PARSE_INLINE_LIMIT {
         parse_for(&state.service, &body)?
     } else {
@@ -532,7 +546,41 @@ async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Result
     Ok(render_predictions(&state.service, &output, &ignored, unseen_categories))
 }
 
+/// `POST /v1/generate` on a language model ([`crate::text`]): on tokio's blocking
+/// pool, one generation at a time; the others wait (without holding a thread), at
+/// most `max_queue` of them (more: 503).
+async fn generate(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    let body = read_body(&state, request).await?;
+    let service = Arc::clone(&state.service);
+    if service.text().is_none() {
+        return Err(ApiError::WrongRoute(
+            "this model is not a language model: POST /v1/predict with {\"inputs\": [row, ...]}".into(),
+        ));
+    }
+    let Ok(_admitted) = Arc::clone(&state.generate_slots).try_acquire_owned() else {
+        return Err(ApiError::Unavailable("server busy: too many generations waiting, retry later".into()));
+    };
+    let turn = Arc::clone(&state.generate_turn)
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+    let generated = tokio::task::spawn_blocking(move || {
+        // Held until the generation ends, even when the client has gone.
+        let _turn = turn;
+        match service.text() {
+            Some(text) => text.generate(&body),
+            None => Err(ApiError::Internal("not a text model".into())),
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("generating failed: {e}")))??;
+    Ok(axum::Json(generated).into_response())
+}
+
 fn parse_for(service: &ModelService, body: &[u8]) -> Result<ParsedRows, ApiError> {
+    if let Some(text) = service.text() {
+        return text.parse_predict(body);
+    }
     parse_predict_body(body, service.model().input_shape(), service.metadata().features.as_ref())
 }
 

@@ -279,6 +279,63 @@ async fn the_page_shows_the_apis_prediction_for_a_drawn_stroke() {
     server.shutdown().await.unwrap();
 }
 
+/// The text content of the element whose opening tag contains `marker`, with the
+/// five HTML escapes undone.
+fn element_text(html: &str, marker: &str) -> String {
+    let at = html.find(marker).unwrap_or_else(|| panic!("`{marker}` not in the page:\n{html}"));
+    let start = at + html[at..].find('>').unwrap() + 1;
+    let text = &html[start..start + html[start..].find("</").unwrap()];
+    text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'").replace("&amp;", "&")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium: run crates/nn-serve/tests/browser.sh"]
+async fn the_page_classifies_and_continues_a_typed_text() {
+    use nn_serve::ModelService;
+    use nn_text::TextTokenizer;
+    // A text classifier (random weights): the text box, sent as a string; the
+    // displayed class and bars must be the API's.
+    let spec = ModelSpec::transformer_classifier(258, 16, 16, 2, 1, 3, 0.0).unwrap();
+    let meta = ModelMetadata {
+        data: "csv:verses.csv".into(),
+        class_names: Some(vec!["law".into(), "history".into(), "poetry".into()]),
+        ..ModelMetadata::default()
+    };
+    let service = ModelService::new(Sequential::<f32>::new(spec, 5).unwrap(), meta)
+        .unwrap()
+        .with_text_column(TextTokenizer::bytes(), "verse")
+        .unwrap();
+    let server = start_service(service, ServeConfig::default()).await;
+    let sent = check_page(&server, "?text=And%20God%20said", "text-classifier.png").await;
+    assert_eq!(sent, "And God said");
+    server.shutdown().await.unwrap();
+
+    // A language model: the prompt and settings go to POST /v1/generate, and the
+    // page shows the API's text for that request.
+    let spec = ModelSpec::gpt(258, 12, 16, 2, 1, 0.0).unwrap();
+    let service = ModelService::new(Sequential::<f32>::new(spec, 7).unwrap(), ModelMetadata::default())
+        .unwrap()
+        .with_language_model(TextTokenizer::bytes())
+        .unwrap();
+    let server = start_service(service, ServeConfig::default()).await;
+    let url = format!("http://{}/?text=In%20the", server.addr);
+    let dom = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || run_chromium(&url, &["--dump-dom"])
+    })
+    .await
+    .unwrap();
+    let shown = read_page(&dom);
+    assert_eq!(shown.state, "done", "the page did not finish:\n{dom}");
+    let request: serde_json::Value = serde_json::from_str(&shown.request).unwrap();
+    assert_eq!(request, serde_json::json!({"prompt": "In the", "temperature": 1, "seed": 0}));
+    let answer = send(server.addr, "POST", "/v1/generate", shown.request.clone()).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(element_text(&dom, "id=\"prediction\""), answer.json()["text"].as_str().unwrap());
+    tokio::task::spawn_blocking(move || screenshot(&url, "text-generate.png")).await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // Drawing digits with the mouse on a model trained on MNIST.
 

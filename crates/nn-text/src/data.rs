@@ -463,6 +463,55 @@ pub struct ClassificationData {
     pub context: usize,
 }
 
+/// Texts as rows of token ids of one length, from [`encode_padded`].
+///
+/// # Shapes
+/// `features` and `mask` hold `rows × context` values row after row; `lengths` one
+/// per row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaddedTexts {
+    /// Token ids as `f32`, the pad id after each text.
+    pub features: Vec<f32>,
+    /// 1 at a text token, 0 at padding.
+    pub mask: Vec<f32>,
+    /// Tokens kept per row (`<= context`).
+    pub lengths: Vec<usize>,
+    /// How many texts had more than `context` tokens and were cut.
+    pub truncated: usize,
+}
+
+/// Tokenizes each of `texts` with `tokenizer` and pads it with
+/// [`TextTokenizer::pad_id`] after the text, or keeps its first `context` tokens:
+/// the rows a text classifier reads, in training ([`encode_classification`]) and
+/// when predicting or serving.
+///
+/// # Errors
+/// [`TextError::InvalidArgument`] for `context` 0; the tokenizer's errors.
+pub fn encode_padded<'a>(
+    texts: impl IntoIterator<Item = &'a str>,
+    tokenizer: &TextTokenizer,
+    context: usize,
+) -> Result<PaddedTexts> {
+    if context == 0 {
+        return Err(invalid("encode_padded", "context must be at least 1"));
+    }
+    let pad = tokenizer.pad_id() as f32;
+    let (mut features, mut mask, mut lengths, mut truncated) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for text in texts {
+        let ids = tokenizer.encode(text)?;
+        if ids.len() > context {
+            truncated += 1;
+        }
+        let kept = ids.len().min(context);
+        features.extend(ids[..kept].iter().map(|&id| id as f32));
+        features.resize(features.len() + context - kept, pad);
+        mask.resize(mask.len() + kept, 1.0);
+        mask.resize(mask.len() + context - kept, 0.0);
+        lengths.push(kept);
+    }
+    Ok(PaddedTexts { features, mask, lengths, truncated })
+}
+
 /// Tokenizes each text of `table` with `tokenizer` and pads it with
 /// [`TextTokenizer::pad_id`] (0) after the text, or keeps its first `context`
 /// tokens. The dataset is named after the file's stem.
@@ -478,23 +527,8 @@ pub fn encode_classification(
         return Err(invalid("encode_classification", "context must be at least 1"));
     }
     let n = table.len();
-    let pad = tokenizer.pad_id() as f32;
-    let mut features = vec![pad; n * context];
-    let mut mask = vec![0.0f32; n * context];
-    let mut lengths = Vec::with_capacity(n);
-    let mut truncated = 0;
-    for (i, text) in table.texts().iter().enumerate() {
-        let ids = tokenizer.encode(text)?;
-        if ids.len() > context {
-            truncated += 1;
-        }
-        let kept = ids.len().min(context);
-        for (j, &id) in ids[..kept].iter().enumerate() {
-            features[i * context + j] = id as f32;
-            mask[i * context + j] = 1.0;
-        }
-        lengths.push(kept);
-    }
+    let PaddedTexts { features, mask, lengths, truncated } =
+        encode_padded(table.texts().iter().map(String::as_str), tokenizer, context)?;
     let name = table
         .path()
         .file_name()

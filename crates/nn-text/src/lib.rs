@@ -48,8 +48,8 @@ pub mod ngram;
 pub mod tokenizer;
 
 pub use data::{
-    chapter_split, encode_classification, group_split, lm_windows, lm_windows_strided, per_class_sample, read_text_csv,
-    read_text_file, ClassificationData, GroupSplit, LmData, TextTable,
+    chapter_split, encode_classification, encode_padded, group_split, lm_windows, lm_windows_strided, per_class_sample,
+    read_text_csv, read_text_file, ClassificationData, GroupSplit, LmData, PaddedTexts, TextTable,
 };
 pub use error::{Result, TextError};
 pub use generate::{GenerateError, Generator, Sampler, Sampling};

@@ -97,13 +97,37 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if let Ok(spec) = nn_layers::ModelSpec::read_saved(&args.model) {
         super::check_inference(&spec, args.max_batch, "--max-batch")?;
     }
-    let service = ModelService::load(&args.model).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut service = ModelService::load(&args.model).map_err(|e| CliError::Usage(e.to_string()))?;
+    // A text model (a folder with tokenizer.json) reads texts with its tokenizer, as
+    // `nn-cli predict` and `nn-cli generate` do.
+    if let Some(text) = super::saved_text(&args.model, service.model(), service.metadata())? {
+        let tokenizer = text.tokenizer().clone();
+        service = if text.is_lm() {
+            service.with_language_model(tokenizer)
+        } else {
+            service.with_text_column(tokenizer, text.text_column())
+        }
+        .map_err(|e| CliError::Usage(format!("{}: {e}", args.model.display())))?;
+    }
     let info = service.info();
     let classes = info.class_names.as_ref().map_or(String::new(), |c| format!(", {} classes", c.len()));
+    let input = match &info.text {
+        Some(t) if t.language_model => format!(
+            "a language model of context {} tokens ({} tokenizer, {} tokens; POST /v1/generate)",
+            t.context, t.tokenizer, t.vocab_size
+        ),
+        Some(t) => format!(
+            "texts (column {:?}, padded or cut to {} tokens; {} tokenizer, {} tokens)",
+            t.column.as_deref().unwrap_or_default(),
+            t.context,
+            t.tokenizer,
+            t.vocab_size
+        ),
+        None => format!("input {:?}", info.input_shape),
+    };
     let described = format!(
-        "model {}: input {:?}{classes}, {} parameters",
+        "model {}: {input}{classes}, {} parameters",
         args.model.display(),
-        info.input_shape,
         nn_layers::thousands(info.parameters.total)
     );
     let batching = if args.max_batch == 1 {
