@@ -60,11 +60,25 @@
 //! - **Multi-valued** columns (genres): split on [`ItemsOptions::separator`] (`|`),
 //!   one 0/1 feature per distinct value in the file (multi-hot), values in byte-wise
 //!   sorted order, named `genres=Comedy`.
-//! - **Text** columns (a title): lower-cased alphanumeric words (split on every
-//!   character that is not a letter or digit), one 0/1 feature per vocabulary word
-//!   that occurs in the text (multi-hot; a repeated word still counts 1), named
-//!   `title:love`. The vocabulary keeps the words that occur in at least
-//!   [`ItemsOptions::min_word_count`] items (document frequency), then the
+//! - **Text** columns (a title), by default through the text pipeline of nn-text
+//!   ([`TextFeatures::Tokens`], [`ItemFeature::Tokens`]): a byte-level BPE
+//!   tokenizer ([`TextTokenizer::train_bpe`]) is trained on the column's cells
+//!   (trimmed, lower-cased unless [`ItemsOptions::text_lowercase`] is `false`) up to
+//!   [`ItemsOptions::text_vocab`] tokens, and each item gets one 0/1 feature per
+//!   token id that its cell's encoding holds (multi-hot; a repeated token still
+//!   counts 1). The block has `vocab_size − 2` features, token id `t` at position
+//!   `t − 2` (the special tokens `<pad>` and `<eos>` never occur in an encoding and
+//!   have no feature), named by the token's string form (`title:Ġlove` for
+//!   `" love"`). Training is deterministic and sees the cells as a multiset, so the
+//!   block does not depend on row order. The tokenizer's `tokenizer.json` is kept in
+//!   the spec ([`ItemTokenizer`]), so a saved model encodes a new item's title
+//!   exactly as at training time.
+//! - **Text** columns as **words** ([`TextFeatures::Words`], [`ItemFeature::Text`],
+//!   the only kind before the text pipeline existed; models saved then still load):
+//!   lower-cased alphanumeric words (split on every character that is not a letter
+//!   or digit), one 0/1 feature per vocabulary word that occurs in the text
+//!   (multi-hot), named `title:love`. The vocabulary keeps the words that occur in
+//!   at least [`ItemsOptions::min_word_count`] items (document frequency), then the
 //!   [`ItemsOptions::max_words`] most frequent, ties broken by the word in byte-wise
 //!   order, in that order (most frequent first), so it does not depend on row order.
 //! - **Numeric** columns (a year): standardised, `(x − mean) / std` with the mean and
@@ -81,10 +95,16 @@
 //! text column. The id column is never a feature; the other columns are ignored
 //! (listed in [`ItemFeatureSpec::ignored`]).
 //!
-//! The vocabularies, means and standard deviations are fitted on the **whole items
-//! file**, not on the training ratings: item features are descriptions of the
-//! catalogue, known for every item before any rating, not labels, so using the test
-//! items' descriptions leaks nothing about the test ratings.
+//! Both text kinds are multi-hot rather than counts normalised to sum 1: a title
+//! holds a few tokens that rarely repeat, so counts add little, while normalising
+//! would make each token of a long title weigh less than one of a short title (the
+//! length would leak into every feature) and put the block on another scale than
+//! the genres' multi-hot beside it.
+//!
+//! The vocabularies, tokenizers, means and standard deviations are fitted on the
+//! **whole items file**, not on the training ratings: item features are descriptions
+//! of the catalogue, known for every item before any rating, not labels, so using the
+//! test items' descriptions leaks nothing about the test ratings.
 //!
 //! # Cold start
 //!
@@ -99,7 +119,10 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
+use nn_text::tokenizer::{MAX_VOCAB, NUM_SPECIAL};
+use nn_text::{TextError, TextTokenizer};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{RecError, Result};
@@ -586,18 +609,55 @@ impl<'p> CsvFile<'p> {
     }
 }
 
+/// How a text column becomes features (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TextFeatures {
+    /// Byte-level BPE tokens (nn-text's [`TextTokenizer`]), a multi-hot over the
+    /// token ids ([`ItemFeature::Tokens`]).
+    #[default]
+    Tokens,
+    /// Lower-cased words, a multi-hot over a word vocabulary ([`ItemFeature::Text`]).
+    Words,
+}
+
+impl FromStr for TextFeatures {
+    type Err = RecError;
+
+    /// `tokens` or `words`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "tokens" => Ok(TextFeatures::Tokens),
+            "words" => Ok(TextFeatures::Words),
+            _ => Err(RecError::Config(format!("unknown text features \"{s}\": expected tokens or words"))),
+        }
+    }
+}
+
+impl fmt::Display for TextFeatures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TextFeatures::Tokens => "tokens",
+            TextFeatures::Words => "words",
+        })
+    }
+}
+
 /// How to read an items file. The default reads MovieLens's
-/// `movieId,title,year,genres`: every feature kind detected, the title as text,
-/// `|` between the values of a multi-valued cell, up to 1,000 title words that occur
-/// in at least 2 items.
+/// `movieId,title,year,genres`: every feature kind detected, the title as text
+/// through a byte-level BPE tokenizer of up to 1,000 tokens trained on the
+/// lower-cased titles, `|` between the values of a multi-valued cell. Fields missing
+/// from a serialised `ItemsOptions` take their default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ItemsOptions {
     /// The header name of the item id column (matched against the ratings' item ids).
     /// Default `movieId`.
     pub id_column: String,
     /// Multi-valued columns (multi-hot), or `None` to detect them. Default `None`.
     pub multi_valued: Option<Vec<String>>,
-    /// Text columns (word multi-hot), or `None` for the title column. Default `None`.
+    /// Text columns (token or word multi-hot, [`ItemsOptions::text_features`]), or
+    /// `None` for the title column. Default `None`.
     pub text: Option<Vec<String>>,
     /// Numeric columns (standardised), or `None` to detect them. Default `None`.
     pub numeric: Option<Vec<String>>,
@@ -606,9 +666,21 @@ pub struct ItemsOptions {
     pub title_column: Option<String>,
     /// The separator between the values of a multi-valued cell. Default `|`.
     pub separator: char,
-    /// The most words a text column's vocabulary keeps. Default 1,000.
+    /// How text columns become features: BPE tokens or words. Default
+    /// [`TextFeatures::Tokens`].
+    pub text_features: TextFeatures,
+    /// Tokens only: the vocabulary size a text column's BPE tokenizer is trained up
+    /// to, the 2 special tokens and the 256 bytes included, so at least 258
+    /// ([`TextTokenizer::train_bpe`]; it merges only pairs seen twice, so a small
+    /// file may end below). The block has `vocab_size − 2` features. Default 1,000.
+    pub text_vocab: usize,
+    /// Tokens only: whether cells are lower-cased before training and encoding (the
+    /// setting is saved in [`ItemFeature::Tokens`]). Default `true`.
+    pub text_lowercase: bool,
+    /// Words only: the most words a text column's vocabulary keeps. Default 1,000.
     pub max_words: usize,
-    /// The fewest items a word must occur in to enter a vocabulary. Default 2.
+    /// Words only: the fewest items a word must occur in to enter a vocabulary.
+    /// Default 2.
     pub min_word_count: usize,
 }
 
@@ -621,6 +693,9 @@ impl Default for ItemsOptions {
             numeric: None,
             title_column: Some("title".into()),
             separator: '|',
+            text_features: TextFeatures::Tokens,
+            text_vocab: 1000,
+            text_lowercase: true,
             max_words: 1000,
             min_word_count: 2,
         }
@@ -638,13 +713,24 @@ pub enum ItemFeature {
         /// The distinct values, byte-wise sorted.
         values: Vec<String>,
     },
-    /// A text column: feature `i` is 1 when the cell's lower-cased words include
-    /// `words[i]`.
+    /// A text column as words: feature `i` is 1 when the cell's lower-cased words
+    /// include `words[i]`.
     Text {
         /// The header name.
         column: String,
         /// The vocabulary, most frequent first (ties by the word).
         words: Vec<String>,
+    },
+    /// A text column through a BPE tokenizer: feature `i` is 1 when the encoding of
+    /// the cell (trimmed, then lower-cased if `lowercase`) holds token id `i + 2`;
+    /// `tokenizer.vocab_size() − 2` features.
+    Tokens {
+        /// The header name.
+        column: String,
+        /// Whether the cell is lower-cased before encoding.
+        lowercase: bool,
+        /// The tokenizer, saved as its `tokenizer.json` text.
+        tokenizer: ItemTokenizer,
     },
     /// A numeric column: one feature, `(x − mean) / std` (`0` when the cell is empty
     /// or `std` is 0).
@@ -664,6 +750,7 @@ impl ItemFeature {
         match self {
             ItemFeature::MultiValued { column, .. }
             | ItemFeature::Text { column, .. }
+            | ItemFeature::Tokens { column, .. }
             | ItemFeature::Numeric { column, .. } => column,
         }
     }
@@ -673,17 +760,118 @@ impl ItemFeature {
         match self {
             ItemFeature::MultiValued { values, .. } => values.len(),
             ItemFeature::Text { words, .. } => words.len(),
+            ItemFeature::Tokens { tokenizer, .. } => tokenizer.width(),
             ItemFeature::Numeric { .. } => 1,
         }
     }
 
-    /// The features' names: `genres=Comedy`, `title:love`, `year`.
+    /// The features' names: `genres=Comedy`, `title:love` (a word), `title:Ġlove`
+    /// (a token, in the tokenizer's string form), `year`.
     pub fn names(&self) -> Vec<String> {
         match self {
             ItemFeature::MultiValued { column, values } => values.iter().map(|v| format!("{column}={v}")).collect(),
             ItemFeature::Text { column, words } => words.iter().map(|w| format!("{column}:{w}")).collect(),
+            ItemFeature::Tokens { column, tokenizer, .. } => (0..tokenizer.width())
+                .map(|i| {
+                    let id = i as u32 + NUM_SPECIAL;
+                    format!("{column}:{}", tokenizer.tokenizer().id_to_token(id).unwrap_or_default())
+                })
+                .collect(),
             ItemFeature::Numeric { column, .. } => vec![column.clone()],
         }
+    }
+}
+
+/// The tokenizer of an [`ItemFeature::Tokens`] block: nn-text's [`TextTokenizer`]
+/// together with its `tokenizer.json` text (the `tokenizers` library's format,
+/// [`TextTokenizer::to_json`]).
+///
+/// Serialised as that text (a JSON string inside the spec); deserialising parses and
+/// checks it ([`ItemTokenizer::from_json`]), so a malformed tokenizer fails when the
+/// spec or the model is read, never while encoding. Two values are equal when their
+/// texts are. Cloning shares the parsed tokenizer.
+#[derive(Debug, Clone)]
+pub struct ItemTokenizer {
+    json: String,
+    tokenizer: Arc<TextTokenizer>,
+}
+
+impl ItemTokenizer {
+    /// Wraps a tokenizer, keeping its `tokenizer.json` text.
+    ///
+    /// # Errors
+    /// [`RecError::Config`] when the tokenizer cannot be serialised.
+    pub fn new(tokenizer: TextTokenizer) -> Result<Self> {
+        let json = tokenizer
+            .to_json()
+            .map_err(|e| RecError::Config(format!("cannot serialise the item text tokenizer: {e}")))?;
+        Ok(ItemTokenizer { json, tokenizer: Arc::new(tokenizer) })
+    }
+
+    /// Parses a `tokenizer.json` text with nn-text's checks ([`TextTokenizer::load`]:
+    /// a byte-level BPE pipeline with a `<pad>` token and ids without a gap).
+    ///
+    /// # Errors
+    /// [`RecError::Config`] when the text is not valid tokenizer JSON or not of that
+    /// shape (the library's message).
+    pub fn from_json(json: &str) -> Result<Self> {
+        let config = |message: String| RecError::Config(format!("item text tokenizer: {message}"));
+        let loaded = TextTokenizer::from_json(json);
+        let tokenizer = loaded.map_err(|e| match e {
+            TextError::Tokenizer { message, .. } => config(message),
+            other => config(other.to_string()),
+        })?;
+        Ok(ItemTokenizer { json: json.to_owned(), tokenizer: Arc::new(tokenizer) })
+    }
+
+    /// The `tokenizer.json` text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// The parsed tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// The number of features of the block: the vocabulary less the 2 special
+    /// tokens.
+    pub fn width(&self) -> usize {
+        self.tokenizer.vocab_size().saturating_sub(NUM_SPECIAL as usize)
+    }
+
+    /// Writes the multi-hot of `text`'s token ids into `out` (`[width]`, zeroed):
+    /// `out[t − 2] = 1` for every id `t ≥ 2` of the encoding.
+    fn encode_into(&self, text: &str, out: &mut [f32]) -> std::result::Result<(), String> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        let ids = self.tokenizer.encode(text).map_err(|e| e.to_string())?;
+        for id in ids {
+            if let Some(slot) = (id as usize).checked_sub(NUM_SPECIAL as usize).and_then(|i| out.get_mut(i)) {
+                *slot = 1.0;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PartialEq for ItemTokenizer {
+    fn eq(&self, other: &Self) -> bool {
+        self.json == other.json
+    }
+}
+
+impl Serialize for ItemTokenizer {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.json)
+    }
+}
+
+impl<'de> Deserialize<'de> for ItemTokenizer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let json = String::deserialize(deserializer)?;
+        ItemTokenizer::from_json(&json).map_err(serde::de::Error::custom)
     }
 }
 
@@ -715,15 +903,18 @@ impl ItemFeatureSpec {
     }
 
     /// Encodes one item: `cell(column)` gives the row's text in a column (`None` or
-    /// an empty text for a missing cell). Values and words outside the vocabularies
-    /// are ignored.
+    /// an empty text for a missing cell, which gives a zero block). Values and words
+    /// outside the vocabularies are ignored; a text column of tokens encodes any text
+    /// (byte-level BPE knows every byte), with the tokenizer saved in the spec, so the
+    /// row is the one [`read_items`] gave at training time.
     ///
     /// # Shapes
     /// output: `[width]`.
     ///
     /// # Errors
     /// [`RecError::Config`] when a numeric cell is not a finite number (naming the
-    /// column and the text).
+    /// column and the text), or when the tokenizer fails on a text cell (it does not
+    /// on the pipelines [`ItemTokenizer`] accepts).
     pub fn encode<'a>(&self, cell: impl Fn(&str) -> Option<&'a str>) -> Result<Vec<f32>> {
         let mut out = vec![0.0; self.width()];
         Encoder::new(self)
@@ -748,7 +939,7 @@ impl<'s> Encoder<'s> {
                 ItemFeature::MultiValued { values: v, .. } | ItemFeature::Text { words: v, .. } => {
                     v.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect()
                 }
-                ItemFeature::Numeric { .. } => HashMap::new(),
+                ItemFeature::Tokens { .. } | ItemFeature::Numeric { .. } => HashMap::new(),
             })
             .collect();
         Encoder { spec, lookups }
@@ -780,6 +971,16 @@ impl<'s> Encoder<'s> {
                             dst[i] = 1.0;
                         }
                     }
+                }
+                ItemFeature::Tokens { column, lowercase, tokenizer } => {
+                    let lower;
+                    let text = if *lowercase {
+                        lower = text.to_lowercase();
+                        lower.as_str()
+                    } else {
+                        text
+                    };
+                    tokenizer.encode_into(text, dst).map_err(|message| (column.clone(), message))?;
                 }
                 ItemFeature::Numeric { column, mean, std } => {
                     if !text.is_empty() {
@@ -865,8 +1066,9 @@ enum Kind {
 ///   the header listed), a row whose field count differs from the header's, an empty
 ///   id, an id already given by an earlier row (naming it), a non-numeric cell in a
 ///   column listed in [`ItemsOptions::numeric`].
-/// - [`RecError::Config`]: a column in two feature lists, or the id column as a
-///   feature.
+/// - [`RecError::Config`]: a column in two feature lists, the id column as a
+///   feature, [`ItemsOptions::text_vocab`] outside `258..=2^24` (tokens), or the BPE
+///   trainer failing (naming the column).
 pub fn read_items(path: &Path, items: &mut IdMap, opts: &ItemsOptions) -> Result<ItemTable> {
     let mut reader = CsvFile::open(path)?;
     let header = reader.header.clone();
@@ -951,6 +1153,39 @@ pub fn read_items(path: &Path, items: &mut IdMap, opts: &ItemsOptions) -> Result
                 let values: BTreeSet<&str> = cells(col).flat_map(|v| split_values(v, opts.separator)).collect();
                 columns
                     .push(ItemFeature::MultiValued { column, values: values.into_iter().map(str::to_owned).collect() });
+            }
+            Some(Kind::Text) if opts.text_features == TextFeatures::Tokens => {
+                let texts: Vec<String> = cells(col)
+                    .map(|v| {
+                        let v = v.trim();
+                        if opts.text_lowercase {
+                            v.to_lowercase()
+                        } else {
+                            v.to_owned()
+                        }
+                    })
+                    .collect();
+                let base = NUM_SPECIAL as usize + 256;
+                if !(base..=MAX_VOCAB).contains(&opts.text_vocab) {
+                    return Err(RecError::Config(format!(
+                        "item text column \"{column}\": text_vocab {} must be in {base}..={MAX_VOCAB} \
+                         (2 special tokens + 256 bytes + merges)",
+                        opts.text_vocab
+                    )));
+                }
+                let tokenizer = if texts.iter().all(String::is_empty) {
+                    // Nothing to learn merges from: the bytes are the whole vocabulary.
+                    TextTokenizer::bytes()
+                } else {
+                    TextTokenizer::train_bpe(texts.iter().map(String::as_str), opts.text_vocab).map_err(|e| {
+                        RecError::Config(format!("item text column \"{column}\": cannot train its tokenizer: {e}"))
+                    })?
+                };
+                columns.push(ItemFeature::Tokens {
+                    column,
+                    lowercase: opts.text_lowercase,
+                    tokenizer: ItemTokenizer::new(tokenizer)?,
+                });
             }
             Some(Kind::Text) => {
                 let mut counts: HashMap<String, usize> = HashMap::new();

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use nn_recommend::data::{
     item_counts, items_by_user, read_items, read_ratings, Duplicates, Feedback, IdMap, Interaction, ItemFeature,
-    ItemsOptions, RatingsOptions,
+    ItemFeatureSpec, ItemTokenizer, ItemsOptions, RatingsOptions, TextFeatures,
 };
+use nn_recommend::model::{Preset, RecSpec, Recommender, SPEC_FILE};
 use nn_recommend::split::{split, Split};
 use nn_recommend::RecError;
 
@@ -289,6 +290,12 @@ const MOVIES: &str = "movieId,title,year,genres,director\n\
     30,Death Proof,,Action|Thriller,Tarantino\n\
     40,The Thriller,1995,Thriller,X\n";
 
+/// The word features of text columns ([`TextFeatures::Words`], the kind before the
+/// text pipeline).
+fn words() -> ItemsOptions {
+    ItemsOptions { text_features: TextFeatures::Words, ..Default::default() }
+}
+
 #[test]
 fn item_features_hand_computed() {
     let dir = tempfile::tempdir().unwrap();
@@ -299,7 +306,7 @@ fn item_features_hand_computed() {
     for id in ["20", "99", "10"] {
         items.insert(id);
     }
-    let t = read_items(&path, &mut items, &ItemsOptions::default()).unwrap();
+    let t = read_items(&path, &mut items, &words()).unwrap();
     assert_eq!(items.ids(), ["20", "99", "10", "30", "40"]);
     assert_eq!(t.num_items(), 5);
     // Title words in at least 2 items: "death" (2) and "love" (2), ties by the word.
@@ -330,7 +337,11 @@ fn item_features_hand_computed() {
     assert_eq!(t.titles[0].as_deref(), Some("Love and Death"));
     assert_eq!(t.titles[1], None);
 
-    // The spec is data: it round-trips through JSON and encodes a new row the same way.
+    // The spec is data: it round-trips through JSON (a word block keeps its "text"
+    // tag, as in models saved before the text pipeline) and encodes a new row the
+    // same way.
+    let json = serde_json::to_string(&t.spec).unwrap();
+    assert!(json.contains(r#"{"kind":"text","column":"title","words":["death","love"]}"#), "{json}");
     let spec: nn_recommend::ItemFeatureSpec = serde_json::from_str(&serde_json::to_string(&t.spec).unwrap()).unwrap();
     assert_eq!(spec, t.spec);
     let row = spec
@@ -351,11 +362,11 @@ fn item_vocabulary_limits_and_explicit_columns() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "movies.csv", MOVIES);
     // One word only: "death" and "love" tie at 2, the word breaks the tie.
-    let opts = ItemsOptions { max_words: 1, ..Default::default() };
+    let opts = ItemsOptions { max_words: 1, ..words() };
     let t = read_items(&path, &mut IdMap::new(), &opts).unwrap();
     assert_eq!(t.spec.names()[..2], ["title:death".to_string(), "year".to_string()]);
     // Every word of one item: 7 distinct words, most frequent first.
-    let opts = ItemsOptions { min_word_count: 1, ..Default::default() };
+    let opts = ItemsOptions { min_word_count: 1, ..words() };
     let t = read_items(&path, &mut IdMap::new(), &opts).unwrap();
     let ItemFeature::Text { words, .. } = &t.spec.columns[0] else { panic!("{:?}", t.spec.columns) };
     assert_eq!(words, &["death", "love", "actually", "and", "proof", "the", "thriller"]);
@@ -409,6 +420,223 @@ fn item_file_errors_name_the_row() {
     assert_parse(&read_items(&path, &mut IdMap::new(), &opts).unwrap_err(), &path, 0, Some("movieId"), "(id,genres)");
 }
 
+/// The tokenizer of a spec's first block, which must be a token block.
+fn title_tokens(spec: &ItemFeatureSpec) -> (&ItemTokenizer, bool) {
+    match &spec.columns[0] {
+        ItemFeature::Tokens { column, lowercase, tokenizer } => {
+            assert_eq!(column, "title");
+            (tokenizer, *lowercase)
+        }
+        other => panic!("expected a token block, got {other:?}"),
+    }
+}
+
+/// The multi-hot of `text`'s token ids, computed from the tokenizer's own encoding:
+/// position `id − 2` for every id.
+fn multi_hot(tokenizer: &ItemTokenizer, text: &str) -> Vec<f32> {
+    let mut out = vec![0.0; tokenizer.width()];
+    for id in tokenizer.tokenizer().encode(text).unwrap() {
+        out[id as usize - 2] = 1.0;
+    }
+    out
+}
+
+#[test]
+fn item_title_tokens_match_the_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "movies.csv", MOVIES);
+    let mut items = IdMap::new();
+    items.insert("20");
+    let t = read_items(&path, &mut items, &ItemsOptions::default()).unwrap();
+    assert_eq!(items.ids(), ["20", "10", "30", "40"]);
+    let (tok, lowercase) = title_tokens(&t.spec);
+    assert!(lowercase);
+    // The tokenizer is the one nn-text trains on the lower-cased titles (training is
+    // deterministic, so the same JSON).
+    let lower = ["love actually", "love and death", "death proof", "the thriller"];
+    let expected = nn_text::TextTokenizer::train_bpe(lower.iter().copied(), 1000).unwrap();
+    assert_eq!(tok.json(), expected.to_json().unwrap());
+    // The rows' order does not matter: the file upside down trains the same tokenizer.
+    let lines: Vec<&str> = MOVIES.lines().collect();
+    let reversed = std::iter::once(lines[0]).chain(lines[1..].iter().rev().copied()).collect::<Vec<_>>().join("\n");
+    let upside_down = read_items(&write(&dir, "reversed.csv", &reversed), &mut IdMap::new(), &ItemsOptions::default());
+    assert_eq!(upside_down.unwrap().spec, t.spec);
+    // Four titles allow only a few merges: far below the 1,000 asked for.
+    let vocab = tok.tokenizer().vocab_size();
+    assert!(vocab > 258 && vocab < 300, "{vocab}");
+    let width = vocab - 2;
+    assert_eq!(tok.width(), width);
+    assert_eq!(t.width(), width + 1 + 4);
+    // Id 2 is the first byte character in character order ('!'); the year follows
+    // the title block.
+    let names = t.spec.names();
+    assert_eq!(names[0], "title:!");
+    assert_eq!(names[width..], ["year", "genres=Action", "genres=Comedy", "genres=Romance", "genres=Thriller"]);
+    // Every row's title block is the multi-hot of the tokenizer's own encoding.
+    for (item, title) in ["love and death", "love actually", "death proof", "the thriller"].iter().enumerate() {
+        let row = &t.row(item)[..width];
+        assert_eq!(row, multi_hot(tok, title), "{title}");
+        let ones = row.iter().filter(|&&x| x == 1.0).count();
+        let ids: std::collections::BTreeSet<u32> = tok.tokenizer().encode(title).unwrap().into_iter().collect();
+        assert_eq!(ones, ids.len(), "{title}");
+        assert!(ids.iter().all(|&id| id >= 2), "no special token in {title}");
+    }
+    // "love" starts two titles, so its pairs are seen twice and merge into one token,
+    // set for those two items only.
+    let love = tok.tokenizer().encode("love").unwrap();
+    assert_eq!(love.len(), 1, "{love:?}");
+    assert_eq!(tok.tokenizer().token_to_id("love"), Some(love[0]));
+    assert_eq!(names[love[0] as usize - 2], "title:love");
+    let column: Vec<f32> = (0..4).map(|i| t.row(i)[love[0] as usize - 2]).collect();
+    assert_eq!(column, [1.0, 1.0, 0.0, 0.0]);
+    // The spec lower-cases a new title before encoding.
+    let encode = |title: &'static str| t.spec.encode(move |c| (c == "title").then_some(title)).unwrap();
+    let title_only: Vec<f32> = t.row(0)[..width].iter().chain(&[0.0; 5]).copied().collect();
+    assert_eq!(encode("LOVE and Death"), title_only);
+    assert_eq!(encode("  Love and Death "), title_only);
+    assert_ne!(encode("Love Death"), title_only);
+}
+
+#[test]
+fn item_title_tokens_empty_cells_case_and_vocabulary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "m.csv", "movieId,title,genres\n1,Love Love,x|y\n2,,x\n3,love,y\n");
+    let t = read_items(&path, &mut IdMap::new(), &ItemsOptions::default()).unwrap();
+    let (tok, _) = title_tokens(&t.spec);
+    let width = tok.width();
+    // An empty title: a zero block (the genres still set), no display title.
+    assert_eq!(t.row(1)[..width], vec![0.0; width]);
+    assert_eq!(t.row(1)[width..], [1.0, 0.0]);
+    assert_eq!(t.titles[1], None);
+    let none = t.spec.encode(|c| (c == "genres").then_some("y")).unwrap();
+    assert_eq!(none[..width], vec![0.0; width]);
+    assert_eq!(none[width..], [0.0, 1.0]);
+    // A repeated token still counts 1: "love love" is the multi-hot of its ids.
+    assert_eq!(t.row(0)[..width], multi_hot(tok, "love love"));
+    assert!(t.row(0).iter().all(|&x| x == 0.0 || x == 1.0));
+
+    // Without lower-casing the case is kept: "Love" and "love" encode differently.
+    let opts = ItemsOptions { text_lowercase: false, ..Default::default() };
+    let t = read_items(&path, &mut IdMap::new(), &opts).unwrap();
+    let (tok, lowercase) = title_tokens(&t.spec);
+    assert!(!lowercase);
+    assert_eq!(t.row(0)[..tok.width()], multi_hot(tok, "Love Love"));
+    assert_ne!(tok.tokenizer().encode("Love").unwrap(), tok.tokenizer().encode("love").unwrap());
+
+    // A title column whose cells are all empty: the byte tokenizer, a zero block.
+    let path = write(&dir, "e.csv", "movieId,title,genres\n1,,x|y\n2, ,y\n");
+    let t = read_items(&path, &mut IdMap::new(), &ItemsOptions::default()).unwrap();
+    let (tok, _) = title_tokens(&t.spec);
+    assert_eq!(tok.tokenizer().kind(), nn_text::TokenizerKind::Bytes);
+    assert_eq!(t.width(), 256 + 2);
+    assert_eq!(t.row(0)[..256], [0.0; 256]);
+    assert_eq!(t.row(1)[256..], [0.0, 1.0]);
+
+    // The vocabulary must hold the specials and the bytes.
+    let small = ItemsOptions { text_vocab: 257, ..Default::default() };
+    let e = read_items(&path, &mut IdMap::new(), &small).unwrap_err();
+    assert!(matches!(&e, RecError::Config(m) if m.contains("\"title\": text_vocab 257 must be in 258..=")), "{e}");
+
+    // The option's names, and a serialised ItemsOptions without the new fields.
+    assert_eq!("words".parse::<TextFeatures>().unwrap(), TextFeatures::Words);
+    assert_eq!(TextFeatures::Tokens.to_string(), "tokens");
+    assert!("bpe".parse::<TextFeatures>().is_err());
+    let old: ItemsOptions = serde_json::from_str(r#"{"id_column":"itemId","max_words":7}"#).unwrap();
+    assert_eq!(old, ItemsOptions { id_column: "itemId".into(), max_words: 7, ..Default::default() });
+}
+
+#[test]
+fn item_title_tokens_survive_save_and_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "movies.csv", MOVIES);
+    let mut items = IdMap::new();
+    let t = read_items(&path, &mut items, &ItemsOptions::default()).unwrap();
+    let (tok, _) = title_tokens(&t.spec);
+    let width = tok.width();
+    let new_row = |c: &str| match c {
+        "title" => Some("Death of Love!"),
+        "year" => Some("1991"),
+        "genres" => Some("Romance|Western"),
+        _ => None,
+    };
+    let row = t.spec.encode(new_row).unwrap();
+    let mut expected = multi_hot(tok, "death of love!");
+    expected.extend([0.0, 0.0, 0.0, 1.0, 0.0]);
+    assert_eq!(row, expected);
+
+    // Through the spec's JSON: the tokenizer is its tokenizer.json text.
+    let json = serde_json::to_string(&t.spec).unwrap();
+    let spec: ItemFeatureSpec = serde_json::from_str(&json).unwrap();
+    assert_eq!(spec, t.spec);
+    assert_eq!(title_tokens(&spec).0.json(), tok.tokenizer().to_json().unwrap());
+    assert_eq!(spec.encode(new_row).unwrap(), row);
+
+    // Through a saved two-tower recommender.
+    let mut users = IdMap::new();
+    for u in ["a", "b"] {
+        users.insert(u);
+    }
+    let rec_spec = RecSpec::preset(Preset::TwoTower, 4, &[8], Some(t.width())).unwrap();
+    let rec = Recommender::new(rec_spec, users, items.clone(), Some(t.clone()), 3).unwrap();
+    let out = dir.path().join("rec");
+    rec.save(&out).unwrap();
+    let loaded = Recommender::load(&out).unwrap();
+    let lt = loaded.item_table().unwrap();
+    assert_eq!(lt, &t);
+    assert_eq!(lt.spec.encode(new_row).unwrap(), row);
+    for i in 0..items.len() {
+        assert_eq!(
+            lt.spec.encode(|c| (c == "title").then_some(t.titles[i].as_deref().unwrap())).unwrap()[..width],
+            t.row(i)[..width]
+        );
+    }
+}
+
+#[test]
+fn malformed_saved_tokenizer_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "movies.csv", MOVIES);
+    let mut items = IdMap::new();
+    let t = read_items(&path, &mut items, &ItemsOptions::default()).unwrap();
+    let good = title_tokens(&t.spec).0.json().to_owned();
+
+    // Not JSON at all.
+    let e = ItemTokenizer::from_json("{\"model\": ").unwrap_err();
+    assert!(matches!(&e, RecError::Config(m) if m.starts_with("item text tokenizer: ")), "{e}");
+    // Valid JSON of a pipeline nn-text refuses: a normalizer breaks the round trip.
+    let mut value: serde_json::Value = serde_json::from_str(&good).unwrap();
+    value["normalizer"] = serde_json::json!({"type": "Lowercase"});
+    let e = ItemTokenizer::from_json(&value.to_string()).unwrap_err();
+    assert!(matches!(&e, RecError::Config(m) if m.contains("normalizer")), "{e}");
+    // The untouched text parses back to the same tokenizer.
+    assert_eq!(ItemTokenizer::from_json(&good).unwrap().tokenizer().vocab_size(), title_tokens(&t.spec).0.width() + 2);
+
+    // Inside a spec, the error names the problem when the spec is read.
+    let mut spec: serde_json::Value = serde_json::to_value(&t.spec).unwrap();
+    spec["columns"][0]["tokenizer"] = serde_json::json!("{\"version\": \"1.0\", \"model\": 5}");
+    let e = serde_json::from_value::<ItemFeatureSpec>(spec).unwrap_err();
+    assert!(e.to_string().contains("item text tokenizer: "), "{e}");
+
+    // Inside a saved model: a format error naming recommender.json.
+    let mut users = IdMap::new();
+    users.insert("a");
+    let rec_spec = RecSpec::preset(Preset::TwoTower, 4, &[8], Some(t.width())).unwrap();
+    let out = dir.path().join("rec");
+    Recommender::new(rec_spec, users, items, Some(t), 3).unwrap().save(&out).unwrap();
+    let spec_path = out.join(SPEC_FILE);
+    let mut saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&spec_path).unwrap()).unwrap();
+    saved["item_features"]["spec"]["columns"][0]["tokenizer"] = serde_json::json!("not a tokenizer");
+    std::fs::write(&spec_path, saved.to_string()).unwrap();
+    match Recommender::load(&out) {
+        Err(RecError::Format { path, message }) => {
+            assert_eq!(path, spec_path);
+            assert!(message.contains("item text tokenizer: "), "{message}");
+        }
+        Err(other) => panic!("expected a format error, got {other}"),
+        Ok(_) => panic!("a malformed tokenizer loaded"),
+    }
+}
+
 fn movielens() -> Option<PathBuf> {
     std::env::var_os("NN_DATA_DIR").map(|d| PathBuf::from(d).join("movielens"))
 }
@@ -434,7 +662,7 @@ fn movielens_ratings_and_movies() {
 
     // Every movie of movies.csv is rated at least once: the file adds no cold item.
     let mut items = r.items.clone();
-    let t = read_items(&dir.join("movies.csv"), &mut items, &ItemsOptions::default()).unwrap();
+    let t = read_items(&dir.join("movies.csv"), &mut items, &words()).unwrap();
     assert_eq!(items.len(), 9_066);
     assert_eq!(items, r.items);
     assert!(t.has_features.iter().all(|&h| h));
@@ -445,6 +673,7 @@ fn movielens_ratings_and_movies() {
         .map(|c| match c {
             ItemFeature::MultiValued { column, values } => (column.as_str(), values.len()),
             ItemFeature::Text { column, words } => (column.as_str(), words.len()),
+            ItemFeature::Tokens { column, tokenizer, .. } => (column.as_str(), tokenizer.width()),
             ItemFeature::Numeric { column, .. } => (column.as_str(), 1),
         })
         .collect();
@@ -470,6 +699,19 @@ fn movielens_ratings_and_movies() {
     let toy = r.items.get("1").unwrap();
     assert_eq!(t.titles[toy].as_deref(), Some("Toy Story"));
     assert_eq!(t.row(toy)[1000], ((1995.0 - mean) / std) as f32);
+
+    // The default: the titles through a BPE tokenizer of 1,000 tokens (998 features).
+    let tokens = read_items(&dir.join("movies.csv"), &mut items, &ItemsOptions::default()).unwrap();
+    let (tok, _) = title_tokens(&tokens.spec);
+    println!(
+        "BPE vocabulary {}, \"toy story\" = {:?}",
+        tok.tokenizer().vocab_size(),
+        tok.tokenizer().encode("toy story")
+    );
+    assert_eq!(tok.width(), 998);
+    assert_eq!(tokens.width(), 998 + 1 + 20);
+    assert_eq!(tokens.row(toy)[..998], multi_hot(tok, "toy story"));
+    assert_eq!(tokens.row(toy)[998..], t.row(toy)[1000..]);
 }
 
 #[test]

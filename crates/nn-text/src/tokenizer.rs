@@ -351,6 +351,17 @@ impl TextTokenizer {
         let inner: Tokenizer = json.parse().map_err(|e| tokenizer_error(Some(path), e))?;
         Self::from_inner(inner, Some(path))
     }
+
+    /// [`load`](Self::load) from the text of a `tokenizer.json` (one kept inside
+    /// another file, e.g. a recommender's item features), with the same checks.
+    ///
+    /// # Errors
+    /// [`TextError::Tokenizer`] when `json` is not valid tokenizer JSON or not of
+    /// that shape.
+    pub fn from_json(json: &str) -> Result<TextTokenizer> {
+        let inner: Tokenizer = json.parse().map_err(|e| tokenizer_error(None, e))?;
+        Self::from_inner(inner, None)
+    }
 }
 
 #[cfg(test)]
