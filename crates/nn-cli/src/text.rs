@@ -365,6 +365,16 @@ pub fn prepare(cfg: &RunConfig) -> Result<Option<(Prepared, TextRun)>> {
                     (join(&train[..cut]), join(&train[cut..]), join(&test), rows)
                 }
                 None => {
+                    // A CSV file read as plain text would train on its commas and
+                    // other columns without a word said: ask for the column.
+                    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+                    if [".csv", ".csv.gz", ".tsv", ".tsv.gz"].iter().any(|ext| name.ends_with(ext)) {
+                        return Err(CliError::Usage(format!(
+                            "{}: a CSV file: pass --text-column COL (the column holding the text; its rows are \
+                             joined with newlines), or give the text as a plain .txt file",
+                            path.display()
+                        )));
+                    }
                     let text = nn_text::read_text_file(path)?;
                     let keep = 1.0 - d.test_split;
                     let a = floor_boundary(&text, ((text.len() as f64) * keep * (1.0 - d.validation_split)) as usize);

@@ -241,7 +241,14 @@ fn bad_ratings_and_flags_are_one_error_line() {
     let (ratings, _) = write_ratings(dir.path());
     let data = format!("ratings:{ratings}");
     fails_with(nn().args(["fit", "--data", &data, "--target", "rating"]), "--target does not apply to --data ratings");
-    fails_with(nn().args(["fit", "--data", &data, "--split", "sideways"]), "--split \"sideways\"");
+    fails_with(
+        nn().args(["fit", "--data", &data, "--split", "sideways"]),
+        "--split: split \"sideways\": unknown split",
+    );
+    fails_with(
+        nn().args(["fit", "--data", &data, "--split", "leave-last-out:0"]),
+        "--split: split \"leave-last-out:0\": leave-last-out:0 holds nothing out",
+    );
     fails_with(nn().args(["fit", "--data", &data, "--model", "cnn"]), "expected mf, ncf, two-tower");
     fails_with(nn().args(["fit", "--data", &data, "--loss", "bpr"]), "add --feedback implicit");
     fails_with(nn().args(["fit", "--split", "time"]), "--split applies to --data ratings:FILE");

@@ -88,6 +88,18 @@ fn rows_json(rows: &[Vec<f32>]) -> String {
     serde_json::json!({ "inputs": rows }).to_string()
 }
 
+/// Row `i` of a `/v1/predict` answer against `nn-cli predict`'s printed line
+/// `row,class,name,probability` and the model's probabilities as f32 bits.
+fn same_as_predict(answer: &serde_json::Value, i: usize, printed: &str, bits: &[u32]) {
+    let class = answer["class"].as_u64().unwrap();
+    let name = answer["name"].as_str().unwrap();
+    let p = answer["probability"].as_f64().unwrap() as f32;
+    assert_eq!(format!("{i},{class},{name},{p:.6}"), printed, "row {i}: {answer}");
+    let got: Vec<u32> =
+        answer["probabilities"].as_array().unwrap().iter().map(|v| (v.as_f64().unwrap() as f32).to_bits()).collect();
+    assert_eq!(got, bits, "row {i}: probabilities differ from nn-cli predict's");
+}
+
 #[test]
 fn serve_answers_like_predict_bit_for_bit_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -117,19 +129,7 @@ fn serve_answers_like_predict_bit_for_bit_and_stops_on_sigterm() {
     let served = serve(&out, &["--max-batch", "8", "--batch-wait-ms", "5"]);
     assert!(served.banner.contains("batches of up to 8 rows, waiting up to 5 ms"), "{}", served.banner);
     let addr = served.addr;
-    let check = |answer: &serde_json::Value, i: usize| {
-        let class = answer["class"].as_u64().unwrap() as usize;
-        let name = answer["name"].as_str().unwrap();
-        let p = answer["probability"].as_f64().unwrap() as f32;
-        assert_eq!(format!("{i},{class},{name},{p:.6}"), expected[i], "row {i}");
-        let bits: Vec<u32> = answer["probabilities"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| (v.as_f64().unwrap() as f32).to_bits())
-            .collect();
-        assert_eq!(bits, reference[i], "row {i}: probabilities differ from nn-cli predict's");
-    };
+    let check = |answer: &serde_json::Value, i: usize| same_as_predict(answer, i, &expected[i], &reference[i]);
     // All rows in one request.
     let (status, body) = http(addr, "POST", "/v1/predict", &rows_json(&rows));
     assert_eq!(status, 200, "{body}");
@@ -443,19 +443,7 @@ fn serve_text_classifier_answers_texts_like_predict() {
         served.banner
     );
     let addr = served.addr;
-    let check = |answer: &serde_json::Value, i: usize| {
-        let class = answer["class"].as_u64().unwrap();
-        let name = answer["name"].as_str().unwrap();
-        let p = answer["probability"].as_f64().unwrap() as f32;
-        assert_eq!(format!("{i},{class},{name},{p:.6}"), expected[i], "text {i}: {answer}");
-        let bits: Vec<u32> = answer["probabilities"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| (v.as_f64().unwrap() as f32).to_bits())
-            .collect();
-        assert_eq!(bits, reference[i], "text {i}: probabilities differ from nn-cli predict's");
-    };
+    let check = |answer: &serde_json::Value, i: usize| same_as_predict(answer, i, expected[i], &reference[i]);
     // Plain strings, and objects keyed by the text column (other keys ignored).
     let strings = serde_json::json!({ "inputs": texts }).to_string();
     let objects: Vec<serde_json::Value> =

@@ -107,8 +107,21 @@ fn text_classification_from_scratch_and_fine_tuned() {
     // LoRA rank 2 on the attention's four projections (32→32 each): 4·(32·2 + 2·32)
     // = 512, on mlp_up (32→128) and mlp_down (128→32): 2·(32·2 + 2·128) = 640; with
     // the head 1218.
-    let text = classify(&["--init-from", &lm_dir, "--lora-rank", "2"]);
+    let lora = dir.path().join("lora");
+    let text = classify(&["--init-from", &lm_dir, "--lora-rank", "2", "--out", lora.to_str().unwrap()]);
     assert!(text.contains("trainable parameters: 1218 of"), "{text}");
+    // The merged model is a text model of its own: same tokenizer, same predictions.
+    let merged = lora.join("merged");
+    assert_eq!(
+        std::fs::read(merged.join("tokenizer.json")).unwrap(),
+        std::fs::read(lora.join("tokenizer.json")).unwrap()
+    );
+    let predict = |model: &Path| stdout(nn().args(["predict", "--model"]).arg(model).arg("--input").arg(&csv));
+    let (a, b) = (predict(&lora), predict(&merged));
+    let classes = |t: &str| t.lines().map(|l| l.split(',').take(3).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
+    assert_eq!(classes(&a), classes(&b));
+    // generate on a classifier says what the folder is.
+    fails_with(nn().args(["generate", "--prompt", "hi", "--model"]).arg(&lora), "a text classifier");
     // Of 22754 parameters: the adapters and the head are under 7 %.
     assert!(figure(&text, "trainable parameters: 1218 of") > 1218.0 * 15.0, "{text}");
 }
@@ -127,6 +140,11 @@ fn bad_text_input_gives_one_error_line() {
         nn().args(["fit", "--model", "transformer-classifier", "--text-column", "body", "--target", "label", "--data"])
             .arg(format!("csv:{}", csv.display())),
         "no column \"body\"",
+    );
+    // A CSV file as a language model's text needs its column.
+    fails_with(
+        nn().args(["fit", "--model", "gpt", "--data"]).arg(format!("text:{}", csv.display())),
+        "a CSV file: pass --text-column COL",
     );
     let holed = dir.path().join("holed.csv");
     std::fs::write(&holed, "text,label\nhello there,a\n\"\",b\n").unwrap();

@@ -571,12 +571,22 @@ impl<'p> CsvFile<'p> {
         match (found.next(), found.next()) {
             (Some(i), None) => Ok(i),
             (Some(_), Some(_)) => Err(parse_error(self.path, 0, Some(name), "the header names this column twice")),
-            (None, _) => Err(parse_error(
-                self.path,
-                0,
-                Some(name),
-                format!("no such column in the header ({})", self.header.join(",")),
-            )),
+            (None, _) => {
+                // One header cell holding the others: another separator than the comma.
+                let hint = match [';', '\t', '|']
+                    .into_iter()
+                    .find(|&c| self.header.len() == 1 && self.header[0].contains(c))
+                {
+                    Some(c) => format!("; the file looks separated by {c:?}: it must be comma-separated"),
+                    None => String::new(),
+                };
+                Err(parse_error(
+                    self.path,
+                    0,
+                    Some(name),
+                    format!("no such column in the header ({}){hint}", self.header.join(",")),
+                ))
+            }
         }
     }
 

@@ -16,7 +16,7 @@ pub enum RecError {
     },
     /// A ratings or items file is malformed: `row` counts data rows from 1 (the
     /// header is row 0), `column` is the header name when known.
-    #[error("{path}: row {row}{}: {message}", column.as_ref().map(|c| format!(", column \"{c}\"")).unwrap_or_default())]
+    #[error("{path}: {}{}: {message}", if *row == 0 { "header".to_string() } else { format!("row {row}") }, column.as_ref().map(|c| format!(", column \"{c}\"")).unwrap_or_default())]
     Parse {
         /// The file.
         path: PathBuf,

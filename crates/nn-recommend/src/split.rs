@@ -75,14 +75,14 @@ impl Split {
             Split::Random { test_fraction: f } | Split::TimeCut { test_fraction: f } => {
                 if !(f > 0.0 && f < 1.0) {
                     return Err(RecError::Config(format!(
-                        "split {self}: the test fraction must be between 0 and 1 (exclusive), got {f}"
+                        "the test fraction must be between 0 and 1 (exclusive), got {f}"
                     )));
                 }
             }
             Split::LeaveLastOut { per_user } => {
                 if per_user == 0 {
                     return Err(RecError::Config(
-                        "split leave-last-out:0: at least one interaction per user must be held out".into(),
+                        "leave-last-out:0 holds nothing out: at least one interaction per user must be held out".into(),
                     ));
                 }
             }
@@ -119,7 +119,10 @@ impl FromStr for Split {
             },
             _ => return Err(bad(format!("unknown split \"{name}\""))),
         };
-        split.validate().map_err(|e| bad(e.to_string()))?;
+        split.validate().map_err(|e| match e {
+            RecError::Config(why) => bad(why),
+            other => other,
+        })?;
         Ok(split)
     }
 }

@@ -116,10 +116,13 @@ fn missing_column_names_it_and_lists_the_header() {
     assert_eq!(
         e.to_string(),
         format!(
-            "{}: row 0, column \"rating\": no such column in the header (userId,movieId,timestamp)",
+            "{}: header, column \"rating\": no such column in the header (userId,movieId,timestamp)",
             path.display()
         )
     );
+    // A file separated by semicolons: one header cell, and the error says why.
+    let (e, _) = ratings_err("userId;movieId;rating;timestamp\n1;2;3;4\n", &RatingsOptions::default());
+    assert!(e.to_string().ends_with("the file looks separated by ';': it must be comma-separated"), "{e}");
     let (e, path) = ratings_err("user,movieId,rating,timestamp\n1,2,3,4\n", &RatingsOptions::default());
     assert_parse(&e, &path, 0, Some("userId"), "(user,movieId,rating,timestamp)");
     // A file without timestamps reads with `timestamp_column: None`.

@@ -1011,6 +1011,11 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
         if model.parameters().iter().any(|p| p.kind == nn_layers::ParamKind::LoraA) {
             let check = prepared.test.as_ref().or(prepared.validation.as_ref()).unwrap_or(train);
             super::finetune::export_merged(&model, out, &metadata, check)?;
+            // The merged folder is a model of its own: predict, evaluate, serve and
+            // generate read its texts with the same tokenizer.
+            if let Some(run) = &text {
+                run.save_tokenizer(&out.join("merged"))?;
+            }
         }
     }
 

@@ -91,6 +91,14 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     let dir = &args.model;
     let (model, _) = super::load_model(dir)?;
+    if model.spec().layers.iter().any(|n| matches!(n.layer, nn_layers::LayerSpec::PaddingMask(_))) {
+        return Err(CliError::Usage(format!(
+            "{}: a text classifier (transformer-classifier), not a language model: it labels texts; use \
+             `nn-cli predict --model {} --input FILE.csv` (generate continues text with a --model gpt folder)",
+            dir.display(),
+            dir.display()
+        )));
+    }
     let mut generator = Generator::new(&model).map_err(|e| CliError::Usage(format!("{}: {e}", dir.display())))?;
     let tok_path = dir.join(TOKENIZER_FILE);
     if !tok_path.is_file() {

@@ -234,7 +234,8 @@ pub fn fit(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let rec = &args.recommend;
     let run = &args.run;
     let feedback: Feedback = parse("--feedback", &rec.feedback)?;
-    let how: Split = parse("--split", &rec.split)?;
+    // Split's own error names the value.
+    let how: Split = rec.split.parse().map_err(|e| CliError::Usage(format!("--split: {e}")))?;
     let duplicates: Duplicates = parse("--duplicates", &rec.duplicates)?;
     let loss = match (rec.loss.as_deref(), feedback) {
         (None, Feedback::Explicit) | (Some("mse"), Feedback::Explicit) => RecLoss::Mse,
