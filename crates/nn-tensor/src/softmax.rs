@@ -26,6 +26,38 @@ fn lane_stats<'a, T: Element>(lane: impl Iterator<Item = &'a T> + Clone) -> (T, 
     (m, s.ln())
 }
 
+/// Elements per block of whole rows handed to one thread of nn's pool.
+const ROW_BLOCK: usize = 1 << 15;
+
+/// Runs `f` on each row of `data` (row-major, rows of `n`), spread over nn's pool in
+/// blocks of whole rows (sequential for small data). Each row is computed the same
+/// way wherever it runs, so results are bit-identical at any thread count.
+fn for_each_row<T: Element>(data: &mut [T], n: usize, f: impl Fn(&mut [T]) + Send + Sync) {
+    if n == 0 {
+        return;
+    }
+    let rows = (ROW_BLOCK / n).max(1);
+    crate::for_each_chunk_mut(data, rows * n, || (), |_, _, block| block.chunks_mut(n).for_each(&f));
+}
+
+/// `softmax` of one row, in place: `exp(x − m) / Σ exp(x − m)`.
+fn softmax_row<T: Element>(row: &mut [T]) {
+    let (m, _) = lane_stats(row.iter());
+    let mut sum = T::zero();
+    for x in row.iter_mut() {
+        let e = (*x - m).exp();
+        sum += e;
+        *x = e;
+    }
+    row.iter_mut().for_each(|e| *e /= sum);
+}
+
+/// `log_softmax` of one row, in place: `x − m − ln Σ exp(x − m)`.
+fn log_softmax_row<T: Element>(row: &mut [T]) {
+    let (m, l) = lane_stats(row.iter());
+    row.iter_mut().for_each(|x| *x = *x - m - l);
+}
+
 impl<T: Element> Tensor<T> {
     /// `ln Σ_axis exp(x)`, stably; with `keepdims` the axis stays with length 1.
     ///
@@ -53,18 +85,22 @@ impl<T: Element> Tensor<T> {
     ///
     /// # Errors
     /// [`TensorError::Axis`](crate::TensorError::Axis) for an axis `>= ndim`.
+    ///
+    /// Along the last axis the rows are spread over nn's pool (bit-identical at any
+    /// thread count).
     pub fn try_softmax(&self, axis: usize) -> Result<Self> {
         check_axis(self, "softmax", axis)?;
         let mut out = self.data.as_standard_layout().into_owned();
-        for mut lane in out.lanes_mut(Axis(axis)) {
-            let (m, _) = lane_stats(lane.iter());
-            let mut sum = T::zero();
-            lane.mapv_inplace(|x| {
-                let e = (x - m).exp();
-                sum += e;
-                e
-            });
-            lane.mapv_inplace(|e| e / sum);
+        let n = out.shape()[axis];
+        match out.as_slice_mut() {
+            Some(data) if axis + 1 == self.ndim() => for_each_row(data, n, softmax_row),
+            _ => {
+                for mut lane in out.lanes_mut(Axis(axis)) {
+                    let mut row = lane.to_vec();
+                    softmax_row(&mut row);
+                    lane.iter_mut().zip(row).for_each(|(o, v)| *o = v);
+                }
+            }
         }
         Ok(Tensor { data: out })
     }
@@ -79,12 +115,21 @@ impl<T: Element> Tensor<T> {
     ///
     /// # Errors
     /// [`TensorError::Axis`](crate::TensorError::Axis) for an axis `>= ndim`.
+    ///
+    /// Along the last axis the rows are spread over nn's pool (bit-identical at any
+    /// thread count).
     pub fn try_log_softmax(&self, axis: usize) -> Result<Self> {
         check_axis(self, "log_softmax", axis)?;
         let mut out = self.data.as_standard_layout().into_owned();
-        for mut lane in out.lanes_mut(Axis(axis)) {
-            let (m, l) = lane_stats(lane.iter());
-            lane.mapv_inplace(|x| x - m - l);
+        let n = out.shape()[axis];
+        match out.as_slice_mut() {
+            Some(data) if axis + 1 == self.ndim() => for_each_row(data, n, log_softmax_row),
+            _ => {
+                for mut lane in out.lanes_mut(Axis(axis)) {
+                    let (m, l) = lane_stats(lane.iter());
+                    lane.mapv_inplace(|x| x - m - l);
+                }
+            }
         }
         Ok(Tensor { data: out })
     }

@@ -154,6 +154,16 @@ impl<T: Element> Graph<T> {
                     _ => g.array().iter().next().copied().unwrap_or_else(T::zero),
                 }
             };
+            if weights.is_none() && reduction != Reduction::Unreduced {
+                // One factor for every row: the softmax term element-wise over nn's
+                // pool (the same arithmetic as the loop below, so the same bits).
+                let c = upstream(0) * scale;
+                buf.try_zip_apply_par(&logp, |d, l| d + c * l.exp()).map_err(tensor_err(op))?;
+                for (r, mut dst) in buf.array_mut().axis_iter_mut(Axis(0)).enumerate() {
+                    dst[targets[r]] -= c;
+                }
+                return Ok(());
+            }
             for (r, (mut dst, lp)) in
                 buf.array_mut().axis_iter_mut(Axis(0)).zip(logp.array().axis_iter(Axis(0))).enumerate()
             {

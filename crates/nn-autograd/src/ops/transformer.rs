@@ -13,87 +13,20 @@ use crate::error::{AutogradError, Result};
 use crate::graph::{Graph, Var};
 use crate::ops::twin;
 
-/// Depth of the continued fraction of `erfc` (evaluated bottom-up); 50 levels give a
-/// relative error below 4e-15 for every `x ≥ 2`.
-const ERFC_CF_DEPTH: usize = 50;
-
-/// Below this `|x|`, `erf` is summed as a series; above it `erfc` comes from a
-/// continued fraction.
-const SERIES_LIMIT: f64 = 2.0;
-
-/// Terms of [`erf_series`] at most; at `x = 2` it needs 31.
-const SERIES_TERMS: usize = 48;
-
-/// `2/(2k + 1)`: the ratio of the series' term `k` to term `k − 1`, over `x²`
-/// (a table, so the loop multiplies instead of dividing).
-const SERIES_RATIOS: [f64; SERIES_TERMS] = {
-    let mut r = [0.0; SERIES_TERMS];
-    let mut k = 0;
-    while k < SERIES_TERMS {
-        r[k] = 2.0 / (2 * k + 1) as f64;
-        k += 1;
-    }
-    r
-};
-
-/// `erf(x) = (2/√π)·e^{−x²}·Σ_{n≥0} 2ⁿ x^{2n+1} / (1·3·5···(2n+1))` for
-/// `0 ≤ x < 2` (Abramowitz & Stegun 7.1.6): every term is positive, so there is no
-/// cancellation; it stops once a term is below `1e-17` of the sum.
-fn erf_series(x: f64) -> f64 {
-    let x2 = x * x;
-    let (mut term, mut sum) = (x, x);
-    for &ratio in &SERIES_RATIOS[1..] {
-        term *= x2 * ratio;
-        sum += term;
-        if term <= 1e-17 * sum {
-            break;
-        }
-    }
-    std::f64::consts::FRAC_2_SQRT_PI * (-x2).exp() * sum
-}
-
-/// `erfc(x) = (e^{−x²}/√π) · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + 2/(x + …)))))` for
-/// `x > 0` (Abramowitz & Stegun 7.1.14), cut at [`ERFC_CF_DEPTH`] levels.
-fn erfc_fraction(x: f64) -> f64 {
-    let mut t = x;
-    for k in (1..=ERFC_CF_DEPTH).rev() {
-        t = x + (k as f64 / 2.0) / t;
-    }
-    (-x * x).exp() / (std::f64::consts::PI.sqrt() * t)
-}
-
-/// The error function `erf(x) = (2/√π) ∫₀ˣ e^{−t²} dt`, in `f64`, with an absolute
-/// error below 2e-15 everywhere (tested against tabulated values).
-///
-/// `|x| < 2`: the positive series of Abramowitz & Stegun 7.1.6; `|x| ≥ 2`:
-/// `1 − erfc(|x|)` with `erfc` from its continued fraction (A&S 7.1.14); odd in `x`.
-/// NaN gives NaN.
+/// The error function `erf(x) = (2/√π) ∫₀ˣ e^{−t²} dt` in `f64`: the `libm` crate's
+/// port of musl's `erf` (Sun's fdlibm `s_erf.c`: rational approximations on five
+/// intervals of `|x|`, one `exp` beyond 0.84375), error below 1 ulp; odd in `x`,
+/// `±1` beyond `|x| ≈ 6`. NaN gives NaN.
 pub fn erf(x: f64) -> f64 {
-    let a = x.abs();
-    let r = if a.is_nan() {
-        return f64::NAN;
-    } else if a < SERIES_LIMIT {
-        erf_series(a)
-    } else {
-        1.0 - erfc_fraction(a)
-    };
-    r.copysign(x)
+    libm::erf(x)
 }
 
-/// The complementary error function `erfc(x) = 1 − erf(x)`, computed without the
-/// cancellation of `1 − erf(x)` for large `x` (relative error below 1e-12 for
-/// `0 ≤ x < 2`, below 4e-15 for `x ≥ 2`, where the continued fraction of
-/// Abramowitz & Stegun 7.1.14 is used); `erfc(−x) = 2 − erfc(x)`. NaN gives NaN.
+/// The complementary error function `erfc(x) = 1 − erf(x)` (the `libm` crate's, as
+/// [`erf`]), computed without the cancellation of `1 − erf(x)` for large `x`:
+/// relative error below a few ulp in the tail; `erfc(−x) = 2 − erfc(x)`. NaN gives
+/// NaN.
 pub fn erfc(x: f64) -> f64 {
-    if x.is_nan() {
-        f64::NAN
-    } else if x < 0.0 {
-        2.0 - erfc(-x)
-    } else if x < SERIES_LIMIT {
-        1.0 - erf_series(x)
-    } else {
-        erfc_fraction(x)
-    }
+    libm::erfc(x)
 }
 
 /// `√(2/π)`, the constant of GELU's tanh form.
@@ -302,13 +235,17 @@ mod tests {
         assert!((erfc(-1.0) - (1.0 + 0.8427007929497149)).abs() < 2e-15);
     }
 
-    /// The series and the continued fraction agree where they meet (and a bit
-    /// around), so neither branch has a gap.
+    /// No gap where fdlibm switches between its approximations (|x| = 0.84375,
+    /// 1.25, 1/0.35, 6): erf is increasing with slope `2/√π·e^{−x²}`, so across each
+    /// switch the step matches the slope to a few ulp; and erf + erfc = 1.
     #[test]
-    fn erf_branches_agree_at_the_switch() {
-        for x in [1.8, 1.9, 2.0, 2.2, 2.5] {
-            let (series, fraction) = (erf_series(x), 1.0 - erfc_fraction(x));
-            assert!((series - fraction).abs() < 2e-15, "x = {x}: {series} vs {fraction}");
+    fn erf_has_no_gap_where_its_approximations_meet() {
+        for x in [0.84375, 1.25, 1.0 / 0.35, 6.0] {
+            let h = 1e-9;
+            let step = erf(x + h) - erf(x - h);
+            let slope = std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp() * 2.0 * h;
+            assert!((step - slope).abs() <= 1e-15 + 1e-6 * slope, "x = {x}: step {step} vs {slope}");
+            assert!((erf(x) + erfc(x) - 1.0).abs() < 4e-16, "x = {x}");
         }
     }
 }
