@@ -14,6 +14,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 data=${1:-${NN_DATA_DIR:-/work/shared/data}/kjv/verses.csv.gz}
+data=$(cd "$(dirname "$data")" && pwd)/$(basename "$data") # the torch run works in bench/peers
 NN=${NN:-$root/target/release/nn-cli}
 PY=${PY:-$root/target/peers-venv/bin/python}
 THREADS=${THREADS:-2} EPOCHS=${EPOCHS:-1} CONTEXT=${CONTEXT:-64} D_MODEL=${D_MODEL:-64}

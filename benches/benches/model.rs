@@ -1,11 +1,13 @@
 //! Whole-model benchmarks through the public API, as `nn-cli fit` and `predict` run
 //! them: one training step at batch 128 (forward to logits, sparse cross-entropy,
 //! backward, Adam update) and inference at batch 1000 (`Sequential::infer`), for
-//! the seed CNN and the MLP 784→128→10, on 1 and 2 threads.
+//! the seed CNN and the MLP 784→128→10, on 1 and 2 threads; and a training step of
+//! the GPT of `bench/gpt.sh` (batch 32 × context 64 tokens).
 //!
-//! Throughput is in samples (criterion reports samples/s).
+//! Throughput is in samples (criterion reports samples/s), for the GPT in tokens.
 //!
-//! The allocator is mimalloc, as in nn-cli: with glibc's malloc the step's large
+//! The allocator is mimalloc, set up as in nn-cli (freed memory kept, not purged):
+//! with glibc's malloc the step's large
 //! temporaries (megabytes each) are returned to the OS and faulted in again every
 //! step, which costs more than the step's arithmetic (measured here: seed CNN step
 //! 17.7 ms on 1 thread with glibc).
@@ -22,6 +24,17 @@ use nn_tensor::random::seeded_rng;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// As nn-cli does at start-up: mimalloc keeps freed memory instead of handing it back
+/// to the OS after 10 ms (`mi_option_purge_delay` = 15 in its `mimalloc.h`, set to
+/// −1), unless `MIMALLOC_PURGE_DELAY` is set. Without it a GPT step's 16 MB logits
+/// are faulted in, zeroed by the kernel, every step.
+fn keep_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one of mimalloc's integer options; any value is valid.
+        unsafe { libmimalloc_sys::mi_option_set(15, -1) };
+    }
+}
 
 fn models() -> [(&'static str, ModelSpec); 2] {
     [
@@ -55,6 +68,7 @@ fn train_step(model: &mut Sequential, adam: &mut Adam<f32>, x: &Tensor<f32>, lab
 }
 
 fn bench_train_step(c: &mut Criterion) {
+    keep_freed_memory();
     let mut group = c.benchmark_group("model_train_step_b128");
     group.sample_size(20);
     group.throughput(Throughput::Elements(128));
@@ -74,7 +88,38 @@ fn bench_train_step(c: &mut Criterion) {
     nn_tensor::set_num_threads(0);
 }
 
+/// One training step of `nn-cli fit --model gpt` at bench/gpt.sh's size: vocabulary
+/// 2048, context 64, width 64, 4 heads, 2 blocks, batch 32 (2048 tokens; throughput
+/// in tokens), sparse cross-entropy on the `[32, 64, 2048]` logits, Adam.
+fn bench_gpt_train_step(c: &mut Criterion) {
+    keep_freed_memory();
+    let (vocab, context, batch) = (2048, 64, 32);
+    let mut group = c.benchmark_group("gpt_train_step_b32");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements((batch * context) as u64));
+    let ids: Vec<f32> = (0..batch * (context + 1)).map(|i| ((i * 7919 + 13) % vocab) as f32).collect();
+    let mut tokens = Vec::with_capacity(batch * context);
+    let mut next = Vec::with_capacity(batch * context);
+    for row in ids.chunks_exact(context + 1) {
+        tokens.extend_from_slice(&row[..context]);
+        next.extend(row[1..].iter().map(|&t| t as usize));
+    }
+    let x = Tensor::from_vec(&[batch, context], tokens);
+    let spec = ModelSpec::gpt(vocab, context, 64, 4, 2, 0.0).unwrap();
+    let mut model = Sequential::<f32>::new(spec, 0).unwrap();
+    let mut adam = Adam::new(AdamConfig::new(3e-3)).unwrap();
+    for threads in [1, 2] {
+        nn_tensor::set_num_threads(threads);
+        group.bench_function(BenchmarkId::new("gpt_v2048_t64_d64_l2", format!("{threads}t")), |b| {
+            b.iter(|| train_step(&mut model, &mut adam, &x, &next))
+        });
+    }
+    group.finish();
+    nn_tensor::set_num_threads(0);
+}
+
 fn bench_inference(c: &mut Criterion) {
+    keep_freed_memory();
     let mut group = c.benchmark_group("model_inference_b1000");
     group.sample_size(20);
     group.throughput(Throughput::Elements(1000));
@@ -92,5 +137,5 @@ fn bench_inference(c: &mut Criterion) {
     nn_tensor::set_num_threads(0);
 }
 
-criterion_group!(benches, bench_train_step, bench_inference);
+criterion_group!(benches, bench_train_step, bench_gpt_train_step, bench_inference);
 criterion_main!(benches);

@@ -185,6 +185,18 @@ impl<T: Element> GradSink<'_, T> {
 /// `acc += g` element-wise (shapes equal or `g` broadcast to `acc`'s shape).
 #[inline]
 fn add_assign<T: Element>(acc: &mut ArrayD<T>, g: &ndarray::ArrayViewD<'_, T>) {
+    // Equal shapes, both contiguous (a residual connection's two gradients): on
+    // nn's pool in fixed chunks, the same additions as the loop below.
+    if acc.shape() == g.shape() {
+        if let (Some(a), Some(b)) = (acc.as_slice_mut(), g.as_slice()) {
+            const CHUNK: usize = 1 << 15;
+            nn_tensor::par_chunks_mut(a, CHUNK, |i, a| {
+                let b = &b[i * CHUNK..][..a.len()];
+                a.iter_mut().zip(b).for_each(|(a, &b)| *a += b);
+            });
+            return;
+        }
+    }
     Zip::from(acc).and_broadcast(g).for_each(|a, &b| *a += b);
 }
 

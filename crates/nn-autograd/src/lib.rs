@@ -125,7 +125,7 @@ pub use ops::conv::conv2d_value;
 pub use ops::conv_pool::{conv2d_max_pool_value, PoolWindow};
 pub use ops::loss::Reduction;
 pub use ops::matmul::linear_value;
-pub use ops::transformer::{erf, erfc};
+pub use ops::transformer::{erf, erfc, gelu_value};
 
 pub use nn_tensor;
 pub use nn_tensor::conv::Padding;

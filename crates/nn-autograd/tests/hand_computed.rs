@@ -380,3 +380,41 @@ fn errors_name_the_op_and_the_shapes() {
     let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.add(x, w))).unwrap_err();
     assert_eq!(err.downcast_ref::<String>().unwrap(), "add: incompatible shapes [2, 3] and [4, 5]");
 }
+
+/// Logits `[2, 3, 4]` (a batch of sequences) are 6 rows of 4 classes: the same loss
+/// and the same gradient, bit for bit, as the reshaped `[6, 4]`, for every reduction
+/// and with sample weights; the gradient keeps the logits' shape.
+#[test]
+fn cross_entropy_takes_leading_axes_as_rows() {
+    let vals: Vec<f64> = (0..24).map(|i| ((i * 7) % 11) as f64 * 0.3 - 1.4).collect();
+    let targets = [3, 0, 2, 1, 1, 0];
+    let weights = [1.0, 0.5, 2.0, 1.0, 0.0, 3.0];
+    for (w, reduction) in [
+        (None, Reduction::Mean),
+        (None, Reduction::Sum),
+        (Some(&weights[..]), Reduction::Mean),
+        (None, Reduction::Unreduced),
+    ] {
+        let run = |shape: &[usize]| {
+            let mut g = Graph::<f64>::new();
+            let x = g.variable(Tensor::from_vec(shape, vals.clone()));
+            let l = g.try_cross_entropy_with(x, &targets, w, reduction).unwrap();
+            let loss = g.value(l).to_vec();
+            let s = g.sum(l);
+            let grad = g.backward(s).unwrap().wrt(x).unwrap().clone();
+            (loss, grad)
+        };
+        let (l3, g3) = run(&[2, 3, 4]);
+        let (l2, g2) = run(&[6, 4]);
+        assert_eq!(l3, l2, "{reduction:?}");
+        assert_eq!(g3.shape(), &[2, 3, 4]);
+        assert_eq!(g3.to_vec(), g2.to_vec(), "{reduction:?}");
+    }
+    // Row 0 by hand: −log_softmax(x₀)[3].
+    let row: Vec<f64> = vals[..4].to_vec();
+    let lse = row.iter().map(|v| v.exp()).sum::<f64>().ln();
+    let mut g = Graph::<f64>::new();
+    let x = g.input(Tensor::from_vec(&[2, 3, 4], vals.clone()));
+    let l = g.try_cross_entropy_with(x, &targets, None, Reduction::Unreduced).unwrap();
+    assert!((g.value(l).to_vec()[0] - (lse - row[3])).abs() < 1e-15);
+}

@@ -27,6 +27,22 @@ use crate::cluster::Cluster;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`, `mi_option_e`).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Tells mimalloc never to hand freed memory back to the OS (purge delay −1), unless
+/// the user chose a delay with `MIMALLOC_PURGE_DELAY`. With the default 10 ms, the
+/// 16 MB logits of a language model's step were returned between steps and faulted
+/// in again, zeroed by the kernel, every step (about 6 % of a GPT step, measured);
+/// the peak resident size is the same either way.
+fn keep_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one of mimalloc's integer options; any value is valid and
+        // mimalloc reads options atomically.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
 fn version() -> String {
     format!(
         "{} (GEMM back end: {}; {})",
@@ -40,6 +56,7 @@ fn main() -> ExitCode {
     // Printing into a closed pipe (`nn-cli summary | head -1`) ends the process
     // quietly, as with `cat`, instead of a panic; `serve` ignores SIGPIPE again below.
     signals::sigpipe_default();
+    keep_freed_memory();
     let version: &'static str = Box::leak(version().into_boxed_str());
     let matches = Cli::command().version(version).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {

@@ -438,15 +438,17 @@ impl Loss {
                     Some(w) => Some(sample_weights::<T>(name, w, c, classes)?),
                     None => None,
                 };
-                let out2 = if shape.len() == 2 { output } else { g.try_reshape(output, &[rows, classes])? };
                 if from_logits && label_smoothing == 0.0 {
-                    // The fused op; its `Mean` divides by the batch size, weights or not.
+                    // The fused op, which takes `[..., classes]` as rows itself (no
+                    // reshape copy of the logits); its `Mean` divides by the row count,
+                    // weights or not.
                     let r = match reduction {
                         Reduction::Mean => nn_autograd::Reduction::Mean,
                         Reduction::Sum => nn_autograd::Reduction::Sum,
                     };
-                    Ok(g.try_cross_entropy_with(out2, c, weights.as_deref(), r)?)
+                    Ok(g.try_cross_entropy_with(output, c, weights.as_deref(), r)?)
                 } else {
+                    let out2 = if shape.len() == 2 { output } else { g.try_reshape(output, &[rows, classes])? };
                     let mut t = one_hot(name, c, rows, classes)?;
                     smooth_rows(&mut t, label_smoothing, classes);
                     if let Some(w) = &weights {

@@ -131,7 +131,9 @@ fn version_2_parameters_are_named_by_layer() {
 
 /// A version-1 model saved by nn before graph models existed (tests/fixtures/v1_model,
 /// written by the previous commit's code with its predictions for a fixed batch)
-/// loads and predicts bit for bit the same.
+/// loads and predicts the same: bit for bit up to the softmax output layer, whose
+/// `exp` became the vectorized `fastmath::exp_f32` (within 1 ulp of the C library's)
+/// later, so each probability may differ from the saved one by a few ulp.
 #[test]
 fn version_1_model_saved_before_graphs_loads_bit_identical() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1_model");
@@ -146,11 +148,22 @@ fn version_1_model_saved_before_graphs_loads_bit_identical() {
         .lines()
         .map(|l| u32::from_str_radix(l, 16).unwrap())
         .collect();
+    let close = |got: &[u32]| {
+        assert_eq!(got.len(), expected.len());
+        for (i, (&g, &e)) in got.iter().zip(&expected).enumerate() {
+            assert!(
+                (g as i64 - e as i64).abs() <= 4,
+                "prediction {i}: {} vs saved {}",
+                f32::from_bits(g),
+                f32::from_bits(e)
+            );
+        }
+    };
     let got: Vec<u32> = model.predict(&x).unwrap().to_vec().iter().map(|v| v.to_bits()).collect();
-    assert_eq!(got, expected);
+    close(&got);
     let inferred: Vec<u32> =
         model.infer(x.array().view(), false).unwrap().to_vec().iter().map(|v| v.to_bits()).collect();
-    assert_eq!(inferred, expected);
+    assert_eq!(inferred, got);
 }
 
 /// Two inputs, two outputs: values checked against the same computation written out

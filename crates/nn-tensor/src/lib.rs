@@ -153,6 +153,43 @@ pub(crate) fn for_each_chunk_mut<T: Send, S>(
     });
 }
 
+/// Runs `f(index, chunk)` on every `chunk_len`-element chunk of `data` (the last may
+/// be shorter), spread over nn's pool as [`for_each_chunk_mut`] does: the split
+/// depends only on `chunk_len`, so as long as `f` writes only its own chunk the
+/// result is bit-identical at any thread count. For row-wise kernels outside this
+/// crate (the attention softmax); `chunk_len` is best a whole number of rows.
+pub fn par_chunks_mut<T: Send>(data: &mut [T], chunk_len: usize, f: impl Fn(usize, &mut [T]) + Send + Sync) {
+    for_each_chunk_mut(data, chunk_len, || (), |_, i, chunk| f(i, chunk));
+}
+
+/// A new `Vec` of `len` elements made by `f(index, chunk)` on every `chunk_len`-element
+/// chunk, spread over nn's pool as [`par_chunks_mut`] (each chunk starts zeroed, by the
+/// worker that then fills it: no single-threaded zeroing pass over the whole buffer).
+/// Bit-identical at any thread count as long as `f` writes only its chunk.
+pub fn par_build<T: Element>(len: usize, chunk_len: usize, f: impl Fn(usize, &mut [T]) + Send + Sync) -> Vec<T> {
+    vec_by_chunks(len, chunk_len, T::zero(), || (), |_, i, chunk| f(i, chunk))
+}
+
+/// `row` repeated `rows` times into a new `Vec` (`rows · row.len()` elements), the
+/// copies spread over nn's pool: the starting value of a Dense layer's output (its
+/// bias in every row) without a zeroing pass first.
+pub fn repeat_rows<T: Copy + Send + Sync>(row: &[T], rows: usize) -> Vec<T> {
+    let n = row.len();
+    let Some(&first) = row.first() else { return Vec::new() };
+    let per_chunk = (1 << 15) / n.max(1) + 1;
+    vec_by_chunks(
+        rows * n,
+        per_chunk * n,
+        first,
+        || (),
+        |_, _, chunk| {
+            for dst in chunk.chunks_mut(n) {
+                dst.copy_from_slice(&row[..dst.len()]);
+            }
+        },
+    )
+}
+
 /// A new `Vec` of `len` elements built chunk by chunk: each chunk of `chunk_len`
 /// elements is first filled with `fill`, then handed to `f` (as in
 /// [`for_each_chunk_mut`], in parallel on nn's pool). Unlike `vec![fill; len]`

@@ -84,12 +84,43 @@ impl<T: Element> Tensor<T> {
                     rhs.view().insert_axis(Axis(0)).into_dimensionality::<Ix3>().expect("rank 3")
                 };
                 let mut out = Array3::<T>::zeros((batch, m, n));
-                for (i, mut c) in out.outer_iter_mut().enumerate() {
+                let operands = |i: usize| {
                     let a = a3.index_axis(Axis(0), if ba == 1 { 0 } else { i });
                     let b = b3.index_axis(Axis(0), if bb == 1 { 0 } else { i });
                     let a = if transpose_lhs { a.reversed_axes() } else { a };
                     let b = if transpose_rhs { b.reversed_axes() } else { b };
-                    crate::gemm::gemm(T::one(), a, b, T::zero(), &mut c)?;
+                    (a, b)
+                };
+                let per_item = m * n * k;
+                if batch > 1 && per_item < crate::gemm::SERIAL_BELOW && m * n > 0 {
+                    // Many small products (attention's [batch·heads, seq, seq]): whole
+                    // products spread over nn's pool, each on one thread. A GEMM gives
+                    // the same bits on any thread count, so the result does too.
+                    let items = (crate::gemm::SERIAL_BELOW / per_item.max(1)).clamp(1, batch);
+                    let failed = std::sync::Mutex::new(None);
+                    let data = out.as_slice_mut().expect("fresh array");
+                    crate::for_each_chunk_mut(
+                        data,
+                        items * m * n,
+                        || (),
+                        |_, chunk_index, chunk| {
+                            for (j, c) in chunk.chunks_exact_mut(m * n).enumerate() {
+                                let (a, b) = operands(chunk_index * items + j);
+                                let mut c = ndarray::ArrayViewMut2::from_shape((m, n), c).expect("m · n elements");
+                                if let Err(e) = crate::gemm::gemm_serial(T::one(), a, b, T::zero(), &mut c) {
+                                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                                }
+                            }
+                        },
+                    );
+                    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                        return Err(e);
+                    }
+                } else {
+                    for (i, mut c) in out.outer_iter_mut().enumerate() {
+                        let (a, b) = operands(i);
+                        crate::gemm::gemm(T::one(), a, b, T::zero(), &mut c)?;
+                    }
                 }
                 Ok(out.into())
             }

@@ -40,8 +40,13 @@ fn for_each_row<T: Element>(data: &mut [T], n: usize, f: impl Fn(&mut [T]) + Sen
     crate::for_each_chunk_mut(data, rows * n, || (), |_, _, block| block.chunks_mut(n).for_each(&f));
 }
 
-/// `softmax` of one row, in place: `exp(x − m) / Σ exp(x − m)`.
+/// `softmax` of one row, in place: `exp(x − m) / Σ exp(x − m)` (`f32`: vectorized,
+/// [`crate::fastmath::softmax_f32`]).
 fn softmax_row<T: Element>(row: &mut [T]) {
+    if let Some(r) = crate::fastmath::as_f32(row) {
+        crate::fastmath::softmax_f32(r);
+        return;
+    }
     let (m, _) = lane_stats(row.iter());
     let mut sum = T::zero();
     for x in row.iter_mut() {
@@ -52,13 +57,87 @@ fn softmax_row<T: Element>(row: &mut [T]) {
     row.iter_mut().for_each(|e| *e /= sum);
 }
 
-/// `log_softmax` of one row, in place: `x − m − ln Σ exp(x − m)`.
+/// `log_softmax` of one row, in place: `x − m − ln Σ exp(x − m)` (`f32`:
+/// vectorized, [`crate::fastmath::log_softmax_f32`]).
 fn log_softmax_row<T: Element>(row: &mut [T]) {
+    if let Some(r) = crate::fastmath::as_f32(row) {
+        return crate::fastmath::log_softmax_f32(r);
+    }
     let (m, l) = lane_stats(row.iter());
     row.iter_mut().for_each(|x| *x = *x - m - l);
 }
 
+/// `softmax` of one row in place, returning `−ln softmax(x)_t = −((x_t − m) − ln Σ
+/// e^{x − m})`, the negative log-likelihood of class `t` (`t < row.len()`).
+fn softmax_nll_row<T: Element>(row: &mut [T], t: usize) -> T {
+    let x_t = row[t];
+    if let Some(r) = crate::fastmath::as_f32(row) {
+        let (m, sum) = crate::fastmath::softmax_f32(r);
+        return T::of_f64(-((x_t.as_f64() as f32 - m) - sum.ln()) as f64);
+    }
+    // As softmax_row: e^{x − m} / Σ, so the probabilities are softmax's bits.
+    let (m, _) = lane_stats(row.iter());
+    let mut sum = T::zero();
+    for x in row.iter_mut() {
+        let e = (*x - m).exp();
+        sum += e;
+        *x = e;
+    }
+    row.iter_mut().for_each(|e| *e /= sum);
+    -((x_t - m) - sum.ln())
+}
+
 impl<T: Element> Tensor<T> {
+    /// The softmax along the last axis together with the cross-entropy of each row
+    /// against an integer class: for logits `[..., classes]` (every leading axis a
+    /// row, row-major) and one target per row, returns the probabilities (same shape)
+    /// and `ℓ_r = −ln softmax(x_r)[t_r] = −((x_{r,t} − m_r) − ln Σ_j e^{x_{r,j} − m_r})`,
+    /// `m_r` the row max (the stable form; Goodfellow, Bengio & Courville, *Deep
+    /// Learning*, §6.2.2.3). One pass of `exp` serves both the loss and its gradient
+    /// `softmax − onehot`. Rows are spread over nn's pool (bit-identical at any thread
+    /// count); `f32` rows use the vectorized kernels of [`crate::fastmath`].
+    ///
+    /// # Errors
+    /// [`TensorError::Rank`](crate::TensorError::Rank) for a 0-d tensor;
+    /// [`TensorError::ShapeMismatch`](crate::TensorError::ShapeMismatch) unless there
+    /// is one target per row; [`TensorError::IndexOutOfBounds`](crate::TensorError::IndexOutOfBounds)
+    /// for a target `>= classes`.
+    pub fn try_softmax_nll(&self, targets: &[usize]) -> Result<(Self, Vec<T>)> {
+        let op = "softmax_nll";
+        let Some(&classes) = self.shape().last() else {
+            return Err(crate::TensorError::Rank { op, expected: "at least 1", shape: vec![] });
+        };
+        let rows = self.len().checked_div(classes).unwrap_or(0);
+        if targets.len() != rows {
+            return Err(crate::TensorError::ShapeMismatch { op, lhs: self.shape().to_vec(), rhs: vec![targets.len()] });
+        }
+        if let Some(&t) = targets.iter().find(|&&t| t >= classes) {
+            let axis = self.ndim() - 1;
+            return Err(crate::TensorError::IndexOutOfBounds { op, index: t, axis, len: classes });
+        }
+        if rows == 0 || classes == 0 {
+            return Ok((self.to_contiguous(), vec![T::zero(); rows]));
+        }
+        let src = self.data.as_standard_layout();
+        let src = src.as_slice().expect("standard layout");
+        // Each block of rows is copied and transformed by the worker that owns it (no
+        // single-threaded copy of the whole logits first).
+        let per_block = (ROW_BLOCK / classes).max(1);
+        let (probs, nll) = crate::vec_pair_by_chunks(
+            (src.len(), per_block * classes, T::zero()),
+            (rows, per_block, T::zero()),
+            || (),
+            |_, block, p, l| {
+                p.copy_from_slice(&src[block * per_block * classes..][..p.len()]);
+                for (k, (row, l)) in p.chunks_exact_mut(classes).zip(l.iter_mut()).enumerate() {
+                    *l = softmax_nll_row(row, targets[block * per_block + k]);
+                }
+            },
+        );
+        let probs = ndarray::ArrayD::from_shape_vec(self.data.raw_dim(), probs).expect("same element count");
+        Ok((Tensor { data: probs }, nll))
+    }
+
     /// `ln Σ_axis exp(x)`, stably; with `keepdims` the axis stays with length 1.
     ///
     /// # Errors
@@ -182,6 +261,42 @@ mod tests {
         let got = x.log_sum_exp(0, true);
         assert_eq!(got.shape(), &[1, 1]);
         assert!((got.item() - want).abs() < 1e-15);
+    }
+
+    #[test]
+    fn softmax_nll_by_formula_in_f64_and_f32() {
+        // Rows [1, 2, 3] target 2 and [0, 0, 0] target 0 (and the same as a [1, 2, 3]
+        // tensor): ℓ = ln(e¹ + e² + e³) − 3 = ln(1 + e⁻¹ + e⁻²), and ln 3.
+        let z = 1.0 + (-1f64).exp() + (-2f64).exp();
+        for shape in [vec![2, 3], vec![1, 2, 3]] {
+            let x = Tensor::<f64>::from_vec(&shape, vec![1., 2., 3., 0., 0., 0.]);
+            let (p, nll) = x.try_softmax_nll(&[2, 0]).unwrap();
+            assert_eq!(p.shape(), &shape[..]);
+            assert!((nll[0] - z.ln()).abs() < 1e-15 && (nll[1] - 3f64.ln()).abs() < 1e-15);
+            let want = [(-2f64).exp() / z, (-1f64).exp() / z, 1.0 / z, 1. / 3., 1. / 3., 1. / 3.];
+            for (a, b) in p.to_vec().iter().zip(want) {
+                assert!((a - b).abs() < 1e-15, "{a} vs {b}");
+            }
+            assert_eq!(p.to_vec(), x.softmax(x.ndim() - 1).to_vec());
+        }
+        // f32 over 2,048 classes and many rows (the pool path) against f64.
+        let (rows, classes) = (40, 2048);
+        let vals: Vec<f32> = (0..rows * classes).map(|i| ((i * 7919) % 1000) as f32 * 0.01 - 5.0).collect();
+        let targets: Vec<usize> = (0..rows).map(|r| (r * 37) % classes).collect();
+        let (p, nll) = Tensor::<f32>::from_vec(&[rows, classes], vals.clone()).try_softmax_nll(&targets).unwrap();
+        let p = p.to_vec();
+        for r in 0..rows {
+            let row = &vals[r * classes..][..classes];
+            let m = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+            assert!((nll[r] as f64 - (lse - row[targets[r]] as f64)).abs() < 2e-6, "row {r}");
+            let sum: f64 = p[r * classes..][..classes].iter().map(|&v| v as f64).sum();
+            assert!((sum - 1.0).abs() < 1e-5);
+        }
+        // Errors: a target per row, each in range.
+        let x = Tensor::<f32>::zeros(&[2, 3]);
+        assert!(matches!(x.try_softmax_nll(&[0]), Err(crate::TensorError::ShapeMismatch { .. })));
+        assert!(matches!(x.try_softmax_nll(&[0, 3]), Err(crate::TensorError::IndexOutOfBounds { index: 3, .. })));
     }
 
     proptest! {

@@ -312,23 +312,13 @@ impl Linear {
     }
 }
 
-/// `√(2/π)`, the constant of GELU's tanh form (nn-autograd's value).
-const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
-
 /// Applies an element-wise activation in place, each value computed as the model
-/// computes it (GELU in `f64` with nn-autograd's `erfc`, rounded to `f32`).
+/// computes it (GELU by nn-autograd's [`gelu_value`](nn_autograd::gelu_value)).
 fn activate(activation: Activation, y: &mut [f32]) {
     match (activation, activation.epilogue()) {
         (Activation::Linear | Activation::Softmax, _) => {}
-        (Activation::Gelu, _) => y.iter_mut().for_each(|v| {
-            let x = f64::from(*v);
-            *v = (x * (0.5 * nn_autograd::erfc(-x * std::f64::consts::FRAC_1_SQRT_2))) as f32;
-        }),
-        (Activation::GeluApproximate, _) => y.iter_mut().for_each(|v| {
-            let x = f64::from(*v);
-            let t = (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh();
-            *v = (0.5 * x * (1.0 + t)) as f32;
-        }),
+        (Activation::Gelu, _) => y.iter_mut().for_each(|v| *v = nn_autograd::gelu_value(*v, false)),
+        (Activation::GeluApproximate, _) => y.iter_mut().for_each(|v| *v = nn_autograd::gelu_value(*v, true)),
         (_, Some(e)) => y.iter_mut().for_each(|v| *v = e.value(*v)),
         (_, None) => {}
     }
@@ -815,7 +805,7 @@ impl Generator {
                 }
                 let mut total = 0.0f32;
                 for score in scores.iter_mut() {
-                    *score = (*score - max).exp();
+                    *score = nn_tensor::fastmath::exp_f32(*score - max);
                     total += *score;
                 }
                 let out = &mut s.attended[h * vd..][..vd];

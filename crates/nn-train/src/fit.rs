@@ -276,12 +276,7 @@ fn count_hits(scores: &[f32], t: &Tensor<f32>, classes: usize) -> (usize, usize)
     let mut hits = 0;
     let mut total = 0;
     for (row, &target) in scores.chunks_exact(classes).zip(t.array().iter()) {
-        let mut best = 0;
-        for (k, &s) in row.iter().enumerate() {
-            if s > row[best] {
-                best = k;
-            }
-        }
+        let best = nn_tensor::fastmath::argmax_f32(row);
         hits += usize::from(best as f32 == target);
         total += 1;
     }

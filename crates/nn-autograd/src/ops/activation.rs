@@ -286,7 +286,12 @@ impl<T: Element> Graph<T> {
         Ok(self.push_op(op, &[i], value, 0, move |ctx, mut g, sink| {
             // Branch-free: the selects inside `d` vectorise and never mispredict on the
             // random sign pattern of activations.
-            g.try_zip_apply_par(ctx.output(), |g, y| g * d(y)).map_err(tensor_err(op))?;
+            g.try_zip_apply_par(
+                ctx.output(),
+                #[inline(always)]
+                |g, y| g * d(y),
+            )
+            .map_err(tensor_err(op))?;
             sink.add(0, g)
         }))
     }

@@ -2,7 +2,7 @@
 //! from logits with integer class targets, binary cross-entropy from logits, and mean
 //! squared error.
 
-use ndarray::{ArrayD, Axis, Zip};
+use ndarray::{ArrayD, Zip};
 use nn_tensor::{Element, Tensor};
 
 use crate::error::{tensor_err, AutogradError, Result};
@@ -70,16 +70,18 @@ impl<T: Element> Graph<T> {
     ///
     /// # Shapes
     /// `logits: [batch, classes]`, `targets: [batch]`, `sample_weights: [batch]` →
-    /// `[]` (`Mean`, `Sum`) or `[batch]` (`Unreduced`).
+    /// `[]` (`Mean`, `Sum`) or `[batch]` (`Unreduced`). Logits of higher rank
+    /// `[d0, …, classes]` are rows in row-major order (e.g. `[batch, seq, vocab]` for
+    /// a language model, without a reshape copy): `batch = d0·…` rows of targets.
     ///
     /// # Gradient
     /// `∂ℓ_i/∂logits_i = w_i · (softmax(logits_i) − onehot(t_i))`, times the upstream
-    /// gradient (and `1/batch` for `Mean`). The log-probabilities are saved by the
-    /// forward pass, so backward costs one `exp` per logit.
+    /// gradient (and `1/batch` for `Mean`). The probabilities are saved by the forward
+    /// pass ([`Tensor::try_softmax_nll`]), so backward needs no `exp`.
     ///
     /// # Errors
     /// [`AutogradError::Tensor`] with [`TensorError::Rank`](nn_tensor::TensorError::Rank)
-    /// unless `logits` is 2-d; [`AutogradError::ShapeMismatch`] when `targets` or the
+    /// for `logits` of rank below 2; [`AutogradError::ShapeMismatch`] when `targets` or the
     /// weights do not hold one value per batch row; [`AutogradError::TargetOutOfRange`]
     /// for a target `>= classes`; [`AutogradError::InvalidArgument`] for an empty
     /// batch with [`Reduction::Mean`].
@@ -93,17 +95,19 @@ impl<T: Element> Graph<T> {
         let op = "cross_entropy";
         let i = self.idx(op, logits)?;
         let lv = self.val(i);
-        if lv.ndim() != 2 {
+        if lv.ndim() < 2 {
             return Err(AutogradError::Tensor {
                 op,
                 source: nn_tensor::TensorError::Rank {
                     op,
-                    expected: "2 ([batch, classes])",
+                    expected: "at least 2 ([batch, classes] or [..., classes])",
                     shape: lv.shape().to_vec(),
                 },
             });
         }
-        let (batch, classes) = (lv.shape()[0], lv.shape()[1]);
+        // Every leading axis counts as a batch axis: a row per position of a sequence.
+        let classes = lv.shape()[lv.ndim() - 1];
+        let batch = lv.shape()[..lv.ndim() - 1].iter().product::<usize>();
         if targets.len() != batch {
             return Err(AutogradError::ShapeMismatch {
                 op,
@@ -131,47 +135,60 @@ impl<T: Element> Graph<T> {
                 message: "the mean over an empty batch is undefined".into(),
             });
         }
-        let logp = lv.try_log_softmax(1).map_err(tensor_err(op))?;
+        // The probabilities (saved for backward: the gradient is softmax − onehot, no
+        // second exp) and each row's −log-likelihood, in one pass.
+        let (probs, nll) = lv.try_softmax_nll(targets).map_err(tensor_err(op))?;
         let weight = |r: usize| sample_weights.map_or(T::one(), |w| w[r]);
-        let losses =
-            ArrayD::from_shape_fn(ndarray::IxDyn(&[batch]), |r| -weight(r[0]) * logp.array()[[r[0], targets[r[0]]]]);
+        let losses = ArrayD::from_shape_fn(ndarray::IxDyn(&[batch]), |r| weight(r[0]) * nll[r[0]]);
         let value = reduction.apply(losses);
 
         let needs = self.needs_grad(&[i]);
         let targets = if needs { targets.to_vec() } else { Vec::new() };
         let weights: Option<Vec<T>> = if needs { sample_weights.map(<[T]>::to_vec) } else { None };
         let saved = if needs {
-            bytes_of::<T>(logp.len()) + bytes_of::<usize>(batch) + bytes_of::<T>(weights.as_ref().map_or(0, Vec::len))
+            bytes_of::<T>(probs.len()) + bytes_of::<usize>(batch) + bytes_of::<T>(weights.as_ref().map_or(0, Vec::len))
         } else {
             0
         };
         let scale: T = reduction.scale(batch);
         Ok(self.push_op(op, &[i], value, saved, move |_, g, sink| {
-            let Some((buf, _)) = sink.buffer(0) else { return Ok(()) };
+            if !sink.wants(0) {
+                return Ok(());
+            }
             let upstream = |r: usize| -> T {
                 match reduction {
                     Reduction::Unreduced => g.array()[[r]],
                     _ => g.array().iter().next().copied().unwrap_or_else(T::zero),
                 }
             };
-            if weights.is_none() && reduction != Reduction::Unreduced {
-                // One factor for every row: the softmax term element-wise over nn's
-                // pool (the same arithmetic as the loop below, so the same bits).
+            // c·softmax from the saved probabilities into a new tensor (no zeroed
+            // buffer first), then −c at each target.
+            let mut grad = if weights.is_none() && reduction != Reduction::Unreduced {
+                // One factor for every row: element-wise over nn's pool. `move`: with
+                // `c` borrowed, the loop reloaded it through a pointer and stayed scalar.
                 let c = upstream(0) * scale;
-                buf.try_zip_apply_par(&logp, |d, l| d + c * l.exp()).map_err(tensor_err(op))?;
-                for (r, mut dst) in buf.array_mut().axis_iter_mut(Axis(0)).enumerate() {
-                    dst[targets[r]] -= c;
+                probs.map_par(
+                    #[inline(always)]
+                    move |p| c * p,
+                )
+            } else {
+                let mut grad = probs.clone();
+                let rows = grad.array_mut().as_slice_mut().expect("softmax_nll returns standard layout");
+                for (r, row) in rows.chunks_exact_mut(classes.max(1)).enumerate() {
+                    let c = upstream(r) * scale * weights.as_ref().map_or(T::one(), |w| w[r]);
+                    row.iter_mut().for_each(|p| *p = c * *p);
                 }
-                return Ok(());
+                grad
+            };
+            let rows = grad.array_mut().as_slice_mut().expect("standard layout");
+            for (r, &t) in targets.iter().enumerate() {
+                let c = match (&weights, reduction) {
+                    (None, Reduction::Mean | Reduction::Sum) => upstream(0) * scale,
+                    _ => upstream(r) * scale * weights.as_ref().map_or(T::one(), |w| w[r]),
+                };
+                rows[r * classes + t] -= c;
             }
-            for (r, (mut dst, lp)) in
-                buf.array_mut().axis_iter_mut(Axis(0)).zip(logp.array().axis_iter(Axis(0))).enumerate()
-            {
-                let c = upstream(r) * scale * weights.as_ref().map_or(T::one(), |w| w[r]);
-                Zip::from(&mut dst).and(&lp).for_each(|d, &l| *d += c * l.exp());
-                dst[targets[r]] -= c;
-            }
-            Ok(())
+            sink.add(0, grad)
         }))
     }
     twin!(cross_entropy_with => try_cross_entropy_with(logits: Var, targets: &[usize], sample_weights: Option<&[T]>, reduction: Reduction) -> Var);

@@ -244,14 +244,14 @@ fn linear_forward<T: Element>(
     let x_std = x.as_standard_layout();
     let x2 = x_std.view().into_shape_with_order((rows, in_f)).expect("standard layout, equal count");
     let w2 = kernel.array().view().into_dimensionality::<Ix2>().expect("rank checked");
-    let mut out = Array2::<T>::zeros((rows, out_f));
-    let beta = match bias {
+    // With a bias, C starts as the bias rows (one pass, no zeroing first) and the
+    // GEMM adds to it (β = 1).
+    let (mut out, beta) = match bias {
         Some(b) => {
-            let b = b.array().view().into_shape_with_order(out_f).expect("shape checked");
-            out.rows_mut().into_iter().for_each(|mut r| r.assign(&b));
-            T::one()
+            let v = nn_tensor::repeat_rows(&b.to_vec(), rows);
+            (Array2::from_shape_vec((rows, out_f), v).expect("rows · out_f elements"), T::one())
         }
-        None => T::zero(),
+        None => (Array2::<T>::zeros((rows, out_f)), T::zero()),
     };
     nn_tensor::gemm::gemm(T::one(), x2, w2, beta, &mut out.view_mut()).map_err(tensor_err(op))?;
     drop(x_std);

@@ -40,11 +40,18 @@ pub(crate) use twin;
 /// gradient of a dense or convolution layer (`Σ_batch g`), in one pass over memory in
 /// row order (so the result does not depend on anything but the data).
 pub(crate) fn column_sums<T: Element>(data: &[T], width: usize) -> Vec<T> {
+    /// Columns per piece of nn's pool: wide outputs only (a language model's vocabulary).
+    const COLUMNS: usize = 512;
     let mut acc = vec![T::zero(); width];
     if width > 0 {
-        for row in data.chunks_exact(width) {
-            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
-        }
+        // Split by columns, so every column is still summed row by row in order: the
+        // same bits at any thread count, and as the one-thread loop.
+        nn_tensor::par_chunks_mut(&mut acc, COLUMNS, |piece, acc| {
+            let (start, n) = (piece * COLUMNS, acc.len());
+            for row in data.chunks_exact(width) {
+                acc.iter_mut().zip(&row[start..start + n]).for_each(|(a, &v)| *a += v);
+            }
+        });
     }
     acc
 }

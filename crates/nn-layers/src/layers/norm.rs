@@ -214,26 +214,37 @@ pub fn layer_norm<T: Element>(
     let xs = x_std.as_slice().expect("standard layout");
     let (hf, eps) = (T::of_f64(c as f64), T::of_f64(epsilon));
     let rows = xs.len() / c;
-    let mut means = Vec::with_capacity(rows);
-    let mut invs = Vec::with_capacity(rows);
-    let mut out = Vec::with_capacity(xs.len());
-    for row in xs.chunks_exact(c) {
-        let mean = row.iter().copied().sum::<T>() / hf;
-        let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / hf;
-        let inv = T::one() / (var + eps).sqrt();
-        for (k, &v) in row.iter().enumerate() {
-            let mut y = (v - mean) * inv;
-            if let Some(gm) = &gamma_v {
-                y *= gm[k];
-            }
-            if let Some(b) = &beta_v {
-                y += b[k];
-            }
-            out.push(y);
+    // Whole rows per chunk of nn's pool; every row (and every chunk's partial sums for
+    // γ and β) is computed the same way wherever it runs: bit-identical at any thread
+    // count.
+    let per_chunk = (LN_CHUNK / c).max(1);
+    // (mean, 1/√(σ² + ε)) of each row.
+    let mut stats = vec![T::zero(); 2 * rows];
+    nn_tensor::par_chunks_mut(&mut stats, 2 * per_chunk, |ci, st| {
+        for (r, st) in st.chunks_exact_mut(2).enumerate() {
+            let row = &xs[(ci * per_chunk + r) * c..][..c];
+            let mean = row.iter().copied().sum::<T>() / hf;
+            let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / hf;
+            st[0] = mean;
+            st[1] = T::one() / (var + eps).sqrt();
         }
-        means.push(mean);
-        invs.push(inv);
-    }
+    });
+    let out = nn_tensor::par_build(xs.len(), per_chunk * c, |ci, chunk: &mut [T]| {
+        for (r, yr) in chunk.chunks_exact_mut(c).enumerate() {
+            let row = ci * per_chunk + r;
+            let (mean, inv) = (stats[2 * row], stats[2 * row + 1]);
+            for (k, (y, &v)) in yr.iter_mut().zip(&xs[row * c..][..c]).enumerate() {
+                let mut v = (v - mean) * inv;
+                if let Some(gm) = &gamma_v {
+                    v *= gm[k];
+                }
+                if let Some(b) = &beta_v {
+                    v += b[k];
+                }
+                *y = v;
+            }
+        }
+    });
     drop(x_std);
     let value = Tensor::from_vec(&shape, out);
 
@@ -248,50 +259,65 @@ pub fn layer_norm<T: Element>(
         let want_x = sink.wants(0);
         let want_gamma = gamma_at.is_some_and(|at| sink.wants(at));
         let want_beta = beta_at.is_some_and(|at| sink.wants(at));
-        let mut dx = if want_x { Vec::with_capacity(xs.len()) } else { Vec::new() };
-        let mut d_gamma = vec![T::zero(); if want_gamma { c } else { 0 }];
-        let mut d_beta = vec![T::zero(); if want_beta { c } else { 0 }];
-        let mut g_hat = vec![T::zero(); c];
-        for (r, (xr, gr)) in xs.chunks_exact(c).zip(gs.chunks_exact(c)).enumerate() {
-            let (mean, inv) = (means[r], invs[r]);
-            if want_gamma {
-                for k in 0..c {
-                    d_gamma[k] += gr[k] * (xr[k] - mean) * inv;
+        let x_hat = |row: usize, k: usize| (xs[row * c + k] - stats[2 * row]) * stats[2 * row + 1];
+        if want_gamma || want_beta {
+            // Per chunk of rows: Σ g·x̂ then Σ g for each feature; the chunks' partials
+            // are added in chunk order.
+            let chunks = rows.div_ceil(per_chunk);
+            let mut partial = vec![T::zero(); chunks * 2 * c];
+            nn_tensor::par_chunks_mut(&mut partial, 2 * c, |ci, p| {
+                let (pg, pb) = p.split_at_mut(c);
+                for row in ci * per_chunk..((ci + 1) * per_chunk).min(rows) {
+                    let gr = &gs[row * c..][..c];
+                    for k in 0..c {
+                        pg[k] += gr[k] * x_hat(row, k);
+                        pb[k] += gr[k];
+                    }
                 }
+            });
+            let mut sums = vec![T::zero(); 2 * c];
+            for p in partial.chunks_exact(2 * c) {
+                sums.iter_mut().zip(p).for_each(|(s, &v)| *s += v);
             }
-            if want_beta {
-                d_beta.iter_mut().zip(gr).for_each(|(d, &g)| *d += g);
+            let (d_gamma, d_beta) = sums.split_at(c);
+            if let (Some(at), true) = (gamma_at, want_gamma) {
+                sink.add(at, Tensor::from_vec(&[c], d_gamma.to_vec()))?;
             }
-            if want_x {
-                let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
-                for k in 0..c {
-                    let gh = match &gm {
-                        Some(gm) => gr[k] * gm[k],
-                        None => gr[k],
-                    };
-                    g_hat[k] = gh;
-                    sum_g += gh;
-                    sum_gx += gh * (xr[k] - mean) * inv;
-                }
-                let (mean_g, mean_gx) = (sum_g / hf, sum_gx / hf);
-                for k in 0..c {
-                    let x_hat = (xr[k] - mean) * inv;
-                    dx.push(inv * (g_hat[k] - mean_g - x_hat * mean_gx));
-                }
+            if let (Some(at), true) = (beta_at, want_beta) {
+                sink.add(at, Tensor::from_vec(&[c], d_beta.to_vec()))?;
             }
         }
         if want_x {
+            let dx = nn_tensor::par_build(xs.len(), per_chunk * c, |ci, chunk: &mut [T]| {
+                let mut g_hat = vec![T::zero(); c];
+                for (r, dr) in chunk.chunks_exact_mut(c).enumerate() {
+                    let row = ci * per_chunk + r;
+                    let gr = &gs[row * c..][..c];
+                    let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
+                    for k in 0..c {
+                        let gh = match &gm {
+                            Some(gm) => gr[k] * gm[k],
+                            None => gr[k],
+                        };
+                        g_hat[k] = gh;
+                        sum_g += gh;
+                        sum_gx += gh * x_hat(row, k);
+                    }
+                    let (mean_g, mean_gx) = (sum_g / hf, sum_gx / hf);
+                    let inv = stats[2 * row + 1];
+                    for k in 0..c {
+                        dr[k] = inv * (g_hat[k] - mean_g - x_hat(row, k) * mean_gx);
+                    }
+                }
+            });
             sink.add(0, Tensor::from_vec(ctx.input(0).shape(), dx))?;
-        }
-        if let (Some(at), true) = (gamma_at, want_gamma) {
-            sink.add(at, Tensor::from_vec(&[c], d_gamma))?;
-        }
-        if let (Some(at), true) = (beta_at, want_beta) {
-            sink.add(at, Tensor::from_vec(&[c], d_beta))?;
         }
         Ok(())
     })?)
 }
+
+/// Elements of `x` per chunk of nn's pool in [`layer_norm`] (whole rows).
+const LN_CHUNK: usize = 1 << 13;
 
 #[cfg(test)]
 mod tests {

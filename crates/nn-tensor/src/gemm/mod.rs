@@ -237,7 +237,7 @@ pub(crate) fn concurrent_gemm_ok() -> bool {
 
 /// Products smaller than this many multiply-adds run on the calling thread: handing
 /// them to the pool costs more than it saves (a single-sample prediction's GEMMs).
-const SERIAL_BELOW: usize = 1 << 18;
+pub(crate) const SERIAL_BELOW: usize = 1 << 18;
 
 /// Into how many parts [`run_gemm_crate_split`] cuts the inner dimension `k`: 2 for
 /// a small output with a long inner dimension (the seed CNN's Dense forward,
