@@ -155,7 +155,11 @@ impl<T: Element> GradSink<'_, T> {
         let slot = &mut self.grads[self.parents[k]];
         let beta = match slot {
             None => {
-                *slot = Some(Tensor::zeros(node.value.get().shape()));
+                // Zeroed on nn's pool in chunks (a language model's logits gradient
+                // is 16 MB): not one single-threaded memset.
+                let shape = node.value.get().shape();
+                let zeros = nn_tensor::par_build(node.value.get().len(), 1 << 15, |_, _| {});
+                *slot = Some(Tensor::from_vec(shape, zeros));
                 T::zero()
             }
             Some(acc) => {
