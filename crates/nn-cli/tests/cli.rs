@@ -153,7 +153,8 @@ fn bad_input_gives_one_clear_line() {
     fails_with(nn().args(["fit", "--validation-split", "-0.5"]), "--validation-split must be in [0, 1), got -0.5");
     fails_with(
         nn().args(["fit", "--model", "foo"]),
-        "--model foo: not a preset (mlp, cnn, lstm, resnet) and no such model file",
+        "--model foo: not a preset (mlp, cnn, lstm, resnet; with text data gpt, transformer-classifier; with \
+         ratings data mf, ncf, two-tower) and no such model file",
     );
     // An --out that is a file is refused before anything is loaded, and left as it was.
     let file = d.join("taken");

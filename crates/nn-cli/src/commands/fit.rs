@@ -358,8 +358,11 @@ fn validate(cfg: &RunConfig, spec_saved: bool) -> Result<Checked> {
         && !Path::new(&m.model).exists()
     {
         return Err(CliError::Usage(format!(
-            "--model {}: not a preset (mlp, cnn, lstm, resnet) and no such model file",
-            m.model
+            "--model {}: not a preset ({}; with text data {}; with ratings data mf, ncf, two-tower) and no such \
+             model file",
+            m.model,
+            PRESETS.join(", "),
+            crate::text::MODELS.join(", ")
         )));
     }
     if let Some(out) = cfg.output.out.as_ref().filter(|o| o.exists() && !o.is_dir()) {
