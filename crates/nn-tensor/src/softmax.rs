@@ -41,11 +41,11 @@ fn for_each_row<T: Element>(data: &mut [T], n: usize, f: impl Fn(&mut [T]) + Sen
 }
 
 /// `softmax` of one row, in place: `exp(x − m) / Σ exp(x − m)` (`f32`: vectorized,
-/// [`crate::fastmath::softmax_f32`]).
-fn softmax_row<T: Element>(row: &mut [T]) {
+/// [`crate::fastmath::softmax_f32`]). Returns the shift `m` and the sum `Σ exp(x − m)`.
+fn softmax_row<T: Element>(row: &mut [T]) -> (T, T) {
     if let Some(r) = crate::fastmath::as_f32(row) {
-        crate::fastmath::softmax_f32(r);
-        return;
+        let (m, sum) = crate::fastmath::softmax_f32(r);
+        return (T::of_f64(m as f64), T::of_f64(sum as f64));
     }
     let (m, _) = lane_stats(row.iter());
     let mut sum = T::zero();
@@ -55,6 +55,7 @@ fn softmax_row<T: Element>(row: &mut [T]) {
         *x = e;
     }
     row.iter_mut().for_each(|e| *e /= sum);
+    (m, sum)
 }
 
 /// `log_softmax` of one row, in place: `x − m − ln Σ exp(x − m)` (`f32`:
@@ -71,19 +72,7 @@ fn log_softmax_row<T: Element>(row: &mut [T]) {
 /// e^{x − m})`, the negative log-likelihood of class `t` (`t < row.len()`).
 fn softmax_nll_row<T: Element>(row: &mut [T], t: usize) -> T {
     let x_t = row[t];
-    if let Some(r) = crate::fastmath::as_f32(row) {
-        let (m, sum) = crate::fastmath::softmax_f32(r);
-        return T::of_f64(-((x_t.as_f64() as f32 - m) - sum.ln()) as f64);
-    }
-    // As softmax_row: e^{x − m} / Σ, so the probabilities are softmax's bits.
-    let (m, _) = lane_stats(row.iter());
-    let mut sum = T::zero();
-    for x in row.iter_mut() {
-        let e = (*x - m).exp();
-        sum += e;
-        *x = e;
-    }
-    row.iter_mut().for_each(|e| *e /= sum);
+    let (m, sum) = softmax_row(row);
     -((x_t - m) - sum.ln())
 }
 
@@ -172,7 +161,9 @@ impl<T: Element> Tensor<T> {
         let mut out = self.data.as_standard_layout().into_owned();
         let n = out.shape()[axis];
         match out.as_slice_mut() {
-            Some(data) if axis + 1 == self.ndim() => for_each_row(data, n, softmax_row),
+            Some(data) if axis + 1 == self.ndim() => for_each_row(data, n, |r| {
+                softmax_row(r);
+            }),
             _ => {
                 for mut lane in out.lanes_mut(Axis(axis)) {
                     let mut row = lane.to_vec();
