@@ -161,12 +161,16 @@ impl<T: Element> Graph<T> {
                     _ => g.array().iter().next().copied().unwrap_or_else(T::zero),
                 }
             };
+            // Row r's factor c_r: the upstream gradient, the reduction's scale and the
+            // sample weight; one factor for all rows without weights or `Unreduced`.
+            let uniform = weights.is_none() && reduction != Reduction::Unreduced;
+            let factor = |r: usize| upstream(r) * scale * weights.as_ref().map_or(T::one(), |w| w[r]);
             // c·softmax from the saved probabilities into a new tensor (no zeroed
             // buffer first), then −c at each target.
-            let mut grad = if weights.is_none() && reduction != Reduction::Unreduced {
-                // One factor for every row: element-wise over nn's pool. `move`: with
-                // `c` borrowed, the loop reloaded it through a pointer and stayed scalar.
-                let c = upstream(0) * scale;
+            let mut grad = if uniform {
+                // Element-wise over nn's pool. `move`: with `c` borrowed, the loop
+                // reloaded it through a pointer and stayed scalar.
+                let c = factor(0);
                 probs.map_par(
                     #[inline(always)]
                     move |p| c * p,
@@ -175,18 +179,14 @@ impl<T: Element> Graph<T> {
                 let mut grad = probs.clone();
                 let rows = grad.array_mut().as_slice_mut().expect("softmax_nll returns standard layout");
                 for (r, row) in rows.chunks_exact_mut(classes.max(1)).enumerate() {
-                    let c = upstream(r) * scale * weights.as_ref().map_or(T::one(), |w| w[r]);
+                    let c = factor(r);
                     row.iter_mut().for_each(|p| *p = c * *p);
                 }
                 grad
             };
             let rows = grad.array_mut().as_slice_mut().expect("standard layout");
             for (r, &t) in targets.iter().enumerate() {
-                let c = match (&weights, reduction) {
-                    (None, Reduction::Mean | Reduction::Sum) => upstream(0) * scale,
-                    _ => upstream(r) * scale * weights.as_ref().map_or(T::one(), |w| w[r]),
-                };
-                rows[r * classes + t] -= c;
+                rows[r * classes + t] -= factor(if uniform { 0 } else { r });
             }
             sink.add(0, grad)
         }))
