@@ -273,14 +273,20 @@ fn sequence_hits(out: &Tensor<f32>, t: &Tensor<f32>) -> (usize, usize) {
 }
 
 fn count_hits(scores: &[f32], t: &Tensor<f32>, classes: usize) -> (usize, usize) {
-    let mut hits = 0;
-    let mut total = 0;
-    for (row, &target) in scores.chunks_exact(classes).zip(t.array().iter()) {
-        let best = nn_tensor::fastmath::argmax_f32(row);
-        hits += usize::from(best as f32 == target);
-        total += 1;
-    }
-    (hits, total)
+    /// Rows per piece of nn's pool (a language model's batch is 2,048 rows of 2,048).
+    const ROWS: usize = 64;
+    let targets = t.to_vec();
+    let rows = (scores.len() / classes).min(targets.len());
+    // Hits per piece of rows, counted on nn's pool (exact in f32: at most 64 each).
+    let counts: Vec<f32> = nn_tensor::par_build(rows.div_ceil(ROWS), 1, |piece, count| {
+        let first = piece * ROWS;
+        let last = (first + ROWS).min(rows);
+        let hits = (first..last)
+            .filter(|&r| nn_tensor::fastmath::argmax_f32(&scores[r * classes..][..classes]) as f32 == targets[r])
+            .count();
+        count[0] = hits as f32;
+    });
+    (counts.iter().map(|&c| c as usize).sum(), rows)
 }
 
 /// Reshapes real targets `[N]` to the model's output `[N, outputs]` when they match.
