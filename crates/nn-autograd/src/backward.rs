@@ -158,7 +158,7 @@ impl<T: Element> GradSink<'_, T> {
                 // Zeroed on nn's pool in chunks (a language model's logits gradient
                 // is 16 MB): not one single-threaded memset.
                 let shape = node.value.get().shape();
-                let zeros = nn_tensor::par_build(node.value.get().len(), 1 << 15, |_, _| {});
+                let zeros = nn_tensor::zeros_par(node.value.get().len());
                 *slot = Some(Tensor::from_vec(shape, zeros));
                 T::zero()
             }

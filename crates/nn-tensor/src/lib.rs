@@ -170,6 +170,13 @@ pub fn par_build<T: Element>(len: usize, chunk_len: usize, f: impl Fn(usize, &mu
     vec_by_chunks(len, chunk_len, T::zero(), || (), |_, i, chunk| f(i, chunk))
 }
 
+/// `len` zeros in a new `Vec`, written on nn's pool in chunks of 32,768 elements (a
+/// fresh matrix-product output or gradient buffer of megabytes is not one memset on the
+/// calling thread).
+pub fn zeros_par<T: Element>(len: usize) -> Vec<T> {
+    par_build(len, 1 << 15, |_, _| {})
+}
+
 /// `row` repeated `rows` times into a new `Vec` (`rows · row.len()` elements), the
 /// copies spread over nn's pool: the starting value of a Dense layer's output (its
 /// bias in every row) without a zeroing pass first.

@@ -67,7 +67,7 @@ impl<T: Element> Tensor<T> {
                 // Zeroed on nn's pool, chunk by chunk (β = 0 overwrites it anyway).
                 let (m, n) = (a.nrows(), b.ncols());
                 crate::shape::checked_numel(op, &[m, n])?;
-                let zeros = crate::vec_by_chunks(m * n, 1 << 15, T::zero(), || (), |_, _, _| {});
+                let zeros = crate::zeros_par(m * n);
                 let mut out = ndarray::Array2::from_shape_vec((m, n), zeros).expect("m · n elements");
                 crate::gemm::gemm(T::one(), a, b, T::zero(), &mut out.view_mut())?;
                 Ok(out.into())
@@ -87,7 +87,7 @@ impl<T: Element> Tensor<T> {
                 } else {
                     rhs.view().insert_axis(Axis(0)).into_dimensionality::<Ix3>().expect("rank 3")
                 };
-                let zeros = crate::vec_by_chunks(batch * m * n, 1 << 15, T::zero(), || (), |_, _, _| {});
+                let zeros = crate::zeros_par(batch * m * n);
                 let mut out = Array3::from_shape_vec((batch, m, n), zeros).expect("batch · m · n elements");
                 let operands = |i: usize| {
                     let a = a3.index_axis(Axis(0), if ba == 1 { 0 } else { i });
