@@ -23,6 +23,9 @@ SEEDS=${SEEDS:-1 2 3}
 SEEDS_ALL=${SEEDS_ALL:-1}
 REGIMES=${REGIMES:-few all}
 METHODS=${METHODS:-scratch full lora probe}
+POOLING=${POOLING:-mean}
+TAG=""
+[ "$POOLING" = mean ] || TAG="-ct"
 mkdir -p "$OUT"
 SPLIT=(--holdout-groups book,chapter --test-split 0.1 --split-seed 1)
 SIZE=(--context 64 --d-model 64 --heads 4 --layers 2)
@@ -36,10 +39,10 @@ fi
 
 # (b) Classification into the 8 divisions.
 classify() { # name seed epochs per_class_flag extra...
-  local name=$1 seed=$2 epochs=$3 per=$4; shift 4
+  local name=$1$TAG seed=$2 epochs=$3 per=$4; shift 4
   "$NN" --threads 2 fit --data "csv:$KJV" --text-column text --target division "${SPLIT[@]}" \
-    --validation-split 0.05 --model transformer-classifier $per --epochs "$epochs" --batch-size 32 \
-    --seed "$seed" --verbose 2 "$@" > "$OUT/$name-$seed.log"
+    --validation-split 0.05 --model transformer-classifier --pooling "$POOLING" $per --epochs "$epochs" \
+    --batch-size 32 --seed "$seed" --verbose 2 "$@" > "$OUT/$name-$seed.log"
   echo "$name seed $seed: $(grep -o 'test accuracy: [0-9.]*' "$OUT/$name-$seed.log") $(grep -o 'trainable parameters: .*' "$OUT/$name-$seed.log")"
 }
 for regime in $REGIMES; do

@@ -18,10 +18,10 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use nn_data::{Dataset, Task};
 use nn_layers::loss::Loss;
-use nn_layers::{name_matches, LayerSpec, LoadOptions, LoraConfig, ModelSpec, Sequential};
+use nn_layers::{name_matches, LayerSpec, LoadOptions, LoraConfig, ModelSpec, SequencePooling, Sequential};
 use nn_text::{TextTable, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +99,30 @@ pub struct TransformerArgs {
     #[arg(long)]
     #[serde(default)]
     pub d_model: Option<usize>,
+    /// How the transformer-classifier sums up a text for its head (default mean).
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub pooling: Option<PoolingKind>,
+}
+
+/// `--pooling`: how the transformer-classifier reduces a text to one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolingKind {
+    /// The mean of the final states of the real (unpadded) tokens.
+    #[default]
+    Mean,
+    /// A learned class token appended after the text (it takes one of the --context positions); the head reads its final state. With a GPT's causal body only this last position sees the whole text.
+    ClassToken,
+}
+
+impl From<PoolingKind> for SequencePooling {
+    fn from(p: PoolingKind) -> Self {
+        match p {
+            PoolingKind::Mean => SequencePooling::Mean,
+            PoolingKind::ClassToken => SequencePooling::ClassToken,
+        }
+    }
 }
 
 /// The sizes of a Transformer preset.
@@ -106,7 +130,8 @@ pub struct TransformerArgs {
 pub struct Sizes {
     /// Vocabulary.
     pub vocab: usize,
-    /// Tokens per sample.
+    /// Positions per sample: the tokens of a window or text, and a classifier's class
+    /// token.
     pub context: usize,
     /// Residual width.
     pub d_model: usize,
@@ -120,7 +145,7 @@ pub struct Sizes {
 
 impl Sizes {
     /// The sizes of a saved `gpt` or `transformer-classifier` spec: the context from
-    /// its input, vocabulary and width from its Embedding, heads from its first
+    /// its input (and one more for a class token), vocabulary and width from its Embedding, heads from its first
     /// MultiHeadAttention, blocks by counting them, causal when any attention is.
     ///
     /// # Errors
@@ -130,8 +155,10 @@ impl Sizes {
         let mut heads = None;
         let mut layers = 0;
         let mut causal = false;
+        let mut class_token = 0;
         for node in &spec.layers {
             match &node.layer {
+                LayerSpec::ClassToken(_) => class_token = 1,
                 LayerSpec::Embedding(e) if embedding.is_none() => embedding = Some((e.input_dim, e.output_dim)),
                 LayerSpec::MultiHeadAttention(a) => {
                     heads.get_or_insert(a.num_heads);
@@ -142,8 +169,8 @@ impl Sizes {
             }
         }
         match (embedding, heads, spec.input_shape.as_slice()) {
-            (Some((vocab, d_model)), Some(heads), &[context]) => {
-                Ok(Sizes { vocab, context, d_model, heads, layers, causal })
+            (Some((vocab, d_model)), Some(heads), &[tokens]) => {
+                Ok(Sizes { vocab, context: tokens + class_token, d_model, heads, layers, causal })
             }
             _ => Err(CliError::Usage(format!(
                 "--init-from {}: not a text Transformer (gpt or transformer-classifier: token ids in, an Embedding and attention blocks)",
@@ -341,6 +368,15 @@ pub fn prepare(cfg: &RunConfig) -> Result<Option<(Prepared, TextRun)>> {
     if context == 0 {
         return Err(CliError::Usage("--context must be at least 1".into()));
     }
+    let pooling = t.pooling.unwrap_or_default();
+    if t.pooling.is_some() && model != "transformer-classifier" {
+        return Err(CliError::Usage(format!("--pooling applies to --model transformer-classifier, not {model}")));
+    }
+    if pooling == PoolingKind::ClassToken && context < 2 {
+        return Err(CliError::Usage(format!(
+            "--pooling class-token takes one of the --context positions: --context must be at least 2, got {context}"
+        )));
+    }
     let dropout = cfg.model.dropout;
     match &d.data {
         DataSource::Text(path) => {
@@ -453,16 +489,23 @@ pub fn prepare(cfg: &RunConfig) -> Result<Option<(Prepared, TextRun)>> {
                     tokenizer_for(d.text.tokenizer.as_deref(), fit_rows.iter().map(|&r| texts[r].as_str()))?
                 }
             };
+            // A class token takes the last of the model's positions.
+            let text_tokens = context - usize::from(pooling == PoolingKind::ClassToken);
             let encode = |rows: &[usize]| -> Result<Option<Dataset>> {
                 if rows.is_empty() {
                     return Ok(None);
                 }
-                let part = nn_text::encode_classification(&table.select(rows)?, &tok, context)?;
+                let part = nn_text::encode_classification(&table.select(rows)?, &tok, text_tokens)?;
                 Ok(Some(part.dataset))
             };
             let train = encode(&fit_rows)?.ok_or_else(|| CliError::Usage("the training part is empty".into()))?;
+            let positions = if text_tokens < context {
+                format!("context {context} ({text_tokens} tokens of text and the class token)")
+            } else {
+                format!("context {context}")
+            };
             println!(
-                "text {}: column {col:?} → {} classes of {target:?}; tokenizer {} ({} tokens), context {context}",
+                "text {}: column {col:?} → {} classes of {target:?}; tokenizer {} ({} tokens), {positions}",
                 path.display(),
                 table.num_classes(),
                 format!("{:?}", tok.kind()).to_lowercase(),
@@ -482,9 +525,17 @@ pub fn prepare(cfg: &RunConfig) -> Result<Option<(Prepared, TextRun)>> {
             // After --classes, the head has one output per class kept.
             let classes = prepared.train.num_classes().unwrap_or(table.num_classes());
             let s = sizes_for(tok.vocab_size());
-            let mut spec =
-                ModelSpec::transformer_classifier(s.vocab, s.context, s.d_model, s.heads, s.layers, classes, dropout)
-                    .map_err(|e| CliError::Usage(format!("--model transformer-classifier: {e}")))?;
+            let mut spec = ModelSpec::transformer_classifier_with(
+                s.vocab,
+                s.context,
+                s.d_model,
+                s.heads,
+                s.layers,
+                classes,
+                dropout,
+                pooling.into(),
+            )
+            .map_err(|e| CliError::Usage(format!("--model transformer-classifier: {e}")))?;
             if s.causal {
                 // The body of a GPT was trained to attend to earlier tokens only: it keeps
                 // its causal attention (the padding, at the end, stays masked as well).
@@ -875,8 +926,12 @@ impl SavedText {
         cfg.data.text.tokenizer = Some(self.dir.join(TOKENIZER_FILE).to_string_lossy().into_owned());
         cfg.data.text.context = Some(self.context);
         cfg.model.init_from = None;
-        cfg.model.transformer =
-            TransformerArgs { layers: Some(sizes.layers), heads: Some(sizes.heads), d_model: Some(sizes.d_model) };
+        cfg.model.transformer = TransformerArgs {
+            layers: Some(sizes.layers),
+            heads: Some(sizes.heads),
+            d_model: Some(sizes.d_model),
+            pooling: None,
+        };
         let Some((prepared, run)) = prepare(&cfg)? else {
             return Err(CliError::Usage(format!("{data}: not text data")));
         };

@@ -124,6 +124,27 @@ fn text_classification_from_scratch_and_fine_tuned() {
     fails_with(nn().args(["generate", "--prompt", "hi", "--model"]).arg(&lora), "a text classifier");
     // Of 22754 parameters: the adapters and the head are under 7 %.
     assert!(figure(&text, "trainable parameters: 1218 of") > 1218.0 * 15.0, "{text}");
+    // A class token appended after 15 tokens of text: the GPT's 16 positions are
+    // loaded whole, the token and the head are new, and predict reads 15 tokens.
+    let ct = dir.path().join("ct");
+    let text = classify(&["--init-from", &lm_dir, "--pooling", "class-token", "--out", ct.to_str().unwrap()]);
+    assert!(text.contains("context 16 (15 tokens of text and the class token)"), "{text}");
+    assert!(text.contains("loaded 20 tensors"), "{text}");
+    assert!(text.contains("newly initialised: class_token.embeddings, head.kernel, head.bias"), "{text}");
+    assert!(figure(&text, "test accuracy:") >= 0.9, "{text}");
+    let spec = std::fs::read_to_string(ct.join("model.json")).unwrap();
+    assert!(spec.contains("\"ClassTokenPooling\"") && spec.contains("\"class_token\": true"), "{spec}");
+    let rows = predict(&ct);
+    let right = rows
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            let row: usize = cells[0].parse().unwrap();
+            cells[2] == if row.is_multiple_of(2) { "cats" } else { "dogs" }
+        })
+        .count();
+    assert!(right >= 108, "{right} of 120 right\n{rows}");
 }
 
 #[test]
@@ -163,6 +184,17 @@ fn bad_text_input_gives_one_error_line() {
         "--context 64 is longer than the context of the model",
     );
     fails_with(nn().args(["fit", "--model", "gpt", "--data", "digits"]), "--model gpt reads token ids");
+    fails_with(
+        nn().args(["fit", "--model", "gpt", "--pooling", "class-token", "--data"])
+            .arg(format!("text:{}", repeating_text(dir.path()).display())),
+        "--pooling applies to --model transformer-classifier, not gpt",
+    );
+    fails_with(
+        nn().args(["fit", "--model", "transformer-classifier", "--text-column", "text", "--target", "label"])
+            .args(["--pooling", "class-token", "--context", "1", "--data"])
+            .arg(format!("csv:{}", csv.display())),
+        "--context must be at least 2, got 1",
+    );
 }
 
 /// The King James Version's classification data with whole chapters held out: the

@@ -21,7 +21,8 @@
 //! - `norm.rs`: [`LayerNormConfig`]
 //! - `padding.rs`: [`ZeroPadding2DConfig`], [`Padding2D`]
 //! - `attention.rs`: [`MultiHeadAttentionConfig`], [`PaddingMaskConfig`]
-//! - `sequence.rs`: [`PositionEmbeddingConfig`], [`SinePositionEncodingConfig`]
+//! - `sequence.rs`: [`PositionEmbeddingConfig`], [`SinePositionEncodingConfig`],
+//!   [`ClassTokenConfig`]
 
 use nn_tensor::conv::Padding;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -32,12 +33,12 @@ use crate::init::Initializer;
 
 pub use crate::layers::{ActivationConfig, EluConfig, LeakyReluConfig};
 pub use crate::layers::{BatchNormConfig, DropoutConfig, EmbeddingConfig, Pool2DConfig};
+pub use crate::layers::{
+    ClassTokenConfig, MultiHeadAttentionConfig, PaddingMaskConfig, PositionEmbeddingConfig, SinePositionEncodingConfig,
+};
 pub use crate::layers::{ConcatenateConfig, LayerNormConfig, Padding2D, ZeroPadding2DConfig};
 pub use crate::layers::{Conv2DConfig, DenseConfig, LoraConfig};
 pub use crate::layers::{GruConfig, LstmConfig, SimpleRnnConfig};
-pub use crate::layers::{
-    MultiHeadAttentionConfig, PaddingMaskConfig, PositionEmbeddingConfig, SinePositionEncodingConfig,
-};
 pub use crate::layers::{ReshapeConfig, TargetShape, MAX_TARGET_AXES};
 
 /// A pair of sizes `(height, width)`: a kernel size, stride or pool size. In JSON it
@@ -207,6 +208,11 @@ pub enum LayerSpec {
     /// Mean over the sequence axis: `[batch, seq, features]` (and an optional mask
     /// `[batch, seq]`) → `[batch, features]`.
     GlobalAveragePooling1D,
+    /// Appends a learned token: `[batch, seq, features]` → `[batch, seq + 1, features]`.
+    ClassToken(ClassTokenConfig),
+    /// The last position (the class token's state): `[batch, seq, features]` →
+    /// `[batch, features]`.
+    ClassTokenPooling,
 }
 
 /// The serde form of [`LayerSpec`]: parameterless layers are empty struct variants
@@ -252,6 +258,8 @@ enum LayerSpecRepr {
     PositionEmbedding(PositionEmbeddingConfig),
     SinePositionEncoding(SinePositionEncodingConfig),
     GlobalAveragePooling1D {},
+    ClassToken(ClassTokenConfig),
+    ClassTokenPooling {},
 }
 
 impl From<LayerSpecRepr> for LayerSpec {
@@ -291,6 +299,8 @@ impl From<LayerSpecRepr> for LayerSpec {
             LayerSpecRepr::PositionEmbedding(c) => LayerSpec::PositionEmbedding(c),
             LayerSpecRepr::SinePositionEncoding(c) => LayerSpec::SinePositionEncoding(c),
             LayerSpecRepr::GlobalAveragePooling1D {} => LayerSpec::GlobalAveragePooling1D,
+            LayerSpecRepr::ClassToken(c) => LayerSpec::ClassToken(c),
+            LayerSpecRepr::ClassTokenPooling {} => LayerSpec::ClassTokenPooling,
         }
     }
 }
@@ -332,6 +342,8 @@ impl From<LayerSpec> for LayerSpecRepr {
             LayerSpec::PositionEmbedding(c) => LayerSpecRepr::PositionEmbedding(c),
             LayerSpec::SinePositionEncoding(c) => LayerSpecRepr::SinePositionEncoding(c),
             LayerSpec::GlobalAveragePooling1D => LayerSpecRepr::GlobalAveragePooling1D {},
+            LayerSpec::ClassToken(c) => LayerSpecRepr::ClassToken(c),
+            LayerSpec::ClassTokenPooling => LayerSpecRepr::ClassTokenPooling {},
         }
     }
 }
@@ -374,6 +386,8 @@ impl LayerSpec {
             LayerSpec::PositionEmbedding(_) => "PositionEmbedding",
             LayerSpec::SinePositionEncoding(_) => "SinePositionEncoding",
             LayerSpec::GlobalAveragePooling1D => "GlobalAveragePooling1D",
+            LayerSpec::ClassToken(_) => "ClassToken",
+            LayerSpec::ClassTokenPooling => "ClassTokenPooling",
         }
     }
 

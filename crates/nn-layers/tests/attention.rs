@@ -11,7 +11,7 @@ use common::{assert_close, random_params, to_autograd, uniform, TOL};
 use nn_autograd::{erf, gradcheck, GradcheckReport, Graph, Var};
 use nn_layers::loss::{Loss, LossTargets};
 use nn_layers::{
-    Activation, DenseConfig, ForwardCtx, Layer, LayerError, LayerSpec, Mode, Model, ModelSpec,
+    Activation, ClassTokenConfig, DenseConfig, ForwardCtx, Layer, LayerError, LayerSpec, Mode, Model, ModelSpec,
     MultiHeadAttentionConfig, PaddingMaskConfig, PositionEmbeddingConfig, SinePositionEncodingConfig, Tensor,
 };
 use nn_tensor::random::seeded_rng;
@@ -360,10 +360,61 @@ fn padding_mask_values() {
     let layer = build(LayerSpec::PaddingMask(PaddingMaskConfig::default()), &[&[4]]);
     let y = run(layer.as_ref(), &[t(&[2, 4], &[5., 3., 0., 0., 0., 1., 2., 0.])], &[], Mode::Eval, 0);
     assert_eq!(y.to_vec(), [1., 1., 0., 0., 0., 1., 1., 0.]);
-    let layer = build(LayerSpec::PaddingMask(PaddingMaskConfig { mask_value: 2.0 }), &[&[4]]);
+    let layer = build(LayerSpec::PaddingMask(PaddingMaskConfig { mask_value: 2.0, class_token: false }), &[&[4]]);
     let y = run(layer.as_ref(), &[t(&[1, 4], &[2., 3., 0., 2.])], &[], Mode::Eval, 0);
     assert_eq!(y.to_vec(), [0., 1., 1., 0.]);
     assert!(LayerSpec::PaddingMask(PaddingMaskConfig::default()).build_node::<f64>(0, None, &[&[2, 3]]).is_err());
+    // With a class token after the ids: one more position, kept, at the end.
+    let layer = build(LayerSpec::PaddingMask(PaddingMaskConfig::default().with_class_token()), &[&[3]]);
+    assert_eq!(layer.output_shape(), [4]);
+    let y = run(layer.as_ref(), &[t(&[2, 3], &[5., 0., 0., 7., 8., 9.])], &[], Mode::Eval, 0);
+    assert_eq!(y.shape(), [2, 4]);
+    assert_eq!(y.to_vec(), [1., 0., 0., 1., 1., 1., 1., 1.]);
+}
+
+// ------------------------------------------------------------------ class token
+
+#[test]
+fn class_token_is_appended_and_pooling_reads_it_back() {
+    let spec = LayerSpec::ClassToken(ClassTokenConfig::default());
+    let layer = build(spec, &[&[2, 3]]);
+    assert_eq!(layer.output_shape(), [3, 3]);
+    assert_eq!(layer.param_specs()[0].shape, [1, 3]);
+    let x = t(&[2, 2, 3], &[1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.]);
+    let token = t(&[1, 3], &[-1., 0.5, 2.]);
+    let y = run(layer.as_ref(), std::slice::from_ref(&x), std::slice::from_ref(&token), Mode::Eval, 0);
+    assert_eq!(y.shape(), [2, 3, 3]);
+    #[rustfmt::skip]
+    assert_eq!(y.to_vec(), [1., 2., 3., 4., 5., 6., -1., 0.5, 2., 7., 8., 9., 10., 11., 12., -1., 0.5, 2.]);
+    // The input and the token gradchecked (the token's gradient sums over the batch).
+    let report = check(spec, std::slice::from_ref(&x), Mode::Eval, 3);
+    assert!(report.passes(TOL), "{report}");
+    // The token's gradient by hand: d Σ(c ⊙ y) / d token = Σ_n c[n, seq, :].
+    let mut g = Graph::<f64>::new();
+    let xv = g.input(x.clone());
+    let tv = g.param("token", token.clone());
+    let mut rng = seeded_rng(0);
+    let yv = layer.forward_inputs(&mut g, &[xv], &[tv], &mut ForwardCtx::new(Mode::Eval, &mut rng)).unwrap();
+    let weights = uniform(&[2, 3, 3], -1., 1., 9);
+    let c = g.constant(weights.clone());
+    let prod = g.try_mul(yv, c).unwrap();
+    let loss = g.try_sum(prod).unwrap();
+    let grads = g.backward(loss).unwrap();
+    let w = weights.to_vec();
+    let want: Vec<f64> = (0..3).map(|f| w[6 + f] + w[15 + f]).collect();
+    assert_close(&grads.get("token").unwrap().to_vec(), &want, 1e-15);
+
+    let pool = build(LayerSpec::ClassTokenPooling, &[&[3, 3]]);
+    assert_eq!(pool.output_shape(), [3]);
+    let pooled = run(pool.as_ref(), &[y], &[], Mode::Eval, 0);
+    assert_eq!(pooled.shape(), [2, 3]);
+    assert_eq!(pooled.to_vec(), [-1., 0.5, 2., -1., 0.5, 2.]);
+    let report = check(LayerSpec::ClassTokenPooling, &[x], Mode::Eval, 0);
+    assert!(report.passes(TOL), "{report}");
+    for bad in [&[3][..], &[0, 3], &[3, 0]] {
+        assert!(matches!(spec.build_node::<f64>(0, None, &[bad]), Err(LayerError::BuildShape { .. })), "{bad:?}");
+        assert!(LayerSpec::ClassTokenPooling.build_node::<f64>(0, None, &[bad]).is_err(), "{bad:?}");
+    }
 }
 
 // ------------------------------------------------------------ position encodings
@@ -490,6 +541,15 @@ fn new_layers_round_trip_through_json() {
             json!({"type": "SinePositionEncoding", "max_wavelength": 10000.0}),
         ),
         (LayerSpec::GlobalAveragePooling1D, json!({"type": "GlobalAveragePooling1D"})),
+        (
+            LayerSpec::PaddingMask(PaddingMaskConfig::default().with_class_token()),
+            json!({"type": "PaddingMask", "mask_value": 0.0, "class_token": true}),
+        ),
+        (
+            LayerSpec::ClassToken(ClassTokenConfig::default()),
+            json!({"type": "ClassToken", "initializer": {"random_normal": {"mean": 0.0, "stddev": 0.02}}}),
+        ),
+        (LayerSpec::ClassTokenPooling, json!({"type": "ClassTokenPooling"})),
     ];
     for (spec, want) in cases {
         let v = serde_json::to_value(spec).unwrap();

@@ -71,6 +71,25 @@ fn gpt_position_t_ignores_later_tokens() {
     }
 }
 
+/// `model` with what padded positions hold shifted by 0.75: the padding id's
+/// embedding row (id 0) and the position embeddings of `positions` (width `d`).
+fn with_padding_rows_shifted(model: &Model<f64>, d: usize, positions: std::ops::Range<usize>) -> Model<f64> {
+    let mut changed = model.clone();
+    for p in changed.parameters_mut() {
+        let rows = match p.name.as_str() {
+            "token_embedding.embeddings" => 0..1,
+            "position_embedding.embeddings" => positions.clone(),
+            _ => continue,
+        };
+        let mut v = p.value.to_vec();
+        for r in rows {
+            v[r * d..(r + 1) * d].iter_mut().for_each(|x| *x += 0.75);
+        }
+        p.value = std::sync::Arc::new(Tensor::from_vec(p.value.shape(), v));
+    }
+    changed
+}
+
 #[test]
 fn classifier_ignores_padding_and_survives_all_padding() {
     let model = Model::<f64>::new(ModelSpec::transformer_classifier(9, 5, 8, 2, 1, 3, 0.0).unwrap(), 1).unwrap();
@@ -84,19 +103,7 @@ fn classifier_ignores_padding_and_survives_all_padding() {
     // Padding is invisible: changing what padded positions hold (the padding id's
     // embedding row, the position embeddings of positions 2..5) leaves the output of
     // a sample padded from position 2 on unchanged.
-    let mut changed = model.clone();
-    for p in changed.parameters_mut() {
-        let rows = match p.name.as_str() {
-            "token_embedding.embeddings" => 0..1,
-            "position_embedding.embeddings" => 2..5,
-            _ => continue,
-        };
-        let mut v = p.value.to_vec();
-        for r in rows {
-            v[r * 8..(r + 1) * 8].iter_mut().for_each(|x| *x += 0.75);
-        }
-        p.value = std::sync::Arc::new(Tensor::from_vec(p.value.shape(), v));
-    }
+    let changed = with_padding_rows_shifted(&model, 8, 2..5);
     let first = ids(&[1, 5], &[4, 2, 0, 0, 0]);
     let (a, b) = (run(&model, &first).to_vec(), run(&changed, &first).to_vec());
     assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-12), "{a:?} vs {b:?}");
@@ -202,4 +209,69 @@ fn gpt_saves_and_loads_to_bit_identical_outputs() {
     let (a, b) = (run(&model, &x), run(&loaded, &x));
     assert_eq!(a.shape(), [2, 5, 13]);
     assert!(a.to_vec().iter().zip(b.to_vec()).all(|(p, q)| p.to_bits() == q.to_bits()));
+}
+
+/// The classifier with a class token: `d` more parameters, `context − 1` token ids
+/// in, padding invisible (the token sits after it, the mask keeps the token), every
+/// real token seen even with causal attention (the token is last), a saved model
+/// loads back bit-identical, and a GPT of the same `context` lends its whole
+/// position table.
+#[test]
+fn classifier_with_a_class_token() {
+    use nn_layers::{LayerSpec, LoadOptions, SequencePooling};
+    let (v, t, d, h, l, c) = (9, 5, 8, 2, 1, 3);
+    let spec = ModelSpec::transformer_classifier_with(v, t, d, h, l, c, 0.0, SequencePooling::ClassToken).unwrap();
+    assert_eq!(spec.inputs[0].shape, [t - 1]);
+    let model = Model::<f64>::new(spec.clone(), 1).unwrap();
+    let mean = Model::<f64>::new(ModelSpec::transformer_classifier(v, t, d, h, l, c, 0.0).unwrap(), 1).unwrap();
+    assert_eq!(model.num_parameters().0, mean.num_parameters().0 + d);
+    let names: Vec<&str> = model.parameters().iter().map(|p| p.name.as_str()).take(3).collect();
+    assert_eq!(names, ["token_embedding.embeddings", "class_token.embeddings", "position_embedding.embeddings"]);
+    assert!(ModelSpec::transformer_classifier_with(v, 1, d, h, l, c, 0.0, SequencePooling::ClassToken).is_err());
+
+    // Causal attention as well: the token, last, still sees every real token.
+    let mut causal_spec = spec.clone();
+    for node in &mut causal_spec.layers {
+        if let LayerSpec::MultiHeadAttention(a) = &mut node.layer {
+            a.use_causal_mask = true;
+        }
+    }
+    let causal = Model::<f64>::new(causal_spec, 1).unwrap();
+    for m in [&model, &causal] {
+        let y = run(m, &ids(&[2, 4], &[4, 2, 0, 0, 0, 0, 0, 0])).to_vec();
+        for row in y.chunks(3) {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+        // Padding is invisible: the padding id's embedding and the padded positions'
+        // embeddings changed, the output of a text padded from position 2 on is not.
+        let changed = with_padding_rows_shifted(m, d, 2..4);
+        let text = ids(&[1, 4], &[4, 2, 0, 0]);
+        let (a, b) = (run(m, &text).to_vec(), run(&changed, &text).to_vec());
+        assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-12), "{a:?} vs {b:?}");
+        // Every real token matters, the first one included.
+        for k in 0..3 {
+            let mut other = [4, 2, 7, 0];
+            other[k] = 5;
+            assert_ne!(run(m, &ids(&[1, 4], &other)).to_vec(), run(m, &ids(&[1, 4], &[4, 2, 7, 0])).to_vec());
+        }
+        // A text of padding only: the token attends to itself alone.
+        assert!(run(m, &ids(&[1, 4], &[0, 0, 0, 0])).to_vec().iter().all(|v| v.is_finite()));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let (loaded, _) = Model::<f64>::load(dir.path()).unwrap();
+    assert_eq!(loaded.spec(), model.spec());
+    let x = ids(&[2, 4], &[1, 2, 3, 0, 8, 0, 0, 0]);
+    let (a, b) = (run(&model, &x), run(&loaded, &x));
+    assert!(a.to_vec().iter().zip(b.to_vec()).all(|(p, q)| p.to_bits() == q.to_bits()));
+
+    let gpt = Model::<f64>::new(ModelSpec::gpt(v, t, d, h, l, 0.0).unwrap(), 2).unwrap();
+    let gpt_dir = tempfile::tempdir().unwrap();
+    gpt.save(gpt_dir.path()).unwrap();
+    let mut tuned = model.clone();
+    let report =
+        tuned.load_weights_matching(&nn_layers::saved_weights_path(gpt_dir.path()), &LoadOptions::default()).unwrap();
+    assert!(report.loaded.iter().any(|n| n == "position_embedding.embeddings"), "{report:?}");
+    assert!(report.initialised.iter().any(|n| n == "class_token.embeddings"), "{report:?}");
 }

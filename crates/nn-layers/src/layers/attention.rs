@@ -453,11 +453,24 @@ pub struct PaddingMaskConfig {
     /// The token id that marks padding; default 0 (Keras's `mask_zero=True`).
     #[serde(default = "zero")]
     pub mask_value: f64,
+    /// Whether the model appends a class token ([`ClassToken`](super::ClassToken))
+    /// after the token ids: the mask then has one more position, kept (1), at the
+    /// end. Default `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub class_token: bool,
 }
 
 impl Default for PaddingMaskConfig {
     fn default() -> Self {
-        PaddingMaskConfig { mask_value: 0.0 }
+        PaddingMaskConfig { mask_value: 0.0, class_token: false }
+    }
+}
+
+impl PaddingMaskConfig {
+    /// The mask of a model with a [`ClassToken`](super::ClassToken) after its ids.
+    pub fn with_class_token(mut self) -> Self {
+        self.class_token = true;
+        self
     }
 }
 
@@ -469,7 +482,8 @@ impl Default for PaddingMaskConfig {
 /// No parameters and no gradient (the result is a constant of the graph).
 ///
 /// # Shapes
-/// `[batch, seq]` → `[batch, seq]`.
+/// `[batch, seq]` → `[batch, seq]`, or `[batch, seq + 1]` with `class_token` (the
+/// last column all 1).
 ///
 /// # Errors
 /// When built: [`LayerError::BuildShape`] for a per-sample shape that is not
@@ -481,13 +495,14 @@ pub struct PaddingMask {
 }
 
 impl PaddingMask {
-    pub(crate) fn new(meta: Meta, config: PaddingMaskConfig) -> Result<Self> {
+    pub(crate) fn new(mut meta: Meta, config: PaddingMaskConfig) -> Result<Self> {
         if !config.mask_value.is_finite() {
             return Err(meta.config_error(format!("mask_value must be finite, got {}", config.mask_value)));
         }
-        if meta.input_shape.len() != 1 {
+        let &[seq] = meta.input_shape.as_slice() else {
             return Err(meta.shape_error("token ids [seq]"));
-        }
+        };
+        meta.output_shape = vec![seq + usize::from(config.class_token)];
         Ok(PaddingMask { meta, config })
     }
 }
@@ -499,6 +514,20 @@ impl<T: Element> Layer<T> for PaddingMask {
         check_param_count::<T>(self, params)?;
         let pad = T::of_f64(self.config.mask_value);
         let mask = g.try_value(x)?.map(|v| if v == pad { T::zero() } else { T::one() });
-        Ok(g.constant(mask))
+        if !self.config.class_token {
+            return Ok(g.constant(mask));
+        }
+        let &[batch, seq] = mask.shape() else {
+            return Err(LayerError::InvalidInput {
+                message: format!("PaddingMask takes token ids [batch, seq], got {:?}", mask.shape()),
+            });
+        };
+        let ids = mask.into_vec();
+        let mut out = Vec::with_capacity(batch * (seq + 1));
+        for n in 0..batch {
+            out.extend_from_slice(&ids[n * seq..(n + 1) * seq]);
+            out.push(T::one());
+        }
+        Ok(g.constant(Tensor::from_vec(&[batch, seq + 1], out)))
     }
 }

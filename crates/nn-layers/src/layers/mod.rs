@@ -38,8 +38,8 @@ pub use pool::{GlobalAveragePooling2D, GlobalMaxPooling2D, Pool2D, Pool2DConfig}
 pub use recurrent::{GruConfig, LstmConfig, RecurrentOutput, SimpleRNN, SimpleRnnConfig, GRU, LSTM};
 pub use reshape::{Flatten, Identity, Reshape, ReshapeConfig, TargetShape, MAX_TARGET_AXES};
 pub use sequence::{
-    sine_position_encoding, GlobalAveragePooling1D, PositionEmbedding, PositionEmbeddingConfig, SinePositionEncoding,
-    SinePositionEncodingConfig,
+    sine_position_encoding, ClassToken, ClassTokenConfig, ClassTokenPooling, GlobalAveragePooling1D, PositionEmbedding,
+    PositionEmbeddingConfig, SinePositionEncoding, SinePositionEncodingConfig,
 };
 
 /// What every built layer knows about itself: position, kind, shapes, parameters.
@@ -190,6 +190,8 @@ impl LayerSpec {
             LayerSpec::PaddingMask(c) => Box::new(PaddingMask::new(meta, *c)?),
             LayerSpec::PositionEmbedding(c) => Box::new(PositionEmbedding::new(meta, *c)?),
             LayerSpec::SinePositionEncoding(c) => Box::new(SinePositionEncoding::new(meta, *c)?),
+            LayerSpec::ClassToken(c) => Box::new(ClassToken::new(meta, *c)?),
+            LayerSpec::ClassTokenPooling => Box::new(ClassTokenPooling::new(meta)?),
             LayerSpec::MultiHeadAttention(_) | LayerSpec::GlobalAveragePooling1D => {
                 unreachable!("build_multi_input builds the layers that may take several inputs")
             }

@@ -1,6 +1,8 @@
 //! Layers over sequences `[batch, seq, features]`: the position encodings of
-//! Transformers (PositionEmbedding, learned; SinePositionEncoding, fixed) and
-//! GlobalAveragePooling1D (with an optional padding mask).
+//! Transformers (PositionEmbedding, learned; SinePositionEncoding, fixed) and the
+//! two ways a classifier reduces a sequence to one vector: GlobalAveragePooling1D
+//! (the mean, with an optional padding mask) or a learned class token (ClassToken
+//! appends it, ClassTokenPooling reads it back after the Transformer blocks).
 
 use nn_autograd::{Graph, Var};
 use nn_tensor::{Element, Tensor};
@@ -206,7 +208,8 @@ impl<T: Element> Layer<T> for SinePositionEncoding {
 /// with a mask input, `w_nt = m_nt / Σ_t m_nt` over the kept positions (`m` 1 where
 /// the mask is ≥ 0.5, else 0); a sample with every position masked gives zeros.
 ///
-/// No parameters. (A class token instead of pooling is not offered.)
+/// No parameters. (The other way to pool is a class token: [`ClassToken`] and
+/// [`ClassTokenPooling`].)
 ///
 /// # Inputs
 /// `[x]` or `[x, mask]`, the mask `[batch, seq]` of 1 (keep) / 0 (e.g. from
@@ -280,5 +283,134 @@ impl<T: Element> Layer<T> for GlobalAveragePooling1D {
             }
             _ => Err(self.meta.config_error(format!("takes [x] or [x, mask], got {} inputs", inputs.len()))),
         }
+    }
+}
+
+fn class_token_initializer() -> Initializer {
+    Initializer::RandomNormal { mean: 0.0, stddev: 0.02 }
+}
+
+/// Settings of ClassToken.
+///
+/// JSON: `{"type": "ClassToken"}` (`initializer` optional).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassTokenConfig {
+    /// How the token starts; default `N(0, 0.02²)`, the initialisation of BERT's and
+    /// GPT-2's embeddings.
+    #[serde(default = "class_token_initializer")]
+    pub initializer: Initializer,
+}
+
+impl Default for ClassTokenConfig {
+    fn default() -> Self {
+        ClassTokenConfig { initializer: class_token_initializer() }
+    }
+}
+
+/// Appends a learned class token to every sequence: `y[n, t, :] = x[n, t, :]` for
+/// `t < seq` and `y[n, seq, :] = token` — the extra position whose state, after the
+/// Transformer blocks, [`ClassTokenPooling`] takes as the sequence's summary (the
+/// `[CLS]` token of BERT, Devlin et al. 2019, §3, and of ViT, Dosovitskiy et al.
+/// 2021, eq. 1, learned here as a vector rather than a vocabulary entry).
+///
+/// It goes **last**, not first as in BERT: with causal attention (the body of a
+/// GPT, fine-tuned) only the last position sees the whole text, which is why GPT's
+/// fine-tuning reads the state of an end token (Radford et al., "Improving Language
+/// Understanding by Generative Pre-Training", 2018, §3.3). Padding sits between the
+/// text and the token; a [`PaddingMask`](super::PaddingMask) with `class_token:
+/// true` marks the token's position as kept and the padding as masked. Put a
+/// position embedding after this layer so the token has a position of its own.
+///
+/// # Shapes
+/// - input `[batch, seq, features]`
+/// - `embeddings: [1, features]` (the token)
+/// - output `[batch, seq + 1, features]`
+///
+/// # Errors
+/// When built: [`LayerError::BuildShape`] for an input that is not
+/// `[seq ≥ 1, features ≥ 1]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassToken {
+    meta: Meta,
+    config: ClassTokenConfig,
+}
+
+impl ClassToken {
+    pub(crate) fn new(mut meta: Meta, config: ClassTokenConfig) -> Result<Self> {
+        let (seq, features) = seq_features(&meta)?;
+        let shape = vec![1, features];
+        meta.params.push(ParamSpec {
+            kind: ParamKind::Embeddings,
+            fans: Fans::of_shape(&shape),
+            shape,
+            trainable: true,
+            initializer: config.initializer,
+        });
+        meta.output_shape = vec![seq + 1, features];
+        Ok(ClassToken { meta, config })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClassTokenConfig {
+        &self.config
+    }
+}
+
+impl<T: Element> Layer<T> for ClassToken {
+    layer_accessors!();
+
+    fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
+        check_param_count::<T>(self, params)?;
+        let xs = g.try_value(x)?.shape().to_vec();
+        let features = self.meta.input_shape[1];
+        if xs.len() != 3 || xs[2] != features {
+            return Err(LayerError::InvalidInput {
+                message: format!("ClassToken takes [batch, seq, {features}], got {xs:?}"),
+            });
+        }
+        // [batch, 1, features] zeros + the [1, features] token (broadcast; its
+        // gradient is the sum over the batch).
+        let zeros = g.constant(Tensor::zeros(&[xs[0], 1, features]));
+        let token = g.try_add(zeros, params[0])?;
+        Ok(g.try_concat(&[x, token], 1)?)
+    }
+}
+
+/// The state of the class token appended by [`ClassToken`]: the last position,
+/// `y[n, :] = x[n, seq − 1, :]`. No parameters.
+///
+/// # Shapes
+/// `[batch, seq, features]` → `[batch, features]`.
+///
+/// # Errors
+/// When built: [`LayerError::BuildShape`] for an input that is not
+/// `[seq ≥ 1, features ≥ 1]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassTokenPooling {
+    meta: Meta,
+}
+
+impl ClassTokenPooling {
+    pub(crate) fn new(mut meta: Meta) -> Result<Self> {
+        let (_, features) = seq_features(&meta)?;
+        meta.output_shape = vec![features];
+        Ok(ClassTokenPooling { meta })
+    }
+}
+
+impl<T: Element> Layer<T> for ClassTokenPooling {
+    layer_accessors!();
+
+    fn forward(&self, g: &mut Graph<T>, x: Var, params: &[Var], _ctx: &mut ForwardCtx<'_, T>) -> Result<Var> {
+        check_param_count::<T>(self, params)?;
+        let xs = g.try_value(x)?.shape().to_vec();
+        if xs.len() != 3 || xs[1] == 0 {
+            return Err(LayerError::InvalidInput {
+                message: format!("ClassTokenPooling takes [batch, seq ≥ 1, features], got {xs:?}"),
+            });
+        }
+        let last = g.try_slice(x, 1, xs[1] - 1, xs[1])?;
+        Ok(g.try_reshape(last, &[xs[0], xs[2]])?)
     }
 }

@@ -29,7 +29,7 @@ pub use footprint::{
 };
 use plan::{GraphView, Stage};
 pub use spec::{InputSpec, ModelSpec, NodeSpec, FORMAT_VERSION, MAX_NAME_LEN};
-pub use transformer::{TransformerBlockConfig, TRANSFORMER_LN_EPSILON};
+pub use transformer::{SequencePooling, TransformerBlockConfig, TRANSFORMER_LN_EPSILON};
 
 /// Where a layer's input (or a model's output) comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,13 +1,14 @@
 //! Transformer presets as version-2 graphs: one pre-LayerNorm block
 //! ([`ModelSpec::transformer_block`]), a decoder-only language model
 //! ([`ModelSpec::gpt`]) and a sequence classifier
-//! ([`ModelSpec::transformer_classifier`]).
+//! ([`ModelSpec::transformer_classifier`], pooling by mean or by a class token,
+//! [`SequencePooling`]).
 
 use crate::activation::Activation;
 use crate::error::{LayerError, Result};
 use crate::spec::{
-    DenseConfig, EmbeddingConfig, LayerNormConfig, LayerSpec, MultiHeadAttentionConfig, PaddingMaskConfig,
-    PositionEmbeddingConfig,
+    ClassTokenConfig, DenseConfig, EmbeddingConfig, LayerNormConfig, LayerSpec, MultiHeadAttentionConfig,
+    PaddingMaskConfig, PositionEmbeddingConfig,
 };
 
 use super::spec::{InputSpec, ModelSpec, NodeSpec};
@@ -28,6 +29,23 @@ pub struct TransformerBlockConfig {
     pub dropout: f64,
     /// Whether attention is causal (a decoder).
     pub causal: bool,
+}
+
+/// How [`ModelSpec::transformer_classifier_with`] reduces the sequence to one
+/// vector for its head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SequencePooling {
+    /// The mean over the real (unpadded) positions: GlobalAveragePooling1D with the
+    /// padding mask.
+    #[default]
+    Mean,
+    /// A learned class token appended after the text ([`ClassToken`]); the head reads
+    /// its final state ([`ClassTokenPooling`]). It takes one of the `context`
+    /// positions, so the texts get `context − 1` tokens.
+    ///
+    /// [`ClassToken`]: crate::layers::ClassToken
+    /// [`ClassTokenPooling`]: crate::layers::ClassTokenPooling
+    ClassToken,
 }
 
 /// Checks the sizes shared by the presets.
@@ -112,13 +130,25 @@ impl ModelSpec {
     }
 
     /// The token and position embeddings shared by the presets: `tokens` →
-    /// Embedding(`vocab_size`, `d_model`) → PositionEmbedding(`context`) [→ Dropout].
-    fn embeddings(vocab_size: usize, context: usize, d_model: usize, dropout: f64) -> (Vec<NodeSpec>, String) {
-        let mut layers = vec![
-            NodeSpec::named("token_embedding", LayerSpec::Embedding(EmbeddingConfig::new(vocab_size, d_model)))
-                .with_inputs(["tokens"]),
-            NodeSpec::named("position_embedding", LayerSpec::PositionEmbedding(PositionEmbeddingConfig::new(context))),
-        ];
+    /// Embedding(`vocab_size`, `d_model`) [→ ClassToken] → PositionEmbedding(`context`)
+    /// [→ Dropout].
+    fn embeddings(
+        vocab_size: usize,
+        context: usize,
+        d_model: usize,
+        dropout: f64,
+        class_token: bool,
+    ) -> (Vec<NodeSpec>, String) {
+        let mut layers =
+            vec![NodeSpec::named("token_embedding", LayerSpec::Embedding(EmbeddingConfig::new(vocab_size, d_model)))
+                .with_inputs(["tokens"])];
+        if class_token {
+            layers.push(NodeSpec::named("class_token", LayerSpec::ClassToken(ClassTokenConfig::default())));
+        }
+        layers.push(NodeSpec::named(
+            "position_embedding",
+            LayerSpec::PositionEmbedding(PositionEmbeddingConfig::new(context)),
+        ));
         let mut last = "position_embedding".to_string();
         if dropout > 0.0 {
             layers.push(NodeSpec::named("embedding_dropout", LayerSpec::dropout(dropout)));
@@ -151,7 +181,7 @@ impl ModelSpec {
     ) -> Result<ModelSpec> {
         let sizes = [("vocab_size", vocab_size), ("context", context), ("d_model", d_model)];
         check_sizes("gpt", &sizes, d_model, num_heads, dropout)?;
-        let (mut layers, mut last) = ModelSpec::embeddings(vocab_size, context, d_model, dropout);
+        let (mut layers, mut last) = ModelSpec::embeddings(vocab_size, context, d_model, dropout, false);
         let block = TransformerBlockConfig { d_model, num_heads, dropout, causal: true };
         for i in 0..num_layers {
             let (nodes, out) = ModelSpec::transformer_block(&format!("block{i}"), &last, None, &block)?;
@@ -184,12 +214,56 @@ impl ModelSpec {
         num_classes: usize,
         dropout: f64,
     ) -> Result<ModelSpec> {
+        ModelSpec::transformer_classifier_with(
+            vocab_size,
+            context,
+            d_model,
+            num_heads,
+            num_layers,
+            num_classes,
+            dropout,
+            SequencePooling::Mean,
+        )
+    }
+
+    /// [`ModelSpec::transformer_classifier`] with a choice of `pooling`.
+    ///
+    /// With [`SequencePooling::ClassToken`] the input is `tokens: [context − 1]`: the
+    /// PaddingMask gets a kept position at the end, Embedding → ClassToken (the
+    /// learned token appended) → PositionEmbedding(`context`) → the blocks →
+    /// LayerNormalization → ClassTokenPooling (the token's state) → Dense(softmax).
+    /// The position table keeps `context` rows, so a GPT pretrained with the same
+    /// `context` lends it whole. Parameters: `d` more than with the mean.
+    ///
+    /// # Errors
+    /// As [`ModelSpec::transformer_classifier`]; [`LayerError::Spec`] for a class
+    /// token with `context` below 2.
+    #[allow(clippy::too_many_arguments)]
+    pub fn transformer_classifier_with(
+        vocab_size: usize,
+        context: usize,
+        d_model: usize,
+        num_heads: usize,
+        num_layers: usize,
+        num_classes: usize,
+        dropout: f64,
+        pooling: SequencePooling,
+    ) -> Result<ModelSpec> {
         let sizes =
             [("vocab_size", vocab_size), ("context", context), ("d_model", d_model), ("num_classes", num_classes)];
         check_sizes("transformer classifier", &sizes, d_model, num_heads, dropout)?;
-        let mut layers = vec![NodeSpec::named("padding_mask", LayerSpec::PaddingMask(PaddingMaskConfig::default()))
-            .with_inputs(["tokens"])];
-        let (embed, mut last) = ModelSpec::embeddings(vocab_size, context, d_model, dropout);
+        let class_token = pooling == SequencePooling::ClassToken;
+        if class_token && context < 2 {
+            return Err(LayerError::Spec {
+                message: format!(
+                    "a class token takes one of the context positions: the transformer classifier needs context ≥ \
+                     2, got {context}"
+                ),
+            });
+        }
+        let mask = PaddingMaskConfig { class_token, ..PaddingMaskConfig::default() };
+        let mut layers = vec![NodeSpec::named("padding_mask", LayerSpec::PaddingMask(mask)).with_inputs(["tokens"])];
+        let (embed, mut last) = ModelSpec::embeddings(vocab_size, context, d_model, dropout, class_token);
         layers.extend(embed);
         let block = TransformerBlockConfig { d_model, num_heads, dropout, causal: false };
         for i in 0..num_layers {
@@ -198,11 +272,15 @@ impl ModelSpec {
             last = out;
         }
         layers.push(NodeSpec::named("final_norm", layer_norm()).with_inputs([last]));
-        layers.push(
-            NodeSpec::named("pool", LayerSpec::GlobalAveragePooling1D).with_inputs(["final_norm", "padding_mask"]),
-        );
+        layers.push(match pooling {
+            SequencePooling::Mean => {
+                NodeSpec::named("pool", LayerSpec::GlobalAveragePooling1D).with_inputs(["final_norm", "padding_mask"])
+            }
+            SequencePooling::ClassToken => NodeSpec::named("pool", LayerSpec::ClassTokenPooling),
+        });
         layers.push(NodeSpec::named("head", LayerSpec::dense(num_classes, Activation::Softmax)));
-        let inputs = vec![InputSpec { name: "tokens".into(), shape: vec![context] }];
+        let tokens = context - usize::from(class_token);
+        let inputs = vec![InputSpec { name: "tokens".into(), shape: vec![tokens] }];
         Ok(ModelSpec::graph(inputs, layers, Vec::new()))
     }
 }
