@@ -195,6 +195,14 @@ proptest! {
     }
 
     #[test]
+    fn split_and_merge_heads(batch in 1usize..3, seq in 1usize..4, heads in 1usize..4, dim in 1usize..4, seed in any::<u64>()) {
+        let x = uniform(&[batch, seq, heads * dim], -2.0, 2.0, seed);
+        check(&[x], |g, v| g.try_split_heads(v[0], heads))?;
+        let y = uniform(&[batch * heads, seq, dim], -2.0, 2.0, seed ^ 5);
+        check(&[y], |g, v| g.try_merge_heads(v[0], heads))?;
+    }
+
+    #[test]
     fn concat_and_stack(shape in shape_strategy(3), count in 1usize..4, axis in 0usize..4, extents in prop::collection::vec(1usize..4, 3), stack in any::<bool>(), seed in any::<u64>()) {
         let inputs: Vec<Tensor<f64>> = (0..count)
             .map(|i| {

@@ -363,6 +363,75 @@ impl<T: Element> Tensor<T> {
         Ok(Tensor { data: view.as_standard_layout().into_owned() })
     }
 
+    /// The heads of multi-head attention split out of the feature axis:
+    /// `[batch, seq, heads·dim] → [batch·heads, seq, dim]`, `y[n·heads + h, t, e] =
+    /// x[n, t, h·dim + e]` (what a reshape to `[batch, seq, heads, dim]`, a permute
+    /// `(0, 2, 1, 3)` and a reshape give, in one copy spread over nn's pool).
+    ///
+    /// # Errors
+    /// [`TensorError::Rank`] for a tensor that is not 3-d;
+    /// [`TensorError::InvalidArgument`] when `heads` is 0 or does not divide the last
+    /// axis.
+    pub fn try_split_heads(&self, heads: usize) -> Result<Self> {
+        let (batch, seq, width) = heads_shape("split_heads", self.shape(), heads)?;
+        let dim = width / heads;
+        let src = self.contiguous_values();
+        let block = seq * dim;
+        let blocks_per_chunk = (HEAD_CHUNK / block.max(1)).max(1);
+        let out = crate::par_build(batch * width * seq, block * blocks_per_chunk, |c, chunk: &mut [T]| {
+            for (k, out) in chunk.chunks_mut(block.max(1)).enumerate() {
+                let (n, h) = ((c * blocks_per_chunk + k) / heads, (c * blocks_per_chunk + k) % heads);
+                for (t, row) in out.chunks_mut(dim.max(1)).enumerate() {
+                    let at = (n * seq + t) * width + h * dim;
+                    row.copy_from_slice(&src[at..at + dim]);
+                }
+            }
+        });
+        Ok(Tensor::from_vec(&[batch * heads, seq, dim], out))
+    }
+
+    /// The inverse of [`Tensor::try_split_heads`]: `[batch·heads, seq, dim] →
+    /// [batch, seq, heads·dim]`, `y[n, t, h·dim + e] = x[n·heads + h, t, e]`.
+    ///
+    /// # Errors
+    /// [`TensorError::Rank`] for a tensor that is not 3-d;
+    /// [`TensorError::InvalidArgument`] when `heads` is 0 or does not divide the first
+    /// axis.
+    pub fn try_merge_heads(&self, heads: usize) -> Result<Self> {
+        let shape = self.shape();
+        if shape.len() != 3 {
+            return Err(TensorError::Rank { op: "merge_heads", expected: "3", shape: shape.to_vec() });
+        }
+        if heads == 0 || !shape[0].is_multiple_of(heads) {
+            return Err(TensorError::InvalidArgument {
+                op: "merge_heads",
+                message: format!("{heads} heads do not divide axis 0 of {shape:?}"),
+            });
+        }
+        let (batch, seq, dim) = (shape[0] / heads, shape[1], shape[2]);
+        let width = heads * dim;
+        let src = self.contiguous_values();
+        let rows_per_chunk = (HEAD_CHUNK / width.max(1)).max(1);
+        let out = crate::par_build(batch * seq * width, width * rows_per_chunk, |c, chunk: &mut [T]| {
+            for (k, row) in chunk.chunks_mut(width.max(1)).enumerate() {
+                let (n, t) = ((c * rows_per_chunk + k) / seq.max(1), (c * rows_per_chunk + k) % seq.max(1));
+                for (h, part) in row.chunks_mut(dim.max(1)).enumerate() {
+                    let at = ((n * heads + h) * seq + t) * dim;
+                    part.copy_from_slice(&src[at..at + dim]);
+                }
+            }
+        });
+        Ok(Tensor::from_vec(&[batch, seq, width], out))
+    }
+
+    /// The elements in row-major order: borrowed when contiguous, else copied.
+    fn contiguous_values(&self) -> std::borrow::Cow<'_, [T]> {
+        match self.data.as_slice() {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(self.to_vec()),
+        }
+    }
+
     /// Rows `start..end` of axis 0: a batch taken from a dataset `[N, ...]`.
     pub fn try_slice_batch(&self, start: usize, end: usize) -> Result<Self> {
         if self.ndim() == 0 {
@@ -493,6 +562,23 @@ fn check_joinable<'a, T: Element>(op: &'static str, tensors: &[&'a Tensor<T>]) -
 /// say) is copied through ndarray's fixed-rank `assign`, whose inner loop runs along
 /// the last axis with its stride; the generic path steps a dynamic-rank index per
 /// element, several times slower (measured on attention's head permutes).
+/// Elements per chunk of the head copies (see [`Tensor::try_split_heads`]).
+const HEAD_CHUNK: usize = 1 << 15;
+
+/// `(batch, seq, width)` of a `[batch, seq, heads·dim]` tensor to split into heads.
+fn heads_shape(op: &'static str, shape: &[usize], heads: usize) -> Result<(usize, usize, usize)> {
+    let &[batch, seq, width] = shape else {
+        return Err(TensorError::Rank { op, expected: "3", shape: shape.to_vec() });
+    };
+    if heads == 0 || !width.is_multiple_of(heads) {
+        return Err(TensorError::InvalidArgument {
+            op,
+            message: format!("{heads} heads do not divide the last axis of {shape:?}"),
+        });
+    }
+    Ok((batch, seq, width))
+}
+
 pub(crate) fn standard_copy<T: Element>(view: ndarray::ArrayViewD<'_, T>) -> ArrayD<T> {
     fn fixed<T: Element, D: ndarray::Dimension>(view: ndarray::ArrayViewD<'_, T>) -> ArrayD<T> {
         let view = view.into_dimensionality::<D>().expect("rank matched by the caller");
@@ -516,6 +602,40 @@ pub(crate) fn standard_copy<T: Element>(view: ndarray::ArrayViewD<'_, T>) -> Arr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_heads_is_reshape_permute_reshape_and_merge_undoes_it() {
+        // By the index formula on a [2, 3, 6] tensor of 0..36 with 3 heads of 2:
+        // y[n·3 + h, t, e] = x[n, t, 2h + e].
+        let x = Tensor::<f32>::from_vec(&[2, 3, 6], (0..36).map(|v| v as f32).collect());
+        let y = x.try_split_heads(3).unwrap();
+        assert_eq!(y.shape(), [6, 3, 2]);
+        let v = y.to_vec();
+        for n in 0..2 {
+            for h in 0..3 {
+                for t in 0..3 {
+                    for e in 0..2 {
+                        assert_eq!(v[((n * 3 + h) * 3 + t) * 2 + e], (n * 18 + t * 6 + 2 * h + e) as f32);
+                    }
+                }
+            }
+        }
+        let by_views = x.try_reshape(&[2, 3, 3, 2]).unwrap().try_into_permute(&[0, 2, 1, 3]).unwrap().to_vec();
+        assert_eq!(v, by_views);
+        assert_eq!(y.try_merge_heads(3).unwrap(), x);
+        // A strided input, and sizes above one chunk of the pool.
+        let big = Tensor::<f32>::from_vec(&[64, 40, 96], (0..64 * 40 * 96).map(|v| v as f32).collect());
+        let strided = big.try_permute(&[1, 0, 2]).unwrap();
+        let split = strided.try_split_heads(4).unwrap();
+        let want =
+            strided.to_contiguous().try_reshape(&[40, 64, 4, 24]).unwrap().try_into_permute(&[0, 2, 1, 3]).unwrap();
+        assert_eq!(split.to_vec(), want.to_vec());
+        assert_eq!(split.try_merge_heads(4).unwrap().to_vec(), strided.to_vec());
+        assert!(x.try_split_heads(4).is_err());
+        assert!(x.try_split_heads(0).is_err());
+        assert!(y.try_merge_heads(4).is_err());
+        assert!(Tensor::<f32>::zeros(&[6, 2]).try_split_heads(2).is_err());
+    }
 
     #[test]
     fn copies_of_strided_tensors_are_row_major() {

@@ -1,5 +1,5 @@
-//! Shape operations: `reshape`, `flatten`, `permute`, `transpose`, `concat`, `stack`,
-//! `slice` and `gather_rows`. Their backward rules move gradients back into place
+//! Shape operations: `reshape`, `flatten`, `permute`, `split_heads` and
+//! `merge_heads`, `transpose`, `concat`, `stack`, `slice` and `gather_rows`. Their backward rules move gradients back into place
 //! (reshape back, permute back, split, scatter-add).
 
 use ndarray::{Axis, Slice};
@@ -72,6 +72,46 @@ impl<T: Element> Graph<T> {
         }))
     }
     twin!(permute => try_permute(x: Var, axes: &[usize]) -> Var);
+
+    /// The heads of multi-head attention split out of the feature axis:
+    /// `[batch, seq, heads·dim] → [batch·heads, seq, dim]`
+    /// ([`Tensor::try_split_heads`]): a reshape, a permute `(0, 2, 1, 3)` and a
+    /// reshape in one copy.
+    ///
+    /// # Gradient
+    /// `g` merged back ([`Tensor::try_merge_heads`]).
+    ///
+    /// # Errors
+    /// [`AutogradError::Tensor`] for an input that is not 3-d or whose last axis
+    /// `heads` does not divide.
+    pub fn try_split_heads(&mut self, x: Var, heads: usize) -> Result<Var> {
+        let op = "split_heads";
+        let i = self.idx(op, x)?;
+        let value = self.val(i).try_split_heads(heads).map_err(tensor_err(op))?;
+        Ok(self.push_op(op, &[i], value, 0, move |_, g, sink| {
+            sink.add(0, g.try_merge_heads(heads).map_err(tensor_err(op))?)
+        }))
+    }
+    twin!(split_heads => try_split_heads(x: Var, heads: usize) -> Var);
+
+    /// The inverse of [`Graph::try_split_heads`]: `[batch·heads, seq, dim] →
+    /// [batch, seq, heads·dim]` ([`Tensor::try_merge_heads`]).
+    ///
+    /// # Gradient
+    /// `g` split again ([`Tensor::try_split_heads`]).
+    ///
+    /// # Errors
+    /// [`AutogradError::Tensor`] for an input that is not 3-d or whose first axis
+    /// `heads` does not divide.
+    pub fn try_merge_heads(&mut self, x: Var, heads: usize) -> Result<Var> {
+        let op = "merge_heads";
+        let i = self.idx(op, x)?;
+        let value = self.val(i).try_merge_heads(heads).map_err(tensor_err(op))?;
+        Ok(self.push_op(op, &[i], value, 0, move |_, g, sink| {
+            sink.add(0, g.try_split_heads(heads).map_err(tensor_err(op))?)
+        }))
+    }
+    twin!(merge_heads => try_merge_heads(x: Var, heads: usize) -> Var);
 
     /// Swaps the last two axes (the matrix transpose, batched for 3-d and more).
     ///

@@ -298,16 +298,13 @@ impl MultiHeadAttention {
         bias: Option<Var>,
         adapter: Option<(Var, Var)>,
     ) -> Result<Var> {
-        let xs = g.try_value(x)?.shape().to_vec();
         let ks = g.try_value(kernel)?.shape().to_vec();
-        let (batch, seq, heads, dim) = (xs[0], xs[1], ks[1], ks[2]);
+        let (heads, dim) = (ks[1], ks[2]);
         let k2 = g.try_reshape(kernel, &[ks[0], heads * dim])?;
         let b2 = bias.map(|b| g.try_reshape(b, &[heads * dim])).transpose()?;
         let y = g.try_linear(x, k2, b2)?;
         let y = self.adapt(g, x, y, adapter)?;
-        let y = g.try_reshape(y, &[batch, seq, heads, dim])?;
-        let y = g.try_permute(y, &[0, 2, 1, 3])?;
-        Ok(g.try_reshape(y, &[batch * heads, seq, dim])?)
+        Ok(g.try_split_heads(y, heads)?) // [batch·heads, seq, dim]
     }
 
     /// `y + (α/r)·(x·A)·B` with an adapter, `y` without (`x: [..., in]`, `y: [...,
@@ -430,9 +427,7 @@ impl<T: Element> Layer<T> for MultiHeadAttention {
         }
         let o = g.try_matmul(attention, v)?; // [batch·heads, seq_q, value_dim]
         let dv = self.config.effective_value_dim();
-        let o = g.try_reshape(o, &[batch, heads, sq, dv])?;
-        let o = g.try_permute(o, &[0, 2, 1, 3])?;
-        let o = g.try_reshape(o, &[batch, sq, heads * dv])?;
+        let o = g.try_merge_heads(o, heads)?; // [batch, seq_q, heads·value_dim]
         let ws = g.try_value(wo)?.shape().to_vec();
         let wo2 = g.try_reshape(wo, &[heads * dv, ws[2]])?;
         let y = g.try_linear(o, wo2, bo)?;
