@@ -36,6 +36,23 @@ impl<T: Element> Tensor<T> {
         Tensor { data: self.data.map(|&x| f(x)) }
     }
 
+    /// Two results of `f` for every element, as two tensors of this shape: `(a, b)`
+    /// with `a[i] = f(x[i]).0`, `b[i] = f(x[i]).1` (an activation and its slope in
+    /// one pass). Spread over nn's pool as [`Tensor::map_par`] (same chunks, so the
+    /// same bits at any thread count); mark `f` `#[inline(always)]` so it is
+    /// compiled into the vectorized loop.
+    pub fn map2_par(&self, f: impl Fn(T) -> (T, T) + Send + Sync) -> (Self, Self) {
+        let (a, b) = match self.data.as_slice() {
+            Some(src) if src.len() >= 2 * PAR_CHUNK => crate::map2_by_chunks(src, PAR_CHUNK, f),
+            _ => self.data.iter().map(|&x| f(x)).unzip(),
+        };
+        let shape = self.data.raw_dim();
+        (
+            Tensor { data: ArrayD::from_shape_vec(shape.clone(), a).expect("same element count") },
+            Tensor { data: ArrayD::from_shape_vec(shape, b).expect("same element count") },
+        )
+    }
+
     /// Applies `f` to every element in place.
     pub fn map_inplace(&mut self, f: impl Fn(T) -> T) {
         self.data.mapv_inplace(f);
@@ -49,25 +66,7 @@ impl<T: Element> Tensor<T> {
     pub fn map_par(&self, f: impl Fn(T) -> T + Send + Sync) -> Self {
         match self.data.as_slice() {
             Some(src) if src.len() >= 2 * PAR_CHUNK => {
-                let out = crate::vec_by_chunks(
-                    src.len(),
-                    PAR_CHUNK,
-                    T::zero(),
-                    || (),
-                    |_, i, chunk| {
-                        let src = &src[i * PAR_CHUNK..][..chunk.len()];
-                        // An index loop: the zip adapter's `fold` stayed out of line,
-                        // compiled without the wider instructions (measured on GELU).
-                        crate::simd::vectorized(
-                            #[inline(always)]
-                            || {
-                                for j in 0..chunk.len() {
-                                    chunk[j] = f(src[j]);
-                                }
-                            },
-                        );
-                    },
-                );
+                let out = crate::map_by_chunks(src, PAR_CHUNK, f);
                 Tensor { data: ArrayD::from_shape_vec(self.data.raw_dim(), out).expect("same element count") }
             }
             _ => self.map(f),
@@ -391,6 +390,8 @@ mod tests {
         for threads in [1, 2, 3] {
             crate::set_num_threads(threads);
             assert_eq!(x.map_par(f), x.map(f));
+            let (a, b) = x.map2_par(|v| (f(v), -v));
+            assert_eq!((a, b), (x.map(f), x.map(|v| -v)));
             let mut got = x.clone();
             got.try_zip_apply_par(&y, g).unwrap();
             assert_eq!(got, want);
@@ -399,6 +400,9 @@ mod tests {
         let small = Tensor::<f64>::from_vec(&[2, 3], vec![1., -2., 3., -4., 5., -6.]);
         let strided = small.permute(&[1, 0]);
         assert_eq!(strided.map_par(|v| v * 2.0).to_vec(), vec![2., -8., -4., 10., 6., -12.]);
+        let (a, b) = strided.map2_par(|v| (v * 2.0, v + 1.0));
+        assert_eq!((a.shape(), a.to_vec()), (&[3, 2][..], vec![2., -8., -4., 10., 6., -12.]));
+        assert_eq!(b.to_vec(), vec![2., -3., -1., 6., 4., -5.]);
         let mut s = small.clone();
         s.try_zip_apply_par(&small, |a, b| a * b).unwrap();
         assert_eq!(s.to_vec(), vec![1., 4., 9., 16., 25., 36.]);

@@ -129,6 +129,24 @@ pub fn gelu_grad_f32(x: f32) -> f32 {
     normal_cdf_f32(x, tail) + x * (FRAC_1_SQRT_2PI * density)
 }
 
+/// [`gelu_f32`] and [`gelu_grad_f32`] at once, sharing the two `exp`s: the value
+/// and the slope a layer keeps for its backward pass (the same bits as the two
+/// functions give apart).
+#[inline(always)]
+pub fn gelu_and_grad_f32(x: f32) -> (f32, f32) {
+    let (tail, density) = normal_tail_f32(x);
+    let cdf = normal_cdf_f32(x, tail);
+    (x * cdf, cdf + x * (FRAC_1_SQRT_2PI * density))
+}
+
+/// [`gelu_tanh_f32`] and [`gelu_tanh_grad_f32`] at once, sharing the tanh.
+#[inline(always)]
+pub fn gelu_tanh_and_grad_f32(x: f32) -> (f32, f32) {
+    let t = tanh_f32(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x));
+    let du = SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044_715 * x * x);
+    (0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+}
+
 /// `√(2/π)`, the constant of GELU's tanh form.
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 
@@ -378,6 +396,11 @@ mod tests {
                 worst = worst.max(ulps(gelu_f32(x), v as f32));
             }
             worst_slope = worst_slope.max((gelu_grad_f32(x) as f64 - d).abs());
+            // Value and slope at once: the same bits as apart.
+            let (y, s) = gelu_and_grad_f32(x);
+            assert_eq!((y.to_bits(), s.to_bits()), (gelu_f32(x).to_bits(), gelu_grad_f32(x).to_bits()), "x = {x}");
+            let (y, s) = gelu_tanh_and_grad_f32(x);
+            assert_eq!((y.to_bits(), s.to_bits()), (gelu_tanh_f32(x).to_bits(), gelu_tanh_grad_f32(x).to_bits()));
         }
         assert!(worst <= 8, "gelu: worst {worst} ulp");
         assert!(worst_slope <= 3e-7, "slope: worst {worst_slope}");

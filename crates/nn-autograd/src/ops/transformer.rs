@@ -81,16 +81,19 @@ pub fn gelu_value<T: Element>(x: T, approximate: bool) -> T {
     }
 }
 
-/// The GELU derivative at one element, as [`gelu_value`] (`f32`: within `3·10⁻⁷`
-/// absolute of the exact slope).
+/// The GELU value and slope at one element in one evaluation: the value as
+/// [`gelu_value`] gives it (the same bits); the slope (`f32`: within `3·10⁻⁷`
+/// absolute of the exact one).
 #[inline(always)]
-fn gelu_slope<T: Element>(x: T, approximate: bool) -> T {
-    use nn_tensor::fastmath::{gelu_grad_f32, gelu_tanh_grad_f32};
+fn gelu_value_and_slope<T: Element>(x: T, approximate: bool) -> (T, T) {
+    use nn_tensor::fastmath::{gelu_and_grad_f32, gelu_tanh_and_grad_f32};
     if is_f32::<T>() {
         let x = x.as_f64() as f32;
-        T::of_f64(if approximate { gelu_tanh_grad_f32(x) } else { gelu_grad_f32(x) } as f64)
+        let (y, s) = if approximate { gelu_tanh_and_grad_f32(x) } else { gelu_and_grad_f32(x) };
+        (T::of_f64(y as f64), T::of_f64(s as f64))
     } else {
-        T::of_f64(gelu_f64(x.as_f64(), approximate).1)
+        let (y, s) = gelu_f64(x.as_f64(), approximate);
+        (T::of_f64(y), T::of_f64(s))
     }
 }
 
@@ -109,8 +112,9 @@ impl<T: Element> Graph<T> {
     /// the last digit. Element-wise on nn's pool.
     ///
     /// # Gradient
-    /// `g · f'(x)` (uses the input; GELU is not monotone, so its derivative cannot be
-    /// read from the output): exact `Φ(x) + x·φ(x)`, `φ` the normal density; tanh form
+    /// `g · f'(x)`, the slope `f'(x)` computed with the value in the forward pass and
+    /// kept (GELU is not monotone: it cannot be recovered from the output): exact
+    /// `Φ(x) + x·φ(x)`, `φ` the normal density; tanh form
     /// `½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 0.134145x²)`, `t` the tanh.
     ///
     /// # Errors
@@ -118,17 +122,27 @@ impl<T: Element> Graph<T> {
     pub fn try_gelu(&mut self, x: Var, approximate: bool) -> Result<Var> {
         let op = "gelu";
         let i = self.idx(op, x)?;
-        // The closures inline into map_par's vectorized loop (measured: without the
+        // The closures inline into the vectorized loops (measured: without the
         // attribute each element was a call, 3× slower than the f64 code).
-        let value = self.val(i).map_par(
-            #[inline(always)]
-            move |x| gelu_value(x, approximate),
-        );
-        Ok(self.push_op(op, &[i], value, 0, move |ctx, mut g, sink| {
-            g.try_zip_apply_par(
-                ctx.input(0),
+        if !self.needs_grad(&[i]) {
+            let value = self.val(i).map_par(
                 #[inline(always)]
-                move |g, x| g * gelu_slope(x, approximate),
+                move |x| gelu_value(x, approximate),
+            );
+            return Ok(self.push_op(op, &[i], value, 0, |_, _, _| Ok(())));
+        }
+        // Training: the slope comes out of the same evaluation (the two `exp`s
+        // shared) and is kept, so backward is one multiplication per element.
+        let (value, slope) = self.val(i).map2_par(
+            #[inline(always)]
+            move |x| gelu_value_and_slope(x, approximate),
+        );
+        let saved = slope.len() * std::mem::size_of::<T>();
+        Ok(self.push_op(op, &[i], value, saved, move |_, mut g, sink| {
+            g.try_zip_apply_par(
+                &slope,
+                #[inline(always)]
+                |g, s| g * s,
             )
             .map_err(crate::error::tensor_err(op))?;
             sink.add(0, g)
