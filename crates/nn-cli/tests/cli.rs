@@ -148,6 +148,9 @@ fn bad_input_gives_one_clear_line() {
     fails_with(nn().args(["fit", "--lr-schedule", "sideways"]), "lr-schedule");
     fails_with(nn().args(["fit", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1"]), "non-finite loss");
     fails_with(nn().args(["evaluate", "--model"]).arg(d.join("missing")).args(["--data", "digits"]), "missing");
+    for cmd in [&["generate", "--prompt", "In the"][..], &["serve"], &["predict", "--input", "x.csv"]] {
+        fails_with(nn().args(cmd).arg("--model").arg(d.join("missing")), "missing: no such folder");
+    }
     // Negative numbers are values, not flags: the range check answers.
     fails_with(nn().args(["fit", "--lr", "-1"]), "--lr must be a positive number, got -1");
     fails_with(nn().args(["fit", "--validation-split", "-0.5"]), "--validation-split must be in [0, 1), got -0.5");

@@ -38,6 +38,11 @@ pub enum OutputKind {
     Logits,
     /// Real values (a regression model: no class names, no softmax).
     Values,
+    /// A language model's scores over its vocabulary for the next token at every
+    /// position (`[context, vocab_size]` per row); such a model answers
+    /// `POST /v1/generate`, not `/v1/predict`.
+    #[serde(rename = "next_token_logits")]
+    NextTokenLogits,
 }
 
 /// One layer as `GET /v1/model` lists it.
@@ -185,8 +190,12 @@ impl ModelService {
     /// [`ServeError::Metadata`] when the model is not a decoder-only transformer of
     /// the gpt preset ([`nn_text::Generator::new`]) or the tokenizer's vocabulary is
     /// not the model's.
-    pub fn with_language_model(self, tokenizer: TextTokenizer) -> Result<Self, ServeError> {
+    pub fn with_language_model(mut self, tokenizer: TextTokenizer) -> Result<Self, ServeError> {
         let text = TextModel::new(&self.model, tokenizer, None)?;
+        // Next-token prediction is a classification over the vocabulary at every
+        // position, whatever the saved run says (no class names, no softmax).
+        self.info.output_kind = OutputKind::NextTokenLogits;
+        self.info.task = Task::Classification;
         Ok(self.with_text_model(text))
     }
 
@@ -337,7 +346,7 @@ fn describe(model: &Sequential, meta: &ModelMetadata) -> ModelInfo {
     let (trainable, non_trainable) = model.num_parameters();
     let task = meta.task.unwrap_or(match output_kind {
         OutputKind::Values => Task::Regression,
-        OutputKind::Probabilities | OutputKind::Logits => Task::Classification,
+        OutputKind::Probabilities | OutputKind::Logits | OutputKind::NextTokenLogits => Task::Classification,
     });
     let schema = meta.features.as_ref();
     ModelInfo {

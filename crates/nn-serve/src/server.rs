@@ -648,7 +648,8 @@ fn render_predictions(service: &ModelService, output: &BatchOutput, ignored: &[S
                     logits: Some(row),
                     outputs: None,
                 },
-                OutputKind::Values => Prediction {
+                // A language model never gets here (/v1/predict refuses it).
+                OutputKind::Values | OutputKind::NextTokenLogits => Prediction {
                     class: None,
                     name: None,
                     probability: None,

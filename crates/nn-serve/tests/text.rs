@@ -85,6 +85,12 @@ async fn a_language_model_generates_what_the_generator_does() {
     let want = tok.decode(&[prompt.clone(), new.clone()].concat()).unwrap();
 
     let server = start_service(service, ServeConfig::default()).await;
+    let info = send(server.addr, "GET", "/v1/model", "").await.json();
+    assert_eq!(
+        (&info["output_kind"], &info["task"]),
+        (&serde_json::json!("next_token_logits"), &serde_json::json!("classification"))
+    );
+    assert_eq!(info["text"]["language_model"], true, "{info}");
     let body = r#"{"prompt": "In the", "max_tokens": 5, "temperature": 0.7, "top_k": 20, "seed": 3}"#;
     let answer = send(server.addr, "POST", "/v1/generate", body).await;
     assert_eq!(answer.status, 200, "{}", answer.text());

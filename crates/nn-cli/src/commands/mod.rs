@@ -281,6 +281,7 @@ pub fn check_inference(spec: &ModelSpec, batch: usize, batch_flag: &str) -> Resu
 /// `batch` samples fits the [`memory_limit`] (from `model.json` alone, before the
 /// model is built or its weights read).
 pub fn load_model_for(dir: &Path, batch: usize) -> Result<(Sequential, Metadata)> {
+    require_folder(dir)?;
     if dir.join(nn_recommend::model::SPEC_FILE).is_file() {
         return Err(CliError::Usage(format!(
             "{} is a recommender (fit --data ratings:…): use `nn-cli recommend`, `nn-cli similar` or `nn-cli serve` with it",
@@ -292,6 +293,21 @@ pub fn load_model_for(dir: &Path, batch: usize) -> Result<(Sequential, Metadata)
         check_inference(&spec, batch, "--batch-size")?;
     }
     Ok(nn_train::load_model(dir)?)
+}
+
+/// A `--model` folder that does not exist, said as such (not as the first file the
+/// loader misses in it).
+///
+/// # Errors
+/// [`CliError::Usage`] when nothing is at `dir`.
+pub fn require_folder(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "--model {}: no such folder (give the --out folder of a `nn-cli fit` run)",
+        dir.display()
+    )))
 }
 
 /// Loads a model folder and its metadata ([`load_model_for`] one sample).

@@ -89,6 +89,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout)?,
     };
     config.check().map_err(|e| CliError::Usage(e.to_string()))?;
+    super::require_folder(&args.model)?;
     if args.model.join(nn_recommend::model::SPEC_FILE).is_file() {
         return serve_recommender(&args, config);
     }
