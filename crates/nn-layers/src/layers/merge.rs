@@ -192,43 +192,49 @@ fn elementwise<T: Element>(g: &mut Graph<T>, op: MergeOp, inputs: &[Var]) -> Res
     // Contiguous row-major data of every input (borrowed when already so).
     let std: Vec<_> = vals.iter().map(|v| v.array().as_standard_layout()).collect();
     let xs: Vec<&[T]> = std.iter().map(|a| a.as_slice().expect("standard layout")).collect();
-    let mut out = xs[0].to_vec();
-    match op {
-        MergeOp::Add | MergeOp::Average => {
-            for x in &xs[1..] {
-                out.iter_mut().zip(*x).for_each(|(o, &v)| *o += v);
-            }
-            if op == MergeOp::Average {
-                let scale = T::one() / T::of_f64(n as f64);
-                out.iter_mut().for_each(|o| *o *= scale);
-            }
-        }
-        MergeOp::Subtract => out.iter_mut().zip(xs[1]).for_each(|(o, &v)| *o -= v),
-        MergeOp::Multiply => {
-            for x in &xs[1..] {
-                out.iter_mut().zip(*x).for_each(|(o, &v)| *o *= v);
-            }
-        }
-        MergeOp::Maximum => {
-            for x in &xs[1..] {
-                out.iter_mut().zip(*x).for_each(|(o, &v)| {
-                    if v > *o {
-                        *o = v
+    // Element by element in the order of the inputs (the same bits as a pass per
+    // input), spread over nn's pool in fixed chunks.
+    let scale = T::one() / T::of_f64(n as f64);
+    let combine = |j: usize| -> T {
+        let mut o = xs[0][j];
+        for x in &xs[1..] {
+            let v = x[j];
+            match op {
+                MergeOp::Add | MergeOp::Average => o += v,
+                MergeOp::Subtract => o -= v,
+                MergeOp::Multiply => o *= v,
+                MergeOp::Maximum => {
+                    if v > o {
+                        o = v
                     }
-                });
+                }
             }
         }
-    }
+        if op == MergeOp::Average {
+            o *= scale;
+        }
+        o
+    };
+    const CHUNK: usize = 1 << 15;
+    let out = nn_tensor::par_build(xs[0].len(), CHUNK, |c, chunk: &mut [T]| {
+        for (k, o) in chunk.iter_mut().enumerate() {
+            *o = combine(c * CHUNK + k);
+        }
+    });
     drop(std);
     let value = Tensor::from_vec(&shape, out);
     Ok(g.try_custom(name, inputs, value, move |ctx, grad, sink| {
         let n = ctx.num_inputs();
         match op {
             MergeOp::Add => {
-                for k in 0..n {
-                    if sink.wants(k) {
+                // Every input gets the gradient: copies for all but the last, which
+                // takes it.
+                let wanted: Vec<usize> = (0..n).filter(|&k| sink.wants(k)).collect();
+                if let Some((&last, rest)) = wanted.split_last() {
+                    for &k in rest {
                         sink.add(k, grad.clone())?;
                     }
+                    sink.add(last, grad)?;
                 }
             }
             MergeOp::Average => {
