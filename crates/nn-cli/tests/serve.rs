@@ -181,7 +181,7 @@ fn fails_with(cmd: &mut Command, needle: &str) {
 #[test]
 fn serve_refuses_bad_settings_and_missing_models() {
     let dir = tempfile::tempdir().unwrap();
-    fails_with(nn().args(["serve", "--addr", "127.0.0.1:0", "--model"]).arg(dir.path().join("none")), "model.json");
+    fails_with(nn().args(["serve", "--addr", "127.0.0.1:0", "--model"]).arg(dir.path().join("none")), "no such folder");
     let out = dir.path().join("run");
     nn().args(["fit", "--epochs", "1", "--no-test", "--out"]).arg(&out).assert().success();
     let serve = |extra: &[&str]| {
