@@ -1,8 +1,11 @@
 //! Whole-model benchmarks through the public API, as `nn-cli fit` and `predict` run
 //! them: one training step at batch 128 (forward to logits, sparse cross-entropy,
-//! backward, Adam update) and inference at batch 1000 (`Sequential::infer`), for
-//! the seed CNN and the MLP 784→128→10, on 1 and 2 threads; and a training step of
-//! the GPT of `bench/gpt.sh` (batch 32 × context 64 tokens).
+//! backward, Adam update) and inference at batch 1000 (`Sequential::infer`), on 1 and
+//! 2 threads, for the models of `bench/compare.sh`: the seed CNN, the MLP 784→128→10,
+//! the two-convolution net (`examples/models/cnn2.json`), LSTM(128) and GRU(128) over
+//! the 28 image rows (the `lstm` preset, `examples/models/gru.json`) and the `resnet`
+//! preset; and a training step of the GPT of `bench/gpt.sh` (batch 32 × context 64
+//! tokens).
 //!
 //! Throughput is in samples (criterion reports samples/s), for the GPT in tokens.
 //!
@@ -36,11 +39,22 @@ fn keep_freed_memory() {
     }
 }
 
-fn models() -> [(&'static str, ModelSpec); 2] {
-    [
-        ("seed_cnn", ModelSpec::seed_cnn(&[28, 28, 1], 10)),
-        ("mlp_784_128_10", ModelSpec::mlp(&[28, 28, 1], 128, 10, 0.0)),
-    ]
+/// The models of `bench/compare.sh`, each taking `[batch, 28, 28, 1]` images and
+/// giving 10 classes. `NN_BENCH_MODELS` (names separated by commas) selects some.
+fn models() -> Vec<(&'static str, ModelSpec)> {
+    let image = [28, 28, 1];
+    let all = [
+        ("seed_cnn", ModelSpec::seed_cnn(&image, 10)),
+        ("mlp_784_128_10", ModelSpec::mlp(&image, 128, 10, 0.0)),
+        ("cnn2", ModelSpec::from_json(include_str!("../../examples/models/cnn2.json")).unwrap()),
+        ("lstm_128", ModelSpec::lstm_classifier(&image, 128, 10).unwrap()),
+        ("gru_128", ModelSpec::from_json(include_str!("../../examples/models/gru.json")).unwrap()),
+        ("resnet", ModelSpec::resnet(&image, 10).unwrap()),
+    ];
+    let wanted = std::env::var("NN_BENCH_MODELS").ok();
+    all.into_iter()
+        .filter(|(name, _)| wanted.as_deref().is_none_or(|w| w.split(',').any(|n| n.trim() == *name)))
+        .collect()
 }
 
 fn images(batch: usize, seed: u64) -> Tensor<f32> {

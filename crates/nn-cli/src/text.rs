@@ -223,6 +223,23 @@ fn tokenizer_for<'a>(spec: Option<&str>, train_texts: impl Iterator<Item = &'a s
     Ok(tok)
 }
 
+/// `e`, prefixed with the flag that named its missing column (`flags`: column and
+/// flag pairs, the first match wins), so the message says what to change.
+fn naming_flag(e: nn_text::TextError, flags: &[(&str, &str)]) -> CliError {
+    if let nn_text::TextError::MissingColumn { column, .. } = &e {
+        if let Some((_, flag)) = flags.iter().find(|(c, _)| c == column) {
+            return CliError::Usage(format!("{flag} {column}: {e}"));
+        }
+    }
+    e.into()
+}
+
+/// Whether `path` names a CSV or TSV file (`.csv`, `.tsv`, gzipped or not, any case).
+fn is_csv_name(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    [".csv", ".csv.gz", ".tsv", ".tsv.gz"].iter().any(|ext| name.ends_with(ext))
+}
+
 /// The largest char boundary of `s` at or below `at`.
 fn floor_boundary(s: &str, at: usize) -> usize {
     let mut at = at.min(s.len());
@@ -236,10 +253,18 @@ fn floor_boundary(s: &str, at: usize) -> usize {
 /// the bytes and tokens they predict.
 fn lm_part(tok: &TextTokenizer, text: String, context: usize, what: &str) -> Result<(Dataset, LmPart)> {
     let ids = tok.encode(&text)?;
-    let windows = nn_text::lm_windows(&ids, context, 0.0).map_err(|e| {
+    let windows = nn_text::lm_windows(&ids, context, 0.0).map_err(|_| {
         CliError::Usage(format!(
-            "the {what} part has {} tokens, too few for one window of --context {context} (+1 target): {e}",
-            ids.len()
+            "the {what} part of the text has {} token{}, too few for one window of --context {context} \
+             (it needs at least {}: give more text or a smaller --context{})",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "s" },
+            context + 1,
+            match what {
+                "validation" => ", or a larger --validation-split",
+                "test" => ", or a larger --test-split",
+                _ => "",
+            }
         ))
     })?;
     let n = windows.train.len();
@@ -279,6 +304,12 @@ fn pretrained(dir: &Path, args: &RunConfig) -> Result<(TextTokenizer, Sizes)> {
         return Err(CliError::Usage(format!(
             "--tokenizer: with --init-from the pretrained model's tokenizer ({}) is used; drop --tokenizer",
             dir.join(TOKENIZER_FILE).display()
+        )));
+    }
+    if !dir.exists() {
+        return Err(CliError::Usage(format!(
+            "--init-from {}: no such folder (give the --out folder of a `nn-cli fit --data text:… --model gpt` run)",
+            dir.display()
         )));
     }
     let path = dir.join(TOKENIZER_FILE);
@@ -392,7 +423,8 @@ pub fn prepare(cfg: &RunConfig) -> Result<Option<(Prepared, TextRun)>> {
             {
                 Some(col) => {
                     let group = d.text.holdout_groups.first().unwrap_or(col);
-                    let table = nn_text::read_text_csv(path, col, group)?;
+                    let table = nn_text::read_text_csv(path, col, group)
+                        .map_err(|e| naming_flag(e, &[(col, "--text-column"), (group, "--holdout-groups")]))?;
                     let (train, test) = split_rows(&table, d, split_seed)?;
                     let cut = ((train.len() as f64) * (1.0 - d.validation_split)).floor() as usize;
                     let texts = table.texts();
@@ -403,8 +435,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Option<(Prepared, TextRun)>> {
                 None => {
                     // A CSV file read as plain text would train on its commas and
                     // other columns without a word said: ask for the column.
-                    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-                    if [".csv", ".csv.gz", ".tsv", ".tsv.gz"].iter().any(|ext| name.ends_with(ext)) {
+                    if is_csv_name(path) {
                         return Err(CliError::Usage(format!(
                             "{}: a CSV file: pass --text-column COL (the column holding the text; its rows are \
                              joined with newlines), or give the text as a plain .txt file",
@@ -471,7 +502,8 @@ pub fn prepare(cfg: &RunConfig) -> Result<Option<(Prepared, TextRun)>> {
             let Some(target) = d.target.as_deref() else {
                 return Err(CliError::Usage("--text-column: name the class column with --target".into()));
             };
-            let table = nn_text::read_text_csv(path, col, target)?;
+            let table = nn_text::read_text_csv(path, col, target)
+                .map_err(|e| naming_flag(e, &[(col, "--text-column"), (target, "--target")]))?;
             let (train_rows, test_rows) = split_rows(&table, d, split_seed)?;
             let parts = nn_data::split::shuffled_split(
                 train_rows.len(),
@@ -908,13 +940,23 @@ impl SavedText {
     /// [`CliError::Usage`] for data other than `text:FILE`, or a run that held out
     /// neither part; [`prepare`]'s errors (a part too short for one window, ...).
     pub fn report_lm(&self, model: &Sequential, data: &DataSource) -> Result<()> {
-        if !matches!(data, DataSource::Text(_)) {
+        let DataSource::Text(path) = data else {
             return Err(CliError::Usage(format!(
                 "the model in {} is a language model: evaluate it with --data text:FILE (got {data})",
                 self.dir.display()
             )));
-        }
+        };
         let mut cfg = self.cfg.clone();
+        // The file is read as what it is, whatever the model was trained on: a plain
+        // text file whole, a CSV file by the saved text column (`text` when the model
+        // was trained on plain text).
+        if !is_csv_name(path) {
+            cfg.data.text.text_column = None;
+            cfg.data.text.holdout_groups.clear();
+        } else if cfg.data.text.text_column.is_none() {
+            println!("note: the model was trained on plain text; {} is read by its column \"text\"", path.display());
+            cfg.data.text.text_column = Some("text".into());
+        }
         if cfg.data.test_split == 0.0 && cfg.data.validation_split == 0.0 {
             return Err(CliError::Usage(format!(
                 "the run of {} held out no validation or test text (--test-split 0, --validation-split 0): nothing to evaluate on",

@@ -160,8 +160,31 @@ fn bad_text_input_gives_one_error_line() {
     fails_with(
         nn().args(["fit", "--model", "transformer-classifier", "--text-column", "body", "--target", "label", "--data"])
             .arg(format!("csv:{}", csv.display())),
-        "no column \"body\"",
+        "--text-column body: ",
     );
+    fails_with(
+        nn().args(["fit", "--model", "transformer-classifier", "--text-column", "text", "--target", "labl", "--data"])
+            .arg(format!("csv:{}", csv.display())),
+        "--target labl: ",
+    );
+    let short = dir.path().join("short.txt");
+    std::fs::write(&short, "tiny").unwrap();
+    fails_with(
+        nn().args(["fit", "--model", "gpt", "--tokenizer", "bytes", "--context", "16", "--data"])
+            .arg(format!("text:{}", short.display())),
+        "too few for one window of --context 16 (it needs at least 17: give more text or a smaller --context)",
+    );
+    fails_with(
+        nn().args(["fit", "--model", "transformer-classifier", "--text-column", "text", "--target", "label"])
+            .arg("--init-from")
+            .arg(dir.path().join("nowhere"))
+            .arg("--data")
+            .arg(format!("csv:{}", csv.display())),
+        "nowhere: no such folder",
+    );
+    // A folder that exists but is not a run's.
+    fails_with(nn().args(["generate", "--prompt", "the", "--model"]).arg(dir.path()), "the folder has no model.json");
+    fails_with(nn().args(["summary", "--model", "gtp"]), "--model gtp: not a preset");
     // A CSV file as a language model's text needs its column.
     fails_with(
         nn().args(["fit", "--model", "gpt", "--data"]).arg(format!("text:{}", csv.display())),
@@ -183,6 +206,10 @@ fn bad_text_input_gives_one_error_line() {
             .arg(format!("csv:{}", csv.display())),
         "--context 64 is longer than the context of the model",
     );
+    fails_with(
+        nn().args(["generate", "--prompt", "the", "--max-tokens", "0", "--model"]).arg(&lm),
+        "--max-tokens must be at least 1",
+    );
     fails_with(nn().args(["fit", "--model", "gpt", "--data", "digits"]), "--model gpt reads token ids");
     fails_with(
         nn().args(["fit", "--model", "gpt", "--pooling", "class-token", "--data"])
@@ -195,6 +222,41 @@ fn bad_text_input_gives_one_error_line() {
             .arg(format!("csv:{}", csv.display())),
         "--context must be at least 2, got 1",
     );
+}
+
+/// A language model is evaluated on a file read as what it is: a GPT trained on a
+/// CSV column is evaluated on a plain text file (read whole, not by that column),
+/// and one trained on plain text on a CSV file (by its column `text`, with a note).
+/// The text is the same sentence repeated, so both models predict it almost
+/// perfectly (fit's own validation loss is below 0.5 nats per token).
+#[test]
+fn a_language_model_is_evaluated_on_plain_text_and_on_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain_lm, _) = pretrain(dir.path());
+    let rows = dir.path().join("rows.csv");
+    std::fs::write(&rows, format!("text\n{}", "the cat sat on the mat. the dog ran to the log.\n".repeat(200)))
+        .unwrap();
+    let csv_lm = dir.path().join("csv-lm");
+    stdout(
+        nn().arg("fit")
+            .arg("--data")
+            .arg(format!("text:{}", rows.display()))
+            .args(["--text-column", "text", "--model", "gpt", "--tokenizer", "bytes", "--context", "16"])
+            .args(["--epochs", "6", "--batch-size", "16", "--lr", "3e-3"])
+            .args(TINY)
+            .arg("--out")
+            .arg(&csv_lm),
+    );
+    let plain = repeating_text(dir.path());
+    let evaluated =
+        stdout(nn().args(["evaluate", "--model"]).arg(&csv_lm).arg("--data").arg(format!("text:{}", plain.display())));
+    let loss = figure(&evaluated, "validation loss");
+    assert!(loss < 0.5, "validation loss {loss}\n{evaluated}");
+    let evaluated =
+        stdout(nn().args(["evaluate", "--model"]).arg(&plain_lm).arg("--data").arg(format!("text:{}", rows.display())));
+    assert!(evaluated.contains("is read by its column \"text\""), "{evaluated}");
+    let loss = figure(&evaluated, "test loss");
+    assert!(loss < 0.5, "test loss {loss}\n{evaluated}");
 }
 
 /// The King James Version's classification data with whole chapters held out: the

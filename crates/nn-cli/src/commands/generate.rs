@@ -25,7 +25,7 @@ pub struct GenerateArgs {
     /// The text to continue (UTF-8, not empty).
     #[arg(long)]
     pub prompt: OsString,
-    /// How many tokens to generate at most (fewer when the model ends the text with <eos>). Default: the rest of the model's context. The prompt's tokens plus this must fit the context.
+    /// How many tokens to generate at most (at least 1; fewer when the model ends the text with <eos>). Default: the rest of the model's context. The prompt's tokens plus this must fit the context.
     #[arg(long)]
     pub max_tokens: Option<usize>,
     /// Softmax temperature, finite and ≥ 0: below 1 sharper, above 1 flatter; 0 always takes the most likely token (greedy).
@@ -119,6 +119,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let ids = tokenizer.encode(&prompt)?;
     let context = generator.context();
     let max_tokens = match args.max_tokens {
+        Some(0) => return Err(CliError::Usage("--max-tokens must be at least 1".into())),
         Some(n) => n,
         None if ids.len() < context => context - ids.len(),
         None => {

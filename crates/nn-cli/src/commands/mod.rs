@@ -288,6 +288,7 @@ pub fn load_model_for(dir: &Path, batch: usize) -> Result<(Sequential, Metadata)
             dir.display()
         )));
     }
+    require_model_file(dir)?;
     // A folder whose description cannot be read is left to the loader, which says why.
     if let Ok(spec) = ModelSpec::read_saved(dir) {
         check_inference(&spec, batch, "--batch-size")?;
@@ -306,6 +307,21 @@ pub fn require_folder(dir: &Path) -> Result<()> {
     }
     Err(CliError::Usage(format!(
         "--model {}: no such folder (give the --out folder of a `nn-cli fit` run)",
+        dir.display()
+    )))
+}
+
+/// A `--model` folder that exists but holds no `model.json` (a parent of run folders,
+/// say), said as such rather than as the file the loader could not open.
+///
+/// # Errors
+/// [`CliError::Usage`] when `dir` is a folder without `model.json`.
+fn require_model_file(dir: &Path) -> Result<()> {
+    if !dir.is_dir() || dir.join("model.json").exists() {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "--model {}: the folder has no model.json (give the --out folder of a `nn-cli fit` run itself)",
         dir.display()
     )))
 }
@@ -797,6 +813,12 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
         name if fit::PRESETS.contains(&name) => fit::preset(&args.model, &input_shape, classes, 128, 0.0, false)?,
         other => {
             let path = Path::new(other);
+            if !path.exists() {
+                return Err(CliError::Usage(format!(
+                    "--model {other}: not a preset ({}), and no such model folder or spec file",
+                    fit::PRESETS.join(", ")
+                )));
+            }
             if path.is_dir() {
                 match ModelSpec::read_saved(path) {
                     Ok(spec) => spec,
