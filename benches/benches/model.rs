@@ -72,8 +72,14 @@ fn train_step(model: &mut Sequential, adam: &mut Adam<f32>, x: &Tensor<f32>, lab
     let value = g.value(l).item();
     let mut grads = g.backward(l).unwrap();
     drop(g);
+    // The trainable parameters: BatchNormalization's moving statistics have no
+    // gradient (their update, a few vector operations, is left out here).
     let mut bound = bind(
-        model.parameters_mut().iter_mut().map(|p| (p.name.as_str(), Arc::make_mut(&mut p.value))),
+        model
+            .parameters_mut()
+            .iter_mut()
+            .filter(|p| p.trainable)
+            .map(|p| (p.name.as_str(), Arc::make_mut(&mut p.value))),
         grads.iter_mut(),
     )
     .unwrap();
