@@ -342,24 +342,95 @@ fn all_reduce(sum: &dyn CrossReplicaSum, values: &mut [f64], what: &str) -> std:
     })
 }
 
+/// Rows of `c` features in one block of the passes below: about 16,384 elements.
+/// The blocks depend on the shape only, never on the thread count.
+fn block_rows(c: usize) -> usize {
+    ((1 << 14) / c.max(1)).max(1)
+}
+
+/// Per-feature sums over the `m` rows: `add(first_row, rows, acc)` adds the block of
+/// rows `first_row..first_row + rows` into `acc` (`width` zeros to start), one block
+/// per [`block_rows`] on nn's pool; the blocks' partial sums are then added in block
+/// order. So the result is the same, bit for bit, at any thread count, and with one
+/// block (`m ≤ block_rows(c)`) it is the plain sum in row order.
+fn block_sums<T: Element>(
+    m: usize,
+    c: usize,
+    width: usize,
+    add: impl Fn(usize, usize, &mut [T]) + Send + Sync,
+) -> Vec<T> {
+    let rb = block_rows(c);
+    let partials = nn_tensor::par_build::<T>(m.div_ceil(rb) * width, width, |i, acc| {
+        let first = i * rb;
+        nn_tensor::simd::vectorized(
+            #[inline(always)]
+            || add(first, rb.min(m - first), acc),
+        );
+    });
+    let mut total = vec![T::zero(); width];
+    for part in partials.chunks_exact(width.max(1)) {
+        total.iter_mut().zip(part).for_each(|(t, &v)| *t += v);
+    }
+    total
+}
+
+/// A new `[m, c]` buffer (row-major, as `xs`) whose row `r` is `f(xs row r, gs row r,
+/// out row r)`, built block by block ([`block_rows`]) on nn's pool; `gs` is a second
+/// input of `xs`'s length (or `xs` again). Each element depends on its own row only,
+/// so the result does not depend on the split.
+fn map_rows<T: Element>(xs: &[T], gs: &[T], c: usize, f: impl Fn(&[T], &[T], &mut [T]) + Send + Sync) -> Vec<T> {
+    let block = block_rows(c) * c;
+    nn_tensor::par_build(xs.len(), block, |i, out| {
+        let (x, g) = (&xs[i * block..][..out.len()], &gs[i * block..][..out.len()]);
+        nn_tensor::simd::vectorized(
+            #[inline(always)]
+            || {
+                for ((o, xr), gr) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(g.chunks_exact(c)) {
+                    f(xr, gr, o);
+                }
+            },
+        );
+    })
+}
+
 /// Per-feature mean and biased variance of the local rows `xs` (`m` rows of `c`),
-/// accumulated in `T` (the single-process statistics), and the count `m`.
+/// accumulated in `T` by blocks of rows ([`block_sums`]; the single-process
+/// statistics), and the count `m`.
 fn local_stats<T: Element>(xs: &[T], c: usize, m: usize) -> (Vec<T>, Vec<T>, T) {
     let mf = T::of_f64(m as f64);
-    let mut mean = vec![T::zero(); c];
-    for row in xs.chunks_exact(c) {
-        mean.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
-    }
-    mean.iter_mut().for_each(|s| *s /= mf);
-    let mut var = vec![T::zero(); c];
-    for row in xs.chunks_exact(c) {
-        for ((s, &v), &mu) in var.iter_mut().zip(row).zip(&mean) {
-            let d = v - mu;
-            *s += d * d;
+    let mut mean = block_sums(m, c, c, |first, rows, acc: &mut [T]| {
+        for row in xs[first * c..][..rows * c].chunks_exact(c) {
+            acc.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
         }
-    }
+    });
+    mean.iter_mut().for_each(|s| *s /= mf);
+    let mut var = block_sums(m, c, c, |first, rows, acc: &mut [T]| {
+        for row in xs[first * c..][..rows * c].chunks_exact(c) {
+            for ((s, &v), &mu) in acc.iter_mut().zip(row).zip(&mean) {
+                let d = v - mu;
+                *s += d * d;
+            }
+        }
+    });
     var.iter_mut().for_each(|s| *s /= mf);
     (mean, var, mf)
+}
+
+/// `(x − mean) · scale (+ beta)` for every row of `xs` (`c` features), on nn's pool
+/// ([`map_rows`]).
+fn normalize_rows<T: Element>(xs: &[T], c: usize, mean: &[T], scale: &[T], beta: Option<&[T]>) -> Vec<T> {
+    match beta {
+        Some(b) => map_rows(xs, xs, c, |row, _, out| {
+            for k in 0..c {
+                out[k] = (row[k] - mean[k]) * scale[k] + b[k];
+            }
+        }),
+        None => map_rows(xs, xs, c, |row, _, out| {
+            for k in 0..c {
+                out[k] = (row[k] - mean[k]) * scale[k];
+            }
+        }),
+    }
 }
 
 /// Per-feature mean and biased variance of the global batch (all ranks' rows),
@@ -423,16 +494,7 @@ fn train_op<T: Element>(
         Some(gm) => inv.iter().zip(gm).map(|(&i, &g)| g * i).collect(),
         None => inv.clone(),
     };
-    let mut out = Vec::with_capacity(xs.len());
-    for row in xs.chunks_exact(c) {
-        for k in 0..c {
-            let y = (row[k] - mean[k]) * scale[k];
-            out.push(match &beta_v {
-                Some(b) => y + b[k],
-                None => y,
-            });
-        }
-    }
+    let out = normalize_rows(xs, c, &mean, &scale, beta_v.as_deref());
     drop(x_std);
     let value = Tensor::from_vec(&shape, out);
 
@@ -449,16 +511,20 @@ fn train_op<T: Element>(
         // gradient uses: the same, or (synchronised) their totals over all ranks.
         let (sum_g, sum_gx, totals) = match &sync {
             None => {
-                let mut sum_g = vec![T::zero(); c];
-                let mut sum_gx = vec![T::zero(); c];
-                for (xr, gr) in xs.chunks_exact(c).zip(gs.chunks_exact(c)) {
-                    for k in 0..c {
-                        let xhat = (xr[k] - saved_mean[k]) * inv[k];
-                        sum_g[k] += gr[k];
-                        sum_gx[k] += gr[k] * xhat;
+                let mut sums = block_sums(m, c, 2 * c, |first, rows, acc: &mut [T]| {
+                    let (sum_g, sum_gx) = acc.split_at_mut(c);
+                    let (x, g) = (&xs[first * c..][..rows * c], &gs[first * c..][..rows * c]);
+                    for (xr, gr) in x.chunks_exact(c).zip(g.chunks_exact(c)) {
+                        let feature = xr.iter().zip(gr).zip(saved_mean.iter().zip(&inv));
+                        for ((sg, sgx), ((&xv, &gv), (&mu, &s))) in sum_g.iter_mut().zip(sum_gx.iter_mut()).zip(feature)
+                        {
+                            *sg += gv;
+                            *sgx += gv * ((xv - mu) * s);
+                        }
                     }
-                }
-                (sum_g, sum_gx, None)
+                });
+                let sum_gx = sums.split_off(c);
+                (sums, sum_gx, None)
             }
             Some(sum) => {
                 // [Σ g | Σ g·x̂], in f64; reduced across ranks on every rank, always
@@ -487,13 +553,18 @@ fn train_op<T: Element>(
                 Some(at) => ctx.input(at).to_vec(),
                 None => vec![T::one(); c],
             };
-            let mut dx = Vec::with_capacity(xs.len());
-            for (xr, gr) in xs.chunks_exact(c).zip(gs.chunks_exact(c)) {
-                for k in 0..c {
-                    let xhat = (xr[k] - saved_mean[k]) * inv[k];
-                    dx.push(gm[k] * inv[k] * (gr[k] - tg[k] / count - xhat * tgx[k] / count));
+            // Per feature: γ·s, Σg / M and Σg·x̂ / M, formed once (no division per
+            // element).
+            let a: Vec<T> = gm.iter().zip(&inv).map(|(&g, &s)| g * s).collect();
+            let b: Vec<T> = tg.iter().map(|&v| v / count).collect();
+            let d: Vec<T> = tgx.iter().map(|&v| v / count).collect();
+            let dx = map_rows(xs, gs, c, |xr, gr, out| {
+                let feature = xr.iter().zip(gr).zip(saved_mean.iter().zip(&inv));
+                let terms = a.iter().zip(&b).zip(&d);
+                for ((o, ((&xv, &gv), (&mu, &s))), ((&a, &b), &d)) in out.iter_mut().zip(feature).zip(terms) {
+                    *o = a * (gv - b - ((xv - mu) * s) * d);
                 }
-            }
+            });
             sink.add(0, Tensor::from_vec(ctx.input(0).shape(), dx))?;
         }
         if let Some(at) = gamma_at {
@@ -542,16 +613,7 @@ pub fn batch_norm_eval<T: Element>(
     let xv = g.try_value(x)?;
     let x_std = xv.array().as_standard_layout();
     let xs = x_std.as_slice().expect("standard layout");
-    let mut out = Vec::with_capacity(xs.len());
-    for row in xs.chunks_exact(c) {
-        for k in 0..c {
-            let y = (row[k] - mu[k]) * scale[k];
-            out.push(match &beta_v {
-                Some(b) => y + b[k],
-                None => y,
-            });
-        }
-    }
+    let out = normalize_rows(xs, c, &mu, &scale, beta_v.as_deref());
     drop(x_std);
     let value = Tensor::from_vec(&shape, out);
 
@@ -566,10 +628,9 @@ pub fn batch_norm_eval<T: Element>(
         let g_std = grad.array().as_standard_layout();
         let gs = g_std.as_slice().expect("standard layout");
         if sink.wants(0) {
-            let mut dx = Vec::with_capacity(gs.len());
-            for gr in gs.chunks_exact(c) {
-                dx.extend(gr.iter().zip(&scale).map(|(&g, &s)| g * s));
-            }
+            let dx = map_rows(gs, gs, c, |gr, _, out| {
+                out.iter_mut().zip(gr).zip(&scale).for_each(|((o, &g), &s)| *o = g * s);
+            });
             sink.add(0, Tensor::from_vec(ctx.input(0).shape(), dx))?;
         }
         let mut sum_g = vec![T::zero(); c];
