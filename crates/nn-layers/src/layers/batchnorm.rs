@@ -633,14 +633,19 @@ pub fn batch_norm_eval<T: Element>(
             });
             sink.add(0, Tensor::from_vec(ctx.input(0).shape(), dx))?;
         }
-        let mut sum_g = vec![T::zero(); c];
-        let mut sum_gd = vec![T::zero(); c];
-        for (xr, gr) in xs.chunks_exact(c).zip(gs.chunks_exact(c)) {
-            for k in 0..c {
-                sum_g[k] += gr[k];
-                sum_gd[k] += gr[k] * (xr[k] - mu[k]);
+        let m = xs.len() / c;
+        let mut sum_g = block_sums(m, c, 2 * c, |first, rows, acc: &mut [T]| {
+            let (sum_g, sum_gd) = acc.split_at_mut(c);
+            let (x, g) = (&xs[first * c..][..rows * c], &gs[first * c..][..rows * c]);
+            for (xr, gr) in x.chunks_exact(c).zip(g.chunks_exact(c)) {
+                let feature = xr.iter().zip(gr).zip(&mu);
+                for ((sg, sgd), ((&xv, &gv), &mu)) in sum_g.iter_mut().zip(sum_gd.iter_mut()).zip(feature) {
+                    *sg += gv;
+                    *sgd += gv * (xv - mu);
+                }
             }
-        }
+        });
+        let sum_gd = sum_g.split_off(c);
         if let Some(at) = gamma_at {
             sink.add(at, Tensor::from_vec(&[c], (0..c).map(|k| sum_gd[k] * inv[k]).collect()))?;
         }
