@@ -40,16 +40,28 @@ pub(crate) fn set_threads(n: usize) {
 
 /// How cblas sees a 2-d view: its transpose flag and leading dimension, if its
 /// layout is one cblas accepts in row-major mode (unit stride along one axis).
+///
+/// The stride of an axis of length 1 is never used to address an element, and
+/// ndarray leaves it at any value (0 for a one-element slice or broadcast), so such
+/// an axis is given the smallest leading dimension cblas accepts instead.
 fn blas_layout<T>(v: &ArrayView2<'_, T>) -> Option<(CBLAS_TRANSPOSE, i32)> {
     let (r, c) = v.dim();
     let [rs, cs] = [v.strides()[0], v.strides()[1]];
-    if (cs == 1 || c <= 1) && rs >= c.max(1) as isize {
-        Some((CBLAS_TRANSPOSE::CblasNoTrans, rs as i32))
-    } else if (rs == 1 || r <= 1) && cs >= r.max(1) as isize {
-        Some((CBLAS_TRANSPOSE::CblasTrans, cs as i32))
+    if (cs == 1 || c <= 1) && (r <= 1 || rs >= c.max(1) as isize) {
+        let ld = if r <= 1 { c.max(1) as isize } else { rs };
+        Some((CBLAS_TRANSPOSE::CblasNoTrans, i32::try_from(ld).ok()?))
+    } else if (rs == 1 || r <= 1) && (c <= 1 || cs >= r.max(1) as isize) {
+        let ld = if c <= 1 { r.max(1) as isize } else { cs };
+        Some((CBLAS_TRANSPOSE::CblasTrans, i32::try_from(ld).ok()?))
     } else {
         None
     }
+}
+
+/// A row-major copy with ndarray's default strides (`as_standard_layout` keeps the
+/// strides of a view it deems standard, which for axes of length 1 may be 0).
+fn row_major_copy<T: Element>(v: &ArrayView2<'_, T>) -> Array2<T> {
+    Array2::from_shape_vec(v.raw_dim(), v.iter().copied().collect()).expect("the length is the view's")
 }
 
 pub(super) fn run<T: Element>(
@@ -64,7 +76,7 @@ pub(super) fn run<T: Element>(
     let a = match blas_layout(a) {
         Some(_) => a.view(),
         None => {
-            a_owned = a.as_standard_layout().into_owned();
+            a_owned = row_major_copy(a);
             a_owned.view()
         }
     };
@@ -72,22 +84,21 @@ pub(super) fn run<T: Element>(
     let b = match blas_layout(b) {
         Some(_) => b.view(),
         None => {
-            b_owned = b.as_standard_layout().into_owned();
+            b_owned = row_major_copy(b);
             b_owned.view()
         }
     };
-    let c_row_major = c.strides()[1] == 1 && c.strides()[0] >= c.ncols() as isize;
-    if !c_row_major {
-        let mut tmp: Array2<T> = c.as_standard_layout().into_owned();
+    let c_layout = blas_layout(&c.view());
+    let Some((CBLAS_TRANSPOSE::CblasNoTrans, ldc)) = c_layout else {
+        let mut tmp: Array2<T> = row_major_copy(&c.view());
         run(alpha, &a, &b, beta, &mut tmp.view_mut());
         c.assign(&tmp);
         return;
-    }
+    };
     let (ta, lda) = blas_layout(&a).expect("made row-major above");
     let (tb, ldb) = blas_layout(&b).expect("made row-major above");
     let (m, k) = a.dim();
     let n = b.ncols();
-    let ldc = c.strides()[0] as i32;
     let [m, n, k] = [m as i32, n as i32, k as i32];
     if beta == T::zero() {
         c.fill(T::zero());

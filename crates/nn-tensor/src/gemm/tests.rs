@@ -87,6 +87,29 @@ fn beta_zero_ignores_nan_in_output() {
     }
 }
 
+/// Axes of length 1 may carry any stride (ndarray gives broadcasts and some slices
+/// stride 0): every back end still multiplies them, e.g. [[2]]·[[3, 4]] = [[6, 8]]
+/// and [1, 2]ᵀ·[[5]] = [[5], [10]], with the strides read from broadcast views.
+#[test]
+fn axes_of_length_one_with_zero_strides() {
+    for backend in Backend::available() {
+        let two = ndarray::arr0(2.0f64);
+        let a = two.broadcast((1, 1)).unwrap();
+        assert_eq!(a.strides(), &[0, 0]);
+        let b = ndarray::arr1(&[3.0f64, 4.0]);
+        let b = b.broadcast((1, 2)).unwrap();
+        let mut c = Array2::from_elem((1, 2), f64::NAN);
+        gemm_with(backend, 1.0, a, b, 0.0, &mut c.view_mut()).unwrap();
+        assert_eq!(c, ndarray::arr2(&[[6.0, 8.0]]), "{backend}");
+
+        let col = ndarray::arr2(&[[1.0f32], [2.0]]);
+        let five = ndarray::arr0(5.0f32);
+        let mut c = Array2::from_elem((2, 1), 1.0f32);
+        gemm_with(backend, 1.0, col.view(), five.broadcast((1, 1)).unwrap(), 1.0, &mut c.view_mut()).unwrap();
+        assert_eq!(c, ndarray::arr2(&[[6.0], [11.0]]), "{backend}");
+    }
+}
+
 #[test]
 fn degenerate_and_mismatched_shapes() {
     let a = Array2::<f32>::zeros((3, 0));
