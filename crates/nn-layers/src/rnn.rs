@@ -10,9 +10,14 @@
 //! of a tensor's size is allocated per time step. The gate activations the forward
 //! pass computed are kept for backward; the states are the op's own output.
 //!
-//! The per-step element-wise work (LSTM and GRU) is split over nn's thread pool by
-//! sample when it is large enough; each value is computed the same way wherever it
-//! runs, so results are bit-identical for any thread count. The gate nonlinearities
+//! Threads: the batch is cut into chunks of about [`CHUNK_ROWS`] samples, a number
+//! fixed by the batch size alone, and each chunk runs the whole sequence (its
+//! per-step GEMMs on the calling thread, then its gate arithmetic) as one task on
+//! nn's pool. The steps of a chunk never wait for the other chunks, where splitting
+//! each step's small GEMM over the pool cost two synchronisations per time step. A
+//! batch of one chunk runs its per-step GEMMs on the pool instead. Every value is
+//! computed the same way whichever thread runs its chunk, so results are
+//! bit-identical for any thread count. The gate nonlinearities
 //! run over each sample's gate blocks as whole slices, vectorized for `f32`
 //! (`nn_tensor::fastmath`: within 2 ulp of the exact sigmoid and `tanh`; the C
 //! library's scalar `expf`/`tanh` took over a third of an LSTM training step); `f64`
@@ -37,47 +42,111 @@
 //!
 //! `σ` is the logistic sigmoid.
 
-use ndarray::{Array2, Array3, ArrayView1, ArrayView2, Axis, Ix2, Slice};
+use std::sync::Mutex;
+
+use ndarray::{Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, Ix2, ShapeBuilder, Slice};
 use nn_autograd::{AutogradError, GradSink, Graph, Var};
 use nn_tensor::{Element, Tensor, TensorError};
 
 use crate::error::Result;
 
-/// Samples per chunk below which the per-step element-wise work stays on the calling
-/// thread (spawning would cost more than it saves).
-const MIN_PARALLEL_ELEMENTS: usize = 4096;
+/// About how many samples of a batch one whole-sequence task handles: enough rows
+/// for the per-step `[rows, units]·[units, gates·units]` GEMM to run near the
+/// kernel's speed, few enough that a batch of 128 gives two tasks.
+pub const CHUNK_ROWS: usize = 64;
 
-/// Runs `f(first_sample, chunks)` over the samples `0..samples` split into one range
-/// per thread of nn's pool: `chunks[j]` is the part of `parts[j].0` belonging to those
-/// samples (`parts[j].1` elements per sample, samples stored one after another).
-/// Each sample's values are computed the same way whichever chunk it falls in, so
-/// results are bit-identical for every thread count. `work` is the number of
-/// elements the step touches, to decide whether threads pay off.
-fn for_sample_chunks<T: Element>(
+/// Rows per chunk for `batch` samples: the batch cut into `⌈batch / CHUNK_ROWS⌉`
+/// near-equal chunks. Depends on the batch size only, never on the thread count.
+fn chunk_rows(batch: usize) -> usize {
+    let chunks = batch.div_ceil(CHUNK_ROWS).max(1);
+    batch.div_ceil(chunks).max(1)
+}
+
+/// Runs `f(first_sample, chunk, alone)` once per chunk of [`chunk_rows`] samples:
+/// `chunk[j]` is the part of `parts[j].0` belonging to those samples (`parts[j].1`
+/// elements per sample, samples stored one after another). Chunks run side by side
+/// on nn's pool, each calling [`step_gemm`] with `alone = false` (GEMMs on its own
+/// thread); a single chunk, one thread, or a GEMM back end that must not run twice
+/// at once (OpenBLAS) runs them in order with `alone = true` (GEMMs on the pool).
+///
+/// # Errors
+/// The first error `f` returned.
+fn for_sequence_chunks<T: Element>(
     parts: Vec<(&mut [T], usize)>,
-    samples: usize,
-    work: usize,
-    f: impl Fn(usize, &mut [&mut [T]]) + Sync,
-) {
-    let threads = nn_tensor::num_threads().min(samples);
-    if threads <= 1 || work < MIN_PARALLEL_ELEMENTS {
+    batch: usize,
+    f: impl Fn(usize, &mut [&mut [T]], bool) -> std::result::Result<(), AutogradError> + Sync,
+) -> std::result::Result<(), AutogradError> {
+    let rows = chunk_rows(batch);
+    if parts.iter().any(|(p, per_sample)| p.is_empty() || *per_sample == 0) {
         let mut all: Vec<&mut [T]> = parts.into_iter().map(|(p, _)| p).collect();
-        f(0, &mut all);
-        return;
+        return f(0, &mut all, true);
     }
-    let per_chunk = samples.div_ceil(threads);
-    let mut chunks: Vec<Vec<&mut [T]>> = (0..samples.div_ceil(per_chunk)).map(|_| Vec::new()).collect();
+    let mut chunks: Vec<Vec<&mut [T]>> = (0..batch.div_ceil(rows)).map(|_| Vec::new()).collect();
     for (part, per_sample) in parts {
-        for (c, piece) in part.chunks_mut(per_chunk * per_sample).enumerate() {
+        for (c, piece) in part.chunks_mut(rows * per_sample).enumerate() {
             chunks[c].push(piece);
         }
     }
-    let f = &f;
+    if chunks.len() <= 1 || nn_tensor::num_threads() <= 1 || !nn_tensor::gemm::concurrent_gemm_ok() {
+        for (c, mut chunk) in chunks.into_iter().enumerate() {
+            f(c * rows, &mut chunk, true)?;
+        }
+        return Ok(());
+    }
+    let first_error = Mutex::new(None);
+    let (f, first_error_ref) = (&f, &first_error);
     nn_tensor::thread_pool().scope(|s| {
         for (c, mut chunk) in chunks.into_iter().enumerate() {
-            s.spawn(move |_| f(c * per_chunk, &mut chunk));
+            s.spawn(move |_| {
+                if let Err(e) = f(c * rows, &mut chunk, false) {
+                    first_error_ref.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                }
+            });
         }
     });
+    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// A zeroed `[batch, time, width]` array, written on nn's pool ([`nn_tensor::zeros_par`]):
+/// the per-step buffers of a batch are megabytes, and one `memset` on the calling
+/// thread left the pool idle.
+fn zeros3<T: Element>(batch: usize, time: usize, width: usize) -> Array3<T> {
+    Array3::from_shape_vec((batch, time, width), nn_tensor::zeros_par(batch * time * width)).expect("the product")
+}
+
+/// One GEMM of a whole-sequence task, `C ← α·A·B + β·C`: on nn's pool when the
+/// task runs `alone`, on the calling thread otherwise (the same bits either way).
+fn step_gemm<T: Element>(
+    op: &'static str,
+    alone: bool,
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    c: &mut ArrayViewMut2<'_, T>,
+) -> std::result::Result<(), AutogradError> {
+    if alone { nn_tensor::gemm::gemm(alpha, a, b, beta, c) } else { nn_tensor::gemm::gemm_serial(alpha, a, b, beta, c) }
+        .map_err(tensor_err(op))
+}
+
+/// Step `t` of a chunk of `rows` samples stored `[rows, time, width]` in `data`: a
+/// `[rows, width]` view with a row stride of `time·width`.
+fn step_view<T>(data: &[T], rows: usize, time: usize, width: usize, t: usize) -> ArrayView2<'_, T> {
+    ArrayView2::from_shape((rows, width).strides((time * width, 1)), &data[t * width..]).expect("inside the chunk")
+}
+
+/// [`step_view`], mutable.
+fn step_view_mut<T>(data: &mut [T], rows: usize, time: usize, width: usize, t: usize) -> ArrayViewMut2<'_, T> {
+    ArrayViewMut2::from_shape((rows, width).strides((time * width, 1)), &mut data[t * width..])
+        .expect("inside the chunk")
+}
+
+/// The first `units` columns of step `t` of a chunk stored `[rows, time, width]`.
+fn step_state<T>(data: &[T], rows: usize, time: usize, width: usize, units: usize, t: usize) -> ArrayView2<'_, T> {
+    step_view(data, rows, time, width, t).slice_axis_move(Axis(1), Slice::from(..units))
 }
 
 fn tensor_err(op: &'static str) -> impl Fn(TensorError) -> AutogradError {
@@ -170,14 +239,12 @@ fn project_inputs<T: Element>(
     let x_std = x.array().as_standard_layout();
     let x2 = x_std.view().into_shape_with_order((rows, d.features)).expect("standard layout, equal count");
     let w2 = kernel.array().view().into_dimensionality::<Ix2>().expect("rank checked");
-    let mut out = Array2::<T>::zeros((rows, width));
-    let beta = match bias {
-        Some(b) => {
-            out.rows_mut().into_iter().for_each(|mut r| r.assign(&b));
-            T::one()
-        }
-        None => T::zero(),
+    // The bias in every row (or zeros), written on nn's pool without a zeroing pass.
+    let (start, beta) = match bias {
+        Some(b) => (nn_tensor::repeat_rows(&b.to_vec(), rows), T::one()),
+        None => (nn_tensor::zeros_par(rows * width), T::zero()),
     };
+    let mut out = Array2::from_shape_vec((rows, width), start).expect("rows · width elements");
     nn_tensor::gemm::gemm(T::one(), x2, w2, beta, &mut out.view_mut()).map_err(tensor_err(op))?;
     Ok(out.into_shape_with_order((d.batch, d.time, width)).expect("equal count"))
 }
@@ -236,6 +303,28 @@ fn weight_grads<T: Element>(
     Ok(())
 }
 
+/// The bias gradient: the column sums of each of `parts` (`[batch·time, width]`)
+/// added into row `j` of input `k`'s gradient (`[parts.len(), width]`, or `[width]`
+/// for one part), each as the GEMM `1ᵀ·part` on nn's pool (the same bits at any
+/// thread count) instead of a row-by-row sum on the calling thread.
+fn bias_grad<T: Element>(
+    op: &'static str,
+    sink: &mut GradSink<'_, T>,
+    k: usize,
+    parts: &[ArrayView2<'_, T>],
+) -> std::result::Result<(), AutogradError> {
+    let Some((buf, beta)) = sink.buffer(k) else { return Ok(()) };
+    let (rows, width) = parts[0].dim();
+    let ones = Array2::from_elem((1, rows), T::one());
+    let mut all =
+        buf.array_mut().view_mut().into_shape_with_order((parts.len(), width)).expect("a contiguous bias gradient");
+    for (j, part) in parts.iter().enumerate() {
+        let mut row = all.slice_axis_mut(Axis(0), Slice::from(j..j + 1));
+        nn_tensor::gemm::gemm(T::one(), ones.view(), part.view(), beta, &mut row).map_err(tensor_err(op))?;
+    }
+    Ok(())
+}
+
 /// `gates·units` zeros or the bias, as the initial value of a step's GEMM output.
 fn fill_rows<T: Element>(m: &mut ndarray::ArrayViewMut2<'_, T>, bias: Option<ArrayView1<'_, T>>) -> T {
     match bias {
@@ -273,25 +362,34 @@ pub fn simple_rnn<T: Element>(
 ) -> Result<Var> {
     let op = "simple_rnn";
     let d = check_shapes(op, g, x, kernel, recurrent_kernel, &[h0], 1)?;
-    check_bias(op, g, bias, &[d.units])?;
+    let (time, u) = (d.time, d.units);
+    check_bias(op, g, bias, &[u])?;
     let bview = bias.map(|b| g.value(b).array().view().into_dimensionality::<ndarray::Ix1>().expect("rank 1"));
     let mut a = project_inputs(op, g.value(x), g.value(kernel), bview, d)?;
     let rk = g.value(recurrent_kernel).array().view().into_dimensionality::<Ix2>().expect("rank 2");
-    let h0v = g.value(h0).array().view().into_dimensionality::<Ix2>().expect("rank 2");
-    for t in 0..d.time {
-        if t == 0 {
-            let mut cur = a.index_axis_mut(Axis(1), 0);
-            nn_tensor::gemm::gemm(T::one(), h0v, rk, T::one(), &mut cur).map_err(tensor_err(op))?;
-        } else {
-            let (before, after) = a.view_mut().split_at(Axis(1), t);
-            let prev = before.index_axis_move(Axis(1), t - 1);
-            let mut cur = after.index_axis_move(Axis(1), 0);
-            nn_tensor::gemm::gemm(T::one(), prev.view(), rk, T::one(), &mut cur).map_err(tensor_err(op))?;
+    let h0s = g.value(h0).array().as_standard_layout();
+    let h0s = h0s.as_slice().expect("standard layout");
+    let one = T::one();
+    for_sequence_chunks(vec![(a.as_slice_mut().expect("fresh array"), time * u)], d.batch, |b0, p, alone| {
+        let [av] = p else { unreachable!("one part") };
+        let rows = av.len() / (time * u);
+        let mut a3 = ArrayViewMut3::from_shape((rows, time, u), &mut **av).expect("the chunk's size");
+        for t in 0..time {
+            if t == 0 {
+                let h0c = ArrayView2::from_shape((rows, u), &h0s[b0 * u..(b0 + rows) * u]).expect("shape checked");
+                step_gemm(op, alone, one, h0c, rk, one, &mut a3.index_axis_mut(Axis(1), 0))?;
+            } else {
+                let (before, after) = a3.view_mut().split_at(Axis(1), t);
+                let prev = before.index_axis_move(Axis(1), t - 1);
+                let mut cur = after.index_axis_move(Axis(1), 0);
+                step_gemm(op, alone, one, prev.view(), rk, one, &mut cur)?;
+            }
+            for mut row in a3.index_axis_mut(Axis(1), t).rows_mut() {
+                nn_tensor::fastmath::tanh_slice(row.as_slice_mut().expect("rows of a standard-layout array"));
+            }
         }
-        for mut row in a.index_axis_mut(Axis(1), t).rows_mut() {
-            nn_tensor::fastmath::tanh_slice(row.as_slice_mut().expect("rows of a standard-layout array"));
-        }
-    }
+        Ok(())
+    })?;
     let value = Tensor::from(a.into_dyn());
 
     let inputs: Vec<Var> =
@@ -302,29 +400,35 @@ pub fn simple_rnn<T: Element>(
         let gout = grad.array().as_standard_layout();
         let gout = gout.as_slice().expect("standard layout");
         let hs = out.as_slice().expect("own output, contiguous");
-        let u = d.units;
-        let mut delta = Array3::<T>::zeros((d.batch, d.time, u));
+        let mut delta = zeros3::<T>(d.batch, time, u);
         let mut dh_next = Array2::<T>::zeros((d.batch, u));
-        for t in (0..d.time).rev() {
-            {
-                let ds = delta.as_slice_mut().expect("fresh array");
-                let dn = dh_next.as_slice().expect("fresh array");
-                for b in 0..d.batch {
-                    let base = (b * d.time + t) * u;
+        let parts = vec![
+            (delta.as_slice_mut().expect("fresh array"), time * u),
+            (dh_next.as_slice_mut().expect("fresh array"), u),
+        ];
+        for_sequence_chunks(parts, d.batch, |b0, p, alone| {
+            let [ds, dn] = p else { unreachable!("two parts") };
+            let rows = dn.len() / u;
+            for t in (0..time).rev() {
+                for bl in 0..rows {
+                    let base = ((b0 + bl) * time + t) * u;
+                    let local = (bl * time + t) * u;
                     for k in 0..u {
                         let h = hs[base + k];
-                        ds[base + k] = (gout[base + k] + dn[b * u + k]) * (T::one() - h * h);
+                        ds[local + k] = (gout[base + k] + dn[bl * u + k]) * (one - h * h);
                     }
                 }
+                let dt = step_view(ds, rows, time, u, t);
+                let mut dnv = ArrayViewMut2::from_shape((rows, u), &mut **dn).expect("the chunk's size");
+                step_gemm(op, alone, one, dt, rk.t(), T::zero(), &mut dnv)?;
             }
-            let dt = delta.index_axis(Axis(1), t);
-            nn_tensor::gemm::gemm(T::one(), dt, rk.t(), T::zero(), &mut dh_next.view_mut()).map_err(tensor_err(op))?;
-        }
-        let delta2 = delta.view().into_shape_with_order((d.batch * d.time, u)).expect("standard layout");
+            Ok(())
+        })?;
+        let delta2 = delta.view().into_shape_with_order((d.batch * time, u)).expect("standard layout");
         weight_grads(op, sink, xv, kv, h0v, out, delta2, delta2, d)?;
         sink.add(3, Tensor::from(dh_next.into_dyn()))?;
-        if ctx.num_inputs() == 5 && sink.wants(4) {
-            sink.add(4, Tensor::from(delta2.sum_axis(Axis(0))))?;
+        if ctx.num_inputs() == 5 {
+            bias_grad(op, sink, 4, &[delta2])?;
         }
         Ok(())
     })?)
@@ -362,36 +466,39 @@ pub fn lstm<T: Element>(
 ) -> Result<Var> {
     let op = "lstm";
     let d = check_shapes(op, g, x, kernel, recurrent_kernel, &[h0, c0], 4)?;
-    let u = d.units;
+    let (time, u) = (d.time, d.units);
     check_bias(op, g, bias, &[4 * u])?;
     let bview = bias.map(|b| g.value(b).array().view().into_dimensionality::<ndarray::Ix1>().expect("rank 1"));
     // Pre-activations, then (in place) the gate activations i, f, c̃, o.
     let mut a = project_inputs(op, g.value(x), g.value(kernel), bview, d)?;
     let rk = g.value(recurrent_kernel).array().view().into_dimensionality::<Ix2>().expect("rank 2");
-    let h0v = g.value(h0).as_slice().map(<[T]>::to_vec).unwrap_or_else(|| g.value(h0).to_vec());
-    let c0v = g.value(c0).as_slice().map(<[T]>::to_vec).unwrap_or_else(|| g.value(c0).to_vec());
-    let h0a = Array2::from_shape_vec((d.batch, u), h0v).expect("shape checked");
-    let mut out = Array3::<T>::zeros((d.batch, d.time, 2 * u));
-    for t in 0..d.time {
-        {
-            let mut gates = a.index_axis_mut(Axis(1), t);
-            let prev = if t == 0 {
-                h0a.view()
-            } else {
-                out.index_axis(Axis(1), t - 1).slice_axis_move(Axis(1), Slice::from(..u))
-            };
-            nn_tensor::gemm::gemm(T::one(), prev, rk, T::one(), &mut gates).map_err(tensor_err(op))?;
-        }
-        let parts = vec![
-            (a.as_slice_mut().expect("fresh array"), d.time * 4 * u),
-            (out.as_slice_mut().expect("fresh array"), d.time * 2 * u),
-        ];
-        for_sample_chunks(parts, d.batch, d.batch * u, |b0, p| {
-            let [av, ov] = p else { unreachable!("two parts") };
-            for bl in 0..av.len() / (d.time * 4 * u) {
+    let h0s = g.value(h0).array().as_standard_layout();
+    let h0s = h0s.as_slice().expect("standard layout");
+    let c0s = g.value(c0).array().as_standard_layout();
+    let c0s = c0s.as_slice().expect("standard layout");
+    let mut out = zeros3::<T>(d.batch, time, 2 * u);
+    let one = T::one();
+    let parts = vec![
+        (a.as_slice_mut().expect("fresh array"), time * 4 * u),
+        (out.as_slice_mut().expect("fresh array"), time * 2 * u),
+    ];
+    for_sequence_chunks(parts, d.batch, |b0, p, alone| {
+        let [av, ov] = p else { unreachable!("two parts") };
+        let rows = ov.len() / (time * 2 * u);
+        for t in 0..time {
+            {
+                let prev = if t == 0 {
+                    ArrayView2::from_shape((rows, u), &h0s[b0 * u..(b0 + rows) * u]).expect("shape checked")
+                } else {
+                    step_state(ov, rows, time, 2 * u, u, t - 1)
+                };
+                let mut gates = step_view_mut(av, rows, time, 4 * u, t);
+                step_gemm(op, alone, one, prev, rk, one, &mut gates)?;
+            }
+            for bl in 0..rows {
                 let b = b0 + bl;
-                let gb = (bl * d.time + t) * 4 * u;
-                let ob = (bl * d.time + t) * 2 * u;
+                let gb = (bl * time + t) * 4 * u;
+                let ob = (bl * time + t) * 2 * u;
                 // The gate activations in place, vectorized: i, f (σ), c̃ (tanh), o (σ).
                 let gates = &mut av[gb..gb + 4 * u];
                 nn_tensor::fastmath::sigmoid_slice(&mut gates[..2 * u]);
@@ -403,7 +510,7 @@ pub fn lstm<T: Element>(
                 // This step's [h, c] and the previous step's c (or c0).
                 let (before, now) = ov.split_at_mut(ob);
                 let (h, c) = now[..2 * u].split_at_mut(u);
-                let c_prev = if t == 0 { &c0v[b * u..(b + 1) * u] } else { &before[ob - u..] };
+                let c_prev = if t == 0 { &c0s[b * u..(b + 1) * u] } else { &before[ob - u..] };
                 for k in 0..u {
                     c[k] = f[k] * c_prev[k] + i[k] * c_hat[k];
                 }
@@ -413,8 +520,9 @@ pub fn lstm<T: Element>(
                     h[k] = o[k] * h[k];
                 }
             }
-        });
-    }
+        }
+        Ok(())
+    })?;
     let value = Tensor::from(out.into_dyn());
 
     let inputs: Vec<Var> =
@@ -429,55 +537,137 @@ pub fn lstm<T: Element>(
         let c0s = c0s.as_slice().expect("standard layout");
         let os = out.as_slice().expect("own output, contiguous");
         let av = a.as_slice().expect("fresh array");
-        let mut dz = Array3::<T>::zeros((d.batch, d.time, 4 * u));
+        let mut dz = zeros3::<T>(d.batch, time, 4 * u);
         let mut dh_next = Array2::<T>::zeros((d.batch, u));
         let mut dc_next = Array2::<T>::zeros((d.batch, u));
-        let one = T::one();
-        for t in (0..d.time).rev() {
-            {
-                let parts = vec![
-                    (dz.as_slice_mut().expect("fresh array"), d.time * 4 * u),
-                    (dc_next.as_slice_mut().expect("fresh array"), u),
-                ];
-                let dhn = dh_next.as_slice().expect("fresh array");
-                for_sample_chunks(parts, d.batch, d.batch * u, |b0, p| {
-                    let [zs, dcn] = p else { unreachable!("two parts") };
-                    let mut tcs = vec![T::zero(); u];
-                    for bl in 0..dcn.len() / u {
-                        let b = b0 + bl;
-                        let gb = (b * d.time + t) * 4 * u;
-                        let ob = (b * d.time + t) * 2 * u;
-                        let zb = (bl * d.time + t) * 4 * u;
-                        // tanh(c_t), vectorized, as the forward pass computed it.
-                        tcs.copy_from_slice(&os[ob + u..ob + 2 * u]);
-                        nn_tensor::fastmath::tanh_slice(&mut tcs);
-                        for k in 0..u {
-                            let (i, f, c_hat, o) = (av[gb + k], av[gb + u + k], av[gb + 2 * u + k], av[gb + 3 * u + k]);
-                            let tc = tcs[k];
-                            let dh = gout[ob + k] + dhn[b * u + k];
-                            let dc = gout[ob + u + k] + dcn[bl * u + k] + dh * o * (one - tc * tc);
-                            let c_prev = if t == 0 { c0s[b * u + k] } else { os[ob - 2 * u + u + k] };
-                            zs[zb + k] = dc * c_hat * i * (one - i);
-                            zs[zb + u + k] = dc * c_prev * f * (one - f);
-                            zs[zb + 2 * u + k] = dc * i * (one - c_hat * c_hat);
-                            zs[zb + 3 * u + k] = dh * tc * o * (one - o);
-                            dcn[bl * u + k] = dc * f;
-                        }
-                    }
-                });
+        let parts = vec![
+            (dz.as_slice_mut().expect("fresh array"), time * 4 * u),
+            (dh_next.as_slice_mut().expect("fresh array"), u),
+            (dc_next.as_slice_mut().expect("fresh array"), u),
+        ];
+        for_sequence_chunks(parts, d.batch, |b0, p, alone| {
+            let [zs, dhn, dcn] = p else { unreachable!("three parts") };
+            let rows = dhn.len() / u;
+            let mut tcs = vec![T::zero(); u];
+            for t in (0..time).rev() {
+                for bl in 0..rows {
+                    let b = b0 + bl;
+                    let gb = (b * time + t) * 4 * u;
+                    let ob = (b * time + t) * 2 * u;
+                    let zb = (bl * time + t) * 4 * u;
+                    // tanh(c_t), vectorized, as the forward pass computed it.
+                    tcs.copy_from_slice(&os[ob + u..ob + 2 * u]);
+                    nn_tensor::fastmath::tanh_slice(&mut tcs);
+                    let c_prev = if t == 0 { &c0s[b * u..(b + 1) * u] } else { &os[ob - u..ob] };
+                    let step = LstmStepGrad {
+                        gates: &av[gb..gb + 4 * u],
+                        tanh_c: &tcs,
+                        c_prev,
+                        grad_out: &gout[ob..ob + 2 * u],
+                        dh_next: &dhn[bl * u..(bl + 1) * u],
+                    };
+                    nn_tensor::simd::vectorized(
+                        #[inline(always)]
+                        || step.run(&mut dcn[bl * u..(bl + 1) * u], &mut zs[zb..zb + 4 * u]),
+                    );
+                }
+                let zt = step_view(zs, rows, time, 4 * u, t);
+                let mut dhv = ArrayViewMut2::from_shape((rows, u), &mut **dhn).expect("the chunk's size");
+                step_gemm(op, alone, one, zt, rk.t(), T::zero(), &mut dhv)?;
             }
-            let zt = dz.index_axis(Axis(1), t);
-            nn_tensor::gemm::gemm(one, zt, rk.t(), T::zero(), &mut dh_next.view_mut()).map_err(tensor_err(op))?;
-        }
-        let dz2 = dz.view().into_shape_with_order((d.batch * d.time, 4 * u)).expect("standard layout");
+            Ok(())
+        })?;
+        let dz2 = dz.view().into_shape_with_order((d.batch * time, 4 * u)).expect("standard layout");
         weight_grads(op, sink, xv, kv, h0v, out, dz2, dz2, d)?;
         sink.add(3, Tensor::from(dh_next.into_dyn()))?;
         sink.add(4, Tensor::from(dc_next.into_dyn()))?;
-        if ctx.num_inputs() == 6 && sink.wants(5) {
-            sink.add(5, Tensor::from(dz2.sum_axis(Axis(0))))?;
+        if ctx.num_inputs() == 6 {
+            bias_grad(op, sink, 5, &[dz2])?;
         }
         Ok(())
     })?)
+}
+
+/// One sample's inputs to the LSTM gradient at one step (formulas in [`lstm`]'s
+/// docs), each `units` long except `gates` (`i, f, c̃, o`) and `grad_out`
+/// (`[∂L/∂h_t, ∂L/∂c_t]` from the step's own output), `4·units` and `2·units`.
+struct LstmStepGrad<'a, T> {
+    gates: &'a [T],
+    tanh_c: &'a [T],
+    c_prev: &'a [T],
+    grad_out: &'a [T],
+    /// `∂L/∂h_t` flowing back from step `t + 1` through the recurrent kernel.
+    dh_next: &'a [T],
+}
+
+impl<T: Element> LstmStepGrad<'_, T> {
+    /// Writes the gate pre-activation gradients `[δi, δf, δc̃, δo]` into `dz` and
+    /// replaces `dc` (`∂L/∂c_t` flowing back from step `t + 1`) by `∂L/∂c_{t−1}`.
+    /// Slices of equal length, so the loop compiles to vector instructions.
+    #[inline(always)]
+    fn run(&self, dc_next: &mut [T], dz: &mut [T]) {
+        let u = self.tanh_c.len();
+        let one = T::one();
+        let (i, rest) = self.gates[..4 * u].split_at(u);
+        let (f, rest) = rest.split_at(u);
+        let (c_hat, o) = rest.split_at(u);
+        let (zi, rest) = dz[..4 * u].split_at_mut(u);
+        let (zf, rest) = rest.split_at_mut(u);
+        let (zc, zo) = rest.split_at_mut(u);
+        let (gh, gc) = self.grad_out[..2 * u].split_at(u);
+        let (tc, c_prev, dhn, dcn) = (&self.tanh_c[..u], &self.c_prev[..u], &self.dh_next[..u], &mut dc_next[..u]);
+        for k in 0..u {
+            let dh = gh[k] + dhn[k];
+            let dc = gc[k] + dcn[k] + dh * o[k] * (one - tc[k] * tc[k]);
+            zi[k] = dc * c_hat[k] * i[k] * (one - i[k]);
+            zf[k] = dc * c_prev[k] * f[k] * (one - f[k]);
+            zc[k] = dc * i[k] * (one - c_hat[k] * c_hat[k]);
+            zo[k] = dh * tc[k] * o[k] * (one - o[k]);
+            dcn[k] = dc * f[k];
+        }
+    }
+}
+
+/// One sample's inputs to the GRU gradient at one step (formulas in [`gru`]'s docs):
+/// the gate activations `z, r, h̃` (`3·units`), `h_{t−1}`, `h_{t−1}·U_h + b_rec,h`
+/// and `∂L/∂h_t` from the step's own output (`units` each).
+struct GruStepGrad<'a, T> {
+    gates: &'a [T],
+    h_prev: &'a [T],
+    rec_h: &'a [T],
+    grad_out: &'a [T],
+}
+
+impl<T: Element> GruStepGrad<'_, T> {
+    /// Writes the input-side gradients `[δz, δr, δa_h]` into `dxw` and the
+    /// recurrent-side `[δz, δr, δa_h ⊙ r]` into `drec`, and replaces `dh` (`∂L/∂h_t`
+    /// flowing back from step `t + 1` through U) by its part through `z`, `δh ⊙ z`
+    /// (the GEMM adds `drec·Uᵀ`). Slices of equal length, so the loop vectorizes.
+    #[inline(always)]
+    fn run(&self, dh_next: &mut [T], dxw: &mut [T], drec: &mut [T]) {
+        let u = self.h_prev.len();
+        let one = T::one();
+        let (z, rest) = self.gates[..3 * u].split_at(u);
+        let (r, h_hat) = rest.split_at(u);
+        let (xz, rest) = dxw[..3 * u].split_at_mut(u);
+        let (xr, xh) = rest.split_at_mut(u);
+        let (rz, rest) = drec[..3 * u].split_at_mut(u);
+        let (rr, rh) = rest.split_at_mut(u);
+        let (h_prev, rec_h, gh, dhn) = (&self.h_prev[..u], &self.rec_h[..u], &self.grad_out[..u], &mut dh_next[..u]);
+        for k in 0..u {
+            let dh = gh[k] + dhn[k];
+            let dz = dh * (h_prev[k] - h_hat[k]) * z[k] * (one - z[k]);
+            let dah = dh * (one - z[k]) * (one - h_hat[k] * h_hat[k]);
+            let dr = dah * rec_h[k] * r[k] * (one - r[k]);
+            xz[k] = dz;
+            xr[k] = dr;
+            xh[k] = dah;
+            rz[k] = dz;
+            rr[k] = dr;
+            rh[k] = dah * r[k];
+            dhn[k] = dh * z[k];
+        }
+    }
 }
 
 /// The GRU over a whole sequence in the `reset_after` form (Keras's default; see the
@@ -509,38 +699,44 @@ pub fn gru<T: Element>(
 ) -> Result<Var> {
     let op = "gru";
     let d = check_shapes(op, g, x, kernel, recurrent_kernel, &[h0], 3)?;
-    let u = d.units;
+    let (time, u) = (d.time, d.units);
     check_bias(op, g, bias, &[2, 3 * u])?;
     let bias2 = bias.map(|b| g.value(b).array().view().into_dimensionality::<Ix2>().expect("rank 2"));
     let mut a = project_inputs(op, g.value(x), g.value(kernel), bias2.as_ref().map(|b| b.row(0)), d)?;
     let rk = g.value(recurrent_kernel).array().view().into_dimensionality::<Ix2>().expect("rank 2");
-    let h0s = g.value(h0).array().as_standard_layout().into_owned();
-    let h0a = h0s.view().into_dimensionality::<Ix2>().expect("rank 2");
-    let mut inner = Array2::<T>::zeros((d.batch, 3 * u));
+    let h0s = g.value(h0).array().as_standard_layout();
+    let h0s = h0s.as_slice().expect("standard layout");
+    let b_rec = bias2.as_ref().map(|b| b.row(1));
     // h_{t−1}·U_h + b_rec,h at every step, for backward.
-    let mut rec_h = Array3::<T>::zeros((d.batch, d.time, u));
-    let mut out = Array3::<T>::zeros((d.batch, d.time, u));
-    for t in 0..d.time {
-        {
-            let mut iv = inner.view_mut();
-            let beta = fill_rows(&mut iv, bias2.as_ref().map(|b| b.row(1)));
-            let prev = if t == 0 { h0a.view() } else { out.index_axis(Axis(1), t - 1) };
-            nn_tensor::gemm::gemm(T::one(), prev, rk, beta, &mut iv).map_err(tensor_err(op))?;
-        }
-        let parts = vec![
-            (a.as_slice_mut().expect("fresh array"), d.time * 3 * u),
-            (out.as_slice_mut().expect("fresh array"), d.time * u),
-            (rec_h.as_slice_mut().expect("fresh array"), d.time * u),
-        ];
-        let iv = inner.as_slice().expect("fresh array");
-        let h0v = h0a.as_slice().expect("standard layout");
-        for_sample_chunks(parts, d.batch, d.batch * u, |b0, p| {
-            let [av, ov, rv] = p else { unreachable!("three parts") };
-            for bl in 0..ov.len() / (d.time * u) {
+    let mut rec_h = zeros3::<T>(d.batch, time, u);
+    let mut out = zeros3::<T>(d.batch, time, u);
+    let one = T::one();
+    let parts = vec![
+        (a.as_slice_mut().expect("fresh array"), time * 3 * u),
+        (out.as_slice_mut().expect("fresh array"), time * u),
+        (rec_h.as_slice_mut().expect("fresh array"), time * u),
+    ];
+    for_sequence_chunks(parts, d.batch, |b0, p, alone| {
+        let [av, ov, rv] = p else { unreachable!("three parts") };
+        let rows = ov.len() / (time * u);
+        let mut inner = Array2::<T>::zeros((rows, 3 * u));
+        for t in 0..time {
+            {
+                let mut iv = inner.view_mut();
+                let beta = fill_rows(&mut iv, b_rec);
+                let prev = if t == 0 {
+                    ArrayView2::from_shape((rows, u), &h0s[b0 * u..(b0 + rows) * u]).expect("shape checked")
+                } else {
+                    step_view(ov, rows, time, u, t - 1)
+                };
+                step_gemm(op, alone, one, prev, rk, beta, &mut iv)?;
+            }
+            let iv = inner.as_slice().expect("fresh array");
+            for bl in 0..rows {
                 let b = b0 + bl;
-                let gb = (bl * d.time + t) * 3 * u;
-                let ob = (bl * d.time + t) * u;
-                let ib = b * 3 * u;
+                let gb = (bl * time + t) * 3 * u;
+                let ob = (bl * time + t) * u;
+                let ib = bl * 3 * u;
                 // z, r = σ(pre-activations), vectorized; then h̃ = tanh(... + r ⊙ rh).
                 let gates = &mut av[gb..gb + 3 * u];
                 for k in 0..2 * u {
@@ -555,12 +751,13 @@ pub fn gru<T: Element>(
                 nn_tensor::fastmath::tanh_slice(&mut gates[2 * u..]);
                 for k in 0..u {
                     let (z, h_hat) = (gates[k], gates[2 * u + k]);
-                    let h_prev = if t == 0 { h0v[b * u + k] } else { ov[ob - u + k] };
-                    ov[ob + k] = z * h_prev + (T::one() - z) * h_hat;
+                    let h_prev = if t == 0 { h0s[b * u + k] } else { ov[ob - u + k] };
+                    ov[ob + k] = z * h_prev + (one - z) * h_hat;
                 }
             }
-        });
-    }
+        }
+        Ok(())
+    })?;
     let value = Tensor::from(out.into_dyn());
 
     let inputs: Vec<Var> =
@@ -575,55 +772,47 @@ pub fn gru<T: Element>(
         let os = out.as_slice().expect("own output, contiguous");
         let av = a.as_slice().expect("fresh array");
         let rhs = rec_h.as_slice().expect("fresh array");
-        let mut dxw = Array3::<T>::zeros((d.batch, d.time, 3 * u));
-        let mut drec = Array3::<T>::zeros((d.batch, d.time, 3 * u));
+        let mut dxw = zeros3::<T>(d.batch, time, 3 * u);
+        let mut drec = zeros3::<T>(d.batch, time, 3 * u);
         let mut dh_next = Array2::<T>::zeros((d.batch, u));
-        let one = T::one();
-        for t in (0..d.time).rev() {
-            {
-                let parts = vec![
-                    (dxw.as_slice_mut().expect("fresh array"), d.time * 3 * u),
-                    (drec.as_slice_mut().expect("fresh array"), d.time * 3 * u),
-                    (dh_next.as_slice_mut().expect("fresh array"), u),
-                ];
-                for_sample_chunks(parts, d.batch, d.batch * u, |b0, p| {
-                    let [xs, rs, dhn] = p else { unreachable!("three parts") };
-                    for bl in 0..dhn.len() / u {
-                        let b = b0 + bl;
-                        let gb = (b * d.time + t) * 3 * u;
-                        let ob = (b * d.time + t) * u;
-                        let lb = (bl * d.time + t) * 3 * u;
-                        for k in 0..u {
-                            let (z, r, h_hat) = (av[gb + k], av[gb + u + k], av[gb + 2 * u + k]);
-                            let h_prev = if t == 0 { h0s[b * u + k] } else { os[ob - u + k] };
-                            let dh = gout[ob + k] + dhn[bl * u + k];
-                            let dz = dh * (h_prev - h_hat) * z * (one - z);
-                            let dah = dh * (one - z) * (one - h_hat * h_hat);
-                            let dr = dah * rhs[ob + k] * r * (one - r);
-                            xs[lb + k] = dz;
-                            xs[lb + u + k] = dr;
-                            xs[lb + 2 * u + k] = dah;
-                            rs[lb + k] = dz;
-                            rs[lb + u + k] = dr;
-                            rs[lb + 2 * u + k] = dah * r;
-                            dhn[bl * u + k] = dh * z;
-                        }
-                    }
-                });
+        let parts = vec![
+            (dxw.as_slice_mut().expect("fresh array"), time * 3 * u),
+            (drec.as_slice_mut().expect("fresh array"), time * 3 * u),
+            (dh_next.as_slice_mut().expect("fresh array"), u),
+        ];
+        for_sequence_chunks(parts, d.batch, |b0, p, alone| {
+            let [xs, rs, dhn] = p else { unreachable!("three parts") };
+            let rows = dhn.len() / u;
+            for t in (0..time).rev() {
+                for bl in 0..rows {
+                    let b = b0 + bl;
+                    let gb = (b * time + t) * 3 * u;
+                    let ob = (b * time + t) * u;
+                    let lb = (bl * time + t) * 3 * u;
+                    let step = GruStepGrad {
+                        gates: &av[gb..gb + 3 * u],
+                        h_prev: if t == 0 { &h0s[b * u..(b + 1) * u] } else { &os[ob - u..ob] },
+                        rec_h: &rhs[ob..ob + u],
+                        grad_out: &gout[ob..ob + u],
+                    };
+                    nn_tensor::simd::vectorized(
+                        #[inline(always)]
+                        || step.run(&mut dhn[bl * u..(bl + 1) * u], &mut xs[lb..lb + 3 * u], &mut rs[lb..lb + 3 * u]),
+                    );
+                }
+                let rt = step_view(rs, rows, time, 3 * u, t);
+                let mut dhv = ArrayViewMut2::from_shape((rows, u), &mut **dhn).expect("the chunk's size");
+                step_gemm(op, alone, one, rt, rk.t(), one, &mut dhv)?;
             }
-            let rt = drec.index_axis(Axis(1), t);
-            nn_tensor::gemm::gemm(one, rt, rk.t(), one, &mut dh_next.view_mut()).map_err(tensor_err(op))?;
-        }
-        let rows = d.batch * d.time;
+            Ok(())
+        })?;
+        let rows = d.batch * time;
         let dxw2 = dxw.view().into_shape_with_order((rows, 3 * u)).expect("standard layout");
         let drec2 = drec.view().into_shape_with_order((rows, 3 * u)).expect("standard layout");
         weight_grads(op, sink, xv, kv, h0v, out, dxw2, drec2, d)?;
         sink.add(3, Tensor::from(dh_next.into_dyn()))?;
-        if ctx.num_inputs() == 5 && sink.wants(4) {
-            let mut db = Array2::<T>::zeros((2, 3 * u));
-            db.row_mut(0).assign(&dxw2.sum_axis(Axis(0)));
-            db.row_mut(1).assign(&drec2.sum_axis(Axis(0)));
-            sink.add(4, Tensor::from(db.into_dyn()))?;
+        if ctx.num_inputs() == 5 {
+            bias_grad(op, sink, 4, &[dxw2, drec2])?;
         }
         Ok(())
     })?)

@@ -153,7 +153,15 @@ fn reference(cell: &str, x: &[Vec<f64>], w: &[f64], u: &[f64], b: &[f64], h0: &[
 
 #[test]
 fn several_steps_match_the_scalar_reference() {
-    let (batch, time, feats, n) = (3, 5, 2, 3);
+    // 3 samples run as one chunk; 130 as three chunks of 44, 44 and 42 samples, each
+    // running the whole sequence on its own (rnn's CHUNK_ROWS is 64).
+    for batch in [3, 130] {
+        several_steps_match_the_scalar_reference_at(batch);
+    }
+}
+
+fn several_steps_match_the_scalar_reference_at(batch: usize) {
+    let (time, feats, n) = (5, 2, 3);
     for (cell, gates) in [("rnn", 1), ("lstm", 4), ("gru", 3)] {
         let x = uniform(&[batch, time, feats], -1.0, 1.0, 1);
         let w = uniform(&[feats, gates * n], -0.8, 0.8, 2);
@@ -275,6 +283,38 @@ proptest! {
             Ok(total)
         }).unwrap();
         prop_assert!(report.passes(TOL), "{report}");
+    }
+}
+
+/// Gradients through a batch of three chunks (130 samples; rnn's CHUNK_ROWS is 64),
+/// each chunk running its own backpropagation through time, against central finite
+/// differences for every cell.
+#[test]
+fn gradients_over_several_batch_chunks_gradcheck() {
+    let (batch, time, feats, units) = (130, 3, 1, 2);
+    for cell in 0..3 {
+        let gates = [1, 4, 3][cell];
+        let b_shape = if cell == 2 { vec![2, 3 * units] } else { vec![gates * units] };
+        let inputs = vec![
+            uniform(&[batch, time, feats], -1.5, 1.5, 11),
+            uniform(&[feats, gates * units], -1.0, 1.0, 12),
+            uniform(&[units, gates * units], -1.0, 1.0, 13),
+            uniform(&b_shape, -1.0, 1.0, 14),
+            uniform(&[batch, units], -1.0, 1.0, 15),
+            uniform(&[batch, units], -1.0, 1.0, 16),
+        ];
+        let report = gradcheck(&inputs, |g, v| match cell {
+            0 => rnn::simple_rnn(g, v[0], v[1], v[2], Some(v[3]), v[4]).map_err(to_autograd),
+            1 => rnn::lstm(g, v[0], v[1], v[2], Some(v[3]), v[4], v[5]).map_err(to_autograd),
+            _ => {
+                let y = rnn::gru(g, v[0], v[1], v[2], Some(v[3]), v[4]).map_err(to_autograd)?;
+                let c = g.try_mul_scalar(v[5], 0.0)?;
+                let c = g.try_reshape(c, &[batch, 1, units])?;
+                g.try_add(y, c)
+            }
+        })
+        .unwrap();
+        assert!(report.passes(TOL), "cell {cell}: {report}");
     }
 }
 
@@ -490,9 +530,10 @@ fn lstm_model_saves_and_loads_bit_identically() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
-    // Big enough (batch·units ≥ 4096) for the per-step element-wise work to be split
-    // over nn's pool: forward values and every gradient must match bit for bit.
-    let (batch, time, feats, units) = (48, 3, 5, 96);
+    // Three chunks of samples (150 > 2·CHUNK_ROWS), run side by side on 2 or 3
+    // threads and one after another on 1: forward values and every gradient must
+    // match bit for bit.
+    let (batch, time, feats, units) = (150, 3, 5, 96);
     let run = |threads: usize, cell: usize| -> Vec<u32> {
         nn_tensor::set_num_threads(threads);
         let gates = [1, 4, 3][cell];

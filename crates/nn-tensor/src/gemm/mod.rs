@@ -227,7 +227,10 @@ fn gemm_impl<T: Element>(
 
 /// Whether nn's parallel kernels may run GEMMs on several threads at once: false
 /// with [`Backend::Blas`], whose own thread pool would then oversubscribe the CPU.
-pub(crate) fn concurrent_gemm_ok() -> bool {
+/// Kernels that split their work into pieces each calling [`gemm_serial`] (the
+/// convolution, the recurrent layers) run the pieces one after another when this
+/// is false.
+pub fn concurrent_gemm_ok() -> bool {
     #[cfg(feature = "openblas")]
     if backend() == Backend::Blas {
         return false;
