@@ -252,16 +252,24 @@ fn project_inputs<T: Element>(
 /// The states each step started from, `[batch·time, units]`: `h0` for step 0, then
 /// the first `units` columns of `out[:, t − 1, :]`.
 fn previous_states<T: Element>(h0: &Tensor<T>, out: &Tensor<T>, d: Dims) -> Array2<T> {
-    let u = d.units;
-    let out3 = out.array().view().into_dimensionality::<ndarray::Ix3>().expect("rank 3");
-    let h0 = h0.array().view().into_dimensionality::<Ix2>().expect("rank 2");
-    let mut prev = Array3::<T>::zeros((d.batch, d.time, u));
-    prev.index_axis_mut(Axis(1), 0).assign(&h0);
-    if d.time > 1 {
-        prev.slice_axis_mut(Axis(1), Slice::from(1..))
-            .assign(&out3.slice_axis(Axis(1), Slice::from(..d.time - 1)).slice_axis(Axis(2), Slice::from(..u)));
-    }
-    prev.into_shape_with_order((d.batch * d.time, u)).expect("equal count")
+    let (u, time) = (d.units, d.time);
+    let per_sample = time * u;
+    let width = out.len() / (d.batch * time).max(1);
+    let os = out.as_slice().expect("own output, contiguous");
+    let h0s = h0.array().as_standard_layout();
+    let h0s = h0s.as_slice().expect("standard layout");
+    // Whole samples per piece (about 16k elements), copied on nn's pool.
+    let samples_per_piece = (1 << 14) / per_sample.max(1) + 1;
+    let prev = nn_tensor::par_build(d.batch * per_sample, (samples_per_piece * per_sample).max(1), |piece, rows| {
+        for (j, sample) in rows.chunks_mut(per_sample.max(1)).enumerate() {
+            let b = piece * samples_per_piece + j;
+            for (t, row) in sample.chunks_mut(u).enumerate() {
+                let src = if t == 0 { &h0s[b * u..(b + 1) * u] } else { &os[(b * time + t - 1) * width..][..u] };
+                row.copy_from_slice(src);
+            }
+        }
+    });
+    Array2::from_shape_vec((d.batch * time, u), prev).expect("equal count")
 }
 
 /// The gradients every cell computes the same way from `dxw` (the gradient with
