@@ -34,8 +34,11 @@ fn model(seed: u64) -> Sequential {
     Sequential::new(ModelSpec::mlp(&[SIDE, SIDE, 1], 8, 2, 0.1), seed).unwrap()
 }
 
+/// The training batch size; validation runs at the same size (Keras's default).
+const BATCH: usize = 8;
+
 fn config(epochs: usize, augment: Option<Augment>) -> FitConfig {
-    FitConfig { verbosity: Verbosity::Silent, seed: 11, augment, ..FitConfig::new(epochs, 8) }
+    FitConfig { verbosity: Verbosity::Silent, seed: 11, augment, ..FitConfig::new(epochs, BATCH) }
 }
 
 fn sce() -> Loss {
@@ -76,7 +79,7 @@ fn augmented_training_is_deterministic_and_changes_the_result() {
 fn validation_metrics_are_computed_on_unaugmented_data() {
     let val = stripes("val", 16, 1000);
     let (m, h) = train_run(Some(Augment { shift: 3, rotate: 45.0 }), 2);
-    let e = evaluate(&m, &sce(), &val, 256).unwrap();
+    let e = evaluate(&m, &sce(), &val, BATCH).unwrap();
     let last = h.epochs.last().unwrap();
     assert_eq!(last.get("val_loss"), Some(e.loss), "val_loss of the history vs evaluate after fit");
     assert_eq!(last.get("val_accuracy"), e.get("accuracy"));
@@ -97,7 +100,7 @@ fn only_training_batches_are_augmented() {
     };
     let (m, plain) = run(None);
     let clean_train = evaluate(&m, &sce(), &train, 256).unwrap().loss;
-    let clean_val = evaluate(&m, &sce(), &val, 256).unwrap().loss;
+    let clean_val = evaluate(&m, &sce(), &val, BATCH).unwrap().loss;
     assert!((plain.get("loss").unwrap() - clean_train).abs() < 1e-6);
     let (_, augmented) = run(Some(Augment { shift: 2, rotate: 30.0 }));
     let loss = augmented.get("loss").unwrap();

@@ -924,7 +924,8 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
             checked.augment.map(|a| format!(", augment {a}")).unwrap_or_default()
         );
     }
-    // 4. Train.
+    // 4. Train. From here on, freed memory is kept for the next step's buffers.
+    crate::keep_freed_memory();
     let started = std::time::Instant::now();
     let history = if initial_epoch < t.epochs {
         nn_train::fit(

@@ -149,6 +149,8 @@ impl FitRunner<'_> {
             metadata: self.metadata.clone(),
             ..FitConfig::new(trial.epochs, p.batch_size)
         };
+        // The data are read and split by now: keep freed memory for the steps' buffers.
+        crate::keep_freed_memory();
         let started = Instant::now();
         let history = nn_train::fit(
             &mut model,
