@@ -2,8 +2,12 @@
 //!
 //! The generator is ChaCha8 ([`rand_chacha::ChaCha8Rng`]): its stream is specified
 //! by the algorithm, not by the platform, so the same seed gives the same numbers on
-//! every machine. Fills are drawn sequentially in row-major order on the calling
-//! thread, so the thread count never changes them.
+//! every machine. Fills are drawn in row-major order, so the thread count never
+//! changes them: on the calling thread, except the Bernoulli mask
+//! ([`Tensor::random_bernoulli`], Dropout's, drawn every training step), whose chunks
+//! are drawn on nn's pool each from its own position of the same ChaCha stream
+//! (ChaCha is a counter-mode generator, so any position can be reached directly): the
+//! same numbers as one sequential draw.
 
 use ndarray::{ArrayD, IxDyn};
 use ndarray_rand::RandomExt;
@@ -78,29 +82,63 @@ impl<T: Element> Tensor<T> {
     ///
     /// # Errors
     /// [`TensorError::InvalidArgument`] unless `0 ≤ keep ≤ 1`.
+    ///
+    /// Element `i` is `1` when the `i`-th `f64` drawn from `rng` (one 64-bit word
+    /// pair of its stream each) is below `keep`; chunks of [`BERNOULLI_CHUNK`]
+    /// elements are drawn on nn's pool, each generator clone moved to its chunk's
+    /// first word ([`rand_chacha::ChaCha8Rng::set_word_pos`]), and `rng` ends where a
+    /// sequential draw would have left it. The same mask as drawing one element
+    /// after another, at any thread count.
     pub fn random_bernoulli(shape: &[usize], keep: f64, rng: &mut Rng) -> Result<Self> {
-        checked_numel("random_bernoulli", shape)?;
+        let n = checked_numel("random_bernoulli", shape)?;
         if !(0.0..=1.0).contains(&keep) {
             return Err(invalid("random_bernoulli", format!("probability {keep} is outside [0, 1]")));
         }
-        let data =
-            ArrayD::from_shape_simple_fn(
-                IxDyn(shape),
-                || {
-                    if rng.random::<f64>() < keep {
-                        T::one()
-                    } else {
-                        T::zero()
-                    }
-                },
-            );
-        Ok(Tensor { data })
+        let start = rng.get_word_pos();
+        let template = rng.clone();
+        let values = crate::par_build(n, BERNOULLI_CHUNK, |i, chunk: &mut [T]| {
+            let mut r = template.clone();
+            r.set_word_pos(start + WORDS_PER_F64 * (i * BERNOULLI_CHUNK) as u128);
+            for x in chunk {
+                *x = if r.random::<f64>() < keep { T::one() } else { T::zero() };
+            }
+        });
+        rng.set_word_pos(start + WORDS_PER_F64 * n as u128);
+        Tensor::try_from_vec(shape, values)
     }
 }
+
+/// Elements per chunk of [`Tensor::random_bernoulli`]'s parallel draw.
+pub const BERNOULLI_CHUNK: usize = 1 << 14;
+
+/// 32-bit words of the ChaCha stream one `f64` takes (`rand` builds it from one
+/// `u64`).
+const WORDS_PER_F64: u128 = 2;
+
+impl<T: Element> Tensor<T> {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The parallel mask is the sequential draw: element by element against
+    /// `rng.random::<f64>() < keep` over several chunks (and a part chunk), and
+    /// the generator continues from the same place.
+    #[test]
+    fn bernoulli_chunks_match_one_sequential_draw() {
+        let n = 3 * BERNOULLI_CHUNK + 123;
+        for threads in [1, 2] {
+            crate::set_num_threads(threads);
+            let mut rng = seeded_rng(11);
+            let _: u32 = rng.random(); // start off a word-pair boundary
+            let mut serial = rng.clone();
+            let mask = Tensor::<f32>::random_bernoulli(&[n], 0.3, &mut rng).unwrap();
+            let want: Vec<f32> = (0..n).map(|_| if serial.random::<f64>() < 0.3 { 1.0 } else { 0.0 }).collect();
+            assert_eq!(mask.to_vec(), want);
+            assert_eq!(rng.random::<u64>(), serial.random::<u64>());
+        }
+        crate::set_num_threads(0);
+    }
 
     #[test]
     fn same_seed_same_numbers() {
