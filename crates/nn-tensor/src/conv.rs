@@ -798,7 +798,7 @@ pub fn conv2d_backward_filter<T: Element>(
     let chunks = batch.div_ceil(per_chunk);
     crate::shape::checked_numel(op, &[chunks.max(1), part_len])?;
     crate::shape::checked_numel(op, &[per_chunk, rows_per_img, patch.max(filters)])?;
-    let mut partials = vec![T::zero(); chunks * part_len];
+    let mut partials = crate::zeros_par::<T>(chunks * part_len);
     let x = input.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let go = grad_out.as_standard_layout();
@@ -815,10 +815,7 @@ pub fn conv2d_backward_filter<T: Element>(
             part,
         );
     });
-    let mut total = vec![T::zero(); part_len];
-    for part in partials.chunks_exact(part_len.max(1)) {
-        total.iter_mut().zip(part).for_each(|(t, &v)| *t += v);
-    }
+    let mut total = crate::sum_parts(&partials, part_len);
     let db = Array1::from(total.split_off(patch * filters));
     let dk = Array4::from_shape_vec(kernel_shape, total).expect("patch·filters");
     Ok((dk, db))

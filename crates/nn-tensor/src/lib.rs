@@ -170,6 +170,25 @@ pub fn par_build<T: Element>(len: usize, chunk_len: usize, f: impl Fn(usize, &mu
     vec_by_chunks(len, chunk_len, T::zero(), || (), |_, i, chunk| f(i, chunk))
 }
 
+/// The element-wise sum of the parts of `partials` (`part_len` elements each, stored
+/// one after another), added part after part to zeros: the same bits as one serial
+/// pass, with the elements split into blocks on nn's pool. For the per-chunk kernel
+/// and bias gradients of the convolutions, where a serial sum over a hundred chunks
+/// was a millisecond of a training step on the calling thread.
+pub(crate) fn sum_parts<T: Element>(partials: &[T], part_len: usize) -> Vec<T> {
+    const BLOCK: usize = 4096;
+    if part_len == 0 {
+        return Vec::new();
+    }
+    let parts = partials.len() / part_len;
+    par_build(part_len, BLOCK, |i, block| {
+        for p in 0..parts {
+            let src = &partials[p * part_len + i * BLOCK..][..block.len()];
+            block.iter_mut().zip(src).for_each(|(t, &v)| *t += v);
+        }
+    })
+}
+
 /// `len` zeros in a new `Vec`, written on nn's pool in chunks of 32,768 elements (a
 /// fresh matrix-product output or gradient buffer of megabytes is not one memset on the
 /// calling thread).
