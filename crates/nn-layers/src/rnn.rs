@@ -381,7 +381,7 @@ pub fn simple_rnn<T: Element>(
     for_sequence_chunks(vec![(a.as_slice_mut().expect("fresh array"), time * u)], d.batch, |b0, p, alone| {
         let [av] = p else { unreachable!("one part") };
         let rows = av.len() / (time * u);
-        let mut a3 = ArrayViewMut3::from_shape((rows, time, u), &mut **av).expect("the chunk's size");
+        let mut a3 = ArrayViewMut3::from_shape((rows, time, u), av).expect("the chunk's size");
         for t in 0..time {
             if t == 0 {
                 let h0c = ArrayView2::from_shape((rows, u), &h0s[b0 * u..(b0 + rows) * u]).expect("shape checked");
@@ -427,7 +427,7 @@ pub fn simple_rnn<T: Element>(
                     }
                 }
                 let dt = step_view(ds, rows, time, u, t);
-                let mut dnv = ArrayViewMut2::from_shape((rows, u), &mut **dn).expect("the chunk's size");
+                let mut dnv = ArrayViewMut2::from_shape((rows, u), dn).expect("the chunk's size");
                 step_gemm(op, alone, one, dt, rk.t(), T::zero(), &mut dnv)?;
             }
             Ok(())
@@ -580,7 +580,7 @@ pub fn lstm<T: Element>(
                     );
                 }
                 let zt = step_view(zs, rows, time, 4 * u, t);
-                let mut dhv = ArrayViewMut2::from_shape((rows, u), &mut **dhn).expect("the chunk's size");
+                let mut dhv = ArrayViewMut2::from_shape((rows, u), dhn).expect("the chunk's size");
                 step_gemm(op, alone, one, zt, rk.t(), T::zero(), &mut dhv)?;
             }
             Ok(())
@@ -809,7 +809,7 @@ pub fn gru<T: Element>(
                     );
                 }
                 let rt = step_view(rs, rows, time, 3 * u, t);
-                let mut dhv = ArrayViewMut2::from_shape((rows, u), &mut **dhn).expect("the chunk's size");
+                let mut dhv = ArrayViewMut2::from_shape((rows, u), dhn).expect("the chunk's size");
                 step_gemm(op, alone, one, rt, rk.t(), one, &mut dhv)?;
             }
             Ok(())

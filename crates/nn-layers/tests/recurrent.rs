@@ -8,7 +8,7 @@
 mod common;
 
 use common::{assert_close, to_autograd, uniform, TOL};
-use nn_autograd::{gradcheck, Graph, Var};
+use nn_autograd::{gradcheck, AutogradError, Graph, Var};
 use nn_layers::layers::{SimpleRNN, GRU, LSTM};
 use nn_layers::{
     rnn, EmbeddingConfig, ForwardCtx, GruConfig, Initializer, Layer, LayerSpec, LstmConfig, Mode, ModelSpec,
@@ -198,6 +198,26 @@ fn several_steps_match_the_scalar_reference_at(batch: usize) {
 
 // ---------------------------------------------------------------- gradchecks
 
+/// Cell `cell` (0 SimpleRNN, 1 LSTM, 2 GRU) on `[x, kernel, recurrent kernel, bias,
+/// h0, c0]`. c0 is unused by the other cells: it is folded in (times 0) so that its
+/// zero gradient is checked too.
+fn run_cell(g: &mut Graph<f64>, v: &[Var], cell: usize, batch: usize, units: usize) -> Result<Var, AutogradError> {
+    match cell {
+        1 => rnn::lstm(g, v[0], v[1], v[2], Some(v[3]), v[4], v[5]).map_err(to_autograd),
+        _ => {
+            let y = if cell == 0 {
+                rnn::simple_rnn(g, v[0], v[1], v[2], Some(v[3]), v[4])
+            } else {
+                rnn::gru(g, v[0], v[1], v[2], Some(v[3]), v[4])
+            }
+            .map_err(to_autograd)?;
+            let c = g.try_mul_scalar(v[5], 0.0)?;
+            let c = g.try_reshape(c, &[batch, 1, units])?;
+            g.try_add(y, c)
+        }
+    }
+}
+
 /// A built layer's `forward_with_state` on `[x, params..., states...]`.
 type RunLayer = dyn Fn(&mut Graph<f64>, &[Var]) -> nn_layers::Result<nn_layers::layers::RecurrentOutput>;
 
@@ -219,17 +239,7 @@ proptest! {
             uniform(&[batch, units], -1.0, 1.0, seed + 4),
             uniform(&[batch, units], -1.0, 1.0, seed + 5),
         ];
-        let report = gradcheck(&inputs, |g, v| match cell {
-            0 => rnn::simple_rnn(g, v[0], v[1], v[2], Some(v[3]), v[4]).map_err(to_autograd),
-            1 => rnn::lstm(g, v[0], v[1], v[2], Some(v[3]), v[4], v[5]).map_err(to_autograd),
-            _ => {
-                // c0 is unused by the GRU: fold it in so that its (zero) gradient is checked too.
-                let y = rnn::gru(g, v[0], v[1], v[2], Some(v[3]), v[4]).map_err(to_autograd)?;
-                let c = g.try_mul_scalar(v[5], 0.0)?;
-                let c = g.try_reshape(c, &[batch, 1, units])?;
-                g.try_add(y, c)
-            }
-        }).unwrap();
+        let report = gradcheck(&inputs, |g, v| run_cell(g, v, cell, batch, units)).unwrap();
         prop_assert!(report.passes(TOL), "{report}");
     }
 
@@ -303,17 +313,7 @@ fn gradients_over_several_batch_chunks_gradcheck() {
             uniform(&[batch, units], -1.0, 1.0, 15),
             uniform(&[batch, units], -1.0, 1.0, 16),
         ];
-        let report = gradcheck(&inputs, |g, v| match cell {
-            0 => rnn::simple_rnn(g, v[0], v[1], v[2], Some(v[3]), v[4]).map_err(to_autograd),
-            1 => rnn::lstm(g, v[0], v[1], v[2], Some(v[3]), v[4], v[5]).map_err(to_autograd),
-            _ => {
-                let y = rnn::gru(g, v[0], v[1], v[2], Some(v[3]), v[4]).map_err(to_autograd)?;
-                let c = g.try_mul_scalar(v[5], 0.0)?;
-                let c = g.try_reshape(c, &[batch, 1, units])?;
-                g.try_add(y, c)
-            }
-        })
-        .unwrap();
+        let report = gradcheck(&inputs, |g, v| run_cell(g, v, cell, batch, units)).unwrap();
         assert!(report.passes(TOL), "cell {cell}: {report}");
     }
 }

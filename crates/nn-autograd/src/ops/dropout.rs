@@ -69,7 +69,7 @@ impl<T: Element> Graph<T> {
                     #[inline(always)]
                     || {
                         ys.extend(ms.iter_mut().zip(xs).map(|(m, &x)| {
-                            *m = *m * scale;
+                            *m *= scale;
                             x * *m
                         }))
                     },
