@@ -68,6 +68,7 @@ fn chunk_rows(batch: usize) -> usize {
 /// on nn's pool, each calling [`step_gemm`] with `alone = false` (GEMMs on its own
 /// thread); a single chunk, one thread, or a GEMM back end that must not run twice
 /// at once (OpenBLAS) runs them in order with `alone = true` (GEMMs on the pool).
+/// With no samples or no time steps (an empty part) `f` is not called.
 ///
 /// # Errors
 /// The first error `f` returned.
@@ -78,8 +79,8 @@ fn for_sequence_chunks<T: Element>(
 ) -> std::result::Result<(), AutogradError> {
     let rows = chunk_rows(batch);
     if parts.iter().any(|(p, per_sample)| p.is_empty() || *per_sample == 0) {
-        let mut all: Vec<&mut [T]> = parts.into_iter().map(|(p, _)| p).collect();
-        return f(0, &mut all, true);
+        // No samples or no time steps: nothing to run (the buffers keep their zeros).
+        return Ok(());
     }
     let mut chunks: Vec<Vec<&mut [T]>> = (0..batch.div_ceil(rows)).map(|_| Vec::new()).collect();
     for (part, per_sample) in parts {

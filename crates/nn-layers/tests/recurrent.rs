@@ -318,6 +318,39 @@ fn gradients_over_several_batch_chunks_gradcheck() {
     }
 }
 
+/// Zero time steps or zero samples: empty outputs and zero gradients, no panic.
+#[test]
+fn empty_sequences_and_batches() {
+    for (batch, time) in [(2, 0), (0, 3)] {
+        for cell in 0..3 {
+            let gates = [1, 4, 3][cell];
+            let b_shape = if cell == 2 { vec![2, 3 * 2] } else { vec![gates * 2] };
+            let inputs = [
+                uniform(&[batch, time, 3], -1.0, 1.0, 1),
+                uniform(&[3, gates * 2], -1.0, 1.0, 2),
+                uniform(&[2, gates * 2], -1.0, 1.0, 3),
+                uniform(&b_shape, -1.0, 1.0, 4),
+                uniform(&[batch, 2], -1.0, 1.0, 5),
+                uniform(&[batch, 2], -1.0, 1.0, 6),
+            ];
+            let mut g = Graph::<f64>::new();
+            let v: Vec<Var> = inputs.iter().map(|t| g.variable(t.clone())).collect();
+            let y = match cell {
+                0 => rnn::simple_rnn(&mut g, v[0], v[1], v[2], Some(v[3]), v[4]).unwrap(),
+                1 => rnn::lstm(&mut g, v[0], v[1], v[2], Some(v[3]), v[4], v[5]).unwrap(),
+                _ => rnn::gru(&mut g, v[0], v[1], v[2], Some(v[3]), v[4]).unwrap(),
+            };
+            let width = if cell == 1 { 4 } else { 2 };
+            assert_eq!(g.value(y).shape(), &[batch, time, width]);
+            let seed = Tensor::zeros(&[batch, time, width]);
+            let grads = g.backward_with_seed(y, seed).unwrap();
+            for &var in &v[..5] {
+                assert!(grads.wrt(var).unwrap().to_vec().iter().all(|&d| d == 0.0), "cell {cell}");
+            }
+        }
+    }
+}
+
 #[test]
 fn final_states_are_the_last_step_of_the_sequence() {
     let l = LSTM::build(LstmConfig::new(2).with_return_sequences(true).with_return_state(true), &[3, 2]).unwrap();
