@@ -45,7 +45,7 @@ fn set_purge_delay(ms: std::os::raw::c_long) {
 /// between steps and faulted in again, zeroed by the kernel, every step (about 6 %
 /// of a GPT step, measured).
 ///
-/// `fit` and `tune` call this only when training starts: until then (reading,
+/// `fit` (the recommender's too) and `tune` call this only when training starts: until then (reading,
 /// decompressing and splitting the data) freed memory goes back at once
 /// ([`return_freed_memory`]), which took the peak resident size of a whole MNIST
 /// `fit` run from 174 to about 107 MiB for the MLP (measured by sampling

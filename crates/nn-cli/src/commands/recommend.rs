@@ -379,6 +379,8 @@ pub fn fit(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
         ..TrainConfig::default()
     };
     let verbose = run.output.verbose > 0;
+    // The ratings are read and split: keep freed memory for the steps' buffers.
+    crate::keep_freed_memory();
     let start = Instant::now();
     let history = train(&mut model, &fit_part, valid_part.as_deref(), &cfg, |r| {
         if verbose {
