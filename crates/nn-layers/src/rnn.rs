@@ -415,6 +415,8 @@ pub fn simple_rnn<T: Element>(
             (delta.as_slice_mut().expect("fresh array"), time * u),
             (dh_next.as_slice_mut().expect("fresh array"), u),
         ];
+        // ∂L/∂h0 only when h0 needs a gradient: else step 0's `δ·Uᵀ` is skipped.
+        let want_h0 = sink.wants(3);
         for_sequence_chunks(parts, d.batch, |b0, p, alone| {
             let [ds, dn] = p else { unreachable!("two parts") };
             let rows = dn.len() / u;
@@ -426,6 +428,9 @@ pub fn simple_rnn<T: Element>(
                         let h = hs[base + k];
                         ds[local + k] = (gout[base + k] + dn[bl * u + k]) * (one - h * h);
                     }
+                }
+                if t == 0 && !want_h0 {
+                    break;
                 }
                 let dt = step_view(ds, rows, time, u, t);
                 let mut dnv = ArrayViewMut2::from_shape((rows, u), dn).expect("the chunk's size");
@@ -459,7 +464,7 @@ pub fn simple_rnn<T: Element>(
 /// pre-activation gradients `δi = δc ⊙ c̃ ⊙ i(1−i)`, `δf = δc ⊙ c_{t−1} ⊙ f(1−f)`,
 /// `δc̃ = δc ⊙ i ⊙ (1−c̃²)`, `δo = δh ⊙ tanh c_t ⊙ o(1−o)`; then
 /// `δh_{t−1} = δgates·Uᵀ`, `δc_{t−1} = δc ⊙ f`; weight gradients as for
-/// [`simple_rnn`]. Needs the gate activations (kept) and the output.
+/// [`simple_rnn`]. Needs the gate activations and `tanh c_t` (kept) and the output.
 ///
 /// # Errors
 /// As [`simple_rnn`].
@@ -486,13 +491,16 @@ pub fn lstm<T: Element>(
     let c0s = g.value(c0).array().as_standard_layout();
     let c0s = c0s.as_slice().expect("standard layout");
     let mut out = zeros3::<T>(d.batch, time, 2 * u);
+    // tanh(c_t) at every step, kept for backward.
+    let mut tanh_c = zeros3::<T>(d.batch, time, u);
     let one = T::one();
     let parts = vec![
         (a.as_slice_mut().expect("fresh array"), time * 4 * u),
         (out.as_slice_mut().expect("fresh array"), time * 2 * u),
+        (tanh_c.as_slice_mut().expect("fresh array"), time * u),
     ];
     for_sequence_chunks(parts, d.batch, |b0, p, alone| {
-        let [av, ov] = p else { unreachable!("two parts") };
+        let [av, ov, tv] = p else { unreachable!("three parts") };
         let rows = ov.len() / (time * 2 * u);
         for t in 0..time {
             {
@@ -523,10 +531,11 @@ pub fn lstm<T: Element>(
                 for k in 0..u {
                     c[k] = f[k] * c_prev[k] + i[k] * c_hat[k];
                 }
-                h.copy_from_slice(c);
-                nn_tensor::fastmath::tanh_slice(h);
+                let tc = &mut tv[(bl * time + t) * u..][..u];
+                tc.copy_from_slice(c);
+                nn_tensor::fastmath::tanh_slice(tc);
                 for k in 0..u {
-                    h[k] = o[k] * h[k];
+                    h[k] = o[k] * tc[k];
                 }
             }
         }
@@ -546,6 +555,7 @@ pub fn lstm<T: Element>(
         let c0s = c0s.as_slice().expect("standard layout");
         let os = out.as_slice().expect("own output, contiguous");
         let av = a.as_slice().expect("fresh array");
+        let tcv = tanh_c.as_slice().expect("fresh array");
         let mut dz = zeros3::<T>(d.batch, time, 4 * u);
         let mut dh_next = Array2::<T>::zeros((d.batch, u));
         let mut dc_next = Array2::<T>::zeros((d.batch, u));
@@ -554,23 +564,21 @@ pub fn lstm<T: Element>(
             (dh_next.as_slice_mut().expect("fresh array"), u),
             (dc_next.as_slice_mut().expect("fresh array"), u),
         ];
+        let want_h0 = sink.wants(3);
         for_sequence_chunks(parts, d.batch, |b0, p, alone| {
             let [zs, dhn, dcn] = p else { unreachable!("three parts") };
             let rows = dhn.len() / u;
-            let mut tcs = vec![T::zero(); u];
             for t in (0..time).rev() {
                 for bl in 0..rows {
                     let b = b0 + bl;
                     let gb = (b * time + t) * 4 * u;
                     let ob = (b * time + t) * 2 * u;
                     let zb = (bl * time + t) * 4 * u;
-                    // tanh(c_t), vectorized, as the forward pass computed it.
-                    tcs.copy_from_slice(&os[ob + u..ob + 2 * u]);
-                    nn_tensor::fastmath::tanh_slice(&mut tcs);
+                    let tb = (b * time + t) * u;
                     let c_prev = if t == 0 { &c0s[b * u..(b + 1) * u] } else { &os[ob - u..ob] };
                     let step = LstmStepGrad {
                         gates: &av[gb..gb + 4 * u],
-                        tanh_c: &tcs,
+                        tanh_c: &tcv[tb..tb + u],
                         c_prev,
                         grad_out: &gout[ob..ob + 2 * u],
                         dh_next: &dhn[bl * u..(bl + 1) * u],
@@ -579,6 +587,9 @@ pub fn lstm<T: Element>(
                         #[inline(always)]
                         || step.run(&mut dcn[bl * u..(bl + 1) * u], &mut zs[zb..zb + 4 * u]),
                     );
+                }
+                if t == 0 && !want_h0 {
+                    break;
                 }
                 let zt = step_view(zs, rows, time, 4 * u, t);
                 let mut dhv = ArrayViewMut2::from_shape((rows, u), dhn).expect("the chunk's size");
@@ -789,6 +800,7 @@ pub fn gru<T: Element>(
             (drec.as_slice_mut().expect("fresh array"), time * 3 * u),
             (dh_next.as_slice_mut().expect("fresh array"), u),
         ];
+        let want_h0 = sink.wants(3);
         for_sequence_chunks(parts, d.batch, |b0, p, alone| {
             let [xs, rs, dhn] = p else { unreachable!("three parts") };
             let rows = dhn.len() / u;
@@ -808,6 +820,9 @@ pub fn gru<T: Element>(
                         #[inline(always)]
                         || step.run(&mut dhn[bl * u..(bl + 1) * u], &mut xs[lb..lb + 3 * u], &mut rs[lb..lb + 3 * u]),
                     );
+                }
+                if t == 0 && !want_h0 {
+                    break;
                 }
                 let rt = step_view(rs, rows, time, 3 * u, t);
                 let mut dhv = ArrayViewMut2::from_shape((rows, u), dhn).expect("the chunk's size");
