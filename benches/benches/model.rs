@@ -70,8 +70,7 @@ fn train_step(model: &mut Sequential, adam: &mut Adam<f32>, x: &Tensor<f32>, lab
     let logits = model.forward_logits(&mut g, xv, &mut ForwardCtx::new(Mode::Train, &mut rng)).unwrap();
     let l = loss.compute(&mut g, logits, &LossTargets::Classes(labels)).unwrap();
     let value = g.value(l).item();
-    let mut grads = g.backward(l).unwrap();
-    drop(g);
+    let mut grads = g.backward_once(l).unwrap();
     // The trainable parameters: BatchNormalization's moving statistics have no
     // gradient (their update, a few vector operations, is left out here).
     let mut bound = bind(

@@ -330,24 +330,73 @@ impl<T: Element> Graph<T> {
         self.run_backward(i, seed)
     }
 
-    fn run_backward(&self, root: usize, seed: Tensor<T>) -> Result<Gradients<T>> {
+    /// [`Graph::backward`] for a graph used for one step only: consumes the graph and
+    /// frees each operation's value and everything its backward rule saved as soon
+    /// as the walk has passed it (PyTorch's default, `retain_graph=False`). A rule
+    /// reads only its own node and its inputs, all at or before its tape position,
+    /// so nothing freed is read again; the peak memory of a training step drops by
+    /// the activations already passed while the gradients of earlier layers are
+    /// being formed. Gradients equal [`Graph::backward`]'s bit for bit (tested).
+    ///
+    /// # Errors
+    /// As [`Graph::backward`].
+    pub fn backward_once(mut self, loss: Var) -> Result<Gradients<T>> {
+        if !self.is_recording() {
+            return Err(AutogradError::NoGrad);
+        }
+        let root = self.idx("backward_once", loss)?;
+        let shape = self.val(root).shape().to_vec();
+        if shape.iter().product::<usize>() != 1 {
+            return Err(AutogradError::NonScalarLoss { shape });
+        }
+        let mut grads = self.seeded_grads(root, Tensor::ones(&shape));
+        for j in (0..=root).rev() {
+            self.backward_step(j, &mut grads)?;
+            let node = &mut self.nodes[j];
+            if node.kind == NodeKind::Op {
+                // Leaves stay: their shapes give the zero gradients handed out below.
+                node.backward = None;
+                node.value = crate::graph::Value::Owned(Tensor::zeros(&[0]));
+                self.release_bytes(j);
+            }
+        }
+        Ok(self.leaf_gradients(grads))
+    }
+
+    fn seeded_grads(&self, root: usize, seed: Tensor<T>) -> Vec<Option<Tensor<T>>> {
         let mut grads: Vec<Option<Tensor<T>>> = std::iter::repeat_with(|| None).take(root + 1).collect();
         if self.nodes[root].requires_grad {
             grads[root] = Some(seed);
         }
-        for j in (0..=root).rev() {
-            let node = &self.nodes[j];
-            if node.kind != NodeKind::Op {
-                continue; // leaves keep their gradient in `grads[j]`
-            }
-            let Some(g) = grads[j].take() else { continue };
-            if let Some(rule) = &node.backward {
-                let ctx = BackwardCtx { nodes: &self.nodes, parents: &node.parents, this: j };
-                let mut sink =
-                    GradSink { grads: &mut grads[..j], nodes: &self.nodes, parents: &node.parents, op: node.op };
-                rule(&ctx, g, &mut sink)?;
-            }
+        grads
+    }
+
+    /// Runs node `j`'s backward rule on its gradient (taken from `grads[j]`), adding
+    /// into its inputs' entries of `grads`.
+    fn backward_step(&self, j: usize, grads: &mut [Option<Tensor<T>>]) -> Result<()> {
+        let node = &self.nodes[j];
+        if node.kind != NodeKind::Op {
+            return Ok(()); // leaves keep their gradient in `grads[j]`
         }
+        let Some(g) = grads[j].take() else { return Ok(()) };
+        if let Some(rule) = &node.backward {
+            let ctx = BackwardCtx { nodes: &self.nodes, parents: &node.parents, this: j };
+            let mut sink = GradSink { grads: &mut grads[..j], nodes: &self.nodes, parents: &node.parents, op: node.op };
+            rule(&ctx, g, &mut sink)?;
+        }
+        Ok(())
+    }
+
+    fn run_backward(&self, root: usize, seed: Tensor<T>) -> Result<Gradients<T>> {
+        let mut grads = self.seeded_grads(root, seed);
+        for j in (0..=root).rev() {
+            self.backward_step(j, &mut grads)?;
+        }
+        Ok(self.leaf_gradients(grads))
+    }
+
+    /// The gradients of the bound parameters and variables, out of `grads`.
+    fn leaf_gradients(&self, mut grads: Vec<Option<Tensor<T>>>) -> Gradients<T> {
         // Leaf gradients are handed out contiguous (a permute's backward, say, can
         // leave a strided one), zeros for leaves the output does not depend on.
         let mut take = |i: usize| -> Tensor<T> {
@@ -359,7 +408,7 @@ impl<T: Element> Graph<T> {
         };
         let params = self.params.iter().map(|(n, i)| (n.clone(), *i, take(*i))).collect();
         let variables = self.variables.iter().map(|&i| (i, take(i))).collect();
-        Ok(Gradients { graph: self.id(), params, variables })
+        Gradients { graph: self.id(), params, variables }
     }
 }
 
@@ -385,6 +434,97 @@ mod tests {
         assert!(grads.wrt(ww).is_none());
         // Backward does not consume the graph: a second call agrees.
         assert_eq!(g.backward(y).unwrap().get("w").unwrap().to_vec(), vec![7.]);
+    }
+
+    /// A graph whose rules read their own outputs (tanh, exp, sigmoid), their inputs
+    /// (matmul) and a node used twice, for `backward_once` against `backward`.
+    fn two_layer_graph(x: &Tensor<f64>, w1: &Tensor<f64>, w2: &Tensor<f64>) -> (Graph<f64>, Var, Var) {
+        let mut g = Graph::<f64>::new();
+        let xv = g.variable(x.clone());
+        let a = g.param("w1", w1.clone());
+        let b = g.param("w2", w2.clone());
+        let _unused = g.param("unused", Tensor::from_vec(&[2], vec![1., 1.]));
+        let h = g.try_matmul(xv, a).unwrap();
+        let h = g.try_tanh(h).unwrap();
+        let e = g.try_exp(h).unwrap();
+        let s = g.try_sigmoid(h).unwrap();
+        let hs = g.mul(e, s);
+        let y = g.try_matmul(hs, b).unwrap();
+        let y2 = g.mul(y, y);
+        let loss = g.try_sum(y2).unwrap();
+        (g, xv, loss)
+    }
+
+    #[test]
+    fn backward_once_frees_as_it_goes_and_agrees_bit_for_bit() {
+        let x = Tensor::from_vec(&[2, 3], vec![0.5, -1.0, 2.0, 0.25, 1.5, -0.75]);
+        let w1 = Tensor::from_vec(&[3, 2], vec![0.1, -0.2, 0.3, 0.4, -0.5, 0.6]);
+        let w2 = Tensor::from_vec(&[2, 1], vec![0.7, -0.8]);
+        let (g, xv, loss) = two_layer_graph(&x, &w1, &w2);
+        let kept = g.backward(loss).unwrap();
+        let (g2, xv2, loss2) = two_layer_graph(&x, &w1, &w2);
+        let once = g2.backward_once(loss2).unwrap();
+        for name in ["w1", "w2", "unused"] {
+            assert_eq!(kept.get(name).unwrap().to_vec(), once.get(name).unwrap().to_vec(), "{name}");
+        }
+        assert_eq!(once.get("unused").unwrap().to_vec(), [0., 0.]);
+        assert_eq!(kept.wrt(xv).unwrap().to_vec(), once.wrt(xv2).unwrap().to_vec());
+        // By hand for w2: ∂(Σ y²)/∂w2 = hsᵀ·2y, hs = e^h·σ(h), h = tanh(x·w1).
+        let (xs, w1s) = (x.to_vec(), w1.to_vec());
+        let mut h = Vec::new();
+        for r in 0..2 {
+            for c in 0..2 {
+                let t = (0..3).map(|k| xs[r * 3 + k] * w1s[k * 2 + c]).sum::<f64>().tanh();
+                h.push(t.exp() / (1.0 + (-t).exp()));
+            }
+        }
+        let y: Vec<f64> = (0..2).map(|r| h[r * 2] * 0.7 - h[r * 2 + 1] * 0.8).collect();
+        let dw2: Vec<f64> = (0..2).map(|c| (0..2).map(|r| h[r * 2 + c] * 2.0 * y[r]).sum()).collect();
+        for (got, want) in once.get("w2").unwrap().to_vec().iter().zip(&dw2) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+    }
+
+    /// A two-op chain `first → second → sum`: `second`'s rule holds `token`; `first`'s
+    /// rule (run after it) records whether the token was still alive then.
+    fn chain_with_token(
+        token: std::sync::Arc<()>,
+        alive: std::sync::Arc<std::sync::Mutex<Option<bool>>>,
+    ) -> (Graph<f64>, Var) {
+        let mut g = Graph::<f64>::new();
+        let w = g.param("w", Tensor::from_vec(&[2], vec![1.0, 2.0]));
+        let weak = std::sync::Arc::downgrade(&token);
+        let first = g
+            .try_custom("first", &[w], Tensor::from_vec(&[2], vec![3.0, 6.0]), move |_ctx, grad, sink| {
+                *alive.lock().unwrap() = Some(weak.upgrade().is_some());
+                sink.add(0, grad.map(|v| 3.0 * v))
+            })
+            .unwrap();
+        let second = g
+            .try_custom("second", &[first], Tensor::from_vec(&[2], vec![6.0, 12.0]), move |_ctx, grad, sink| {
+                let _saved = &token;
+                sink.add(0, grad.map(|v| 2.0 * v))
+            })
+            .unwrap();
+        let loss = g.try_sum(second).unwrap();
+        (g, loss)
+    }
+
+    #[test]
+    fn backward_once_drops_what_a_rule_saved_once_it_has_run() {
+        use std::sync::{Arc, Mutex};
+        for once in [false, true] {
+            let alive = Arc::new(Mutex::new(None));
+            let (g, loss) = chain_with_token(Arc::new(()), Arc::clone(&alive));
+            let before = g.live_bytes();
+            let grads = if once { g.backward_once(loss).unwrap() } else { g.backward(loss).unwrap() };
+            // d(Σ 2·3·w)/dw = 6 either way.
+            assert_eq!(grads.get("w").unwrap().to_vec(), [6.0, 6.0]);
+            // `backward` keeps every rule (and what it saved) until the graph is
+            // dropped; `backward_once` drops `second`'s before `first`'s rule runs.
+            assert_eq!(*alive.lock().unwrap(), Some(!once), "once = {once}");
+            assert!(before >= 3 * 2 * 8);
+        }
     }
 
     #[test]

@@ -406,6 +406,13 @@ impl<T: Element> Graph<T> {
         Ok(var.index)
     }
 
+    /// Stops counting node `i`'s bytes (its value and saved tensors were freed).
+    pub(crate) fn release_bytes(&mut self, i: usize) {
+        let bytes = std::mem::take(&mut self.nodes[i].bytes);
+        self.bytes -= bytes;
+        LIVE_BYTES.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     /// The value at tape position `i`.
     #[inline]
     pub(crate) fn val(&self, i: usize) -> &Tensor<T> {

@@ -698,8 +698,9 @@ pub fn fit(
             // the terms' gradients over the ranks is the batch's gradient.
             let weight = local_n as f64 / n as f64;
             let objective = if size > 1 { g.try_mul_scalar(loss_var, weight as f32)? } else { loss_var };
-            let mut grads: Vec<(String, Tensor<f32>)> = g.backward(objective)?.into_vec();
-            drop(g); // releases the graph's references to the parameters: updates copy nothing
+            // Consumes the graph, freeing each layer's activations once backward has
+            // passed it, and its references to the parameters: updates copy nothing.
+            let mut grads: Vec<(String, Tensor<f32>)> = g.backward_once(objective)?.into_vec();
             if size > 1 {
                 reduce_gradients(group, &mut grads, &order)?;
                 if cross_replica.is_none() {
@@ -803,7 +804,10 @@ pub fn fit(
             // At the training batch size, as Keras's `validation_batch_size` default:
             // the evaluation's buffers then reuse the training step's freed memory
             // (a larger batch raised the resnet preset's peak RSS by about 50 MiB).
-            let e = evaluate_in(model_ref, loss, v, config.batch_size, group)?;
+            callbacks.iter_mut().for_each(|cb| cb.on_test_begin());
+            let e = evaluate_in(model_ref, loss, v, config.batch_size, group);
+            callbacks.iter_mut().for_each(|cb| cb.on_test_end());
+            let e = e?;
             metrics.push(("val_loss".to_string(), e.loss));
             for (k, val) in e.metrics {
                 metrics.push((format!("val_{k}"), val));
