@@ -55,6 +55,13 @@ pub trait Callback {
         Control::Continue
     }
 
+    /// Before an epoch's validation pass (Keras's `on_test_begin`, which `fit` calls
+    /// around its validation too); not called when there is no validation data.
+    fn on_test_begin(&mut self) {}
+
+    /// After an epoch's validation pass, before [`Callback::on_epoch_end`].
+    fn on_test_end(&mut self) {}
+
     /// After each epoch, with its figures (validation included).
     fn on_epoch_end(&mut self, _log: &EpochLog, _ctx: &mut CallbackCtx<'_>) -> Result<Control> {
         Ok(Control::Continue)

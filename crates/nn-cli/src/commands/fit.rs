@@ -912,6 +912,8 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
     }
     let mut steps_run = StepCount(0);
     callbacks.push(&mut steps_run);
+    let mut validation_memory = crate::ReturnMemoryAroundValidation;
+    callbacks.push(&mut validation_memory);
 
     if initial_epoch < t.epochs {
         println!(
@@ -924,8 +926,9 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
             checked.augment.map(|a| format!(", augment {a}")).unwrap_or_default()
         );
     }
-    // 4. Train. From here on, freed memory is kept for the next step's buffers.
-    crate::keep_freed_memory();
+    // 4. Train. What reading the data freed goes back to the OS (from every
+    // thread's heap); from here on, freed memory is kept for the next step's buffers.
+    crate::return_kept_memory();
     let started = std::time::Instant::now();
     let history = if initial_epoch < t.epochs {
         nn_train::fit(
@@ -941,6 +944,8 @@ pub fn run(args: FitArgs, matches: Option<&ArgMatches>, cluster: &Cluster) -> Re
         History::default()
     };
     let seconds = started.elapsed().as_secs_f64();
+    // Saving and testing reuse little of what training freed: hand it back.
+    crate::return_kept_memory();
     let mut full = history_so_far;
     full.epochs.extend(history.epochs.iter().cloned());
     full.stopped = history.stopped.clone();

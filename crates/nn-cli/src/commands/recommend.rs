@@ -380,7 +380,7 @@ pub fn fit(args: &FitArgs, matches: Option<&ArgMatches>) -> Result<()> {
     };
     let verbose = run.output.verbose > 0;
     // The ratings are read and split: keep freed memory for the steps' buffers.
-    crate::keep_freed_memory();
+    crate::return_kept_memory();
     let start = Instant::now();
     let history = train(&mut model, &fit_part, valid_part.as_deref(), &cfg, |r| {
         if verbose {

@@ -150,7 +150,7 @@ impl FitRunner<'_> {
             ..FitConfig::new(trial.epochs, p.batch_size)
         };
         // The data are read and split by now: keep freed memory for the steps' buffers.
-        crate::keep_freed_memory();
+        crate::return_kept_memory();
         let started = Instant::now();
         let history = nn_train::fit(
             &mut model,
