@@ -78,7 +78,7 @@ impl<T: Element> GradSink<'_, T> {
     /// The shape of input `k`.
     #[inline]
     pub fn input_shape(&self, k: usize) -> &[usize] {
-        self.nodes[self.parents[k]].value.get().shape()
+        self.nodes[self.parents[k]].value.shape()
     }
 
     /// Adds `grad` (which must have input `k`'s shape) to input `k`'s gradient. The
@@ -157,8 +157,8 @@ impl<T: Element> GradSink<'_, T> {
             None => {
                 // Zeroed on nn's pool in chunks (a language model's logits gradient
                 // is 16 MB): not one single-threaded memset.
-                let shape = node.value.get().shape();
-                let zeros = nn_tensor::zeros_par(node.value.get().len());
+                let shape = node.value.shape();
+                let zeros = nn_tensor::zeros_par(shape.iter().product());
                 *slot = Some(Tensor::from_vec(shape, zeros));
                 T::zero()
             }
@@ -356,7 +356,7 @@ impl<T: Element> Graph<T> {
             if node.kind == NodeKind::Op {
                 // Leaves stay: their shapes give the zero gradients handed out below.
                 node.backward = None;
-                node.value = crate::graph::Value::Owned(Tensor::zeros(&[0]));
+                node.value.release();
                 self.release_bytes(j);
             }
         }

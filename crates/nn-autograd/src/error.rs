@@ -42,6 +42,15 @@ pub enum AutogradError {
         /// The id of the graph it was passed to.
         graph: u64,
     },
+    /// A variable whose value was freed by [`Graph::release`](crate::Graph::release)
+    /// was used again.
+    #[error("{op}: the variable's value was released after its last use (tape position {index})")]
+    Released {
+        /// The graph operation.
+        op: &'static str,
+        /// The variable's tape position.
+        index: usize,
+    },
     /// [`Graph::backward`](crate::Graph::backward) was called on an output holding
     /// more than one element.
     #[error(

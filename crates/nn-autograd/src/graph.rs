@@ -92,15 +92,41 @@ impl<T: Element> From<&Arc<Tensor<T>>> for LeafValue<T> {
 pub(crate) enum Value<T: Element> {
     Owned(Tensor<T>),
     Shared(Arc<Tensor<T>>),
+    /// Freed by [`Graph::release`] or [`Graph::backward_once`]; the shape stays for
+    /// the gradient checks of backward.
+    Released(Box<[usize]>),
 }
 
 impl<T: Element> Value<T> {
+    /// The value.
+    ///
+    /// # Panics
+    /// For a released value: only a backward rule that broke its declaration
+    /// ([`Graph::declare_reads`]) can get here; forward use is refused by
+    /// `Graph::idx` with [`AutogradError::Released`].
     #[inline]
     pub(crate) fn get(&self) -> &Tensor<T> {
         match self {
             Value::Owned(t) => t,
             Value::Shared(t) => t,
+            Value::Released(_) => panic!("a backward rule read a value it declared it does not read"),
         }
+    }
+
+    /// The value's shape (kept after release).
+    #[inline]
+    pub(crate) fn shape(&self) -> &[usize] {
+        match self {
+            Value::Owned(t) => t.shape(),
+            Value::Shared(t) => t.shape(),
+            Value::Released(s) => s,
+        }
+    }
+
+    /// Frees the value, keeping its shape.
+    pub(crate) fn release(&mut self) {
+        let shape: Box<[usize]> = self.shape().into();
+        *self = Value::Released(shape);
     }
 }
 
@@ -133,6 +159,10 @@ pub(crate) struct Node<T: Element> {
     pub(crate) requires_grad: bool,
     /// Bytes this node accounts for (value plus saved tensors).
     pub(crate) bytes: usize,
+    /// Whether the backward rule reads the inputs' values ([`Graph::declare_reads`]).
+    pub(crate) reads_inputs: bool,
+    /// Whether the backward rule reads the node's own value.
+    pub(crate) reads_output: bool,
 }
 
 /// A define-by-run tape for reverse-mode automatic differentiation.
@@ -257,6 +287,8 @@ impl<T: Element> Graph<T> {
             backward: None,
             requires_grad,
             bytes: 0,
+            reads_inputs: false,
+            reads_output: false,
         })
     }
 
@@ -395,6 +427,60 @@ impl<T: Element> Graph<T> {
         Ok(self.push_op(op, &parents, value, 0, backward))
     }
 
+    /// Declares what the backward rule of the op that made `var` reads: its inputs'
+    /// values (`inputs`) and its own value (`output`). Every op starts as reading
+    /// both; an op whose rule reads less says so right after it is recorded, which
+    /// lets [`Graph::release`] free values early. nn's own ops declare: the
+    /// output-based activations (ReLU, sigmoid, tanh, ...: output only), and in
+    /// nn-layers training-mode BatchNormalization (inputs only) and the merge `Add`
+    /// (neither).
+    ///
+    /// A rule that reads what it declared it does not read panics in backward (a
+    /// programming error in the op, never a user input).
+    ///
+    /// # Errors
+    /// [`AutogradError::ForeignVar`]; [`AutogradError::Released`].
+    pub fn declare_reads(&mut self, var: Var, inputs: bool, output: bool) -> Result<()> {
+        let i = self.idx("declare_reads", var)?;
+        let node = &mut self.nodes[i];
+        if node.kind == NodeKind::Op {
+            node.reads_inputs = inputs;
+            node.reads_output = output;
+        }
+        Ok(())
+    }
+
+    /// Frees `var`'s value now, when nothing can read it again: the caller promises
+    /// that no later forward op takes `var` (one that tries gets
+    /// [`AutogradError::Released`], as does [`Graph::value`]), and the graph checks
+    /// the backward side: `var` must be an op's result whose own rule does not read
+    /// it, and every op recorded so far that takes it must have a rule that does not
+    /// read its inputs ([`Graph::declare_reads`]). Returns whether the value was
+    /// freed (`false`, changing nothing, when a rule may still read it or `var` is a
+    /// leaf). Values and gradients are unchanged either way; the graph's peak memory
+    /// drops by the intermediates that only feed such ops, e.g. a
+    /// BatchNormalization's output consumed by a ReLU.
+    ///
+    /// # Errors
+    /// [`AutogradError::ForeignVar`]; [`AutogradError::Released`] when `var` was
+    /// already released.
+    pub fn release(&mut self, var: Var) -> Result<bool> {
+        let i = self.idx("release", var)?;
+        let node = &self.nodes[i];
+        if node.kind != NodeKind::Op || node.reads_output {
+            return Ok(false);
+        }
+        if self.nodes[i + 1..].iter().any(|n| n.reads_inputs && n.parents.contains(&i)) {
+            return Ok(false);
+        }
+        let bytes = bytes_of::<T>(self.nodes[i].value.get().len());
+        self.nodes[i].value.release();
+        self.nodes[i].bytes -= bytes;
+        self.bytes -= bytes;
+        LIVE_BYTES.fetch_sub(bytes, Ordering::Relaxed);
+        Ok(true)
+    }
+
     // ------------------------------------------------------------------ internals
 
     /// The tape position of `var`, checking that it belongs to this graph.
@@ -402,6 +488,9 @@ impl<T: Element> Graph<T> {
     pub(crate) fn idx(&self, op: &'static str, var: Var) -> Result<usize> {
         if var.graph != self.id || var.index >= self.nodes.len() {
             return Err(AutogradError::ForeignVar { op, var_graph: var.graph, graph: self.id });
+        }
+        if matches!(self.nodes[var.index].value, Value::Released(_)) {
+            return Err(AutogradError::Released { op, index: var.index });
         }
         Ok(var.index)
     }
@@ -452,6 +541,9 @@ impl<T: Element> Graph<T> {
             backward,
             requires_grad,
             bytes: saved_bytes,
+            // Until the op declares otherwise, its rule may read everything.
+            reads_inputs: true,
+            reads_output: true,
         })
     }
 
@@ -493,6 +585,58 @@ mod tests {
         assert_eq!(g.live_bytes(), 5 * 8);
         let err = g.try_param("w", &w).unwrap_err();
         assert_eq!(err.to_string(), "param: a parameter named \"w\" is already bound in this graph");
+    }
+
+    #[test]
+    fn release_frees_only_what_no_rule_reads_and_keeps_gradients() {
+        // w → a = tanh(w) → b = double(a) → r = relu(b) → m = r·r → Σ.
+        // `double` is a custom op whose rule reads no value at all.
+        let w = Tensor::from_vec(&[3], vec![-0.5, 0.25, 1.5]);
+        let build = || {
+            let mut g = Graph::<f64>::new();
+            let wv = g.param("w", &w);
+            let a = g.try_tanh(wv).unwrap();
+            let doubled = g.value(a).map(|v| 2.0 * v);
+            let b =
+                g.try_custom("double", &[a], doubled, |_ctx, grad, sink| sink.add(0, grad.map(|v| 2.0 * v))).unwrap();
+            let r = g.try_relu(b).unwrap();
+            let m = g.try_mul(r, r).unwrap();
+            let loss = g.try_sum(m).unwrap();
+            (g, [wv, a, b, r], loss)
+        };
+        let (g_keep, _, loss_keep) = build();
+        let (mut g, [wv, a, b, r], loss) = build();
+        let before = g.live_bytes();
+        // A leaf: no. a: tanh's rule reads its output. b: `double` keeps the default
+        // (reads everything) until it declares. r: `mul` reads its inputs.
+        let freed: Vec<bool> = [wv, a, b, r].iter().map(|&v| g.release(v).unwrap()).collect();
+        assert_eq!(freed, [false, false, false, false]);
+        assert_eq!(g.live_bytes(), before);
+        // Declared: `double` reads nothing of its own, and its only consumer, relu,
+        // reads only its output. b goes.
+        g.declare_reads(b, false, false).unwrap();
+        assert!(g.release(b).unwrap());
+        assert_eq!(g.live_bytes(), before - 3 * 8);
+        assert_eq!(g.try_value(b).unwrap_err(), AutogradError::Released { op: "value", index: b.index });
+        assert!(matches!(g.try_relu(b), Err(AutogradError::Released { op: "relu", .. })));
+        assert!(matches!(g.release(b), Err(AutogradError::Released { .. })));
+        // Gradients are unchanged: d Σ relu(2 tanh w)² / dw = 8·tanh w·(1 − tanh²w) where w > 0.
+        let kept = g_keep.backward(loss_keep).unwrap();
+        let got = g.backward(loss).unwrap();
+        assert_eq!(kept.get("w").unwrap().to_vec(), got.get("w").unwrap().to_vec());
+        let want: Vec<f64> = w
+            .to_vec()
+            .into_iter()
+            .map(|x: f64| if x > 0.0 { 8.0 * x.tanh() * (1.0 - x.tanh().powi(2)) } else { 0.0 })
+            .collect();
+        for (g, w) in got.get("w").unwrap().to_vec().iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{g} vs {w}");
+        }
+        // And backward_once over a graph with a released node agrees too.
+        let (mut g2, [_, _, b2, _], loss2) = build();
+        g2.declare_reads(b2, false, false).unwrap();
+        assert!(g2.release(b2).unwrap());
+        assert_eq!(g2.backward_once(loss2).unwrap().get("w").unwrap().to_vec(), got.get("w").unwrap().to_vec());
     }
 
     #[test]

@@ -307,3 +307,44 @@ fn an_output_that_also_feeds_a_layer_keeps_both_values() {
     }
     let _ = LayerSpec::dense(1, Activation::Linear); // the builder API stays available
 }
+
+/// Conv2D → BatchNormalization → ReLU → Add(ReLU, Conv2D) with the BatchNormalization
+/// and the Add also model outputs (`keep`) or not: the trained graph of the second
+/// holds neither the BatchNormalization's output (only the ReLU reads it, and ReLU's
+/// rule reads its own output) nor the Add's, and its gradients are the same bits.
+fn bn_relu_add(keep: bool) -> (Graph<f64>, Vec<(String, Tensor<f64>)>) {
+    let outputs = if keep { r#"["bn", "sum", "out"]"# } else { r#"["out"]"# };
+    let json = format!(
+        r#"{{"inputs": [{{"name": "x", "shape": [4, 4, 2]}}], "layers": [
+            {{"type": "Conv2D", "filters": 3, "kernel_size": 1, "use_bias": false, "name": "conv"}},
+            {{"type": "BatchNormalization", "name": "bn"}},
+            {{"type": "ReLU", "name": "relu"}},
+            {{"type": "Add", "name": "sum", "inputs": ["relu", "conv"]}},
+            {{"type": "ReLU", "name": "out"}}],
+            "outputs": {outputs}}}"#
+    );
+    let model = build(&json).unwrap();
+    let mut g = Graph::<f64>::new();
+    let x = g.input(uniform(&[5, 4, 4, 2], -1.0, 1.0, 3));
+    let mut rng = seeded_rng(0);
+    let outs = model.forward_all(&mut g, &[x], &mut ForwardCtx::new(Mode::Train, &mut rng), false).unwrap();
+    let last = *outs.last().unwrap();
+    let sq = g.try_mul(last, last).unwrap();
+    let loss = g.try_sum(sq).unwrap();
+    let grads = g.backward(loss).unwrap().into_vec();
+    (g, grads)
+}
+
+#[test]
+fn training_graphs_release_values_no_backward_rule_reads() {
+    let (kept, kept_grads) = bn_relu_add(true);
+    let (released, grads) = bn_relu_add(false);
+    // Two [5, 4, 4, 3] values of f64 fewer: the BatchNormalization's and the Add's.
+    assert_eq!(kept.live_bytes() - released.live_bytes(), 2 * 5 * 4 * 4 * 3 * 8);
+    assert_eq!(kept_grads.len(), grads.len());
+    for ((name_a, a), (name_b, b)) in kept_grads.iter().zip(&grads) {
+        assert_eq!(name_a, name_b);
+        assert_eq!(a.to_vec(), b.to_vec(), "{name_a}");
+    }
+    assert!(grads.iter().any(|(_, g)| g.to_vec().iter().any(|&v| v != 0.0)));
+}

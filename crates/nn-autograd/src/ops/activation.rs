@@ -283,7 +283,7 @@ impl<T: Element> Graph<T> {
     ) -> Result<Var> {
         let i = self.idx(op, x)?;
         let value = self.val(i).map_par(f);
-        Ok(self.push_op(op, &[i], value, 0, move |ctx, mut g, sink| {
+        let y = self.push_op(op, &[i], value, 0, move |ctx, mut g, sink| {
             // Branch-free: the selects inside `d` vectorise and never mispredict on the
             // random sign pattern of activations.
             g.try_zip_apply_par(
@@ -293,7 +293,10 @@ impl<T: Element> Graph<T> {
             )
             .map_err(tensor_err(op))?;
             sink.add(0, g)
-        }))
+        });
+        // The rule reads the output only: the input may be released (Graph::release).
+        self.declare_reads(y, false, true)?;
+        Ok(y)
     }
 
     /// Rectified linear unit `max(x, 0)`.

@@ -575,6 +575,8 @@ fn train_op<T: Element>(
         }
         Ok(())
     })?;
+    // x̂ is recomputed from the input: the rule never reads the output.
+    g.declare_reads(y, true, false)?;
     Ok((y, Tensor::from_vec(&[c], mean), Tensor::from_vec(&[c], var)))
 }
 

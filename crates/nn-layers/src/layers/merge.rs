@@ -223,7 +223,7 @@ fn elementwise<T: Element>(g: &mut Graph<T>, op: MergeOp, inputs: &[Var]) -> Res
     });
     drop(std);
     let value = Tensor::from_vec(&shape, out);
-    Ok(g.try_custom(name, inputs, value, move |ctx, grad, sink| {
+    let merged = g.try_custom(name, inputs, value, move |ctx, grad, sink| {
         let n = ctx.num_inputs();
         match op {
             MergeOp::Add => {
@@ -292,7 +292,12 @@ fn elementwise<T: Element>(g: &mut Graph<T>, op: MergeOp, inputs: &[Var]) -> Res
             }
         }
         Ok(())
-    })?)
+    })?;
+    // Add, Average and Subtract read no value in backward; Multiply and Maximum read
+    // their inputs. None reads its output.
+    let reads_inputs = matches!(op, MergeOp::Multiply | MergeOp::Maximum);
+    g.declare_reads(merged, reads_inputs, false)?;
+    Ok(merged)
 }
 
 /// The dot product of two vectors per sample (Keras's `keras.layers.Dot` with

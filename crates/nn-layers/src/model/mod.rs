@@ -419,7 +419,40 @@ impl<T: Element> Model<T> {
             Source::Input(k) => xs[k],
             Source::Layer(j) => values[j].expect("plan runs inputs first"),
         };
+        // How many more stages take each layer's value (outputs count once more, so
+        // they are never released); at 0 the value is offered to Graph::release.
+        let mut remaining = self.consumer_counts(plan);
+        for &o in &self.outputs {
+            // The inputs of an output layer that also feeds others: read again below.
+            if let Source::Layer(i) = o {
+                if self.has_consumer(i) {
+                    for s in &self.sources[i] {
+                        if let Source::Layer(j) = *s {
+                            remaining[j] += 1;
+                        }
+                    }
+                }
+            }
+        }
         for stage in plan {
+            let first = match *stage {
+                Stage::Layer(i) | Stage::Reshape(i) => i,
+                Stage::ConvPool { conv, .. } => conv,
+            };
+            let done = |g: &mut Graph<T>, values: &[Option<Var>], remaining: &mut [usize]| -> Result<()> {
+                for s in &self.sources[first] {
+                    let Source::Layer(j) = *s else { continue };
+                    remaining[j] -= 1;
+                    let Some(v) = values[j] else { continue };
+                    // Another layer may hand on the same variable (Identity, or
+                    // Dropout in evaluation): it is released only when none still needs it.
+                    let in_use = values.iter().zip(remaining.iter()).any(|(w, &r)| r > 0 && *w == Some(v));
+                    if remaining[j] == 0 && !in_use {
+                        g.release(v)?;
+                    }
+                }
+                Ok(())
+            };
             match *stage {
                 Stage::Layer(i) | Stage::Reshape(i) => {
                     let layer = &self.layers[i];
@@ -433,6 +466,7 @@ impl<T: Element> Model<T> {
                     }
                     .map_err(self.wrap(i))?;
                     values[i] = Some(v);
+                    done(g, &values, &mut remaining)?;
                 }
                 Stage::ConvPool { conv, pool, flatten, window, .. } => {
                     let params = self.bind(g, conv, given).map_err(self.wrap(conv))?;
@@ -452,6 +486,7 @@ impl<T: Element> Model<T> {
                         )
                         .map_err(|e| self.wrap(conv)(e.into()))?;
                     values[flatten.unwrap_or(pool)] = Some(v);
+                    done(g, &values, &mut remaining)?;
                 }
             }
         }
@@ -470,6 +505,29 @@ impl<T: Element> Model<T> {
             outs.push(v);
         }
         Ok(outs)
+    }
+
+    /// How many stages of `plan` take each layer's value, plus one for each model
+    /// output it is.
+    fn consumer_counts(&self, plan: &[Stage]) -> Vec<usize> {
+        let mut counts = vec![0usize; self.layers.len()];
+        for stage in plan {
+            let first = match *stage {
+                Stage::ConvPool { conv, .. } => conv,
+                Stage::Layer(i) | Stage::Reshape(i) => i,
+            };
+            for s in &self.sources[first] {
+                if let Source::Layer(j) = *s {
+                    counts[j] += 1;
+                }
+            }
+        }
+        for s in &self.outputs {
+            if let Source::Layer(j) = *s {
+                counts[j] += 1;
+            }
+        }
+        counts
     }
 
     /// Whether another layer takes layer `i`'s output.
@@ -563,24 +621,7 @@ impl<T: Element> Model<T> {
         self.check_input(0, x.shape(), None)?;
         let batch = x.shape()[0];
         let plan = if self.fuse { &self.infer_fused } else { &self.infer_unfused };
-        // How many more stages read each layer's value (outputs count once more).
-        let mut remaining = vec![0usize; self.layers.len()];
-        for stage in plan {
-            let first = match *stage {
-                Stage::ConvPool { conv, .. } => conv,
-                Stage::Layer(i) | Stage::Reshape(i) => i,
-            };
-            for s in &self.sources[first] {
-                if let Source::Layer(j) = *s {
-                    remaining[j] += 1;
-                }
-            }
-        }
-        for s in &self.outputs {
-            if let Source::Layer(j) = *s {
-                remaining[j] += 1;
-            }
-        }
+        let mut remaining = self.consumer_counts(plan);
         let mut values: Vec<Option<CowArray<'_, T, IxDyn>>> = vec![None; self.layers.len()];
         let input = x;
         let take = take_value;
