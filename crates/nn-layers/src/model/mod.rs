@@ -609,8 +609,9 @@ impl<T: Element> Model<T> {
     /// `logits`). Layers with a graph-free path ([`Layer::infer`]: Dense, Conv2D,
     /// fused Conv2D → MaxPool2D stages) run on plain arrays: `x` is read in place (a
     /// slice of a larger tensor is not copied), shape-only layers (Flatten, Reshape,
-    /// Dropout) reshape without copying, and an intermediate is dropped once its last
-    /// consumer has run. Any other layer runs on a no-grad graph of its own.
+    /// Dropout) reshape without copying, a graph-free layer reads its input in place
+    /// even when later layers still need it, and an intermediate is dropped once its
+    /// last consumer has run. Any other layer runs on a no-grad graph of its own.
     ///
     /// # Errors
     /// [`LayerError::InputShape`] when `x` is not `[batch ≥ 1, ...input_shape]`;
@@ -634,12 +635,12 @@ impl<T: Element> Model<T> {
                     values[i] = Some(reshape_cow(h, &target));
                 }
                 Stage::ConvPool { conv, pool, flatten, window, ref geometry } => {
-                    let h = take(&mut values, &mut remaining, &input, self.sources[conv][0]);
+                    let src = self.sources[conv][0];
                     let params = self.layer_parameters(conv);
                     let c = self.conv_config(conv);
                     let bias = c.use_bias.then(|| &*params[1].value);
                     let out = nn_autograd::conv2d_max_pool_value(
-                        h.view(),
+                        read_in_place(&values, &input, src),
                         &params[0].value,
                         bias,
                         geometry,
@@ -647,6 +648,7 @@ impl<T: Element> Model<T> {
                         window,
                     )
                     .map_err(|e| self.wrap(conv)(e.into()))?;
+                    done_reading(&mut values, &mut remaining, src);
                     let last = flatten.unwrap_or(pool);
                     let mut target = vec![batch];
                     target.extend_from_slice(self.layers[last].output_shape());
@@ -655,6 +657,17 @@ impl<T: Element> Model<T> {
                 Stage::Layer(i) => {
                     let layer = &self.layers[i];
                     let is_logits = logits && self.outputs.contains(&Source::Layer(i)) && !self.has_consumer(i);
+                    if let [src] = self.sources[i][..] {
+                        // A graph-free layer reads its input in place, even one that
+                        // later stages still need (no copy).
+                        let h = read_in_place(&values, &input, src);
+                        if let Some(out) = layer.infer(h, self.layer_parameters(i), is_logits) {
+                            let out = out.map_err(self.wrap(i))?;
+                            done_reading(&mut values, &mut remaining, src);
+                            values[i] = Some(CowArray::from(out.into_array()));
+                            continue;
+                        }
+                    }
                     let ins: Vec<CowArray<'_, T, IxDyn>> =
                         self.sources[i].iter().map(|&s| take(&mut values, &mut remaining, &input, s)).collect();
                     let params = self.layer_parameters(i);
@@ -1053,6 +1066,28 @@ fn topological_order(sources: &[Vec<Source>]) -> std::result::Result<Vec<usize>,
         return Err((0..n).find(|&i| pending[i] > 0).expect("some layer is left"));
     }
     Ok(order)
+}
+
+/// Source `s`'s value as a view, for a reader that only reads it.
+fn read_in_place<'v, 'a: 'v, T: Element>(
+    values: &'v [Option<CowArray<'a, T, IxDyn>>],
+    input: &'v ArrayViewD<'a, T>,
+    s: Source,
+) -> ArrayViewD<'v, T> {
+    match s {
+        Source::Input(_) => input.view(),
+        Source::Layer(j) => values[j].as_ref().expect("plan runs inputs first").view(),
+    }
+}
+
+/// One reader of source `s` is done: its value is dropped after the last.
+fn done_reading<T: Element>(values: &mut [Option<CowArray<'_, T, IxDyn>>], remaining: &mut [usize], s: Source) {
+    if let Source::Layer(j) = s {
+        remaining[j] -= 1;
+        if remaining[j] == 0 {
+            values[j] = None;
+        }
+    }
 }
 
 /// Source `s`'s value for one more reader: moved out for its last reader, copied for
