@@ -435,10 +435,7 @@ impl<T: Element> Model<T> {
             }
         }
         for stage in plan {
-            let first = match *stage {
-                Stage::Layer(i) | Stage::Reshape(i) => i,
-                Stage::ConvPool { conv, .. } => conv,
-            };
+            let first = stage.first_layer();
             let done = |g: &mut Graph<T>, values: &[Option<Var>], remaining: &mut [usize]| -> Result<()> {
                 for s in &self.sources[first] {
                     let Source::Layer(j) = *s else { continue };
@@ -512,11 +509,7 @@ impl<T: Element> Model<T> {
     fn consumer_counts(&self, plan: &[Stage]) -> Vec<usize> {
         let mut counts = vec![0usize; self.layers.len()];
         for stage in plan {
-            let first = match *stage {
-                Stage::ConvPool { conv, .. } => conv,
-                Stage::Layer(i) | Stage::Reshape(i) => i,
-            };
-            for s in &self.sources[first] {
+            for s in &self.sources[stage.first_layer()] {
                 if let Source::Layer(j) = *s {
                     counts[j] += 1;
                 }

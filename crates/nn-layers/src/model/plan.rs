@@ -47,6 +47,16 @@ pub(crate) enum Stage {
     },
 }
 
+impl Stage {
+    /// The layer whose inputs the stage reads (a fused stage's first layer).
+    pub(crate) fn first_layer(&self) -> usize {
+        match *self {
+            Stage::Layer(i) | Stage::Reshape(i) => i,
+            Stage::ConvPool { conv, .. } => conv,
+        }
+    }
+}
+
 /// What the planner reads of a built model.
 pub(crate) struct GraphView<'a> {
     /// Every layer's settings, by index.
