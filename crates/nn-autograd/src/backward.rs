@@ -301,15 +301,22 @@ impl<T: Element> Graph<T> {
     /// [`AutogradError::NonScalarLoss`] when `loss` holds more than one element (use
     /// [`Graph::backward_with_seed`]); [`AutogradError::ForeignVar`].
     pub fn backward(&self, loss: Var) -> Result<Gradients<T>> {
+        let i = self.scalar_root("backward", loss)?;
+        self.run_backward(i, Tensor::ones(self.val(i).shape()))
+    }
+
+    /// The tape position of a scalar `loss` on a recording graph (the checks of
+    /// [`Graph::backward`]).
+    fn scalar_root(&self, op: &'static str, loss: Var) -> Result<usize> {
         if !self.is_recording() {
             return Err(AutogradError::NoGrad);
         }
-        let i = self.idx("backward", loss)?;
+        let i = self.idx(op, loss)?;
         let value = self.val(i);
         if value.len() != 1 {
             return Err(AutogradError::NonScalarLoss { shape: value.shape().to_vec() });
         }
-        self.run_backward(i, Tensor::ones(value.shape()))
+        Ok(i)
     }
 
     /// Reverse-mode differentiation of a non-scalar `output` with an explicit seed
@@ -341,15 +348,8 @@ impl<T: Element> Graph<T> {
     /// # Errors
     /// As [`Graph::backward`].
     pub fn backward_once(mut self, loss: Var) -> Result<Gradients<T>> {
-        if !self.is_recording() {
-            return Err(AutogradError::NoGrad);
-        }
-        let root = self.idx("backward_once", loss)?;
-        let shape = self.val(root).shape().to_vec();
-        if shape.iter().product::<usize>() != 1 {
-            return Err(AutogradError::NonScalarLoss { shape });
-        }
-        let mut grads = self.seeded_grads(root, Tensor::ones(&shape));
+        let root = self.scalar_root("backward_once", loss)?;
+        let mut grads = self.seeded_grads(root, Tensor::ones(self.val(root).shape()));
         for j in (0..=root).rev() {
             self.backward_step(j, &mut grads)?;
             let node = &mut self.nodes[j];
