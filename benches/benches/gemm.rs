@@ -3,13 +3,18 @@
 //! compiled back end, at 1 and 2 threads, on square shapes and on the seed CNN's
 //! shapes at batch 128.
 //!
+//! A second group, `gemm_f32_recurrent_step`, compares the general GEMM on one thread
+//! with [`PackedRhs`] (B packed once, as the recurrent layers use it) on the per-step
+//! products of an LSTM(128) over a 64-sample chunk: `[64, 128]·[128, 512]` forward,
+//! `[64, 512]·[512, 128]` (the recurrent kernel transposed) backward.
+//!
 //! Full run: `cargo bench -p nn-benches --bench gemm`
 //! Quick run (CI): `cargo bench -p nn-benches --bench gemm -- --quick`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::Array2;
 use nn_benches::gemm_shapes::{Operand, SHAPES};
-use nn_tensor::gemm::{gemm_with, Backend};
+use nn_tensor::gemm::{gemm_with, Backend, PackedRhs};
 
 fn filled(rows: usize, cols: usize) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |(i, j)| ((i * 31 + j * 17) % 97) as f32 / 97.0 - 0.5)
@@ -60,5 +65,49 @@ fn bench_gemm(c: &mut Criterion) {
     nn_tensor::set_num_threads(0);
 }
 
-criterion_group!(benches, bench_gemm);
+fn bench_recurrent_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm_f32_recurrent_step");
+    let u = filled(128, 512);
+    let u1 = filled(128, 128);
+    for (name, a, b) in [
+        ("forward_64x128x512", filled(64, 128), u.view()),
+        ("backward_64x512x128", filled(64, 512), u.t()),
+        ("simple_64x128x128", filled(64, 128), u1.view()),
+    ] {
+        let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+        let mut out = Array2::<f32>::zeros((m, n));
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        nn_tensor::set_num_threads(1);
+        group.bench_function(BenchmarkId::new("gemm/1t", name), |bencher| {
+            bencher.iter(|| gemm_with(Backend::Gemm, 1.0, a.view(), b, 1.0, &mut out.view_mut()).unwrap())
+        });
+        let packed = PackedRhs::new(b);
+        group.bench_function(BenchmarkId::new("packed/1t", name), |bencher| {
+            bencher.iter(|| packed.gemm(a.view(), 1.0, &mut out.view_mut()).unwrap())
+        });
+    }
+    // SimpleRNN's real layout: step t's rows of a [64, 28, 128] buffer (row stride 28·128).
+    let (time, u) = (28, 128);
+    let mut seq = filled(64, time * u);
+    let packed = PackedRhs::new(u1.view());
+    group.throughput(Throughput::Elements((2 * 64 * u * u) as u64));
+    for (label, packed_path) in [("gemm/1t", false), ("packed/1t", true)] {
+        group.bench_function(BenchmarkId::new(label, "simple_strided_64x128x128"), |bencher| {
+            bencher.iter(|| {
+                let (before, after) = seq.view_mut().split_at(ndarray::Axis(1), 5 * u);
+                let prev = before.slice_move(ndarray::s![.., 4 * u..]);
+                let mut cur = after.slice_move(ndarray::s![.., ..u]);
+                if packed_path {
+                    packed.gemm(prev.view(), 1.0, &mut cur).unwrap()
+                } else {
+                    nn_tensor::gemm::gemm_serial(1.0, prev.view(), u1.view(), 1.0, &mut cur).unwrap()
+                }
+            })
+        });
+    }
+    group.finish();
+    nn_tensor::set_num_threads(0);
+}
+
+criterion_group!(benches, bench_gemm, bench_recurrent_step);
 criterion_main!(benches);

@@ -3,8 +3,12 @@
 //!
 //! Each op runs every time step of a batch of sequences at once: one GEMM projects
 //! all inputs (`[batch·time, features] · kernel + bias`), then each step adds one
-//! `[batch, units] · recurrent_kernel` GEMM and applies the gate nonlinearities in
-//! place. Backward walks the steps in reverse (one `[batch, gates·units] ·
+//! `[batch, units] · recurrent_kernel` product and applies the gate nonlinearities in
+//! place. The per-step products use the recurrent kernel packed once per op call
+//! ([`PackedRhs`], each output element a chain of fused multiply-adds in order of the
+//! inner index) rather than the general GEMM, which packed it again at every step
+//! (measured on `[64, 128]·[128, 512]`: 86 against 77 GFLOP/s on one thread, and 74
+//! against 54 for the backward `[64, 512]·[512, 128]`). Backward walks the steps in reverse (one `[batch, gates·units] ·
 //! recurrent_kernelᵀ` GEMM per step for the gradient flowing into the previous
 //! state), then forms the weight gradients with one GEMM each over all steps. Nothing
 //! of a tensor's size is allocated per time step. The gate activations the forward
@@ -46,6 +50,7 @@ use std::sync::Mutex;
 
 use ndarray::{Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, Ix2, ShapeBuilder, Slice};
 use nn_autograd::{AutogradError, GradSink, Graph, Var};
+use nn_tensor::gemm::PackedRhs;
 use nn_tensor::{Element, Tensor, TensorError};
 
 use crate::error::Result;
@@ -65,9 +70,10 @@ fn chunk_rows(batch: usize) -> usize {
 /// Runs `f(first_sample, chunk, alone)` once per chunk of [`chunk_rows`] samples:
 /// `chunk[j]` is the part of `parts[j].0` belonging to those samples (`parts[j].1`
 /// elements per sample, samples stored one after another). Chunks run side by side
-/// on nn's pool, each calling [`step_gemm`] with `alone = false` (GEMMs on its own
-/// thread); a single chunk, one thread, or a GEMM back end that must not run twice
-/// at once (OpenBLAS) runs them in order with `alone = true` (GEMMs on the pool).
+/// on nn's pool, each calling [`step_gemm`] with `alone = false` (products on its
+/// own thread); a single chunk or one thread runs them in order with `alone = true`
+/// (products split over the pool). The per-step products never go to the GEMM back
+/// end (they use [`PackedRhs`]), so OpenBLAS's own pool is never entered twice.
 /// With no samples or no time steps (an empty part) `f` is not called.
 ///
 /// # Errors
@@ -88,7 +94,7 @@ fn for_sequence_chunks<T: Element>(
             chunks[c].push(piece);
         }
     }
-    if chunks.len() <= 1 || nn_tensor::num_threads() <= 1 || !nn_tensor::gemm::concurrent_gemm_ok() {
+    if chunks.len() <= 1 || nn_tensor::num_threads() <= 1 {
         for (c, mut chunk) in chunks.into_iter().enumerate() {
             f(c * rows, &mut chunk, true)?;
         }
@@ -118,20 +124,49 @@ fn zeros3<T: Element>(batch: usize, time: usize, width: usize) -> Array3<T> {
     Array3::from_shape_vec((batch, time, width), nn_tensor::zeros_par(batch * time * width)).expect("the product")
 }
 
-/// One GEMM of a whole-sequence task, `C ← α·A·B + β·C`: on nn's pool when the
-/// task runs `alone`, on the calling thread otherwise (the same bits either way).
+/// One per-step product of a whole-sequence task, `C ← A·B + β·C` with `B` packed:
+/// on the calling thread, or, when the task runs `alone` on a pool of several
+/// threads, its rows split between them (the same bits either way: each output
+/// element is computed whole by one thread, in the same order).
 fn step_gemm<T: Element>(
     op: &'static str,
     alone: bool,
-    alpha: T,
     a: ArrayView2<'_, T>,
-    b: ArrayView2<'_, T>,
+    b: &PackedRhs<T>,
     beta: T,
     c: &mut ArrayViewMut2<'_, T>,
 ) -> std::result::Result<(), AutogradError> {
-    if alone { nn_tensor::gemm::gemm(alpha, a, b, beta, c) } else { nn_tensor::gemm::gemm_serial(alpha, a, b, beta, c) }
-        .map_err(tensor_err(op))
+    let threads = nn_tensor::num_threads();
+    let rows = a.nrows();
+    if !alone || threads <= 1 || rows < 2 * STEP_SPLIT_ROWS {
+        return b.gemm(a, beta, c).map_err(tensor_err(op));
+    }
+    let per = rows.div_ceil(threads).div_ceil(STEP_SPLIT_ROWS) * STEP_SPLIT_ROWS;
+    let first_error = Mutex::new(None);
+    nn_tensor::thread_pool().scope(|s| {
+        let (mut a, mut c) = (a, c.view_mut());
+        while a.nrows() > 0 {
+            let take = per.min(a.nrows());
+            let (a_part, a_rest) = a.split_at(Axis(0), take);
+            let (mut c_part, c_rest) = c.split_at(Axis(0), take);
+            (a, c) = (a_rest, c_rest);
+            let first_error = &first_error;
+            s.spawn(move |_| {
+                if let Err(e) = b.gemm(a_part, beta, &mut c_part) {
+                    first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                }
+            });
+        }
+    });
+    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(tensor_err(op)(e)),
+        None => Ok(()),
+    }
 }
+
+/// Rows per piece when [`step_gemm`] splits a product between threads: the packed
+/// kernel's row block for `f32`.
+const STEP_SPLIT_ROWS: usize = 6;
 
 /// Step `t` of a chunk of `rows` samples stored `[rows, time, width]` in `data`: a
 /// `[rows, width]` view with a row stride of `time·width`.
@@ -375,7 +410,8 @@ pub fn simple_rnn<T: Element>(
     check_bias(op, g, bias, &[u])?;
     let bview = bias.map(|b| g.value(b).array().view().into_dimensionality::<ndarray::Ix1>().expect("rank 1"));
     let mut a = project_inputs(op, g.value(x), g.value(kernel), bview, d)?;
-    let rk = g.value(recurrent_kernel).array().view().into_dimensionality::<Ix2>().expect("rank 2");
+    let rk = PackedRhs::new(g.value(recurrent_kernel).array().view().into_dimensionality::<Ix2>().expect("rank 2"));
+    let rk = &rk;
     let h0s = g.value(h0).array().as_standard_layout();
     let h0s = h0s.as_slice().expect("standard layout");
     let one = T::one();
@@ -386,16 +422,25 @@ pub fn simple_rnn<T: Element>(
         for t in 0..time {
             if t == 0 {
                 let h0c = ArrayView2::from_shape((rows, u), &h0s[b0 * u..(b0 + rows) * u]).expect("shape checked");
-                step_gemm(op, alone, one, h0c, rk, one, &mut a3.index_axis_mut(Axis(1), 0))?;
+                step_gemm(op, alone, h0c, rk, one, &mut a3.index_axis_mut(Axis(1), 0))?;
             } else {
                 let (before, after) = a3.view_mut().split_at(Axis(1), t);
                 let prev = before.index_axis_move(Axis(1), t - 1);
                 let mut cur = after.index_axis_move(Axis(1), 0);
-                step_gemm(op, alone, one, prev.view(), rk, one, &mut cur)?;
+                step_gemm(op, alone, prev.view(), rk, one, &mut cur)?;
             }
-            for mut row in a3.index_axis_mut(Axis(1), t).rows_mut() {
-                nn_tensor::fastmath::tanh_slice(row.as_slice_mut().expect("rows of a standard-layout array"));
-            }
+            let mut step = a3.index_axis_mut(Axis(1), t);
+            nn_tensor::simd::vectorized(
+                #[inline(always)]
+                || {
+                    for mut row in step.rows_mut() {
+                        row.as_slice_mut()
+                            .expect("rows of a standard-layout array")
+                            .iter_mut()
+                            .for_each(|x| *x = x.tanh_fast());
+                    }
+                },
+            );
         }
         Ok(())
     })?;
@@ -405,7 +450,8 @@ pub fn simple_rnn<T: Element>(
         [Some(x), Some(kernel), Some(recurrent_kernel), Some(h0), bias].into_iter().flatten().collect();
     Ok(g.try_custom(op, &inputs, value, move |ctx, grad, sink| {
         let (xv, kv, rv, h0v, out) = (ctx.input(0), ctx.input(1), ctx.input(2), ctx.input(3), ctx.output());
-        let rk = rv.array().view().into_dimensionality::<Ix2>().expect("rank 2");
+        let rkt = PackedRhs::new(rv.array().view().into_dimensionality::<Ix2>().expect("rank 2").t());
+        let rkt = &rkt;
         let gout = grad.array().as_standard_layout();
         let gout = gout.as_slice().expect("standard layout");
         let hs = out.as_slice().expect("own output, contiguous");
@@ -434,7 +480,7 @@ pub fn simple_rnn<T: Element>(
                 }
                 let dt = step_view(ds, rows, time, u, t);
                 let mut dnv = ArrayViewMut2::from_shape((rows, u), dn).expect("the chunk's size");
-                step_gemm(op, alone, one, dt, rk.t(), T::zero(), &mut dnv)?;
+                step_gemm(op, alone, dt, rkt, T::zero(), &mut dnv)?;
             }
             Ok(())
         })?;
@@ -485,7 +531,8 @@ pub fn lstm<T: Element>(
     let bview = bias.map(|b| g.value(b).array().view().into_dimensionality::<ndarray::Ix1>().expect("rank 1"));
     // Pre-activations, then (in place) the gate activations i, f, c̃, o.
     let mut a = project_inputs(op, g.value(x), g.value(kernel), bview, d)?;
-    let rk = g.value(recurrent_kernel).array().view().into_dimensionality::<Ix2>().expect("rank 2");
+    let rk = PackedRhs::new(g.value(recurrent_kernel).array().view().into_dimensionality::<Ix2>().expect("rank 2"));
+    let rk = &rk;
     let h0s = g.value(h0).array().as_standard_layout();
     let h0s = h0s.as_slice().expect("standard layout");
     let c0s = g.value(c0).array().as_standard_layout();
@@ -510,34 +557,39 @@ pub fn lstm<T: Element>(
                     step_state(ov, rows, time, 2 * u, u, t - 1)
                 };
                 let mut gates = step_view_mut(av, rows, time, 4 * u, t);
-                step_gemm(op, alone, one, prev, rk, one, &mut gates)?;
+                step_gemm(op, alone, prev, rk, one, &mut gates)?;
             }
-            for bl in 0..rows {
-                let b = b0 + bl;
-                let gb = (bl * time + t) * 4 * u;
-                let ob = (bl * time + t) * 2 * u;
-                // The gate activations in place, vectorized: i, f (σ), c̃ (tanh), o (σ).
-                let gates = &mut av[gb..gb + 4 * u];
-                nn_tensor::fastmath::sigmoid_slice(&mut gates[..2 * u]);
-                nn_tensor::fastmath::tanh_slice(&mut gates[2 * u..3 * u]);
-                nn_tensor::fastmath::sigmoid_slice(&mut gates[3 * u..]);
-                let (i, rest) = gates.split_at(u);
-                let (f, rest) = rest.split_at(u);
-                let (c_hat, o) = rest.split_at(u);
-                // This step's [h, c] and the previous step's c (or c0).
-                let (before, now) = ov.split_at_mut(ob);
-                let (h, c) = now[..2 * u].split_at_mut(u);
-                let c_prev = if t == 0 { &c0s[b * u..(b + 1) * u] } else { &before[ob - u..] };
-                for k in 0..u {
-                    c[k] = f[k] * c_prev[k] + i[k] * c_hat[k];
-                }
-                let tc = &mut tv[(bl * time + t) * u..][..u];
-                tc.copy_from_slice(c);
-                nn_tensor::fastmath::tanh_slice(tc);
-                for k in 0..u {
-                    h[k] = o[k] * tc[k];
-                }
-            }
+            // The chunk's rows in one vectorized pass (one CPU dispatch per step).
+            nn_tensor::simd::vectorized(
+                #[inline(always)]
+                || {
+                    for bl in 0..rows {
+                        let b = b0 + bl;
+                        let gb = (bl * time + t) * 4 * u;
+                        let ob = (bl * time + t) * 2 * u;
+                        // The gate activations in place: i, f (σ), c̃ (tanh), o (σ).
+                        let gates = &mut av[gb..gb + 4 * u];
+                        let (i, rest) = gates.split_at_mut(u);
+                        let (f, rest) = rest.split_at_mut(u);
+                        let (c_hat, o) = rest.split_at_mut(u);
+                        // This step's [h, c] and the previous step's c (or c0).
+                        let (before, now) = ov.split_at_mut(ob);
+                        let (h, c) = now[..2 * u].split_at_mut(u);
+                        let c_prev = if t == 0 { &c0s[b * u..(b + 1) * u] } else { &before[ob - u..ob] };
+                        let tc = &mut tv[(bl * time + t) * u..][..u];
+                        let (o, c_prev) = (&mut o[..u], &c_prev[..u]);
+                        for k in 0..u {
+                            i[k] = i[k].sigmoid_fast();
+                            f[k] = f[k].sigmoid_fast();
+                            c_hat[k] = c_hat[k].tanh_fast();
+                            o[k] = o[k].sigmoid_fast();
+                            c[k] = f[k] * c_prev[k] + i[k] * c_hat[k];
+                            tc[k] = c[k].tanh_fast();
+                            h[k] = o[k] * tc[k];
+                        }
+                    }
+                },
+            );
         }
         Ok(())
     })?;
@@ -548,7 +600,8 @@ pub fn lstm<T: Element>(
     Ok(g.try_custom(op, &inputs, value, move |ctx, grad, sink| {
         let (xv, kv, rv, h0v, c0v, out) =
             (ctx.input(0), ctx.input(1), ctx.input(2), ctx.input(3), ctx.input(4), ctx.output());
-        let rk = rv.array().view().into_dimensionality::<Ix2>().expect("rank 2");
+        let rkt = PackedRhs::new(rv.array().view().into_dimensionality::<Ix2>().expect("rank 2").t());
+        let rkt = &rkt;
         let gout = grad.array().as_standard_layout();
         let gout = gout.as_slice().expect("standard layout");
         let c0s = c0v.array().as_standard_layout();
@@ -569,31 +622,33 @@ pub fn lstm<T: Element>(
             let [zs, dhn, dcn] = p else { unreachable!("three parts") };
             let rows = dhn.len() / u;
             for t in (0..time).rev() {
-                for bl in 0..rows {
-                    let b = b0 + bl;
-                    let gb = (b * time + t) * 4 * u;
-                    let ob = (b * time + t) * 2 * u;
-                    let zb = (bl * time + t) * 4 * u;
-                    let tb = (b * time + t) * u;
-                    let c_prev = if t == 0 { &c0s[b * u..(b + 1) * u] } else { &os[ob - u..ob] };
-                    let step = LstmStepGrad {
-                        gates: &av[gb..gb + 4 * u],
-                        tanh_c: &tcv[tb..tb + u],
-                        c_prev,
-                        grad_out: &gout[ob..ob + 2 * u],
-                        dh_next: &dhn[bl * u..(bl + 1) * u],
-                    };
-                    nn_tensor::simd::vectorized(
-                        #[inline(always)]
-                        || step.run(&mut dcn[bl * u..(bl + 1) * u], &mut zs[zb..zb + 4 * u]),
-                    );
-                }
+                nn_tensor::simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        for bl in 0..rows {
+                            let b = b0 + bl;
+                            let gb = (b * time + t) * 4 * u;
+                            let ob = (b * time + t) * 2 * u;
+                            let zb = (bl * time + t) * 4 * u;
+                            let tb = (b * time + t) * u;
+                            let c_prev = if t == 0 { &c0s[b * u..(b + 1) * u] } else { &os[ob - u..ob] };
+                            let step = LstmStepGrad {
+                                gates: &av[gb..gb + 4 * u],
+                                tanh_c: &tcv[tb..tb + u],
+                                c_prev,
+                                grad_out: &gout[ob..ob + 2 * u],
+                                dh_next: &dhn[bl * u..(bl + 1) * u],
+                            };
+                            step.run(&mut dcn[bl * u..(bl + 1) * u], &mut zs[zb..zb + 4 * u]);
+                        }
+                    },
+                );
                 if t == 0 && !want_h0 {
                     break;
                 }
                 let zt = step_view(zs, rows, time, 4 * u, t);
                 let mut dhv = ArrayViewMut2::from_shape((rows, u), dhn).expect("the chunk's size");
-                step_gemm(op, alone, one, zt, rk.t(), T::zero(), &mut dhv)?;
+                step_gemm(op, alone, zt, rkt, T::zero(), &mut dhv)?;
             }
             Ok(())
         })?;
@@ -723,7 +778,8 @@ pub fn gru<T: Element>(
     check_bias(op, g, bias, &[2, 3 * u])?;
     let bias2 = bias.map(|b| g.value(b).array().view().into_dimensionality::<Ix2>().expect("rank 2"));
     let mut a = project_inputs(op, g.value(x), g.value(kernel), bias2.as_ref().map(|b| b.row(0)), d)?;
-    let rk = g.value(recurrent_kernel).array().view().into_dimensionality::<Ix2>().expect("rank 2");
+    let rk = PackedRhs::new(g.value(recurrent_kernel).array().view().into_dimensionality::<Ix2>().expect("rank 2"));
+    let rk = &rk;
     let h0s = g.value(h0).array().as_standard_layout();
     let h0s = h0s.as_slice().expect("standard layout");
     let b_rec = bias2.as_ref().map(|b| b.row(1));
@@ -749,32 +805,39 @@ pub fn gru<T: Element>(
                 } else {
                     step_view(ov, rows, time, u, t - 1)
                 };
-                step_gemm(op, alone, one, prev, rk, beta, &mut iv)?;
+                step_gemm(op, alone, prev, rk, beta, &mut iv)?;
             }
             let iv = inner.as_slice().expect("fresh array");
-            for bl in 0..rows {
-                let b = b0 + bl;
-                let gb = (bl * time + t) * 3 * u;
-                let ob = (bl * time + t) * u;
-                let ib = bl * 3 * u;
-                // z, r = σ(pre-activations), vectorized; then h̃ = tanh(... + r ⊙ rh).
-                let gates = &mut av[gb..gb + 3 * u];
-                for k in 0..2 * u {
-                    gates[k] += iv[ib + k];
-                }
-                nn_tensor::fastmath::sigmoid_slice(&mut gates[..2 * u]);
-                for k in 0..u {
-                    let rh = iv[ib + 2 * u + k];
-                    gates[2 * u + k] += gates[u + k] * rh;
-                    rv[ob + k] = rh;
-                }
-                nn_tensor::fastmath::tanh_slice(&mut gates[2 * u..]);
-                for k in 0..u {
-                    let (z, h_hat) = (gates[k], gates[2 * u + k]);
-                    let h_prev = if t == 0 { h0s[b * u + k] } else { ov[ob - u + k] };
-                    ov[ob + k] = z * h_prev + (one - z) * h_hat;
-                }
-            }
+            // The chunk's rows in one vectorized pass (one CPU dispatch per step).
+            nn_tensor::simd::vectorized(
+                #[inline(always)]
+                || {
+                    for bl in 0..rows {
+                        let b = b0 + bl;
+                        let gb = (bl * time + t) * 3 * u;
+                        let ob = (bl * time + t) * u;
+                        let ib = bl * 3 * u;
+                        // z, r = σ(pre-activations); then h̃ = tanh(... + r ⊙ rh).
+                        let gates = &mut av[gb..gb + 3 * u];
+                        let (zr, h_hat) = gates.split_at_mut(2 * u);
+                        let (z, r) = zr.split_at_mut(u);
+                        let (inner_zr, rec) = iv[ib..ib + 3 * u].split_at(2 * u);
+                        let (inner_z, inner_r) = inner_zr.split_at(u);
+                        let (before, now) = ov.split_at_mut(ob);
+                        let h = &mut now[..u];
+                        let h_prev = if t == 0 { &h0s[b * u..(b + 1) * u] } else { &before[ob - u..ob] };
+                        let rec_out = &mut rv[ob..ob + u];
+                        let (r, h_hat, rec, inner_r) = (&mut r[..u], &mut h_hat[..u], &rec[..u], &inner_r[..u]);
+                        for k in 0..u {
+                            z[k] = (z[k] + inner_z[k]).sigmoid_fast();
+                            r[k] = (r[k] + inner_r[k]).sigmoid_fast();
+                            h_hat[k] = (h_hat[k] + r[k] * rec[k]).tanh_fast();
+                            rec_out[k] = rec[k];
+                            h[k] = z[k] * h_prev[k] + (one - z[k]) * h_hat[k];
+                        }
+                    }
+                },
+            );
         }
         Ok(())
     })?;
@@ -784,7 +847,8 @@ pub fn gru<T: Element>(
         [Some(x), Some(kernel), Some(recurrent_kernel), Some(h0), bias].into_iter().flatten().collect();
     Ok(g.try_custom(op, &inputs, value, move |ctx, grad, sink| {
         let (xv, kv, rv, h0v, out) = (ctx.input(0), ctx.input(1), ctx.input(2), ctx.input(3), ctx.output());
-        let rk = rv.array().view().into_dimensionality::<Ix2>().expect("rank 2");
+        let rkt = PackedRhs::new(rv.array().view().into_dimensionality::<Ix2>().expect("rank 2").t());
+        let rkt = &rkt;
         let gout = grad.array().as_standard_layout();
         let gout = gout.as_slice().expect("standard layout");
         let h0s = h0v.array().as_standard_layout();
@@ -805,28 +869,30 @@ pub fn gru<T: Element>(
             let [xs, rs, dhn] = p else { unreachable!("three parts") };
             let rows = dhn.len() / u;
             for t in (0..time).rev() {
-                for bl in 0..rows {
-                    let b = b0 + bl;
-                    let gb = (b * time + t) * 3 * u;
-                    let ob = (b * time + t) * u;
-                    let lb = (bl * time + t) * 3 * u;
-                    let step = GruStepGrad {
-                        gates: &av[gb..gb + 3 * u],
-                        h_prev: if t == 0 { &h0s[b * u..(b + 1) * u] } else { &os[ob - u..ob] },
-                        rec_h: &rhs[ob..ob + u],
-                        grad_out: &gout[ob..ob + u],
-                    };
-                    nn_tensor::simd::vectorized(
-                        #[inline(always)]
-                        || step.run(&mut dhn[bl * u..(bl + 1) * u], &mut xs[lb..lb + 3 * u], &mut rs[lb..lb + 3 * u]),
-                    );
-                }
+                nn_tensor::simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        for bl in 0..rows {
+                            let b = b0 + bl;
+                            let gb = (b * time + t) * 3 * u;
+                            let ob = (b * time + t) * u;
+                            let lb = (bl * time + t) * 3 * u;
+                            let step = GruStepGrad {
+                                gates: &av[gb..gb + 3 * u],
+                                h_prev: if t == 0 { &h0s[b * u..(b + 1) * u] } else { &os[ob - u..ob] },
+                                rec_h: &rhs[ob..ob + u],
+                                grad_out: &gout[ob..ob + u],
+                            };
+                            step.run(&mut dhn[bl * u..(bl + 1) * u], &mut xs[lb..lb + 3 * u], &mut rs[lb..lb + 3 * u]);
+                        }
+                    },
+                );
                 if t == 0 && !want_h0 {
                     break;
                 }
                 let rt = step_view(rs, rows, time, 3 * u, t);
                 let mut dhv = ArrayViewMut2::from_shape((rows, u), dhn).expect("the chunk's size");
-                step_gemm(op, alone, one, rt, rk.t(), one, &mut dhv)?;
+                step_gemm(op, alone, rt, rkt, one, &mut dhv)?;
             }
             Ok(())
         })?;

@@ -54,6 +54,15 @@ pub trait Element:
     /// [`crate::fastmath::exp_f32`] (within 1 ulp, 0 below −87.7), for `f64` the
     /// standard `exp` (exact to the last digit, for gradient checks).
     fn exp_fast(self) -> Self;
+
+    /// The logistic sigmoid `1 / (1 + e^−self)`, vectorizable like [`Element::exp_fast`]:
+    /// for `f32` [`crate::fastmath::sigmoid_f32`] (within 2 ulp), for `f64`
+    /// [`crate::sigmoid`] (the standard `exp`).
+    fn sigmoid_fast(self) -> Self;
+
+    /// `tanh self`, vectorizable like [`Element::exp_fast`]: for `f32`
+    /// [`crate::fastmath::tanh_f32`] (within 2 ulp), for `f64` the standard `tanh`.
+    fn tanh_fast(self) -> Self;
 }
 
 impl Element for f32 {
@@ -70,6 +79,14 @@ impl Element for f32 {
     fn exp_fast(self) -> Self {
         crate::fastmath::exp_f32(self)
     }
+    #[inline(always)]
+    fn sigmoid_fast(self) -> Self {
+        crate::fastmath::sigmoid_f32(self)
+    }
+    #[inline(always)]
+    fn tanh_fast(self) -> Self {
+        crate::fastmath::tanh_f32(self)
+    }
 }
 
 impl Element for f64 {
@@ -85,5 +102,13 @@ impl Element for f64 {
     #[inline(always)]
     fn exp_fast(self) -> Self {
         self.exp()
+    }
+    #[inline(always)]
+    fn sigmoid_fast(self) -> Self {
+        crate::sigmoid(self)
+    }
+    #[inline(always)]
+    fn tanh_fast(self) -> Self {
+        self.tanh()
     }
 }

@@ -1,7 +1,9 @@
 //! General matrix multiplication (GEMM) behind one small interface with several back ends.
 //!
 //! Every matrix product in nn goes through [`gemm`]: `C ← α·A·B + β·C` on 2-d
-//! ndarray views of any strides (so a transposed operand is a view, never a copy).
+//! ndarray views of any strides (so a transposed operand is a view, never a copy),
+//! except the recurrent layers' per-step products, which use one operand packed once
+//! for a whole sequence ([`PackedRhs`], whatever the back end).
 //! The back end is chosen at run time and can be changed with [`set_backend`]; it is
 //! never chosen by an environment variable.
 //!
@@ -26,6 +28,9 @@ use crate::error::{Result, TensorError};
 
 #[cfg(feature = "openblas")]
 mod blas;
+pub mod packed;
+
+pub use packed::PackedRhs;
 
 /// A GEMM implementation. See the [module docs](self) for what each runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
