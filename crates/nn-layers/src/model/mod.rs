@@ -593,7 +593,7 @@ impl<T: Element> Model<T> {
         let xv = g.input(x);
         let mut rng = seeded_rng(0); // unused in evaluation
         let y = self.forward(&mut g, xv, &mut ForwardCtx::new(Mode::Eval, &mut rng))?;
-        Ok(g.try_value(y)?.clone())
+        Ok(g.into_value(y)?)
     }
 
     /// Predictions in evaluation mode without a graph where the layers allow it:
@@ -683,7 +683,7 @@ impl<T: Element> Model<T> {
                                 layer.forward_inputs(&mut g, &vars, &bound, &mut ctx)
                             }
                             .map_err(self.wrap(i))?;
-                            g.try_value(y)?.clone()
+                            g.into_value(y)?
                         }
                     };
                     values[i] = Some(CowArray::from(out.into_array()));
@@ -697,7 +697,7 @@ impl<T: Element> Model<T> {
                 let xv = g.input(Tensor::from(input.to_owned()));
                 let mut rng = seeded_rng(0);
                 let y = self.forward_logits(&mut g, xv, &mut ForwardCtx::new(Mode::Eval, &mut rng))?;
-                return Ok(g.try_value(y)?.clone());
+                return Ok(g.into_value(y)?);
             }
             Source::Layer(i) => values[i].take().expect("the output was computed").into_owned(),
             Source::Input(_) => input.to_owned(),
