@@ -538,13 +538,17 @@ pub fn lstm<T: Element>(
     let c0s = g.value(c0).array().as_standard_layout();
     let c0s = c0s.as_slice().expect("standard layout");
     let mut out = zeros3::<T>(d.batch, time, 2 * u);
-    // tanh(c_t) at every step, kept for backward.
-    let mut tanh_c = zeros3::<T>(d.batch, time, u);
+    let inputs: Vec<Var> =
+        [Some(x), Some(kernel), Some(recurrent_kernel), Some(h0), Some(c0), bias].into_iter().flatten().collect();
+    // tanh(c_t) at every step, kept for backward; without a gradient to compute
+    // (inference) one step's worth per sample, overwritten at each step.
+    let kept_steps = if g.is_recording() && inputs.iter().any(|&v| g.requires_grad(v)) { time } else { 1 };
+    let mut tanh_c = zeros3::<T>(d.batch, kept_steps, u);
     let one = T::one();
     let parts = vec![
         (a.as_slice_mut().expect("fresh array"), time * 4 * u),
         (out.as_slice_mut().expect("fresh array"), time * 2 * u),
-        (tanh_c.as_slice_mut().expect("fresh array"), time * u),
+        (tanh_c.as_slice_mut().expect("fresh array"), kept_steps * u),
     ];
     for_sequence_chunks(parts, d.batch, |b0, p, alone| {
         let [av, ov, tv] = p else { unreachable!("three parts") };
@@ -576,7 +580,7 @@ pub fn lstm<T: Element>(
                         let (before, now) = ov.split_at_mut(ob);
                         let (h, c) = now[..2 * u].split_at_mut(u);
                         let c_prev = if t == 0 { &c0s[b * u..(b + 1) * u] } else { &before[ob - u..ob] };
-                        let tc = &mut tv[(bl * time + t) * u..][..u];
+                        let tc = &mut tv[(bl * kept_steps + t % kept_steps) * u..][..u];
                         let (o, c_prev) = (&mut o[..u], &c_prev[..u]);
                         for k in 0..u {
                             i[k] = i[k].sigmoid_fast();
@@ -595,8 +599,6 @@ pub fn lstm<T: Element>(
     })?;
     let value = Tensor::from(out.into_dyn());
 
-    let inputs: Vec<Var> =
-        [Some(x), Some(kernel), Some(recurrent_kernel), Some(h0), Some(c0), bias].into_iter().flatten().collect();
     Ok(g.try_custom(op, &inputs, value, move |ctx, grad, sink| {
         let (xv, kv, rv, h0v, c0v, out) =
             (ctx.input(0), ctx.input(1), ctx.input(2), ctx.input(3), ctx.input(4), ctx.output());
