@@ -7,22 +7,22 @@
 //! place. The per-step products use the recurrent kernel packed once per op call
 //! ([`PackedRhs`], each output element a chain of fused multiply-adds in order of the
 //! inner index) rather than the general GEMM, which packed it again at every step
-//! (measured on `[64, 128]·[128, 512]`: 86 against 77 GFLOP/s on one thread, and 74
-//! against 54 for the backward `[64, 512]·[512, 128]`). Backward walks the steps in reverse (one `[batch, gates·units] ·
-//! recurrent_kernelᵀ` GEMM per step for the gradient flowing into the previous
-//! state), then forms the weight gradients with one GEMM each over all steps. Nothing
-//! of a tensor's size is allocated per time step. The gate activations the forward
-//! pass computed are kept for backward; the states are the op's own output.
+//! (the `gemm_f32_recurrent_step` benchmark compares the two). Backward walks the
+//! steps in reverse (one `[batch, gates·units] · recurrent_kernelᵀ` product per step
+//! for the gradient flowing into the previous state), then forms the weight gradients
+//! with one GEMM each over all steps. Nothing of a tensor's size is allocated per time
+//! step. The gate activations the forward pass computed are kept for backward; the
+//! states are the op's own output.
 //!
 //! Threads: the batch is cut into chunks of about [`CHUNK_ROWS`] samples, a number
 //! fixed by the batch size alone, and each chunk runs the whole sequence (its
-//! per-step GEMMs on the calling thread, then its gate arithmetic) as one task on
+//! per-step products on the calling thread, then its gate arithmetic) as one task on
 //! nn's pool. The steps of a chunk never wait for the other chunks, where splitting
 //! each step's small GEMM over the pool cost two synchronisations per time step. A
-//! batch of one chunk runs its per-step GEMMs on the pool instead. Every value is
-//! computed the same way whichever thread runs its chunk, so results are
-//! bit-identical for any thread count. The gate nonlinearities
-//! run over each sample's gate blocks as whole slices, vectorized for `f32`
+//! batch of one chunk splits its per-step products' rows over the pool instead. Every
+//! value is computed the same way whichever thread runs its chunk, so results are
+//! bit-identical for any thread count. The gate nonlinearities run over a chunk's
+//! rows in one vectorized pass per step, for `f32`
 //! (`nn_tensor::fastmath`: within 2 ulp of the exact sigmoid and `tanh`; the C
 //! library's scalar `expf`/`tanh` took over a third of an LSTM training step); `f64`
 //! keeps the standard functions.
@@ -142,26 +142,21 @@ fn step_gemm<T: Element>(
         return b.gemm(a, beta, c).map_err(tensor_err(op));
     }
     let per = rows.div_ceil(threads).div_ceil(STEP_SPLIT_ROWS) * STEP_SPLIT_ROWS;
-    let first_error = Mutex::new(None);
+    let mut pieces = Vec::new();
+    let (mut a, mut c) = (a, c.view_mut());
+    while a.nrows() > 0 {
+        let take = per.min(a.nrows());
+        let (a_part, a_rest) = a.split_at(Axis(0), take);
+        let (c_part, c_rest) = c.split_at(Axis(0), take);
+        pieces.push((a_part, c_part, Ok(())));
+        (a, c) = (a_rest, c_rest);
+    }
     nn_tensor::thread_pool().scope(|s| {
-        let (mut a, mut c) = (a, c.view_mut());
-        while a.nrows() > 0 {
-            let take = per.min(a.nrows());
-            let (a_part, a_rest) = a.split_at(Axis(0), take);
-            let (mut c_part, c_rest) = c.split_at(Axis(0), take);
-            (a, c) = (a_rest, c_rest);
-            let first_error = &first_error;
-            s.spawn(move |_| {
-                if let Err(e) = b.gemm(a_part, beta, &mut c_part) {
-                    first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-                }
-            });
+        for (a_part, c_part, result) in &mut pieces {
+            s.spawn(move |_| *result = b.gemm(a_part.view(), beta, c_part));
         }
     });
-    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(e) => Err(tensor_err(op)(e)),
-        None => Ok(()),
-    }
+    pieces.into_iter().try_for_each(|(_, _, result)| result).map_err(tensor_err(op))
 }
 
 /// Rows per piece when [`step_gemm`] splits a product between threads: the packed

@@ -564,10 +564,11 @@ fn lstm_model_saves_and_loads_bit_identically() {
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     // Three chunks of samples (150 > 2·CHUNK_ROWS), run side by side on 2 or 3
-    // threads and one after another on 1: forward values and every gradient must
-    // match bit for bit.
-    let (batch, time, feats, units) = (150, 3, 5, 96);
-    let run = |threads: usize, cell: usize| -> Vec<u32> {
+    // threads and one after another on 1; and one chunk of 40 samples, whose per-step
+    // products split their rows between the threads: forward values and every
+    // gradient must match bit for bit.
+    let (time, feats, units) = (3, 5, 96);
+    let run = |threads: usize, cell: usize, batch: usize| -> Vec<u32> {
         nn_tensor::set_num_threads(threads);
         let gates = [1, 4, 3][cell];
         let b_shape = if cell == 2 { vec![2, 3 * units] } else { vec![gates * units] };
@@ -593,11 +594,13 @@ fn results_do_not_depend_on_the_thread_count() {
         bits.extend(grads.wrt(x).unwrap().to_vec().iter().map(|v| v.to_bits()));
         bits
     };
-    for cell in 0..3 {
-        let one = run(1, cell);
-        let two = run(2, cell);
-        let three = run(3, cell);
-        assert!(one == two && one == three, "cell {cell}");
+    for batch in [150, 40] {
+        for cell in 0..3 {
+            let one = run(1, cell, batch);
+            let two = run(2, cell, batch);
+            let three = run(3, cell, batch);
+            assert!(one == two && one == three, "cell {cell}, batch {batch}");
+        }
     }
     nn_tensor::set_num_threads(0);
 }
