@@ -6,7 +6,8 @@
 //! A second group, `gemm_f32_recurrent_step`, compares the general GEMM on one thread
 //! with [`PackedRhs`] (B packed once, as the recurrent layers use it) on the per-step
 //! products of an LSTM(128) over a 64-sample chunk: `[64, 128]·[128, 512]` forward,
-//! `[64, 512]·[512, 128]` (the recurrent kernel transposed) backward.
+//! `[64, 512]·[512, 128]` (the recurrent kernel transposed) backward, contiguous and
+//! as the layers hold them (step `t`'s rows of a `[64, 28, width]` buffer).
 //!
 //! Full run: `cargo bench -p nn-benches --bench gemm`
 //! Quick run (CI): `cargo bench -p nn-benches --bench gemm -- --quick`
@@ -105,6 +106,27 @@ fn bench_recurrent_step(c: &mut Criterion) {
             })
         });
     }
+    // LSTM's real layout: gates [64, 28, 512], states [64, 28, 2·128] (h then c).
+    let (g4, s2) = (4 * u, 2 * u);
+    let mut gates = filled(64, time * g4);
+    let states = filled(64, time * s2);
+    let mut dh = Array2::<f32>::zeros((64, u));
+    let uk = filled(u, g4);
+    let (pu, put) = (PackedRhs::new(uk.view()), PackedRhs::new(uk.t()));
+    group.throughput(Throughput::Elements((2 * 64 * u * g4) as u64));
+    group.bench_function(BenchmarkId::new("packed/1t", "lstm_strided_forward_64x128x512"), |bencher| {
+        bencher.iter(|| {
+            let prev = states.slice(ndarray::s![.., 4 * s2..4 * s2 + u]);
+            let mut cur = gates.slice_mut(ndarray::s![.., 5 * g4..6 * g4]);
+            pu.gemm(prev, 1.0, &mut cur).unwrap()
+        })
+    });
+    group.bench_function(BenchmarkId::new("packed/1t", "lstm_strided_backward_64x512x128"), |bencher| {
+        bencher.iter(|| {
+            let dz = gates.slice(ndarray::s![.., 5 * g4..6 * g4]);
+            put.gemm(dz, 0.0, &mut dh.view_mut()).unwrap()
+        })
+    });
     group.finish();
     nn_tensor::set_num_threads(0);
 }

@@ -524,10 +524,14 @@ pub fn lstm<T: Element>(
     let (time, u) = (d.time, d.units);
     check_bias(op, g, bias, &[4 * u])?;
     let bview = bias.map(|b| g.value(b).array().view().into_dimensionality::<ndarray::Ix1>().expect("rank 1"));
-    // Pre-activations, then (in place) the gate activations i, f, c̃, o.
-    let mut a = project_inputs(op, g.value(x), g.value(kernel), bview, d)?;
     let rk = PackedRhs::new(g.value(recurrent_kernel).array().view().into_dimensionality::<Ix2>().expect("rank 2"));
     let rk = &rk;
+    let wk = PackedRhs::new(g.value(kernel).array().view().into_dimensionality::<Ix2>().expect("rank 2"));
+    let wk = &wk;
+    let bias_row: Vec<T> = bview.map(|b| b.to_vec()).unwrap_or_else(|| vec![T::zero(); 4 * u]);
+    let xs = g.value(x).array().as_standard_layout();
+    let xs = xs.as_slice().expect("standard layout");
+    let features = d.features;
     let h0s = g.value(h0).array().as_standard_layout();
     let h0s = h0s.as_slice().expect("standard layout");
     let c0s = g.value(c0).array().as_standard_layout();
@@ -535,27 +539,60 @@ pub fn lstm<T: Element>(
     let mut out = zeros3::<T>(d.batch, time, 2 * u);
     let inputs: Vec<Var> =
         [Some(x), Some(kernel), Some(recurrent_kernel), Some(h0), Some(c0), bias].into_iter().flatten().collect();
-    // tanh(c_t) at every step, kept for backward; without a gradient to compute
-    // (inference) one step's worth per sample, overwritten at each step.
-    let kept_steps = if g.is_recording() && inputs.iter().any(|&v| g.requires_grad(v)) { time } else { 1 };
+    // With a gradient to compute, the gate activations of every step and tanh(c_t)
+    // are kept for backward; without (inference), one step's worth per chunk and per
+    // sample, overwritten at each step.
+    let training = g.is_recording() && inputs.iter().any(|&v| g.requires_grad(v));
+    let kept_steps = if training { time } else { 1 };
+    // Every step's pre-activations start as the bias (written once, on the pool).
+    let mut a = if training {
+        Array3::from_shape_vec((d.batch, time, 4 * u), nn_tensor::repeat_rows(&bias_row, d.batch * time))
+            .expect("batch · time rows")
+    } else {
+        Array3::zeros((0, time, 4 * u))
+    };
     let mut tanh_c = zeros3::<T>(d.batch, kept_steps, u);
     let one = T::one();
-    let parts = vec![
-        (a.as_slice_mut().expect("fresh array"), time * 4 * u),
-        (out.as_slice_mut().expect("fresh array"), time * 2 * u),
-        (tanh_c.as_slice_mut().expect("fresh array"), kept_steps * u),
-    ];
+    let mut parts = Vec::with_capacity(3);
+    if training {
+        parts.push((a.as_slice_mut().expect("fresh array"), time * 4 * u));
+    }
+    parts.push((out.as_slice_mut().expect("fresh array"), time * 2 * u));
+    parts.push((tanh_c.as_slice_mut().expect("fresh array"), kept_steps * u));
     for_sequence_chunks(parts, d.batch, |b0, p, alone| {
-        let [av, ov, tv] = p else { unreachable!("three parts") };
+        let mut scratch: Vec<T>;
+        let (av, ov, tv) = match p {
+            [av, ov, tv] => (&mut **av, &mut **ov, &mut **tv),
+            [ov, tv] => {
+                // One step's pre-activations for the chunk, the bias in every row.
+                scratch = nn_tensor::repeat_rows(&bias_row, ov.len() / (time * 2 * u));
+                (&mut scratch[..], &mut **ov, &mut **tv)
+            }
+            _ => unreachable!("two or three parts"),
+        };
         let rows = ov.len() / (time * 2 * u);
         for t in 0..time {
+            let gt = t % kept_steps;
             {
+                if !training && t > 0 {
+                    for row in av.chunks_exact_mut(4 * u) {
+                        row.copy_from_slice(&bias_row);
+                    }
+                }
                 let prev = if t == 0 {
                     ArrayView2::from_shape((rows, u), &h0s[b0 * u..(b0 + rows) * u]).expect("shape checked")
                 } else {
                     step_state(ov, rows, time, 2 * u, u, t - 1)
                 };
-                let mut gates = step_view_mut(av, rows, time, 4 * u, t);
+                let xt = ArrayView2::from_shape(
+                    (rows, features).strides((time * features, 1)),
+                    &xs[(b0 * time + t) * features..],
+                )
+                .expect("inside x");
+                let mut gates = step_view_mut(av, rows, kept_steps, 4 * u, gt);
+                // b + x_t·W + h_{t−1}·U: one chain of fused multiply-adds per element
+                // (the first product's result, stored exactly, starts the second).
+                step_gemm(op, alone, xt, wk, one, &mut gates)?;
                 step_gemm(op, alone, prev, rk, one, &mut gates)?;
             }
             // The chunk's rows in one vectorized pass (one CPU dispatch per step).
@@ -564,7 +601,7 @@ pub fn lstm<T: Element>(
                 || {
                     for bl in 0..rows {
                         let b = b0 + bl;
-                        let gb = (bl * time + t) * 4 * u;
+                        let gb = (bl * kept_steps + gt) * 4 * u;
                         let ob = (bl * time + t) * 2 * u;
                         // The gate activations in place: i, f (σ), c̃ (tanh), o (σ).
                         let gates = &mut av[gb..gb + 4 * u];
@@ -575,7 +612,7 @@ pub fn lstm<T: Element>(
                         let (before, now) = ov.split_at_mut(ob);
                         let (h, c) = now[..2 * u].split_at_mut(u);
                         let c_prev = if t == 0 { &c0s[b * u..(b + 1) * u] } else { &before[ob - u..ob] };
-                        let tc = &mut tv[(bl * kept_steps + t % kept_steps) * u..][..u];
+                        let tc = &mut tv[(bl * kept_steps + gt) * u..][..u];
                         let (o, c_prev) = (&mut o[..u], &c_prev[..u]);
                         for k in 0..u {
                             i[k] = i[k].sigmoid_fast();

@@ -604,3 +604,54 @@ fn results_do_not_depend_on_the_thread_count() {
     }
     nn_tensor::set_num_threads(0);
 }
+
+#[test]
+fn inference_forward_matches_the_training_forward_bit_for_bit() {
+    // Without a gradient to compute the LSTM keeps one step of pre-activations per
+    // chunk instead of every step's: the values must not change. Several chunks
+    // (150 samples) and one chunk split over the pool (40), on 2 threads.
+    let (time, feats, units) = (4, 5, 40);
+    nn_tensor::set_num_threads(2);
+    for batch in [150, 40] {
+        for cell in 0..3 {
+            let gates = [1, 4, 3][cell];
+            let b_shape = if cell == 2 { vec![2, 3 * units] } else { vec![gates * units] };
+            let f32s =
+                |t: Tensor<f64>| Tensor::<f32>::from_vec(t.shape(), t.to_vec().iter().map(|&v| v as f32).collect());
+            let values = [
+                f32s(uniform(&[batch, time, feats], -1.0, 1.0, 1)),
+                f32s(uniform(&[feats, gates * units], -0.3, 0.3, 2)),
+                f32s(uniform(&[units, gates * units], -0.3, 0.3, 3)),
+                f32s(uniform(&b_shape, -0.3, 0.3, 4)),
+                f32s(uniform(&[batch, units], -0.5, 0.5, 5)),
+                f32s(uniform(&[batch, units], -0.5, 0.5, 6)),
+            ];
+            let run = |mut g: Graph<f32>, train: bool| -> Vec<u32> {
+                let v: Vec<Var> = values
+                    .iter()
+                    .enumerate()
+                    .map(
+                        |(k, t)| {
+                            if train && k > 0 {
+                                g.param(&format!("p{k}"), t.clone())
+                            } else {
+                                g.variable(t.clone())
+                            }
+                        },
+                    )
+                    .collect();
+                let y = match cell {
+                    0 => rnn::simple_rnn(&mut g, v[0], v[1], v[2], Some(v[3]), v[4]).unwrap(),
+                    1 => rnn::lstm(&mut g, v[0], v[1], v[2], Some(v[3]), v[4], v[5]).unwrap(),
+                    _ => rnn::gru(&mut g, v[0], v[1], v[2], Some(v[3]), v[4]).unwrap(),
+                };
+                assert_eq!(g.value(y).len(), batch * time * units * if cell == 1 { 2 } else { 1 });
+                g.value(y).to_vec().iter().map(|v| v.to_bits()).collect()
+            };
+            let train = run(Graph::<f32>::new(), true);
+            let infer = run(Graph::<f32>::no_grad(), false);
+            assert!(train == infer, "cell {cell}, batch {batch}");
+        }
+    }
+    nn_tensor::set_num_threads(0);
+}
