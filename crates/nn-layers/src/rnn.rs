@@ -1,18 +1,27 @@
 //! Whole-sequence recurrent kernels: SimpleRNN, LSTM and GRU, each one graph
 //! operation with its backward pass (backpropagation through time) written by hand.
 //!
-//! Each op runs every time step of a batch of sequences at once: one GEMM projects
-//! all inputs (`[batch·time, features] · kernel + bias`), then each step adds one
-//! `[batch, units] · recurrent_kernel` product and applies the gate nonlinearities in
-//! place. The per-step products use the recurrent kernel packed once per op call
-//! ([`PackedRhs`], each output element a chain of fused multiply-adds in order of the
-//! inner index) rather than the general GEMM, which packed it again at every step
-//! (the `gemm_f32_recurrent_step` benchmark compares the two). Backward walks the
-//! steps in reverse (one `[batch, gates·units] · recurrent_kernelᵀ` product per step
-//! for the gradient flowing into the previous state), then forms the weight gradients
-//! with one GEMM each over all steps. Nothing of a tensor's size is allocated per time
-//! step. The gate activations the forward pass computed are kept for backward; the
-//! states are the op's own output.
+//! Each op runs every time step of a batch of sequences at once. SimpleRNN and GRU
+//! project all inputs with one GEMM (`[batch·time, features] · kernel + bias`), then
+//! each step adds one `[batch, units] · recurrent_kernel` product and applies the
+//! gate nonlinearities in place. The LSTM forms each step's pre-activations as
+//! `b + x_t·W + h_{t−1}·U`, one chain of fused multiply-adds per element, so that
+//! inference keeps one step of them per chunk instead of every step's. The per-step
+//! products use the kernels packed once per op call ([`PackedRhs`], each output
+//! element a chain of fused multiply-adds in order of the inner index) rather than
+//! the general GEMM, which packed them again at every step (the
+//! `gemm_f32_recurrent_step` benchmark compares the two). Backward walks the steps in
+//! reverse (one `[batch, gates·units] · recurrent_kernelᵀ` product per step for the
+//! gradient flowing into the previous state). SimpleRNN and GRU then form the weight
+//! gradients with one GEMM each over all steps; the LSTM adds each step's
+//! `x_tᵀ·δgates_t` and `h_{t−1}ᵀ·δgates_t` while that step's gate gradients are in
+//! cache (one chunk's sums per task, added up in chunk order), and keeps no
+//! `[batch, time, 4·units]` gradient buffer (in an LSTM training step the big
+//! weight-gradient GEMMs ran at half the speed of these products on two threads).
+//! Nothing of a tensor's size is allocated per time step. The gate activations the
+//! forward pass computed are kept for backward, within a chunk step-major (each
+//! step's rows contiguous: rows a time-step stride apart fell in one set of the L1
+//! cache); the states are the op's own output.
 //!
 //! Threads: the batch is cut into chunks of about [`CHUNK_ROWS`] samples, a number
 //! fixed by the batch size alone, and each chunk runs the whole sequence (its
@@ -173,11 +182,6 @@ fn step_view<T>(data: &[T], rows: usize, time: usize, width: usize, t: usize) ->
 fn step_view_mut<T>(data: &mut [T], rows: usize, time: usize, width: usize, t: usize) -> ArrayViewMut2<'_, T> {
     ArrayViewMut2::from_shape((rows, width).strides((time * width, 1)), &mut data[t * width..])
         .expect("inside the chunk")
-}
-
-/// The first `units` columns of step `t` of a chunk stored `[rows, time, width]`.
-fn step_state<T>(data: &[T], rows: usize, time: usize, width: usize, units: usize, t: usize) -> ArrayView2<'_, T> {
-    step_view(data, rows, time, width, t).slice_axis_move(Axis(1), Slice::from(..units))
 }
 
 fn tensor_err(op: &'static str) -> impl Fn(TensorError) -> AutogradError {
@@ -559,6 +563,10 @@ pub fn lstm<T: Element>(
     }
     parts.push((out.as_slice_mut().expect("fresh array"), time * 2 * u));
     parts.push((tanh_c.as_slice_mut().expect("fresh array"), kept_steps * u));
+    // Within a chunk's part of `a` and `tanh_c` the layout is step-major
+    // (`[time, rows, width]`): each step's rows are contiguous (rows one time-step
+    // stride apart, 56 KiB for LSTM(128) over 28 steps, all fell in one set of the
+    // L1 cache).
     for_sequence_chunks(parts, d.batch, |b0, p, alone| {
         let mut scratch: Vec<T>;
         let (av, ov, tv) = match p {
@@ -571,40 +579,39 @@ pub fn lstm<T: Element>(
             _ => unreachable!("two or three parts"),
         };
         let rows = ov.len() / (time * 2 * u);
+        // h_{t−1} of the chunk's samples, contiguous, for the next step's product.
+        let mut h_prev = h0s[b0 * u..(b0 + rows) * u].to_vec();
         for t in 0..time {
             let gt = t % kept_steps;
+            let step_gates = &mut av[gt * rows * 4 * u..][..rows * 4 * u];
             {
                 if !training && t > 0 {
-                    for row in av.chunks_exact_mut(4 * u) {
+                    for row in step_gates.chunks_exact_mut(4 * u) {
                         row.copy_from_slice(&bias_row);
                     }
                 }
-                let prev = if t == 0 {
-                    ArrayView2::from_shape((rows, u), &h0s[b0 * u..(b0 + rows) * u]).expect("shape checked")
-                } else {
-                    step_state(ov, rows, time, 2 * u, u, t - 1)
-                };
+                let prev = ArrayView2::from_shape((rows, u), &h_prev[..]).expect("the chunk's size");
                 let xt = ArrayView2::from_shape(
                     (rows, features).strides((time * features, 1)),
                     &xs[(b0 * time + t) * features..],
                 )
                 .expect("inside x");
-                let mut gates = step_view_mut(av, rows, kept_steps, 4 * u, gt);
+                let mut gates = ArrayViewMut2::from_shape((rows, 4 * u), &mut *step_gates).expect("the chunk's size");
                 // b + x_t·W + h_{t−1}·U: one chain of fused multiply-adds per element
                 // (the first product's result, stored exactly, starts the second).
                 step_gemm(op, alone, xt, wk, one, &mut gates)?;
                 step_gemm(op, alone, prev, rk, one, &mut gates)?;
             }
+            let step_tc = &mut tv[gt * rows * u..][..rows * u];
             // The chunk's rows in one vectorized pass (one CPU dispatch per step).
             nn_tensor::simd::vectorized(
                 #[inline(always)]
                 || {
                     for bl in 0..rows {
                         let b = b0 + bl;
-                        let gb = (bl * kept_steps + gt) * 4 * u;
                         let ob = (bl * time + t) * 2 * u;
                         // The gate activations in place: i, f (σ), c̃ (tanh), o (σ).
-                        let gates = &mut av[gb..gb + 4 * u];
+                        let gates = &mut step_gates[bl * 4 * u..(bl + 1) * 4 * u];
                         let (i, rest) = gates.split_at_mut(u);
                         let (f, rest) = rest.split_at_mut(u);
                         let (c_hat, o) = rest.split_at_mut(u);
@@ -612,7 +619,8 @@ pub fn lstm<T: Element>(
                         let (before, now) = ov.split_at_mut(ob);
                         let (h, c) = now[..2 * u].split_at_mut(u);
                         let c_prev = if t == 0 { &c0s[b * u..(b + 1) * u] } else { &before[ob - u..ob] };
-                        let tc = &mut tv[(bl * kept_steps + gt) * u..][..u];
+                        let tc = &mut step_tc[bl * u..(bl + 1) * u];
+                        let hp = &mut h_prev[bl * u..(bl + 1) * u];
                         let (o, c_prev) = (&mut o[..u], &c_prev[..u]);
                         for k in 0..u {
                             i[k] = i[k].sigmoid_fast();
@@ -622,6 +630,7 @@ pub fn lstm<T: Element>(
                             c[k] = f[k] * c_prev[k] + i[k] * c_hat[k];
                             tc[k] = c[k].tanh_fast();
                             h[k] = o[k] * tc[k];
+                            hp[k] = h[k];
                         }
                     }
                 },
@@ -643,28 +652,53 @@ pub fn lstm<T: Element>(
         let os = out.as_slice().expect("own output, contiguous");
         let av = a.as_slice().expect("fresh array");
         let tcv = tanh_c.as_slice().expect("fresh array");
-        let mut dz = zeros3::<T>(d.batch, time, 4 * u);
+        let features = d.features;
+        let xs = xv.array().as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout");
+        let h0s = h0v.array().as_standard_layout();
+        let h0s = h0s.as_slice().expect("standard layout");
+        let (want_x, want_k, want_r, want_h0) = (sink.wants(0), sink.wants(1), sink.wants(2), sink.wants(3));
+        let want_b = ctx.num_inputs() == 6 && sink.wants(5);
+        // Wᵀ packed for ∂L/∂x_t = δgates_t·Wᵀ, when x needs a gradient.
+        let wkt = want_x.then(|| PackedRhs::new(kv.array().view().into_dimensionality::<Ix2>().expect("rank 2").t()));
+        let wkt = wkt.as_ref();
         let mut dh_next = Array2::<T>::zeros((d.batch, u));
         let mut dc_next = Array2::<T>::zeros((d.batch, u));
-        let parts = vec![
-            (dz.as_slice_mut().expect("fresh array"), time * 4 * u),
-            (dh_next.as_slice_mut().expect("fresh array"), u),
-            (dc_next.as_slice_mut().expect("fresh array"), u),
-        ];
-        let want_h0 = sink.wants(3);
+        let mut dx = if want_x { zeros3::<T>(d.batch, time, features) } else { Array3::zeros((0, 0, 0)) };
+        let mut parts =
+            vec![(dh_next.as_slice_mut().expect("fresh array"), u), (dc_next.as_slice_mut().expect("fresh array"), u)];
+        if want_x && features > 0 {
+            parts.push((dx.as_slice_mut().expect("fresh array"), time * features));
+        }
+        // Each chunk's share of ∂L/∂W, ∂L/∂U and ∂L/∂b, added up in chunk order below.
+        let per_chunk = chunk_rows(d.batch);
+        let partials = Mutex::new(vec![None; d.batch.div_ceil(per_chunk)]);
         for_sequence_chunks(parts, d.batch, |b0, p, alone| {
-            let [zs, dhn, dcn] = p else { unreachable!("three parts") };
+            let (dhn, dcn, dxs) = match p {
+                [dhn, dcn] => (&mut **dhn, &mut **dcn, None),
+                [dhn, dcn, dxs] => (&mut **dhn, &mut **dcn, Some(&mut **dxs)),
+                _ => unreachable!("two or three parts"),
+            };
             let rows = dhn.len() / u;
+            // One step's gate gradients [rows, 4·units], and the same packed as the
+            // right-hand side of the weight gradients' products.
+            let mut dz = vec![T::zero(); rows * 4 * u];
+            let mut h_prev_t = vec![T::zero(); if want_r { rows * u } else { 0 }];
+            let mut dz_packed = PackedRhs::new(ArrayView2::from_shape((0, 4 * u), &dz[..0]).expect("empty"));
+            let mut dk = Array2::<T>::zeros(if want_k { (features, 4 * u) } else { (0, 0) });
+            let mut dr = Array2::<T>::zeros(if want_r { (u, 4 * u) } else { (0, 0) });
+            let mut db = vec![T::zero(); if want_b { 4 * u } else { 0 }];
+            let mut dxs = dxs;
             for t in (0..time).rev() {
                 nn_tensor::simd::vectorized(
                     #[inline(always)]
                     || {
                         for bl in 0..rows {
                             let b = b0 + bl;
-                            let gb = (b * time + t) * 4 * u;
+                            // `a` and `tanh_c` step-major within the chunk (see forward).
+                            let gb = (b0 * time + t * rows + bl) * 4 * u;
                             let ob = (b * time + t) * 2 * u;
-                            let zb = (bl * time + t) * 4 * u;
-                            let tb = (b * time + t) * u;
+                            let tb = (b0 * time + t * rows + bl) * u;
                             let c_prev = if t == 0 { &c0s[b * u..(b + 1) * u] } else { &os[ob - u..ob] };
                             let step = LstmStepGrad {
                                 gates: &av[gb..gb + 4 * u],
@@ -673,28 +707,113 @@ pub fn lstm<T: Element>(
                                 grad_out: &gout[ob..ob + 2 * u],
                                 dh_next: &dhn[bl * u..(bl + 1) * u],
                             };
-                            step.run(&mut dcn[bl * u..(bl + 1) * u], &mut zs[zb..zb + 4 * u]);
+                            step.run(&mut dcn[bl * u..(bl + 1) * u], &mut dz[bl * 4 * u..(bl + 1) * 4 * u]);
+                            if want_b {
+                                let row = &dz[bl * 4 * u..(bl + 1) * 4 * u];
+                                db.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+                            }
+                            if want_r {
+                                // h_{t−1} as column `bl` of h_{t−1}ᵀ ([units, rows]).
+                                let h_prev = if t == 0 { &h0s[b * u..][..u] } else { &os[ob - 2 * u..ob - u] };
+                                for (j, &v) in h_prev.iter().enumerate() {
+                                    h_prev_t[j * rows + bl] = v;
+                                }
+                            }
                         }
                     },
                 );
+                let zt = ArrayView2::from_shape((rows, 4 * u), &dz[..]).expect("the chunk's size");
+                if want_k || want_r {
+                    dz_packed.repack(zt);
+                }
+                if want_r {
+                    // ∂L/∂U += h_{t−1}ᵀ·δgates_t, with h_{t−1}ᵀ copied to [units, rows]
+                    // above (read in place, its columns a time-step stride apart all
+                    // fell in one set of the L1 cache).
+                    let prev_t = ArrayView2::from_shape((u, rows), &h_prev_t[..]).expect("the chunk's size");
+                    step_gemm(op, alone, prev_t, &dz_packed, T::one(), &mut dr.view_mut())?;
+                }
+                if want_k {
+                    // ∂L/∂W += x_tᵀ·δgates_t.
+                    let x_t = ArrayView2::from_shape(
+                        (features, rows).strides((1, time * features)),
+                        &xs[(b0 * time + t) * features..],
+                    )
+                    .expect("inside x");
+                    step_gemm(op, alone, x_t, &dz_packed, T::one(), &mut dk.view_mut())?;
+                }
+                if let (Some(dxs), Some(wkt)) = (dxs.as_deref_mut(), wkt) {
+                    let mut dx_t = step_view_mut(dxs, rows, time, features, t);
+                    step_gemm(op, alone, zt, wkt, T::zero(), &mut dx_t)?;
+                }
                 if t == 0 && !want_h0 {
                     break;
                 }
-                let zt = step_view(zs, rows, time, 4 * u, t);
-                let mut dhv = ArrayViewMut2::from_shape((rows, u), dhn).expect("the chunk's size");
+                let mut dhv = ArrayViewMut2::from_shape((rows, u), &mut *dhn).expect("the chunk's size");
                 step_gemm(op, alone, zt, rkt, T::zero(), &mut dhv)?;
             }
+            partials.lock().unwrap_or_else(|p| p.into_inner())[b0 / per_chunk] = Some((dk, dr, db));
             Ok(())
         })?;
-        let dz2 = dz.view().into_shape_with_order((d.batch * time, 4 * u)).expect("standard layout");
-        weight_grads(op, sink, xv, kv, h0v, out, dz2, dz2, d)?;
+        add_partials(sink, want_x.then_some(dx), &[(1, want_k), (2, want_r)], want_b.then_some(5), partials)?;
         sink.add(3, Tensor::from(dh_next.into_dyn()))?;
         sink.add(4, Tensor::from(dc_next.into_dyn()))?;
-        if ctx.num_inputs() == 6 {
-            bias_grad(op, sink, 5, &[dz2])?;
-        }
         Ok(())
     })?)
+}
+
+/// Each chunk's `(∂L/∂kernel, ∂L/∂recurrent_kernel, ∂L/∂bias)`, by chunk index.
+type ChunkPartials<T> = Mutex<Vec<Option<(Array2<T>, Array2<T>, Vec<T>)>>>;
+
+/// Hands the weight gradients a recurrent op's chunks computed to `sink`: `dx` (the
+/// gradient with respect to `x`, input 0, when wanted) as it is, and the chunks'
+/// partial sums added up in chunk order (the same order at any thread count) into
+/// the inputs `weights` names (`(input, wanted)`) and into input `bias`; zeros when
+/// no chunk ran (no samples or no time steps).
+fn add_partials<T: Element>(
+    sink: &mut GradSink<'_, T>,
+    dx: Option<Array3<T>>,
+    weights: &[(usize, bool); 2],
+    bias: Option<usize>,
+    partials: ChunkPartials<T>,
+) -> std::result::Result<(), AutogradError> {
+    if let Some(dx) = dx {
+        sink.add(0, Tensor::from(dx.into_dyn()))?;
+    }
+    let partials: Vec<_> = partials.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().flatten().collect();
+    let mut sums: [Option<Array2<T>>; 2] = [None, None];
+    let mut bias_sum: Option<Vec<T>> = None;
+    for (dk, dr, db) in partials {
+        for (sum, part) in sums.iter_mut().zip([dk, dr]) {
+            match sum {
+                Some(s) => *s += &part,
+                None => *sum = Some(part),
+            }
+        }
+        match &mut bias_sum {
+            Some(s) => s.iter_mut().zip(&db).for_each(|(s, &v)| *s += v),
+            None => bias_sum = Some(db),
+        }
+    }
+    // No chunk ran (no samples or no time steps): zero gradients.
+    let zeros = |sink: &GradSink<'_, T>, k: usize| Tensor::zeros(sink.input_shape(k));
+    for (&(k, wanted), sum) in weights.iter().zip(sums) {
+        if wanted {
+            let grad = match sum {
+                Some(sum) => Tensor::from(sum.into_dyn()),
+                None => zeros(sink, k),
+            };
+            sink.add(k, grad)?;
+        }
+    }
+    if let Some(k) = bias {
+        let grad = match bias_sum {
+            Some(sum) => Tensor::from_vec(sink.input_shape(k), sum),
+            None => zeros(sink, k),
+        };
+        sink.add(k, grad)?;
+    }
+    Ok(())
 }
 
 /// One sample's inputs to the LSTM gradient at one step (formulas in [`lstm`]'s

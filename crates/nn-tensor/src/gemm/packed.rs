@@ -44,19 +44,40 @@ pub struct PackedRhs<T> {
 impl<T: Element> PackedRhs<T> {
     /// Packs `b: [k, n]` (any strides: pass `u.t()` for `Uᵀ`). Costs one pass over B.
     pub fn new(b: ArrayView2<'_, T>) -> Self {
+        let mut packed = PackedRhs { k: 0, n: 0, panels: Vec::new() };
+        packed.repack(b);
+        packed
+    }
+
+    /// Packs `b: [k, n]` in place of the matrix held, reusing the allocation when it is
+    /// large enough (a new matrix at every time step without allocating). Costs one
+    /// pass over B.
+    pub fn repack(&mut self, b: ArrayView2<'_, T>) {
         let (k, n) = b.dim();
         let count = n.div_ceil(NR);
-        let mut panels = vec![T::zero(); count * k * NR];
-        for (q, panel) in panels.chunks_mut((k * NR).max(1)).enumerate().take(count) {
+        self.panels.resize(count * k * NR, T::zero());
+        (self.k, self.n) = (k, n);
+        if n % NR == 0 && b.strides()[1] == 1 {
+            // Contiguous rows, whole panels: straight copies of NR elements.
+            for (p, row) in b.rows().into_iter().enumerate() {
+                let row = row.to_slice().expect("unit column stride");
+                for (q, src) in row.chunks_exact(NR).enumerate() {
+                    self.panels[(q * k + p) * NR..][..NR].copy_from_slice(src);
+                }
+            }
+            return;
+        }
+        for (q, panel) in self.panels.chunks_mut((k * NR).max(1)).enumerate().take(count) {
             let j0 = q * NR;
             let width = NR.min(n - j0);
             for (p, row) in panel.chunks_mut(NR).enumerate() {
                 for (j, v) in row[..width].iter_mut().enumerate() {
                     *v = b[(p, j0 + j)];
                 }
+                // The last panel's padding (what an earlier, wider matrix left).
+                row[width..].fill(T::zero());
             }
         }
-        PackedRhs { k, n, panels }
     }
 
     /// `[k, n]`, the shape of the packed matrix.
@@ -390,6 +411,35 @@ mod tests {
                     acc = a[(i, p)].mul_add(bt[(j, p)], acc);
                 }
                 assert_eq!(c[(i, j)].to_bits(), acc.to_bits(), "({i}, {j})");
+            }
+        }
+    }
+
+    /// Repacking over a larger matrix (contiguous whole panels, then a transposed
+    /// view with a part panel) gives the products of a fresh packing, bit for bit.
+    #[test]
+    fn repack_reuses_the_buffer_and_gives_the_fresh_results() {
+        let wide = Array2::from_shape_fn((9, 40), |(p, j)| (p * 40 + j) as f32 * 0.25 - 3.0);
+        let mut packed = PackedRhs::new(wide.view());
+        let whole = Array2::from_shape_fn((5, 32), |(p, j)| ((p * 32 + j) as f32 * 0.7).sin());
+        let part_t = Array2::from_shape_fn((19, 6), |(j, p)| ((j * 6 + p) as f32 * 0.3).cos());
+        for b in [whole.view(), part_t.t()] {
+            packed.repack(b);
+            assert_eq!(packed.dim(), b.dim());
+            let (k, n) = b.dim();
+            let a = Array2::from_shape_fn((7, k), |(i, p)| (i as f32 - p as f32) * 0.5);
+            let (mut got, mut want) = (Array2::<f32>::ones((7, n)), Array2::<f32>::ones((7, n)));
+            packed.gemm(a.view(), 1.0, &mut got.view_mut()).unwrap();
+            PackedRhs::new(b).gemm(a.view(), 1.0, &mut want.view_mut()).unwrap();
+            assert_eq!(got, want);
+            for i in 0..7 {
+                for j in 0..n {
+                    let mut acc = 1.0f32;
+                    for p in 0..k {
+                        acc = a[(i, p)].mul_add(b[(p, j)], acc);
+                    }
+                    assert_eq!(got[(i, j)].to_bits(), acc.to_bits(), "({i}, {j})");
+                }
             }
         }
     }
