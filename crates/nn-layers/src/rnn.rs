@@ -12,12 +12,15 @@
 //! the general GEMM, which packed them again at every step (the
 //! `gemm_f32_recurrent_step` benchmark compares the two). Backward walks the steps in
 //! reverse (one `[batch, gates·units] · recurrent_kernelᵀ` product per step for the
-//! gradient flowing into the previous state). SimpleRNN and GRU then form the weight
-//! gradients with one GEMM each over all steps; the LSTM adds each step's
-//! `x_tᵀ·δgates_t` and `h_{t−1}ᵀ·δgates_t` while that step's gate gradients are in
-//! cache (one chunk's sums per task, added up in chunk order), and keeps no
-//! `[batch, time, 4·units]` gradient buffer (in an LSTM training step the big
+//! gradient flowing into the previous state). SimpleRNN then forms the weight
+//! gradients with one GEMM each over all steps; the LSTM and the GRU add each step's
+//! `x_tᵀ·δ_t` and `h_{t−1}ᵀ·δ_t` while that step's gate gradients are in cache (one
+//! chunk's sums per task, added up in chunk order), and keep no
+//! `[batch, time, gates·units]` gradient buffer (in an LSTM training step the big
 //! weight-gradient GEMMs ran at half the speed of these products on two threads).
+//! An LSTM layer without `return_sequences` uses [`lstm_last`], whose output is the
+//! last step alone, so that backward gets no `[batch, time, 2·units]` gradient that
+//! is zero but for one step.
 //! Nothing of a tensor's size is allocated per time step. The gate activations the
 //! forward pass computed are kept for backward, within a chunk step-major (each
 //! step's rows contiguous: rows a time-step stride apart fell in one set of the L1
@@ -523,9 +526,47 @@ pub fn lstm<T: Element>(
     h0: Var,
     c0: Var,
 ) -> Result<Var> {
+    lstm_op(g, x, kernel, recurrent_kernel, bias, h0, c0, false)
+}
+
+/// [`lstm`] giving only the last step's `[h_T, c_T]`, `[batch, 2·units]` (an LSTM
+/// layer without `return_sequences`). The same values and gradients as slicing the
+/// last step out of [`lstm`]'s output, without a `[batch, time, 2·units]` gradient
+/// that is zero but for its last step (written, then read back by backward).
+///
+/// # Errors
+/// As [`lstm`]; [`AutogradError::ShapeMismatch`] for a sequence of zero steps.
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_last<T: Element>(
+    g: &mut Graph<T>,
+    x: Var,
+    kernel: Var,
+    recurrent_kernel: Var,
+    bias: Option<Var>,
+    h0: Var,
+    c0: Var,
+) -> Result<Var> {
+    lstm_op(g, x, kernel, recurrent_kernel, bias, h0, c0, true)
+}
+
+/// [`lstm`] (`last_only` false) or [`lstm_last`].
+#[allow(clippy::too_many_arguments)]
+fn lstm_op<T: Element>(
+    g: &mut Graph<T>,
+    x: Var,
+    kernel: Var,
+    recurrent_kernel: Var,
+    bias: Option<Var>,
+    h0: Var,
+    c0: Var,
+    last_only: bool,
+) -> Result<Var> {
     let op = "lstm";
     let d = check_shapes(op, g, x, kernel, recurrent_kernel, &[h0, c0], 4)?;
     let (time, u) = (d.time, d.units);
+    if last_only && time == 0 {
+        return Err(mismatch(op, g.value(x).shape(), &[], "a sequence of at least one step").into());
+    }
     check_bias(op, g, bias, &[4 * u])?;
     let bview = bias.map(|b| g.value(b).array().view().into_dimensionality::<ndarray::Ix1>().expect("rank 1"));
     let rk = PackedRhs::new(g.value(recurrent_kernel).array().view().into_dimensionality::<Ix2>().expect("rank 2"));
@@ -638,18 +679,29 @@ pub fn lstm<T: Element>(
         }
         Ok(())
     })?;
-    let value = Tensor::from(out.into_dyn());
+    // The op's value; with `last_only` the states of every step stay here for backward.
+    let (value, kept_out) = if last_only {
+        let last = out.index_axis(Axis(1), time - 1).to_owned();
+        (Tensor::from(last.into_dyn()), training.then_some(out))
+    } else {
+        (Tensor::from(out.into_dyn()), None)
+    };
+    // The gradient reaching a step before the last when only the last is output.
+    let no_grad_out = vec![T::zero(); if last_only { 2 * u } else { 0 }];
 
     Ok(g.try_custom(op, &inputs, value, move |ctx, grad, sink| {
-        let (xv, kv, rv, h0v, c0v, out) =
-            (ctx.input(0), ctx.input(1), ctx.input(2), ctx.input(3), ctx.input(4), ctx.output());
+        let (xv, kv, rv, h0v, c0v) = (ctx.input(0), ctx.input(1), ctx.input(2), ctx.input(3), ctx.input(4));
+        let out = match &kept_out {
+            Some(states) => states.as_slice().expect("fresh array"),
+            None => ctx.output().as_slice().expect("own output, contiguous"),
+        };
         let rkt = PackedRhs::new(rv.array().view().into_dimensionality::<Ix2>().expect("rank 2").t());
         let rkt = &rkt;
         let gout = grad.array().as_standard_layout();
         let gout = gout.as_slice().expect("standard layout");
         let c0s = c0v.array().as_standard_layout();
         let c0s = c0s.as_slice().expect("standard layout");
-        let os = out.as_slice().expect("own output, contiguous");
+        let os = out;
         let av = a.as_slice().expect("fresh array");
         let tcv = tanh_c.as_slice().expect("fresh array");
         let features = d.features;
@@ -704,7 +756,11 @@ pub fn lstm<T: Element>(
                                 gates: &av[gb..gb + 4 * u],
                                 tanh_c: &tcv[tb..tb + u],
                                 c_prev,
-                                grad_out: &gout[ob..ob + 2 * u],
+                                grad_out: match (last_only, t + 1 == time) {
+                                    (false, _) => &gout[ob..ob + 2 * u],
+                                    (true, true) => &gout[b * 2 * u..(b + 1) * 2 * u],
+                                    (true, false) => &no_grad_out,
+                                },
                                 dh_next: &dhn[bl * u..(bl + 1) * u],
                             };
                             step.run(&mut dcn[bl * u..(bl + 1) * u], &mut dz[bl * 4 * u..(bl + 1) * 4 * u]);
@@ -1009,18 +1065,42 @@ pub fn gru<T: Element>(
         let os = out.as_slice().expect("own output, contiguous");
         let av = a.as_slice().expect("fresh array");
         let rhs = rec_h.as_slice().expect("fresh array");
-        let mut dxw = zeros3::<T>(d.batch, time, 3 * u);
-        let mut drec = zeros3::<T>(d.batch, time, 3 * u);
+        let features = d.features;
+        let xs = xv.array().as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout");
+        let (want_x, want_k, want_r, want_h0) = (sink.wants(0), sink.wants(1), sink.wants(2), sink.wants(3));
+        let want_b = ctx.num_inputs() == 5 && sink.wants(4);
+        // Wᵀ packed for ∂L/∂x_t = δ(input side)_t·Wᵀ, when x needs a gradient.
+        let wkt = want_x.then(|| PackedRhs::new(kv.array().view().into_dimensionality::<Ix2>().expect("rank 2").t()));
+        let wkt = wkt.as_ref();
         let mut dh_next = Array2::<T>::zeros((d.batch, u));
-        let parts = vec![
-            (dxw.as_slice_mut().expect("fresh array"), time * 3 * u),
-            (drec.as_slice_mut().expect("fresh array"), time * 3 * u),
-            (dh_next.as_slice_mut().expect("fresh array"), u),
-        ];
-        let want_h0 = sink.wants(3);
+        let mut dx = if want_x { zeros3::<T>(d.batch, time, features) } else { Array3::zeros((0, 0, 0)) };
+        let mut parts = vec![(dh_next.as_slice_mut().expect("fresh array"), u)];
+        if want_x && features > 0 {
+            parts.push((dx.as_slice_mut().expect("fresh array"), time * features));
+        }
+        // Each chunk's share of ∂L/∂W, ∂L/∂U and ∂L/∂b (rows b_in, b_rec), added up in
+        // chunk order below; as the LSTM's (see there).
+        let per_chunk = chunk_rows(d.batch);
+        let partials = Mutex::new(vec![None; d.batch.div_ceil(per_chunk)]);
         for_sequence_chunks(parts, d.batch, |b0, p, alone| {
-            let [xs, rs, dhn] = p else { unreachable!("three parts") };
+            let (dhn, dxs) = match p {
+                [dhn] => (&mut **dhn, None),
+                [dhn, dxs] => (&mut **dhn, Some(&mut **dxs)),
+                _ => unreachable!("one or two parts"),
+            };
             let rows = dhn.len() / u;
+            // One step's input-side and recurrent-side gradients [rows, 3·units], and
+            // the same packed for the weight gradients' products.
+            let mut dxw = vec![T::zero(); rows * 3 * u];
+            let mut drec = vec![T::zero(); rows * 3 * u];
+            let mut h_prev_t = vec![T::zero(); if want_r { rows * u } else { 0 }];
+            let empty = ArrayView2::from_shape((0, 3 * u), &dxw[..0]).expect("empty");
+            let (mut dxw_packed, mut drec_packed) = (PackedRhs::new(empty), PackedRhs::new(empty));
+            let mut dk = Array2::<T>::zeros(if want_k { (features, 3 * u) } else { (0, 0) });
+            let mut dr = Array2::<T>::zeros(if want_r { (u, 3 * u) } else { (0, 0) });
+            let mut db = vec![T::zero(); if want_b { 6 * u } else { 0 }];
+            let mut dxs = dxs;
             for t in (0..time).rev() {
                 nn_tensor::simd::vectorized(
                     #[inline(always)]
@@ -1029,34 +1109,66 @@ pub fn gru<T: Element>(
                             let b = b0 + bl;
                             let gb = (b * time + t) * 3 * u;
                             let ob = (b * time + t) * u;
-                            let lb = (bl * time + t) * 3 * u;
+                            let lb = bl * 3 * u;
+                            let h_prev = if t == 0 { &h0s[b * u..(b + 1) * u] } else { &os[ob - u..ob] };
                             let step = GruStepGrad {
                                 gates: &av[gb..gb + 3 * u],
-                                h_prev: if t == 0 { &h0s[b * u..(b + 1) * u] } else { &os[ob - u..ob] },
+                                h_prev,
                                 rec_h: &rhs[ob..ob + u],
                                 grad_out: &gout[ob..ob + u],
                             };
-                            step.run(&mut dhn[bl * u..(bl + 1) * u], &mut xs[lb..lb + 3 * u], &mut rs[lb..lb + 3 * u]);
+                            step.run(
+                                &mut dhn[bl * u..(bl + 1) * u],
+                                &mut dxw[lb..lb + 3 * u],
+                                &mut drec[lb..lb + 3 * u],
+                            );
+                            if want_b {
+                                let (db_in, db_rec) = db.split_at_mut(3 * u);
+                                db_in.iter_mut().zip(&dxw[lb..lb + 3 * u]).for_each(|(s, &v)| *s += v);
+                                db_rec.iter_mut().zip(&drec[lb..lb + 3 * u]).for_each(|(s, &v)| *s += v);
+                            }
+                            if want_r {
+                                // h_{t−1} as column `bl` of h_{t−1}ᵀ ([units, rows]).
+                                for (j, &v) in h_prev.iter().enumerate() {
+                                    h_prev_t[j * rows + bl] = v;
+                                }
+                            }
                         }
                     },
                 );
+                let xt = ArrayView2::from_shape((rows, 3 * u), &dxw[..]).expect("the chunk's size");
+                let rt = ArrayView2::from_shape((rows, 3 * u), &drec[..]).expect("the chunk's size");
+                if want_k {
+                    // ∂L/∂W += x_tᵀ·δ(input side)_t.
+                    dxw_packed.repack(xt);
+                    let x_t = ArrayView2::from_shape(
+                        (features, rows).strides((1, time * features)),
+                        &xs[(b0 * time + t) * features..],
+                    )
+                    .expect("inside x");
+                    step_gemm(op, alone, x_t, &dxw_packed, T::one(), &mut dk.view_mut())?;
+                }
+                if want_r {
+                    // ∂L/∂U += h_{t−1}ᵀ·δ(recurrent side)_t.
+                    drec_packed.repack(rt);
+                    let prev_t = ArrayView2::from_shape((u, rows), &h_prev_t[..]).expect("the chunk's size");
+                    step_gemm(op, alone, prev_t, &drec_packed, T::one(), &mut dr.view_mut())?;
+                }
+                if let (Some(dxs), Some(wkt)) = (dxs.as_deref_mut(), wkt) {
+                    let mut dx_t = step_view_mut(dxs, rows, time, features, t);
+                    step_gemm(op, alone, xt, wkt, T::zero(), &mut dx_t)?;
+                }
                 if t == 0 && !want_h0 {
                     break;
                 }
-                let rt = step_view(rs, rows, time, 3 * u, t);
-                let mut dhv = ArrayViewMut2::from_shape((rows, u), dhn).expect("the chunk's size");
+                let mut dhv = ArrayViewMut2::from_shape((rows, u), &mut *dhn).expect("the chunk's size");
                 step_gemm(op, alone, rt, rkt, one, &mut dhv)?;
             }
+            partials.lock().unwrap_or_else(|p| p.into_inner())[b0 / per_chunk] = Some((dk, dr, db));
             Ok(())
         })?;
-        let rows = d.batch * time;
-        let dxw2 = dxw.view().into_shape_with_order((rows, 3 * u)).expect("standard layout");
-        let drec2 = drec.view().into_shape_with_order((rows, 3 * u)).expect("standard layout");
-        weight_grads(op, sink, xv, kv, h0v, out, dxw2, drec2, d)?;
+        add_partials(sink, want_x.then_some(dx), &[(1, want_k), (2, want_r)], want_b.then_some(4), partials)?;
         sink.add(3, Tensor::from(dh_next.into_dyn()))?;
-        if ctx.num_inputs() == 5 {
-            bias_grad(op, sink, 4, &[dxw2, drec2])?;
-        }
         Ok(())
     })?)
 }

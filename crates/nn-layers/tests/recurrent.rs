@@ -655,3 +655,49 @@ fn inference_forward_matches_the_training_forward_bit_for_bit() {
     }
     nn_tensor::set_num_threads(0);
 }
+
+#[test]
+fn lstm_last_is_the_last_step_of_lstm_with_the_same_gradients() {
+    // Three chunks (150 samples) on 2 threads, f32: values and every gradient bit for
+    // bit against slicing the last step out of the whole-sequence op.
+    let (batch, time, feats, units) = (150, 4, 3, 24);
+    nn_tensor::set_num_threads(2);
+    let f32s = |t: Tensor<f64>| Tensor::<f32>::from_vec(t.shape(), t.to_vec().iter().map(|&v| v as f32).collect());
+    let run = |last_op: bool| -> (Vec<u32>, Vec<Vec<u32>>) {
+        let mut g = Graph::<f32>::new();
+        let x = g.param("x", f32s(uniform(&[batch, time, feats], -1.0, 1.0, 1)));
+        let w = g.param("w", f32s(uniform(&[feats, 4 * units], -0.4, 0.4, 2)));
+        let u = g.param("u", f32s(uniform(&[units, 4 * units], -0.4, 0.4, 3)));
+        let b = g.param("b", f32s(uniform(&[4 * units], -0.3, 0.3, 4)));
+        let h0 = g.param("h0", f32s(uniform(&[batch, units], -0.5, 0.5, 5)));
+        let c0 = g.param("c0", f32s(uniform(&[batch, units], -0.5, 0.5, 6)));
+        let y = if last_op {
+            rnn::lstm_last(&mut g, x, w, u, Some(b), h0, c0).unwrap()
+        } else {
+            let seq = rnn::lstm(&mut g, x, w, u, Some(b), h0, c0).unwrap();
+            let last = g.try_slice(seq, 1, time - 1, time).unwrap();
+            g.try_reshape(last, &[batch, 2 * units]).unwrap()
+        };
+        assert_eq!(g.value(y).shape(), &[batch, 2 * units]);
+        let value = g.value(y).to_vec().iter().map(|v| v.to_bits()).collect();
+        let grads = g.backward_with_seed(y, f32s(uniform(&[batch, 2 * units], -1.0, 1.0, 7))).unwrap();
+        let grads = [x, w, u, b, h0, c0]
+            .iter()
+            .map(|&v| grads.wrt(v).unwrap().to_vec().iter().map(|g| g.to_bits()).collect())
+            .collect();
+        (value, grads)
+    };
+    let (sliced, last) = (run(false), run(true));
+    assert!(sliced.0 == last.0, "values");
+    for (k, (a, b)) in sliced.1.iter().zip(&last.1).enumerate() {
+        assert!(a == b, "gradient {k}");
+    }
+    nn_tensor::set_num_threads(0);
+    // No steps: no last step to give.
+    let mut g = Graph::<f64>::no_grad();
+    let v: Vec<Var> = [vec![2, 0, 3], vec![3, 8], vec![2, 8], vec![8], vec![2, 2], vec![2, 2]]
+        .iter()
+        .map(|s| g.variable(Tensor::zeros(s)))
+        .collect();
+    assert!(rnn::lstm_last(&mut g, v[0], v[1], v[2], Some(v[3]), v[4], v[5]).is_err());
+}

@@ -482,8 +482,16 @@ recurrent_layer!(LSTM, LstmConfig, "LSTM", 4, |u| vec![4 * u], 2);
 
 impl LSTM {
     fn run<T: Element>(&self, g: &mut Graph<T>, x: Var, params: &[Var], states: &[Var]) -> Result<RecurrentOutput> {
-        let seq = crate::rnn::lstm(g, x, params[0], params[1], params.get(2).copied(), states[0], states[1])?;
-        outputs(self.common, g, seq, true)
+        let (bias, u) = (params.get(2).copied(), self.common.units);
+        if self.common.return_sequences {
+            let seq = crate::rnn::lstm(g, x, params[0], params[1], bias, states[0], states[1])?;
+            return outputs(self.common, g, seq, true);
+        }
+        // Only the last step: [h_T, c_T] straight from the op.
+        let last = crate::rnn::lstm_last(g, x, params[0], params[1], bias, states[0], states[1])?;
+        let h = g.try_slice(last, 1, 0, u)?;
+        let states = if self.common.return_state { vec![h, g.try_slice(last, 1, u, 2 * u)?] } else { Vec::new() };
+        Ok(RecurrentOutput { output: h, states })
     }
 
     fn adjust_initial<T: Element>(&self, kind: ParamKind, value: &mut Tensor<T>) {
