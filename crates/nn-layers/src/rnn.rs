@@ -691,7 +691,8 @@ fn lstm_op<T: Element>(
 
     Ok(g.try_custom(op, &inputs, value, move |ctx, grad, sink| {
         let (xv, kv, rv, h0v, c0v) = (ctx.input(0), ctx.input(1), ctx.input(2), ctx.input(3), ctx.input(4));
-        let out = match &kept_out {
+        // Every step's [h, c]: kept here with `last_only`, else the op's own output.
+        let os = match &kept_out {
             Some(states) => states.as_slice().expect("fresh array"),
             None => ctx.output().as_slice().expect("own output, contiguous"),
         };
@@ -701,7 +702,6 @@ fn lstm_op<T: Element>(
         let gout = gout.as_slice().expect("standard layout");
         let c0s = c0v.array().as_standard_layout();
         let c0s = c0s.as_slice().expect("standard layout");
-        let os = out;
         let av = a.as_slice().expect("fresh array");
         let tcv = tanh_c.as_slice().expect("fresh array");
         let features = d.features;
